@@ -1,0 +1,45 @@
+#pragma once
+// SMILES → molecular graph with the Open Graph Benchmark featurization (ogb smiles2graph).
+// The only stage that includes RDKit. Bad input is never an exception here: a SMILES that
+// cannot be featurized returns a reject reason (see data_schemas/rejects.md for the codes).
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hpcscreen::chem {
+
+inline constexpr const char* featurizer_name = "ogb-smiles2graph";
+inline constexpr int featurizer_version = 1;
+inline constexpr int n_atom_features = 9;
+inline constexpr int n_bond_features = 3;
+
+struct mol_graph {
+  std::int64_t n_atoms = 0;
+  std::int64_t n_edges = 0;                // directed edges: two per bond
+  std::vector<std::int64_t> atom_features; // [n_atoms, 9]
+  std::vector<std::int64_t> edges;         // [n_edges, 2] (source, target) pairs
+  std::vector<std::int64_t> bond_features; // [n_edges, 3]
+};
+
+struct featurize_options {
+  std::int64_t max_atoms = 500;  // heavy atoms; larger molecules are rejected ("too_many_atoms")
+};
+
+struct featurize_result {
+  bool ok = false;
+  mol_graph graph;
+  std::string reason;  // stable code when !ok
+  std::string detail;  // RDKit's message or an explanation
+};
+
+// Thread-safe: featurize from as many threads as you like.
+featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options);
+
+// Keeps RDKit's log lines out of the run's output. Call once before any featurization.
+void silence_rdkit_logs();
+
+// "RDKit <version>", for run.json.
+std::string rdkit_version();
+
+}  // namespace hpcscreen::chem

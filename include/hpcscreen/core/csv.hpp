@@ -1,0 +1,13 @@
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace hpcscreen {
+
+// One CSV field, quoted per RFC 4180 when it holds a comma, quote or line break.
+std::string csv_field(std::string_view s);
+
+// A float printed so that it reads back to the same value ("%.9g").
+std::string format_score(float v);
+
+}  // namespace hpcscreen

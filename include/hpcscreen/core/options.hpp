@@ -1,0 +1,16 @@
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace hpcscreen {
+
+// "90", "90s", "15m", "2h", "1h30m" → seconds. Throws usage_error naming the option.
+double parse_duration_s(const std::string& text, const std::string& option);
+
+// "512", "64M", "64G", "1.5T" (binary units) → bytes. Throws usage_error naming the option.
+std::uint64_t parse_bytes(const std::string& text, const std::string& option);
+
+// "1h02m03s"-style rendering for progress lines.
+std::string format_duration(double seconds);
+
+}  // namespace hpcscreen

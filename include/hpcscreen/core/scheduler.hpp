@@ -1,0 +1,20 @@
+#pragma once
+#include <string>
+
+namespace hpcscreen {
+
+// What the batch scheduler tells a job through its environment.
+struct scheduler_info {
+  std::string name = "none";  // "slurm", "pbs" or "none"
+  std::string job_id;
+  int n_nodes = 0;
+  int cpus_per_task = 0;  // 0: not given
+};
+
+scheduler_info detect_scheduler();
+
+// Threads per rank when --threads is not given: the scheduler's CPUs per task, then
+// OMP_NUM_THREADS, then the cores this process may run on.
+int default_threads(const scheduler_info& s);
+
+}  // namespace hpcscreen

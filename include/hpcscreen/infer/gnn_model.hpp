@@ -1,0 +1,37 @@
+#pragma once
+// A user's TorchScript GNN behind the hpcscreen.gnn/1 contract. The only stage that includes
+// LibTorch, and only in its .cpp: this header is cheap to include.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hpcscreen/batch/graph_batch.hpp"
+#include "hpcscreen/infer/model_metadata.hpp"
+
+namespace hpcscreen::infer {
+
+class gnn_model {
+ public:
+  // Loads the archive, reads and checks hpcscreen.json, checks forward()'s arity and probes
+  // it on two tiny graphs for a float32 [B, T] output. Throws model_error with LibTorch's own
+  // message kept.
+  explicit gnn_model(const std::string& path);
+  ~gnn_model();
+  gnn_model(const gnn_model&) = delete;
+  gnn_model& operator=(const gnn_model&) = delete;
+
+  const model_metadata& metadata() const;
+  // Scores one batch: returns [n_graphs, n_tasks] float32, row-major, in batch order.
+  std::vector<float> score(const batch::graph_batch& b);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// Sets LibTorch's intra-op threads (its default here is 1) and keeps OpenBLAS from starting
+// threads of its own behind LibTorch's.
+void configure_threads(int n_threads);
+std::string libtorch_version();
+
+}  // namespace hpcscreen::infer

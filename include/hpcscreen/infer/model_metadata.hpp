@@ -1,0 +1,29 @@
+#pragma once
+// The hpcscreen.json stored inside a TorchScript archive (data_schemas/model_contract.md).
+#include <string>
+#include <vector>
+
+namespace hpcscreen::infer {
+
+inline constexpr const char* metadata_file_name = "hpcscreen.json";
+inline constexpr const char* gnn_contract = "hpcscreen.gnn/1";
+
+struct model_metadata {
+  std::string contract;  // "hpcscreen.gnn/1"
+  std::string kind;      // "gnn"
+  std::string name;
+  std::string featurizer_name;
+  int featurizer_version = 0;
+  std::vector<std::string> tasks;
+  std::string rank_by;
+  bool higher_is_better = true;
+  std::string raw_json;
+
+  std::size_t rank_task_index() const;
+};
+
+// Parses and checks the fields every GNN model needs; throws model_error saying what was
+// expected and what was found.
+model_metadata parse_gnn_metadata(const std::string& json_text, const std::string& model_path);
+
+}  // namespace hpcscreen::infer

@@ -1,0 +1,47 @@
+#pragma once
+// What one committed chunk leaves behind: its counts, its top-K and its rejects. Written to
+// RUN/parts/ under a temporary name, fsync'd and renamed, before the chunk is journaled, so a
+// crash at any instant leaves either a committed chunk or nothing.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hpcscreen/core/record.hpp"
+#include "hpcscreen/rank/topk.hpp"
+
+namespace hpcscreen::run {
+
+struct chunk_counts {
+  std::uint64_t n_read = 0;
+  std::uint64_t n_scored = 0;
+  std::uint64_t n_rejected = 0;
+  std::uint64_t n_failed = 0;  // rows of a shard that could not be read
+  chunk_counts& operator+=(const chunk_counts& o) {
+    n_read += o.n_read;
+    n_scored += o.n_scored;
+    n_rejected += o.n_rejected;
+    n_failed += o.n_failed;
+    return *this;
+  }
+  bool balanced() const { return n_read == n_scored + n_rejected + n_failed; }
+};
+
+struct chunk_record {
+  std::uint64_t chunk_id = 0;
+  std::uint32_t shard = 0;
+  std::uint64_t row_begin = 0, row_end = 0;
+  int rank = 0, attempt = 0;
+  chunk_counts counts;
+  std::string failure;             // the shard error when counts.n_failed > 0
+  std::vector<rank::hit> hits;     // this chunk's top-K, best first
+  std::vector<reject> rejects;     // in row order
+  double elapsed_s = 0;
+};
+
+std::string to_json(const chunk_record& r);
+chunk_record chunk_record_from_json(const std::string& text);
+
+std::string hits_to_json(const std::vector<rank::hit>& hits);
+std::vector<rank::hit> hits_from_json(const std::string& text);
+
+}  // namespace hpcscreen::run

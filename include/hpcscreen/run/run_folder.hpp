@@ -1,0 +1,46 @@
+#pragma once
+// The run folder (data_schemas/run_folder.md):
+//   run_config.json   what the run is (library, model, checksums, chunking) and its attempts
+//   journal/attempt-A.rank-R.log   committed chunk ids, one per line, fsync'd
+//   parts/chunk-NNNNNNNNNN.json     one chunk_record per committed chunk
+//   hits.csv, rejects.csv, run.json written by rank 0 at the end of each attempt
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "hpcscreen/run/chunk_record.hpp"
+
+namespace hpcscreen::run {
+
+// Rank 0 only. Creates the folder, or on resume checks that `identity` (a JSON object with
+// the library and model checksums and everything that fixes the chunk plan) equals the one
+// the run started with. Records the new attempt and returns its number (1 for a fresh run).
+// Throws run_error when the folder exists without resume, or the identity differs.
+int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                  const std::string& attempt_json);
+
+// Chunk ids committed in any journal of the folder. A torn last line is not a commit.
+std::set<std::uint64_t> committed_chunks(const std::string& dir);
+
+// Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
+class journal {
+ public:
+  journal(const std::string& dir, int attempt, int rank);
+  ~journal();
+  journal(const journal&) = delete;
+  journal& operator=(const journal&) = delete;
+  void commit(std::uint64_t chunk_id);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Durable write: temporary file, fsync, rename, fsync of the folder.
+void write_file_atomically(const std::string& path, const std::string& content);
+
+std::string chunk_record_path(const std::string& dir, std::uint64_t chunk_id);
+void write_chunk_record(const std::string& dir, const chunk_record& r);
+chunk_record read_chunk_record(const std::string& dir, std::uint64_t chunk_id);
+
+}  // namespace hpcscreen::run

@@ -1,0 +1,159 @@
+#include "hpcscreen/chem/featurize.hpp"
+
+#include <GraphMol/GraphMol.h>
+#include <GraphMol/MolOps.h>
+#include <GraphMol/SmilesParse/SmilesParse.h>
+#include <RDGeneral/RDLog.h>
+#include <RDGeneral/versions.h>
+
+#include <memory>
+#include <mutex>
+
+namespace hpcscreen::chem {
+namespace {
+
+// Index into an OGB allowable-value list; anything outside maps to the last ("misc") index.
+std::int64_t range_index(int value, int first, int last) {
+  return (value >= first && value <= last) ? value - first : last - first + 1;
+}
+
+std::int64_t chirality_index(RDKit::Atom::ChiralType t) {
+  switch (t) {
+    case RDKit::Atom::CHI_UNSPECIFIED: return 0;
+    case RDKit::Atom::CHI_TETRAHEDRAL_CW: return 1;
+    case RDKit::Atom::CHI_TETRAHEDRAL_CCW: return 2;
+    case RDKit::Atom::CHI_OTHER: return 3;
+    default: return 4;
+  }
+}
+
+std::int64_t hybridization_index(RDKit::Atom::HybridizationType h) {
+  switch (h) {
+    case RDKit::Atom::SP: return 0;
+    case RDKit::Atom::SP2: return 1;
+    case RDKit::Atom::SP3: return 2;
+    case RDKit::Atom::SP3D: return 3;
+    case RDKit::Atom::SP3D2: return 4;
+    default: return 5;
+  }
+}
+
+std::int64_t bond_type_index(RDKit::Bond::BondType t) {
+  switch (t) {
+    case RDKit::Bond::SINGLE: return 0;
+    case RDKit::Bond::DOUBLE: return 1;
+    case RDKit::Bond::TRIPLE: return 2;
+    case RDKit::Bond::AROMATIC: return 3;
+    default: return 4;
+  }
+}
+
+// OGB's list is [NONE, Z, E, CIS, TRANS, ANY]; RDKit's enum orders them differently.
+std::int64_t bond_stereo_index(RDKit::Bond::BondStereo s) {
+  switch (s) {
+    case RDKit::Bond::STEREONONE: return 0;
+    case RDKit::Bond::STEREOZ: return 1;
+    case RDKit::Bond::STEREOE: return 2;
+    case RDKit::Bond::STEREOCIS: return 3;
+    case RDKit::Bond::STEREOTRANS: return 4;
+    default: return 5;
+  }
+}
+
+featurize_result reject(std::string reason, std::string detail) {
+  featurize_result r;
+  r.reason = std::move(reason);
+  r.detail = std::move(detail);
+  return r;
+}
+
+}  // namespace
+
+void silence_rdkit_logs() {
+  static std::once_flag once;
+  std::call_once(once, [] { boost::logging::disable_logs("rdApp.*"); });
+}
+
+std::string rdkit_version() { return std::string("RDKit ") + RDKit::rdkitVersion; }
+
+featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options) {
+  if (smiles.empty()) return reject("empty_smiles", "the SMILES string is empty");
+  bool all_space = true;
+  for (const unsigned char c : smiles) {
+    if (c >= 0x80) {
+      // RDKit stops silently at a non-ASCII byte ("CéC" parses as methane): reject first.
+      return reject("non_ascii", "the SMILES contains a non-ASCII byte");
+    }
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\v' && c != '\f') all_space = false;
+  }
+  if (all_space) return reject("whitespace_only", "the SMILES is whitespace only");
+  for (const unsigned char c : smiles) {
+    if (c <= 0x20 || c == 0x7f) {
+      return reject("invalid_character",
+                    "the SMILES contains whitespace or a control character (byte " +
+                        std::to_string(static_cast<int>(c)) + ")");
+    }
+  }
+
+  std::unique_ptr<RDKit::RWMol> mol;
+  try {
+    // Parse with sanitization, as OGB's Chem.MolFromSmiles does: it also assigns and cleans
+    // stereochemistry, which the chirality and bond-stereo features depend on.
+    RDKit::SmilesParserParams params;
+    mol.reset(RDKit::SmilesToMol(std::string(smiles), params));
+    if (!mol) return reject("smiles_syntax", "RDKit could not parse the SMILES");
+  } catch (const RDKit::AtomValenceException& e) {
+    return reject("valence", e.what());
+  } catch (const RDKit::AtomKekulizeException& e) {
+    return reject("kekulization", e.what());
+  } catch (const RDKit::KekulizeException& e) {
+    return reject("kekulization", e.what());
+  } catch (const RDKit::MolSanitizeException& e) {
+    return reject("sanitization", e.what());
+  } catch (const std::exception& e) {
+    return reject("smiles_syntax", e.what());
+  }
+  const auto n_atoms = static_cast<std::int64_t>(mol->getNumAtoms());
+  if (n_atoms == 0) return reject("no_atoms", "the molecule has no atoms");
+  if (n_atoms > options.max_atoms) {
+    return reject("too_many_atoms", std::to_string(n_atoms) + " atoms exceed --max-atoms " +
+                                        std::to_string(options.max_atoms));
+  }
+
+  featurize_result r;
+  r.ok = true;
+  auto& g = r.graph;
+  g.n_atoms = n_atoms;
+  g.atom_features.reserve(static_cast<std::size_t>(n_atoms) * n_atom_features);
+  const auto* rings = mol->getRingInfo();
+  for (const auto* atom : mol->atoms()) {
+    const std::int64_t f[n_atom_features] = {
+        range_index(atom->getAtomicNum(), 1, 118),
+        chirality_index(atom->getChiralTag()),
+        range_index(static_cast<int>(atom->getTotalDegree()), 0, 10),
+        range_index(atom->getFormalCharge(), -5, 5),
+        range_index(static_cast<int>(atom->getTotalNumHs()), 0, 8),
+        range_index(static_cast<int>(atom->getNumRadicalElectrons()), 0, 4),
+        hybridization_index(atom->getHybridization()),
+        atom->getIsAromatic() ? 1 : 0,
+        rings->numAtomRings(atom->getIdx()) > 0 ? 1 : 0,
+    };
+    g.atom_features.insert(g.atom_features.end(), f, f + n_atom_features);
+  }
+  g.n_edges = 2 * static_cast<std::int64_t>(mol->getNumBonds());
+  g.edges.reserve(static_cast<std::size_t>(g.n_edges) * 2);
+  g.bond_features.reserve(static_cast<std::size_t>(g.n_edges) * n_bond_features);
+  for (const auto* bond : mol->bonds()) {
+    const std::int64_t i = bond->getBeginAtomIdx();
+    const std::int64_t j = bond->getEndAtomIdx();
+    const std::int64_t f[n_bond_features] = {bond_type_index(bond->getBondType()),
+                                             bond_stereo_index(bond->getStereo()),
+                                             bond->getIsConjugated() ? 1 : 0};
+    g.edges.insert(g.edges.end(), {i, j, j, i});
+    g.bond_features.insert(g.bond_features.end(), f, f + n_bond_features);
+    g.bond_features.insert(g.bond_features.end(), f, f + n_bond_features);
+  }
+  return r;
+}
+
+}  // namespace hpcscreen::chem

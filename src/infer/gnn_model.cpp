@@ -1,0 +1,139 @@
+#include "hpcscreen/infer/gnn_model.hpp"
+
+#include <dlfcn.h>
+#include <torch/script.h>
+#include <torch/version.h>
+#include <ATen/Parallel.h>
+
+#include <filesystem>
+#include <unordered_map>
+
+#include "hpcscreen/core/error.hpp"
+
+namespace hpcscreen::infer {
+
+void configure_threads(int n_threads) {
+  // OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded, before main(); its API is the
+  // only way to change it now. It is absent when LibTorch uses another BLAS.
+  using set_threads_fn = void (*)(int);
+  if (auto* f = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    f(1);
+  }
+  at::set_num_threads(std::max(1, n_threads));
+}
+
+std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }
+
+struct gnn_model::impl {
+  std::string path;
+  torch::jit::Module module;
+  model_metadata metadata;
+
+  at::Tensor run(const batch::graph_batch& b) {
+    auto as_tensor = [](const std::vector<std::int64_t>& v, std::vector<std::int64_t> shape) {
+      return torch::from_blob(const_cast<std::int64_t*>(v.data()), shape, torch::kLong);
+    };
+    std::vector<torch::jit::IValue> inputs{
+        as_tensor(b.x, {b.n_atoms, chem::n_atom_features}),
+        as_tensor(b.edge_index, {2, b.n_edges}),
+        as_tensor(b.edge_attr, {b.n_edges, chem::n_bond_features}),
+        as_tensor(b.batch, {b.n_atoms}),
+        b.n_graphs,
+    };
+    auto out = module.forward(inputs);
+    if (!out.isTensor()) {
+      throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
+                        ", expected a float32 tensor [B, T]");
+    }
+    return out.toTensor();
+  }
+
+  void check_output(const at::Tensor& t, std::int64_t n_graphs) const {
+    const auto n_tasks = static_cast<std::int64_t>(metadata.tasks.size());
+    std::ostringstream found;
+    found << t.sizes() << " " << t.scalar_type();
+    if (t.dim() != 2 || t.size(0) != n_graphs || t.size(1) != n_tasks ||
+        t.scalar_type() != torch::kFloat) {
+      throw model_error("model '" + path + "': forward() on a probe batch of " +
+                        std::to_string(n_graphs) + " molecules returned " + found.str() +
+                        ", expected float32 [" + std::to_string(n_graphs) + ", " +
+                        std::to_string(n_tasks) + "] (one row per molecule, one column per task "
+                        "in hpcscreen.json)");
+    }
+  }
+};
+
+namespace {
+chem::mol_graph probe_graph(std::int64_t n_atoms) {
+  // A carbon chain with OGB features of sp3 carbons: enough to exercise forward().
+  chem::mol_graph g;
+  g.n_atoms = n_atoms;
+  for (std::int64_t i = 0; i < n_atoms; ++i) {
+    const std::int64_t n_h = 4 - (i > 0) - (i + 1 < n_atoms);
+    g.atom_features.insert(g.atom_features.end(), {5, 0, 4, 5, n_h, 0, 2, 0, 0});
+    if (i + 1 < n_atoms) {
+      g.edges.insert(g.edges.end(), {i, i + 1, i + 1, i});
+      g.bond_features.insert(g.bond_features.end(), {0, 0, 0, 0, 0, 0});
+      g.n_edges += 2;
+    }
+  }
+  return g;
+}
+}  // namespace
+
+gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) {
+  impl_->path = path;
+  if (!std::filesystem::is_regular_file(path)) {
+    throw model_error("model file '" + path + "' does not exist or is not a file");
+  }
+  std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
+  try {
+    impl_->module = torch::jit::load(path, torch::kCPU, extra);
+  } catch (const c10::Error& e) {
+    throw model_error("cannot load TorchScript model '" + path + "': " + e.what_without_backtrace());
+  }
+  impl_->module.eval();
+  if (extra[metadata_file_name].empty()) {
+    throw model_error("model '" + path + "' has no hpcscreen.json inside the archive; save it with "
+                      "torch.jit.save(m, path, _extra_files={'hpcscreen.json': json.dumps(meta)}) "
+                      "(see data_schemas/model_contract.md)");
+  }
+  impl_->metadata = parse_gnn_metadata(extra[metadata_file_name], path);
+
+  const auto method = impl_->module.find_method("forward");
+  if (!method) throw model_error("model '" + path + "' has no forward() method");
+  const auto n_args = method->function().getSchema().arguments().size();
+  if (n_args != 6) {  // self + 5 inputs
+    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_args - 1) +
+                      " inputs, expected 5: (x int64[N,9], edge_index int64[2,E], edge_attr "
+                      "int64[E,3], batch int64[N], num_graphs int)");
+  }
+  const auto g1 = probe_graph(1), g2 = probe_graph(3);
+  const auto probe = batch::assemble({&g1, &g2});
+  try {
+    c10::InferenceMode guard;
+    impl_->check_output(impl_->run(probe), 2);
+  } catch (const c10::Error& e) {
+    throw model_error("model '" + path + "' failed on a probe batch of 2 molecules: " +
+                      e.what_without_backtrace());
+  }
+}
+
+gnn_model::~gnn_model() = default;
+const model_metadata& gnn_model::metadata() const { return impl_->metadata; }
+
+std::vector<float> gnn_model::score(const batch::graph_batch& b) {
+  c10::InferenceMode guard;
+  at::Tensor out;
+  try {
+    out = impl_->run(b);
+  } catch (const c10::Error& e) {
+    throw model_error("model '" + impl_->path + "' failed on a batch of " +
+                      std::to_string(b.n_graphs) + " molecules: " + e.what_without_backtrace());
+  }
+  impl_->check_output(out, b.n_graphs);
+  out = out.contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+}  // namespace hpcscreen::infer

@@ -1,0 +1,54 @@
+#include "hpcscreen/infer/model_metadata.hpp"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "hpcscreen/chem/featurize.hpp"
+#include "hpcscreen/core/error.hpp"
+
+namespace hpcscreen::infer {
+
+std::size_t model_metadata::rank_task_index() const {
+  const auto it = std::find(tasks.begin(), tasks.end(), rank_by);
+  HPCSCREEN_ASSERT(it != tasks.end());
+  return static_cast<std::size_t>(it - tasks.begin());
+}
+
+model_metadata parse_gnn_metadata(const std::string& json_text, const std::string& model_path) {
+  const std::string where = "model '" + model_path + "': " + metadata_file_name + ": ";
+  model_metadata m;
+  m.raw_json = json_text;
+  try {
+    const auto j = nlohmann::json::parse(json_text);
+    m.contract = j.at("contract").get<std::string>();
+    m.kind = j.at("kind").get<std::string>();
+    m.name = j.value("name", "");
+    m.featurizer_name = j.at("featurizer").at("name").get<std::string>();
+    m.featurizer_version = j.at("featurizer").at("version").get<int>();
+    m.tasks = j.at("tasks").get<std::vector<std::string>>();
+    m.rank_by = j.value("rank_by", m.tasks.empty() ? std::string() : m.tasks.front());
+    m.higher_is_better = j.value("higher_is_better", true);
+  } catch (const nlohmann::json::exception& e) {
+    throw model_error(where + "malformed or missing field: " + e.what());
+  }
+  if (m.kind != "gnn") {
+    throw model_error(where + "kind is '" + m.kind + "', but 'screen' needs kind 'gnn'");
+  }
+  if (m.contract != gnn_contract) {
+    throw model_error(where + "contract is '" + m.contract + "', expected '" + gnn_contract + "'");
+  }
+  if (m.featurizer_name != chem::featurizer_name ||
+      m.featurizer_version != chem::featurizer_version) {
+    throw model_error(where + "featurizer is '" + m.featurizer_name + "/" +
+                      std::to_string(m.featurizer_version) + "', this hpcscreen provides '" +
+                      chem::featurizer_name + "/" + std::to_string(chem::featurizer_version) +
+                      "'; the model was trained on other features and would score noise");
+  }
+  if (m.tasks.empty()) throw model_error(where + "'tasks' is empty; list the output columns");
+  if (std::find(m.tasks.begin(), m.tasks.end(), m.rank_by) == m.tasks.end()) {
+    throw model_error(where + "rank_by '" + m.rank_by + "' is not one of the tasks");
+  }
+  return m;
+}
+
+}  // namespace hpcscreen::infer

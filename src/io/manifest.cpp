@@ -1,0 +1,80 @@
+#include "hpcscreen/io/manifest.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "hpcscreen/core/error.hpp"
+
+namespace hpcscreen::io {
+
+std::uint64_t manifest::n_records() const {
+  std::uint64_t n = 0;
+  for (const auto& s : shards) n += s.n_records;
+  return n;
+}
+
+manifest read_manifest(const std::string& library_dir) {
+  const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
+  std::ifstream in(path);
+  if (!in) {
+    throw shard_error("cannot open library manifest '" + path +
+                      "': is --library a folder written by 'hpcscreen pack'?");
+  }
+  try {
+    const auto j = nlohmann::json::parse(in);
+    const auto schema = j.at("schema").get<std::string>();
+    if (schema != manifest_schema) {
+      throw shard_error("schema is '" + schema + "', expected '" + manifest_schema + "'");
+    }
+    manifest m;
+    m.kind = j.at("kind").get<std::string>();
+    m.shard_schema = j.at("shard_schema").get<std::string>();
+    m.fields = j.at("fields").get<std::vector<std::string>>();
+    for (const auto& s : j.at("shards")) {
+      shard_entry e;
+      e.file = s.at("file").get<std::string>();
+      e.n_records = s.at("n_records").get<std::uint64_t>();
+      e.checksum = s.value("checksum", "");
+      if (e.file.empty() || e.file.find("..") != std::string::npos || e.file.front() == '/') {
+        throw shard_error("shard file name '" + e.file + "' must be a plain relative name");
+      }
+      m.shards.push_back(std::move(e));
+    }
+    if (j.contains("provenance")) m.provenance_json = j["provenance"].dump();
+    const auto declared = j.value("n_records", m.n_records());
+    if (declared != m.n_records()) {
+      throw shard_error("n_records is " + std::to_string(declared) + " but the shards add up to " +
+                        std::to_string(m.n_records()));
+    }
+    return m;
+  } catch (const shard_error& e) {
+    throw shard_error("manifest '" + path + "': " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw shard_error("manifest '" + path + "' is malformed: " + e.what());
+  }
+}
+
+void write_manifest(const std::string& library_dir, const manifest& m) {
+  nlohmann::json j;
+  j["schema"] = manifest_schema;
+  j["kind"] = m.kind;
+  j["shard_schema"] = m.shard_schema;
+  j["fields"] = m.fields;
+  j["n_records"] = m.n_records();
+  j["shards"] = nlohmann::json::array();
+  for (const auto& s : m.shards) {
+    j["shards"].push_back({{"file", s.file}, {"n_records", s.n_records}, {"checksum", s.checksum}});
+  }
+  j["provenance"] = nlohmann::json::parse(m.provenance_json);
+  const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
+  const auto tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << '\n';
+    if (!out) throw shard_error("cannot write manifest '" + tmp + "'");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace hpcscreen::io

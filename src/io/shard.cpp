@@ -1,0 +1,304 @@
+#include "hpcscreen/io/shard.hpp"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "hpcscreen/core/error.hpp"
+
+namespace hpcscreen::io {
+namespace {
+
+// The one place where HDF5 status codes become exceptions. HDF5's own error stack is kept
+// in the message (its innermost descriptions say e.g. "data error detected by Fletcher32
+// checksum").
+std::string hdf5_error_stack() {
+  std::string out;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_DOWNWARD,
+      [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+        auto* s = static_cast<std::string*>(data);
+        if (e->desc && *e->desc) {
+          if (!s->empty()) *s += "; ";
+          *s += e->desc;
+        }
+        return 0;
+      },
+      &out);
+  H5Eclear2(H5E_DEFAULT);
+  return out.empty() ? "no HDF5 detail" : out;
+}
+
+void silence_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+template <class T>
+T check(T status, const std::string& what, const std::string& path) {
+  if (status < 0) {
+    throw shard_error(what + " in '" + path + "': " + hdf5_error_stack());
+  }
+  return status;
+}
+
+// RAII for HDF5 identifiers.
+class handle {
+ public:
+  handle() = default;
+  handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  handle(handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  handle& operator=(handle&& o) noexcept {
+    std::swap(id_, o.id_);
+    std::swap(close_, o.close_);
+    return *this;
+  }
+  ~handle() {
+    if (id_ >= 0 && close_) close_(id_);
+  }
+  hid_t get() const { return id_; }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+void write_string_attribute(hid_t obj, const char* name, const std::string& value,
+                            const std::string& path) {
+  handle type(check(H5Tcopy(H5T_C_S1), "H5Tcopy", path), H5Tclose);
+  check(H5Tset_size(type.get(), value.size()), "H5Tset_size", path);
+  handle space(check(H5Screate(H5S_SCALAR), "H5Screate", path), H5Sclose);
+  handle attr(check(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                    std::string("creating attribute ") + name, path),
+              H5Aclose);
+  check(H5Awrite(attr.get(), type.get(), value.data()), "writing attribute", path);
+}
+
+std::string read_string_attribute(hid_t obj, const char* name, const std::string& path) {
+  if (check(H5Aexists(obj, name), "H5Aexists", path) <= 0) {
+    throw shard_error(std::string("'") + path + "' has no '" + name +
+                      "' attribute: not an hpcscreen shard (see data_schemas/shard.md)");
+  }
+  handle attr(check(H5Aopen(obj, name, H5P_DEFAULT), "opening attribute", path), H5Aclose);
+  handle type(check(H5Aget_type(attr.get()), "H5Aget_type", path), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING) {
+    throw shard_error(std::string("attribute '") + name + "' of '" + path + "' is not a string");
+  }
+  if (H5Tis_variable_str(type.get()) > 0) {
+    // h5py writes Python str attributes as variable-length strings.
+    handle mem(check(H5Tcopy(H5T_C_S1), "H5Tcopy", path), H5Tclose);
+    check(H5Tset_size(mem.get(), H5T_VARIABLE), "H5Tset_size", path);
+    char* value = nullptr;
+    check(H5Aread(attr.get(), mem.get(), &value), "reading attribute", path);
+    std::string out = value ? value : "";
+    H5free_memory(value);
+    return out;
+  }
+  const auto size = H5Tget_size(type.get());
+  std::string value(size, '\0');
+  check(H5Aread(attr.get(), type.get(), value.data()), "reading attribute", path);
+  value.erase(std::find(value.begin(), value.end(), '\0'), value.end());
+  return value;
+}
+
+void write_u64_attribute(hid_t obj, const char* name, std::uint64_t value,
+                         const std::string& path) {
+  handle space(check(H5Screate(H5S_SCALAR), "H5Screate", path), H5Sclose);
+  handle attr(check(H5Acreate2(obj, name, H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                    std::string("creating attribute ") + name, path),
+              H5Aclose);
+  check(H5Awrite(attr.get(), H5T_NATIVE_UINT64, &value), "writing attribute", path);
+}
+
+std::uint64_t read_u64_attribute(hid_t obj, const char* name, const std::string& path) {
+  if (check(H5Aexists(obj, name), "H5Aexists", path) <= 0) {
+    throw shard_error("'" + path + "' has no '" + name + "' attribute");
+  }
+  handle attr(check(H5Aopen(obj, name, H5P_DEFAULT), "opening attribute", path), H5Aclose);
+  std::uint64_t value = 0;
+  check(H5Aread(attr.get(), H5T_NATIVE_UINT64, &value), "reading attribute", path);
+  return value;
+}
+
+void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_type,
+                   const void* data, std::uint64_t n, std::uint64_t chunk, bool shuffle,
+                   int deflate_level, const std::string& path) {
+  hsize_t dims[1] = {n};
+  hsize_t maxdims[1] = {H5S_UNLIMITED};
+  handle space(check(H5Screate_simple(1, dims, maxdims), "H5Screate_simple", path), H5Sclose);
+  handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path), H5Pclose);
+  hsize_t chunk_dims[1] = {std::max<hsize_t>(1, std::min<hsize_t>(chunk, std::max<hsize_t>(n, 1)))};
+  check(H5Pset_chunk(dcpl.get(), 1, chunk_dims), "H5Pset_chunk", path);
+  if (shuffle) check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", path);
+  if (deflate_level > 0) check(H5Pset_deflate(dcpl.get(), deflate_level), "H5Pset_deflate", path);
+  check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
+  handle dset(check(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(),
+                               H5P_DEFAULT),
+                    std::string("creating dataset ") + name, path),
+              H5Dclose);
+  if (n > 0) {
+    check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+          std::string("writing dataset ") + name, path);
+  }
+}
+
+}  // namespace
+
+void write_shard(const std::string& path, const std::string& schema,
+                 const std::vector<std::string>& fields, const std::vector<string_column>& columns,
+                 const shard_write_options& options) {
+  silence_hdf5();
+  HPCSCREEN_ASSERT(fields.size() == columns.size());
+  const std::uint64_t n = columns.empty() ? 0 : columns.front().size();
+  for (const auto& c : columns) HPCSCREEN_ASSERT(c.size() == n);
+
+  handle file(check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
+                    "creating shard", path),
+              H5Fclose);
+  write_string_attribute(file.get(), "schema", schema, path);
+  write_u64_attribute(file.get(), "n_records", n, path);
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    handle group(check(H5Gcreate2(file.get(), fields[f].c_str(), H5P_DEFAULT, H5P_DEFAULT,
+                                  H5P_DEFAULT),
+                       "creating group " + fields[f], path),
+                 H5Gclose);
+    const auto& c = columns[f];
+    write_dataset(group.get(), "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, c.bytes.data(),
+                  c.bytes.size(), options.bytes_chunk, false, options.deflate_level, path);
+    write_dataset(group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, c.offsets.data(),
+                  c.offsets.size(), options.offsets_chunk, true, options.deflate_level, path);
+  }
+  check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing shard", path);
+}
+
+struct shard_reader::impl {
+  std::string path;
+  handle file;
+  std::uint64_t n_records = 0;
+  struct field_sets {
+    handle bytes, offsets;
+    std::uint64_t n_bytes = 0;
+  };
+  std::vector<std::pair<std::string, field_sets>> fields;
+
+  field_sets& find(const std::string& name) {
+    for (auto& [n, f] : fields)
+      if (n == name) return f;
+    HPCSCREEN_ASSERT_MSG(false, "unknown field " + name);
+  }
+};
+
+namespace {
+std::uint64_t dataset_length(hid_t dset, const std::string& what, const std::string& path) {
+  handle space(check(H5Dget_space(dset), "H5Dget_space", path), H5Sclose);
+  if (H5Sget_simple_extent_ndims(space.get()) != 1) {
+    throw shard_error("dataset " + what + " in '" + path + "' is not one-dimensional");
+  }
+  hsize_t dims[1] = {0};
+  check(H5Sget_simple_extent_dims(space.get(), dims, nullptr), "H5Sget_simple_extent_dims", path);
+  return dims[0];
+}
+
+void require_fletcher32(hid_t dset, const std::string& what, const std::string& path) {
+  handle dcpl(check(H5Dget_create_plist(dset), "H5Dget_create_plist", path), H5Pclose);
+  const int n = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0;
+    size_t n_values = 0;
+    if (H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &n_values, nullptr, 0,
+                       nullptr, nullptr) == H5Z_FILTER_FLETCHER32) {
+      return;
+    }
+  }
+  throw shard_error("dataset " + what + " in '" + path +
+                    "' has no Fletcher-32 checksum filter; write it with fletcher32=True "
+                    "(see data_schemas/shard.md)");
+}
+
+void read_range(hid_t dset, hid_t mem_type, std::uint64_t begin, std::uint64_t count, void* out,
+                const std::string& what, const std::string& path) {
+  if (count == 0) return;
+  handle file_space(check(H5Dget_space(dset), "H5Dget_space", path), H5Sclose);
+  hsize_t start[1] = {begin};
+  hsize_t n[1] = {count};
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr),
+        "selecting rows", path);
+  handle mem_space(check(H5Screate_simple(1, n, nullptr), "H5Screate_simple", path), H5Sclose);
+  check(H5Dread(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out),
+        "reading " + what, path);
+}
+}  // namespace
+
+shard_reader::shard_reader(const std::string& path, const std::string& expected_schema,
+                           const std::vector<std::string>& fields)
+    : impl_(std::make_unique<impl>()) {
+  silence_hdf5();
+  impl_->path = path;
+  impl_->file = handle(check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening shard",
+                             path),
+                       H5Fclose);
+  const auto schema = read_string_attribute(impl_->file.get(), "schema", path);
+  if (schema != expected_schema) {
+    throw shard_error("shard '" + path + "' has schema '" + schema + "', expected '" +
+                      expected_schema + "'");
+  }
+  impl_->n_records = read_u64_attribute(impl_->file.get(), "n_records", path);
+  for (const auto& name : fields) {
+    impl::field_sets f;
+    const auto bytes_name = name + "/bytes";
+    const auto offsets_name = name + "/offsets";
+    for (const auto* ds : {&bytes_name, &offsets_name}) {
+      if (H5Lexists(impl_->file.get(), name.c_str(), H5P_DEFAULT) <= 0 ||
+          H5Lexists(impl_->file.get(), ds->c_str(), H5P_DEFAULT) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        throw shard_error("shard '" + path + "' has no dataset '/" + *ds + "'");
+      }
+    }
+    f.bytes = handle(check(H5Dopen2(impl_->file.get(), bytes_name.c_str(), H5P_DEFAULT),
+                           "opening " + bytes_name, path),
+                     H5Dclose);
+    f.offsets = handle(check(H5Dopen2(impl_->file.get(), offsets_name.c_str(), H5P_DEFAULT),
+                             "opening " + offsets_name, path),
+                       H5Dclose);
+    require_fletcher32(f.bytes.get(), bytes_name, path);
+    require_fletcher32(f.offsets.get(), offsets_name, path);
+    f.n_bytes = dataset_length(f.bytes.get(), bytes_name, path);
+    const auto n_offsets = dataset_length(f.offsets.get(), offsets_name, path);
+    if (n_offsets != impl_->n_records + 1) {
+      throw shard_error("shard '" + path + "': '/" + offsets_name + "' has " +
+                        std::to_string(n_offsets) + " entries, expected n_records+1 = " +
+                        std::to_string(impl_->n_records + 1));
+    }
+    impl_->fields.emplace_back(name, std::move(f));
+  }
+}
+
+shard_reader::~shard_reader() = default;
+std::uint64_t shard_reader::n_records() const { return impl_->n_records; }
+const std::string& shard_reader::path() const { return impl_->path; }
+
+string_column shard_reader::read(const std::string& field, std::uint64_t row_begin,
+                                 std::uint64_t row_end) {
+  HPCSCREEN_ASSERT(row_begin <= row_end && row_end <= impl_->n_records);
+  auto& f = impl_->find(field);
+  string_column out;
+  out.offsets.resize(row_end - row_begin + 1);
+  read_range(f.offsets.get(), H5T_NATIVE_UINT64, row_begin, out.offsets.size(),
+             out.offsets.data(), "/" + field + "/offsets", impl_->path);
+  const auto base = out.offsets.front();
+  for (std::size_t i = 1; i < out.offsets.size(); ++i) {
+    if (out.offsets[i] < out.offsets[i - 1] || out.offsets[i] > f.n_bytes) {
+      throw shard_error("shard '" + impl_->path + "': '/" + field + "/offsets' is corrupt at row " +
+                        std::to_string(row_begin + i - 1) + " (offsets must ascend and stay "
+                        "within the " + std::to_string(f.n_bytes) + " bytes)");
+    }
+  }
+  for (auto& o : out.offsets) o -= base;
+  out.bytes.resize(out.offsets.back());
+  read_range(f.bytes.get(), H5T_NATIVE_UINT8, base, out.bytes.size(), out.bytes.data(),
+             "/" + field + "/bytes", impl_->path);
+  return out;
+}
+
+}  // namespace hpcscreen::io

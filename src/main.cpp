@@ -1,0 +1,140 @@
+// hpcscreen's command-line front: parses options and hands over to a stage.
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
+#include "hpcscreen/dist/context.hpp"
+#include "hpcscreen/pack/pack_library.hpp"
+#include "hpcscreen/screen/screen.hpp"
+
+namespace po = boost::program_options;
+using namespace hpcscreen;
+
+namespace {
+
+const char* top_usage =
+    "usage: hpcscreen <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  pack compounds   pack .smi/.csv/.tsv/.sdf (optionally .gz) into HDF5 shards + manifest\n"
+    "  screen           score a compound library with a TorchScript GNN; top hits at rank 0\n"
+    "  version          print versions\n"
+    "\n"
+    "'hpcscreen <command> --help' lists a command's options.\n";
+
+std::string join_args(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) {
+    if (i) s += ' ';
+    s += argv[i];
+  }
+  return s;
+}
+
+// Parses args; prints help and returns false when --help was given.
+bool parse(const std::vector<std::string>& args, const po::options_description& desc,
+           po::variables_map& vm, const char* usage_line) {
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << usage_line << "\n\n" << desc << '\n';
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+int pack_command(const std::vector<std::string>& args) {
+  if (args.empty() || (args[0] != "compounds")) {
+    throw po::error("'pack' needs a kind: 'hpcscreen pack compounds --input FILE --out DIR'");
+  }
+  pack::pack_options o;
+  po::options_description desc("pack compounds options");
+  desc.add_options()
+      ("help,h", "show this help")
+      ("input,i", po::value(&o.inputs)->required()->multitoken(), "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")
+      ("out,o", po::value(&o.out_dir)->required(), "library folder to create (must not exist or be empty)")
+      ("shard-size", po::value(&o.shard_records)->default_value(o.shard_records), "records per shard")
+      ("format", po::value(&o.format), "smi|csv|tsv|sdf (default: from the extension)")
+      ("smiles-column", po::value(&o.csv.smiles_column), "CSV column holding SMILES (default: 'smiles')")
+      ("id-column", po::value(&o.csv.id_column), "CSV column holding ids (default: 'id' or 'name' if present)")
+      ("sdf-id-field", po::value(&o.sdf_id_field), "SD property holding ids (default: the title line)");
+  po::variables_map vm;
+  if (!parse({args.begin() + 1, args.end()}, desc, vm, "usage: hpcscreen pack compounds --input FILE... --out DIR")) return 0;
+  const auto s = pack::pack_compounds(o);
+  std::printf("packed %llu records into %zu shard(s) in %s", static_cast<unsigned long long>(s.n_records), s.n_shards,
+              o.out_dir.c_str());
+  if (s.n_comments) std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
+  std::printf("\n");
+  if (s.n_pack_rejects) {
+    std::printf("%llu input records could not be packed; see %s/pack_rejects.csv\n",
+                static_cast<unsigned long long>(s.n_pack_rejects), o.out_dir.c_str());
+  }
+  return 0;
+}
+
+int screen_command(const std::vector<std::string>& args, int argc, char** argv) {
+  screen::screen_options o;
+  o.command_line = join_args(argc, argv);
+  o.version = HPCSCREEN_VERSION;
+  std::string stop_after;
+  po::options_description desc("screen options");
+  desc.add_options()
+      ("help,h", "show this help")
+      ("library,l", po::value(&o.library_dir)->required(), "library folder written by 'hpcscreen pack'")
+      ("model,m", po::value(&o.model_path)->required(), "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)")
+      ("out,o", po::value(&o.out_dir)->required(), "run folder to create (or continue with --resume)")
+      ("top-k,k", po::value(&o.top_k)->default_value(o.top_k), "hits to keep")
+      ("threads,t", po::value(&o.threads)->default_value(0), "threads per rank (0: from Slurm/PBS or the machine)")
+      ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows per unit of work")
+      ("max-atoms", po::value(&o.featurize.max_atoms)->default_value(o.featurize.max_atoms), "reject molecules with more heavy atoms")
+      ("batch-molecules", po::value(&o.budget.max_molecules)->default_value(o.budget.max_molecules), "molecules per inference batch, at most")
+      ("batch-atoms", po::value(&o.budget.max_atoms)->default_value(o.budget.max_atoms), "atoms per inference batch, at most")
+      ("resume", po::bool_switch(&o.resume), "continue an existing run folder")
+      ("stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")
+      ("allow-failed-shards", po::bool_switch(&o.allow_failed_shards), "exit 0 even if some shards could not be read")
+      ("progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s), "seconds between progress lines (0: off)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]")) return 0;
+  if (!stop_after.empty()) o.stop_after_s = parse_duration_s(stop_after, "stop-after");
+  if (o.budget.max_molecules <= 0 || o.budget.max_atoms <= 0 || o.featurize.max_atoms <= 0) {
+    throw usage_error("--batch-molecules, --batch-atoms and --max-atoms must be positive");
+  }
+  dist::mpi_session mpi(argc, argv);
+  auto world = mpi.world();
+  return screen::run_screen(*world, o);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(top_usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? screen::exit_usage : 0;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "pack") return pack_command(args);
+    if (command == "screen") return screen_command(args, argc, argv);
+    if (command == "version" || command == "--version") {
+      std::printf("hpcscreen %s\n", HPCSCREEN_VERSION);
+      return 0;
+    }
+    std::fprintf(stderr, "hpcscreen: unknown command '%s'\n\n%s", command.c_str(), top_usage);
+    return screen::exit_usage;
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "hpcscreen %s: %s\n(see 'hpcscreen %s --help')\n", command.c_str(), e.what(),
+                 command.c_str());
+    return screen::exit_usage;
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "hpcscreen %s: %s\n", command.c_str(), e.what());
+    return screen::exit_usage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hpcscreen %s: error: %s\n", command.c_str(), e.what());
+    return screen::exit_error;
+  }
+}

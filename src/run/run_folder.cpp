@@ -1,0 +1,164 @@
+#include "hpcscreen/run/run_folder.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "hpcscreen/core/error.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hpcscreen::run {
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw run_error("cannot read '" + path + "'");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void fsync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void write_all(int fd, const std::string& data, const std::string& path) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const auto n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw run_error("cannot write '" + path + "': " + std::strerror(errno));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::string& content) {
+  const auto tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw run_error("cannot create '" + tmp + "': " + std::strerror(errno));
+  try {
+    write_all(fd, content, tmp);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    throw run_error("cannot sync '" + tmp + "': " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw run_error("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
+  }
+  fsync_dir(fs::path(path).parent_path().string());
+}
+
+int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                  const std::string& attempt_json) {
+  const auto config_path = (fs::path(dir) / "run_config.json").string();
+  const auto identity = nlohmann::json::parse(identity_json);
+  nlohmann::json config;
+  if (fs::exists(dir)) {
+    if (!resume) {
+      throw run_error("run folder '" + dir + "' already exists; add --resume to continue it, or "
+                      "choose another --out (a run folder is never overwritten)");
+    }
+    if (!fs::exists(config_path)) {
+      throw run_error("cannot resume '" + dir + "': it has no run_config.json, so it is not an "
+                      "hpcscreen run folder");
+    }
+    config = nlohmann::json::parse(read_text(config_path));
+    const auto& before = config.at("identity");
+    for (const auto& [key, value] : identity.items()) {
+      if (!before.contains(key) || before[key] != value) {
+        throw run_error("cannot resume '" + dir + "': " + key + " was " +
+                        (before.contains(key) ? before[key].dump() : std::string("absent")) +
+                        " when the run started and is " + value.dump() +
+                        " now; resume with the same library, model and settings, or start a "
+                        "new --out");
+      }
+    }
+  } else {
+    fs::create_directories(fs::path(dir) / "journal");
+    fs::create_directories(fs::path(dir) / "parts");
+    config["schema"] = "hpcscreen.run/1";
+    config["identity"] = identity;
+    config["attempts"] = nlohmann::json::array();
+  }
+  config["attempts"].push_back(nlohmann::json::parse(attempt_json));
+  write_file_atomically(config_path, config.dump(2) + "\n");
+  return static_cast<int>(config["attempts"].size());
+}
+
+std::set<std::uint64_t> committed_chunks(const std::string& dir) {
+  std::set<std::uint64_t> out;
+  const auto journal_dir = fs::path(dir) / "journal";
+  if (!fs::exists(journal_dir)) return out;
+  for (const auto& entry : fs::directory_iterator(journal_dir)) {
+    if (entry.path().extension() != ".log") continue;
+    const auto text = read_text(entry.path().string());
+    std::size_t begin = 0;
+    while (true) {
+      const auto end = text.find('\n', begin);
+      if (end == std::string::npos) break;  // a torn last line was never committed
+      const auto line = text.substr(begin, end - begin);
+      if (!line.empty()) out.insert(std::stoull(line));
+      begin = end + 1;
+    }
+  }
+  return out;
+}
+
+journal::journal(const std::string& dir, int attempt, int rank) {
+  path_ = (fs::path(dir) / "journal" /
+           ("attempt-" + std::to_string(attempt) + ".rank-" + std::to_string(rank) + ".log"))
+              .string();
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw run_error("cannot open journal '" + path_ + "': " + std::strerror(errno));
+  fsync_dir(fs::path(path_).parent_path().string());
+}
+
+journal::~journal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void journal::commit(std::uint64_t chunk_id) {
+  write_all(fd_, std::to_string(chunk_id) + "\n", path_);
+  if (::fdatasync(fd_) != 0) {
+    throw run_error("cannot sync journal '" + path_ + "': " + std::strerror(errno));
+  }
+}
+
+std::string chunk_record_path(const std::string& dir, std::uint64_t chunk_id) {
+  char name[40];
+  std::snprintf(name, sizeof name, "chunk-%010llu.json", static_cast<unsigned long long>(chunk_id));
+  return (fs::path(dir) / "parts" / name).string();
+}
+
+void write_chunk_record(const std::string& dir, const chunk_record& r) {
+  write_file_atomically(chunk_record_path(dir, r.chunk_id), to_json(r));
+}
+
+chunk_record read_chunk_record(const std::string& dir, std::uint64_t chunk_id) {
+  const auto path = chunk_record_path(dir, chunk_id);
+  try {
+    return chunk_record_from_json(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw run_error("committed chunk record '" + path + "' is unreadable: " + e.what());
+  }
+}
+
+}  // namespace hpcscreen::run

@@ -1,0 +1,23 @@
+#include "hpcscreen/screen/signals.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <initializer_list>
+
+namespace hpcscreen::screen {
+namespace {
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+}
+
+bool stop_requested() { return g_signal != 0; }
+int stop_signal() { return g_signal; }
+
+}  // namespace hpcscreen::screen
