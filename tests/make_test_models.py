@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Writes the tiny models the tests use into OUTDIR, plus expected scores computed in Python
+(Python featurizer + PyTorch), an independent reference for the C++ pipeline."""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import torch  # noqa: E402
+
+from hpcscreen_py import featurize, gnn  # noqa: E402
+
+PROBE_SMILES = ["CCO", "c1ccccc1O", "N[C@@H](C)C(=O)O", "C/C=C/C(=O)[O-].[Na+]", "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+                "O=C1NC(=O)C(=O)N1"]
+
+
+class OneDim(torch.nn.Module):
+    def forward(self, x, edge_index, edge_attr, batch, num_graphs: int):
+        return torch.zeros(num_graphs)
+
+
+class TwoArgs(torch.nn.Module):
+    def forward(self, x, edge_index):
+        return torch.zeros(1, 1)
+
+
+def save_plain(module, path, meta=None):
+    s = torch.jit.script(module)
+    if meta is None:
+        torch.jit.save(s, path)
+    else:
+        torch.jit.save(s, path, _extra_files={"hpcscreen.json": json.dumps(meta)})
+
+
+def main(out):
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(3)
+    tasks = ["activity", "toxicity"]
+    sparse = gnn.GNNSparse(16, 2, len(tasks))
+    dense = gnn.GNNDense(16, 2, len(tasks))
+    dense.load_state_dict(sparse.state_dict())
+    meta = gnn.metadata(tasks, rank_by="activity", name="test-gnn")
+    gnn.save(sparse, os.path.join(out, "gnn.pt"), meta)
+    gnn.save(dense, os.path.join(out, "gnn_dense.pt"), meta)
+    gnn.save(sparse, os.path.join(out, "gnn_lower.pt"), gnn.metadata(tasks, rank_by="toxicity", higher_is_better=False))
+
+    save_plain(sparse, os.path.join(out, "no_metadata.pt"))
+    bad = dict(meta, featurizer={"name": "ogb-smiles2graph", "version": 2})
+    gnn.save(sparse, os.path.join(out, "featurizer_v2.pt"), bad)
+    gnn.save(sparse, os.path.join(out, "wrong_kind.pt"), dict(meta, kind="bert"))
+    gnn.save(sparse, os.path.join(out, "three_tasks_declared.pt"), dict(meta, tasks=["a", "b", "c"], rank_by="a"))
+    save_plain(OneDim(), os.path.join(out, "wrong_shape.pt"), meta)
+    save_plain(TwoArgs(), os.path.join(out, "wrong_arity.pt"), meta)
+    with open(os.path.join(out, "not_torchscript.pt"), "w") as f:
+        f.write("this is not a TorchScript archive\n")
+
+    expected = {}
+    with torch.no_grad():
+        for s in PROBE_SMILES:
+            scores = sparse(*gnn.batch_graphs([featurize.smiles_to_graph(s)]))
+            expected[s] = scores[0].tolist()
+    with open(os.path.join(out, "expected_scores.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,116 @@
+// Featurization against hand-worked OGB smiles2graph features. Index conventions (OGB's
+// allowable lists): atomic number n -> n-1; chirality [UNSPECIFIED, CW, CCW, OTHER, misc];
+// degree 0..10; formal charge -5..5 -> c+5; H count 0..8; radicals 0..4; hybridization
+// [SP, SP2, SP3, SP3D, SP3D2, misc]; bond type [SINGLE, DOUBLE, TRIPLE, AROMATIC, misc];
+// bond stereo [NONE, Z, E, CIS, TRANS, ANY].
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "hpcscreen/chem/featurize.hpp"
+
+using namespace hpcscreen::chem;
+using feats = std::vector<std::int64_t>;
+
+namespace {
+mol_graph graph_of(const std::string& smiles) {
+  silence_rdkit_logs();
+  auto r = featurize_smiles(smiles, {});
+  EXPECT_TRUE(r.ok) << smiles << ": " << r.reason << " " << r.detail;
+  return r.graph;
+}
+feats atom(const mol_graph& g, int i) {
+  return feats(g.atom_features.begin() + i * 9, g.atom_features.begin() + (i + 1) * 9);
+}
+feats bond(const mol_graph& g, int e) {
+  return feats(g.bond_features.begin() + e * 3, g.bond_features.begin() + (e + 1) * 3);
+}
+std::string reason_of(const std::string& smiles, featurize_options o = {}) {
+  silence_rdkit_logs();
+  auto r = featurize_smiles(smiles, o);
+  return r.ok ? "ok" : r.reason;
+}
+}  // namespace
+
+TEST(featurize, ethanol) {
+  const auto g = graph_of("CCO");
+  ASSERT_EQ(g.n_atoms, 3);
+  // CH3: degree 4 (1 heavy + 3 H), 3 H, sp3.
+  EXPECT_EQ(atom(g, 0), (feats{5, 0, 4, 5, 3, 0, 2, 0, 0}));
+  EXPECT_EQ(atom(g, 1), (feats{5, 0, 4, 5, 2, 0, 2, 0, 0}));
+  EXPECT_EQ(atom(g, 2), (feats{7, 0, 2, 5, 1, 0, 2, 0, 0}));
+  ASSERT_EQ(g.n_edges, 4);
+  EXPECT_EQ(g.edges, (feats{0, 1, 1, 0, 1, 2, 2, 1}));
+  for (int e = 0; e < 4; ++e) EXPECT_EQ(bond(g, e), (feats{0, 0, 0}));
+}
+
+TEST(featurize, acetate_charge_and_conjugation) {
+  const auto g = graph_of("CC(=O)[O-]");
+  EXPECT_EQ(atom(g, 1), (feats{5, 0, 3, 5, 0, 0, 1, 0, 0}));  // carboxyl C: sp2, no H
+  EXPECT_EQ(atom(g, 3), (feats{7, 0, 1, 4, 0, 0, 1, 0, 0}));  // O-: charge -1 -> index 4
+  EXPECT_EQ(bond(g, 0), (feats{0, 0, 0}));                    // CH3-C, not conjugated
+  EXPECT_EQ(bond(g, 2), (feats{1, 0, 1}));                    // C=O, conjugated
+  EXPECT_EQ(bond(g, 4), (feats{0, 0, 1}));                    // C-O-, conjugated
+}
+
+TEST(featurize, aromatic_rings) {
+  const auto benzene = graph_of("c1ccccc1");
+  ASSERT_EQ(benzene.n_edges, 12);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(atom(benzene, i), (feats{5, 0, 3, 5, 1, 0, 1, 1, 1}));
+  for (int e = 0; e < 12; ++e) EXPECT_EQ(bond(benzene, e), (feats{3, 0, 1}));
+  const auto pyridine = graph_of("c1ccncc1");
+  EXPECT_EQ(atom(pyridine, 3), (feats{6, 0, 2, 5, 0, 0, 1, 1, 1}));
+}
+
+TEST(featurize, chirality_tags) {
+  EXPECT_EQ(atom(graph_of("N[C@@H](C)C(=O)O"), 1), (feats{5, 1, 4, 5, 1, 0, 2, 0, 0}));
+  EXPECT_EQ(atom(graph_of("N[C@H](C)C(=O)O"), 1), (feats{5, 2, 4, 5, 1, 0, 2, 0, 0}));
+  // Not a stereocentre (two methyls): the tag is cleaned up as in Chem.MolFromSmiles.
+  EXPECT_EQ(atom(graph_of("C[C@H](C)C"), 1)[1], 0);
+}
+
+TEST(featurize, double_bond_stereo) {
+  EXPECT_EQ(bond(graph_of("C/C=C/C"), 2), (feats{1, 2, 0}));   // E
+  EXPECT_EQ(bond(graph_of("C/C=C\\C"), 2), (feats{1, 1, 0}));  // Z
+  const auto diene = graph_of("F/C=C/C=C/C");
+  EXPECT_EQ(bond(diene, 2), (feats{1, 2, 1}));  // conjugated E double bond
+  EXPECT_EQ(bond(diene, 4), (feats{0, 0, 1}));  // conjugated single bond between them
+  EXPECT_EQ(bond(diene, 8), (feats{0, 0, 0}));
+}
+
+TEST(featurize, ions_radicals_and_misc_values) {
+  EXPECT_EQ(atom(graph_of("[NH4+]"), 0), (feats{6, 0, 4, 6, 4, 0, 2, 0, 0}));
+  const auto salt = graph_of("[Na+].[Cl-]");
+  EXPECT_EQ(salt.n_edges, 0);
+  EXPECT_EQ(atom(salt, 0)[0], 10);
+  EXPECT_EQ(atom(salt, 0)[6], 5);  // RDKit says S hybridization: not in OGB's list -> misc
+  EXPECT_EQ(atom(graph_of("[CH3]"), 0)[5], 1);  // one radical electron
+  EXPECT_EQ(atom(graph_of("[*]C"), 0)[0], 118);  // dummy atom, atomic number 0 -> misc
+  EXPECT_EQ(atom(graph_of("[C+6]"), 0)[3], 11);  // charge outside -5..5 -> misc
+}
+
+TEST(featurize, rejects_with_reasons) {
+  EXPECT_EQ(reason_of(""), "empty_smiles");
+  EXPECT_EQ(reason_of("   \t"), "whitespace_only");
+  EXPECT_EQ(reason_of("C\xc3\xa9" "C"), "non_ascii");  // RDKit alone would parse methane
+  EXPECT_EQ(reason_of("C C"), "invalid_character");
+  EXPECT_EQ(reason_of("C1CC"), "smiles_syntax");
+  EXPECT_EQ(reason_of("CC(C"), "smiles_syntax");
+  EXPECT_EQ(reason_of("CN(C)(C)(C)C"), "valence");
+  EXPECT_EQ(reason_of("c1cccc1"), "kekulization");
+  EXPECT_EQ(reason_of("CCCCCCCCCC", featurize_options{5}), "too_many_atoms");
+  EXPECT_EQ(reason_of("CCCCC", featurize_options{5}), "ok");
+}
+
+TEST(featurize, threads_give_identical_graphs) {
+  const std::vector<std::string> smiles{"CCO", "c1ccccc1O", "N[C@@H](C)C(=O)O", "C/C=C/C", "CC(=O)[O-]"};
+  std::vector<mol_graph> a(smiles.size()), b(smiles.size());
+  std::thread t1([&] { for (size_t i = 0; i < smiles.size(); ++i) a[i] = graph_of(smiles[i]); });
+  std::thread t2([&] { for (size_t i = smiles.size(); i-- > 0;) b[i] = graph_of(smiles[i]); });
+  t1.join();
+  t2.join();
+  for (size_t i = 0; i < smiles.size(); ++i) {
+    EXPECT_EQ(a[i].atom_features, b[i].atom_features);
+    EXPECT_EQ(a[i].bond_features, b[i].bond_features);
+  }
+}
