@@ -355,7 +355,7 @@ int finish_run(const screen_options& o, const setup& s, dist::context& ctx, int 
   json report;
   report["schema"] = "hpcscreen.run_report/1";
   report["workload"] = "screen";
-  report["complete"] = complete && !interrupted;
+  report["complete"] = complete;
   report["interrupted"] = interrupted;
   if (interrupted) report["stop_signal"] = stop_signal();
   report["attempt"] = attempt;
@@ -388,6 +388,7 @@ int finish_run(const screen_options& o, const setup& s, dist::context& ctx, int 
                       {"batch_molecules", o.budget.max_molecules},
                       {"batch_atoms", o.budget.max_atoms},
                       {"stop_after_s", o.stop_after_s},
+                      {"max_chunks_per_rank", o.max_chunks_per_rank},
                       {"allow_failed_shards", o.allow_failed_shards},
                       {"command_line", o.command_line}};
   report["versions"] = {{"hpcscreen", o.version},
@@ -412,7 +413,7 @@ int finish_run(const screen_options& o, const setup& s, dist::context& ctx, int 
                s.threads);
   for (const auto& p : problems) std::fprintf(stderr, "hpcscreen: ACCOUNTING ERROR: %s\n", p.c_str());
   if (!problems.empty()) return exit_incomplete;
-  if (interrupted || !complete) {
+  if (!complete) {
     std::fprintf(stderr,
                  "hpcscreen: run stopped before the end; %zu of %zu chunks are committed. Run the "
                  "same command with --resume to finish it.\n",
@@ -519,7 +520,8 @@ int run_screen(dist::context& ctx, const screen_options& o) {
     };
     auto deadline_passed = [&] { return o.stop_after_s > 0 && seconds_since(t_start) >= o.stop_after_s; };
     while (work_error.empty()) {
-      if (stop_requested() || deadline_passed()) {
+      const bool quota_reached = o.max_chunks_per_rank > 0 && worker->n_chunks() >= o.max_chunks_per_rank;
+      if (stop_requested() || deadline_passed() || quota_reached) {
         interrupted = true;
         break;
       }

@@ -29,6 +29,7 @@ struct screen_options {
   batch::graph_budget budget;
   bool resume = false;
   double stop_after_s = 0;  // 0: no limit
+  std::uint64_t max_chunks_per_rank = 0;  // 0: no limit; for trial runs and resume tests
   bool allow_failed_shards = false;
   double progress_interval_s = 10;
   std::string command_line;
