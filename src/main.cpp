@@ -96,6 +96,7 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
       ("resume", po::bool_switch(&o.resume), "continue an existing run folder")
       ("stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")
       ("max-chunks", po::value(&o.max_chunks_per_rank)->default_value(0), "stop cleanly after this many chunks per rank (trial runs; 0: no limit)")
+      ("all-scores", po::bool_switch(&o.all_scores), "also keep every score of every task in RUN/scores/")
       ("allow-failed-shards", po::bool_switch(&o.allow_failed_shards), "exit 0 even if some shards could not be read")
       ("progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s), "seconds between progress lines (0: off)");
   po::variables_map vm;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
@@ -144,9 +145,11 @@ class chunk_worker {
       reader_.reset();
       rec.counts.n_failed = c.n_rows();
       rec.failure = e.what();
-      std::fprintf(stderr, "hpcscreen: rank %d: %s: %s; its %llu rows are counted as failed\n",
-                   rank_, plan::describe(c, s_.manifest).c_str(), e.what(),
-                   static_cast<unsigned long long>(c.n_rows()));
+      // One line per shard and rank: a broken shard of a million rows is not a thousand lines.
+      if (reported_failures_.insert(c.shard).second) {
+        std::fprintf(stderr, "hpcscreen: rank %d: %s: %s; its rows are counted as failed\n",
+                     rank_, plan::describe(c, s_.manifest).c_str(), e.what());
+      }
       rec.elapsed_s = seconds_since(t0);
       return rec;
     }
@@ -178,6 +181,8 @@ class chunk_worker {
     const auto n_tasks = meta.tasks.size();
     const auto task = meta.rank_task_index();
     rank::topk chunk_top(o_.top_k, meta.higher_is_better);
+    scores_csv_.clear();
+    const auto& shard_file = s_.manifest.shards[c.shard].file;
     const auto t2 = clock_type::now();
     for (const auto& [begin, end] : batch::plan_batches(atom_counts, o_.budget)) {
       if (stop_requested()) return std::nullopt;
@@ -193,6 +198,11 @@ class chunk_worker {
           continue;
         }
         ++rec.counts.n_scored;
+        if (o_.all_scores) {
+          scores_csv_ += csv_field(shard_file) + ',' + std::to_string(c.row_begin + i) + ',' + csv_field(ids[i]);
+          for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(scores[(k - begin) * n_tasks + t]);
+          scores_csv_ += '\n';
+        }
         rank::hit h{v, {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(smiles[i])};
         chunk_top.offer(h);
         rank_top_.offer(std::move(h));
@@ -211,6 +221,10 @@ class chunk_worker {
   void commit(const run::chunk_record& rec) {
     HPCSCREEN_ASSERT_MSG(rec.counts.balanced(), "chunk " + std::to_string(rec.chunk_id));
     const auto t = clock_type::now();
+    if (o_.all_scores) {
+      // Named by chunk: a chunk scored again replaces its file, so no record appears twice.
+      run::write_file_atomically(scores_path(rec.chunk_id), scores_header() + scores_csv_);
+    }
     run::write_chunk_record(o_.out_dir, rec);
     journal_.commit(rec.chunk_id);
     totals_ += rec.counts;
@@ -224,6 +238,17 @@ class chunk_worker {
   std::vector<rank::hit> hits() const { return rank_top_.sorted(); }
 
  private:
+  std::string scores_path(std::uint64_t chunk_id) const {
+    char name[48];
+    std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(chunk_id));
+    return (fs::path(o_.out_dir) / "scores" / name).string();
+  }
+  std::string scores_header() const {
+    std::string h = "shard,row,id";
+    for (const auto& t : s_.model->metadata().tasks) h += ',' + csv_field(t);
+    return h + '\n';
+  }
+
   const screen_options& o_;
   setup& s_;
   int rank_, attempt_;
@@ -234,6 +259,8 @@ class chunk_worker {
   run::chunk_counts totals_;
   stage_times times_;
   std::uint64_t n_chunks_ = 0;
+  std::set<std::uint32_t> reported_failures_;
+  std::string scores_csv_;  // this chunk's rows of scores/chunk-N.csv
 };
 
 // Collective: every rank's error, printed once by rank 0. Returns true when all are fine.
@@ -263,6 +290,7 @@ json identity_of(const screen_options& o, const setup& s) {
           {"chunk_rows", o.chunk_rows},
           {"n_chunks", s.plan.chunks.size()},
           {"top_k", o.top_k},
+          {"all_scores", o.all_scores},
           {"max_atoms", o.featurize.max_atoms}};
 }
 
@@ -390,6 +418,7 @@ int finish_run(const screen_options& o, const setup& s, dist::context& ctx, int 
                       {"stop_after_s", o.stop_after_s},
                       {"max_chunks_per_rank", o.max_chunks_per_rank},
                       {"allow_failed_shards", o.allow_failed_shards},
+                      {"all_scores", o.all_scores},
                       {"command_line", o.command_line}};
   report["versions"] = {{"hpcscreen", o.version},
                         {"libtorch", infer::libtorch_version()},
@@ -474,6 +503,7 @@ int run_screen(dist::context& ctx, const screen_options& o) {
                             {"job_id", s.scheduler.job_id}};
       const auto before = run::committed_chunks(o.out_dir);
       const int number = run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
+      if (o.all_scores) fs::create_directories(fs::path(o.out_dir) / "scores");
       start = {{"attempt", number}, {"committed", before}};
       if (o.resume && number > 1) {
         std::fprintf(stderr, "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already "

@@ -31,6 +31,7 @@ struct screen_options {
   double stop_after_s = 0;  // 0: no limit
   std::uint64_t max_chunks_per_rank = 0;  // 0: no limit; for trial runs and resume tests
   bool allow_failed_shards = false;
+  bool all_scores = false;  // every score of every task, in RUN/scores/chunk-N.csv
   double progress_interval_s = 10;
   std::string command_line;
   std::string version;

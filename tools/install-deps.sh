@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what hpcscreen needs on Debian 12, from Debian's own packages. Safe to rerun: it
+# calls apt-get only when a package is missing. Needs root (or sudo).
+set -euo pipefail
+packages=(
+  build-essential cmake git pkg-config ca-certificates
+  libopenmpi-dev openmpi-bin
+  libtorch-dev libopenblas0-pthread
+  libhdf5-openmpi-dev hdf5-tools
+  librdkit-dev rdkit-data
+  libmemkind-dev
+  libboost-program-options-dev
+  libgtest-dev
+  nlohmann-json3-dev zlib1g-dev
+  python3 python3-torch python3-rdkit python3-h5py python3-numpy
+  ${HPCSCREEN_EXTRA_PACKAGES:-}
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
