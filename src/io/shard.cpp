@@ -89,6 +89,7 @@ std::string read_string_attribute(hid_t obj, const char* name, const std::string
     // h5py writes Python str attributes as variable-length strings.
     handle mem(check(H5Tcopy(H5T_C_S1), "H5Tcopy", path), H5Tclose);
     check(H5Tset_size(mem.get(), H5T_VARIABLE), "H5Tset_size", path);
+    check(H5Tset_cset(mem.get(), H5Tget_cset(type.get())), "H5Tset_cset", path);  // h5py: UTF-8
     char* value = nullptr;
     check(H5Aread(attr.get(), mem.get(), &value), "reading attribute", path);
     std::string out = value ? value : "";
