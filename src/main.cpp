@@ -76,38 +76,56 @@ int pack_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-int screen_command(const std::vector<std::string>& args, int argc, char** argv) {
-  screen::screen_options o;
-  o.command_line = join_args(argc, argv);
-  o.version = HPCSCREEN_VERSION;
-  std::string stop_after;
-  po::options_description desc("screen options");
+// Options every run command shares.
+void add_run_options(po::options_description& desc, pipeline::run_options& o, std::string& stop_after,
+                     const char* model_help) {
   desc.add_options()
       ("help,h", "show this help")
       ("library,l", po::value(&o.library_dir)->required(), "library folder written by 'hpcscreen pack'")
-      ("model,m", po::value(&o.model_path)->required(), "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)")
+      ("model,m", po::value(&o.model_path)->required(), model_help)
       ("out,o", po::value(&o.out_dir)->required(), "run folder to create (or continue with --resume)")
       ("top-k,k", po::value(&o.top_k)->default_value(o.top_k), "hits to keep")
       ("threads,t", po::value(&o.threads)->default_value(0), "threads per rank (0: from Slurm/PBS or the machine)")
       ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows per unit of work")
-      ("max-atoms", po::value(&o.featurize.max_atoms)->default_value(o.featurize.max_atoms), "reject molecules with more heavy atoms")
-      ("batch-molecules", po::value(&o.budget.max_molecules)->default_value(o.budget.max_molecules), "molecules per inference batch, at most")
-      ("batch-atoms", po::value(&o.budget.max_atoms)->default_value(o.budget.max_atoms), "atoms per inference batch, at most")
       ("resume", po::bool_switch(&o.resume), "continue an existing run folder")
       ("stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")
       ("max-chunks", po::value(&o.max_chunks_per_rank)->default_value(0), "stop cleanly after this many chunks per rank (trial runs; 0: no limit)")
-      ("all-scores", po::bool_switch(&o.all_scores), "also keep every score of every task in RUN/scores/")
       ("allow-failed-shards", po::bool_switch(&o.allow_failed_shards), "exit 0 even if some shards could not be read")
       ("progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s), "seconds between progress lines (0: off)");
-  po::variables_map vm;
-  if (!parse(args, desc, vm, "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]")) return 0;
+}
+
+pipeline::run_options finish_run_options(pipeline::run_options o, const std::string& stop_after, int argc, char** argv) {
+  o.command_line = join_args(argc, argv);
+  o.version = HPCSCREEN_VERSION;
   if (!stop_after.empty()) o.stop_after_s = parse_duration_s(stop_after, "stop-after");
-  if (o.budget.max_molecules <= 0 || o.budget.max_atoms <= 0 || o.featurize.max_atoms <= 0) {
-    throw usage_error("--batch-molecules, --batch-atoms and --max-atoms must be positive");
-  }
+  return o;
+}
+
+int run_with_mpi(int argc, char** argv, const pipeline::run_options& o, const pipeline::workload_factory& make) {
   dist::mpi_session mpi(argc, argv);
   auto world = mpi.world();
-  return screen::run_screen(*world, o);
+  return pipeline::run(*world, o, make);
+}
+
+int screen_command(const std::vector<std::string>& args, int argc, char** argv) {
+  pipeline::run_options o;
+  screen::screen_settings settings;
+  std::string stop_after;
+  po::options_description desc("screen options");
+  add_run_options(desc, o, stop_after, "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)");
+  desc.add_options()
+      ("max-atoms", po::value(&settings.featurize.max_atoms)->default_value(settings.featurize.max_atoms), "reject molecules with more heavy atoms")
+      ("batch-molecules", po::value(&settings.budget.max_molecules)->default_value(settings.budget.max_molecules), "molecules per inference batch, at most")
+      ("batch-atoms", po::value(&settings.budget.max_atoms)->default_value(settings.budget.max_atoms), "atoms per inference batch, at most")
+      ("all-scores", po::bool_switch(&settings.all_scores), "also keep every score of every task in RUN/scores/");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]")) return 0;
+  if (settings.budget.max_molecules <= 0 || settings.budget.max_atoms <= 0 || settings.featurize.max_atoms <= 0) {
+    throw usage_error("--batch-molecules, --batch-atoms and --max-atoms must be positive");
+  }
+  o = finish_run_options(o, stop_after, argc, argv);
+  settings.model_path = o.model_path;
+  return run_with_mpi(argc, argv, o, [&](int threads) { return screen::make_screen_workload(settings, threads); });
 }
 
 }  // namespace
@@ -115,7 +133,7 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(top_usage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? screen::exit_usage : 0;
+    return argc < 2 ? pipeline::exit_usage : 0;
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
@@ -127,16 +145,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::fprintf(stderr, "hpcscreen: unknown command '%s'\n\n%s", command.c_str(), top_usage);
-    return screen::exit_usage;
+    return pipeline::exit_usage;
   } catch (const po::error& e) {
     std::fprintf(stderr, "hpcscreen %s: %s\n(see 'hpcscreen %s --help')\n", command.c_str(), e.what(),
                  command.c_str());
-    return screen::exit_usage;
+    return pipeline::exit_usage;
   } catch (const usage_error& e) {
     std::fprintf(stderr, "hpcscreen %s: %s\n", command.c_str(), e.what());
-    return screen::exit_usage;
+    return pipeline::exit_usage;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hpcscreen %s: error: %s\n", command.c_str(), e.what());
-    return screen::exit_error;
+    return pipeline::exit_error;
   }
 }

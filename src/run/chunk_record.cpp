@@ -6,7 +6,7 @@ namespace hpcscreen::run {
 namespace {
 nlohmann::json hits_json(const std::vector<rank::hit>& hits) {
   auto a = nlohmann::json::array();
-  for (const auto& h : hits) a.push_back({h.score, h.key.shard, h.key.row, h.id, h.smiles});
+  for (const auto& h : hits) a.push_back({h.score, h.key.shard, h.key.row, h.id, h.text});
   return a;
 }
 std::vector<rank::hit> hits_parse(const nlohmann::json& a) {

@@ -1,34 +1,18 @@
 #include "hpcscreen/screen/screen.hpp"
 
 #include <omp.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <map>
-#include <memory>
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <set>
 
-#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/options.hpp"
-#include "hpcscreen/core/scheduler.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
-#include "hpcscreen/io/manifest.hpp"
-#include "hpcscreen/io/shard.hpp"
-#include "hpcscreen/plan/chunk_plan.hpp"
-#include "hpcscreen/rank/topk.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
-#include "hpcscreen/screen/signals.hpp"
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
 
 namespace hpcscreen::screen {
 namespace {
@@ -38,132 +22,44 @@ double seconds_since(clock_type::time_point t) {
   return std::chrono::duration<double>(clock_type::now() - t).count();
 }
 
-std::string with_commas(std::uint64_t n) {
-  auto s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
-  return s;
-}
-
-// Everything every rank needs before the first chunk, checked on every rank.
-struct setup {
-  io::manifest manifest;
-  std::unique_ptr<infer::gnn_model> model;
-  plan::chunk_plan plan;
-  scheduler_info scheduler;
-  int threads = 1;
-};
-
-struct stage_times {
-  double read_s = 0, featurize_s = 0, infer_s = 0, commit_s = 0;
-};
-
-// Rank 0's progress lines: records done of total, rate, ETA, rejects, failures, ranks alive.
-class progress_reporter {
+class screen_workload : public pipeline::workload {
  public:
-  progress_reporter(std::uint64_t n_total, std::uint64_t n_done_before, double interval_s)
-      : n_total_(n_total), n_before_(n_done_before), interval_s_(interval_s),
-        tty_(isatty(fileno(stderr)) != 0) {}
-
-  void maybe_report(dist::progress_board& board, int n_ranks, bool force = false) {
-    const double t = seconds_since(start_);
-    if (!force && (interval_s_ <= 0 || t - last_s_ < interval_s_)) return;
-    last_s_ = t;
-    const auto v = board.read_all();
-    std::uint64_t done = 0, rejected = 0, failed = 0, alive = 0;
-    for (int r = 0; r < n_ranks; ++r) {
-      done += v[static_cast<std::size_t>(r) * dist::progress_board::n_slots + 0];
-      rejected += v[static_cast<std::size_t>(r) * dist::progress_board::n_slots + 1];
-      failed += v[static_cast<std::size_t>(r) * dist::progress_board::n_slots + 2];
-      alive += v[static_cast<std::size_t>(r) * dist::progress_board::n_slots + 3];
-    }
-    const double rate = t > 0 ? static_cast<double>(done) / t : 0;
-    const auto total_done = n_before_ + done;
-    const double eta = rate > 0 ? static_cast<double>(n_total_ - std::min(n_total_, total_done)) / rate : NAN;
-    const double pct = n_total_ ? 100.0 * static_cast<double>(total_done) / static_cast<double>(n_total_) : 100.0;
-    char line[512];
-    std::snprintf(line, sizeof line,
-                  "[hpcscreen] %s/%s records (%.1f%%) | %.0f rec/s | ETA %s | rejects %s | "
-                  "failed %s | ranks alive %llu/%d",
-                  with_commas(total_done).c_str(), with_commas(n_total_).c_str(), pct, rate,
-                  format_duration(eta).c_str(), with_commas(rejected).c_str(),
-                  with_commas(failed).c_str(), static_cast<unsigned long long>(alive), n_ranks);
-    if (tty_) {
-      std::fprintf(stderr, "\r\033[K%s%s", line, force ? "\n" : "");
-    } else {
-      std::fprintf(stderr, "%s\n", line);
-    }
-    std::fflush(stderr);
+  screen_workload(const screen_settings& s, int threads)
+      : settings_(s), threads_(threads), model_(s.model_path) {
+    chem::silence_rdkit_logs();
+    infer::configure_threads(threads);
   }
 
- private:
-  std::uint64_t n_total_, n_before_;
-  double interval_s_;
-  bool tty_;
-  clock_type::time_point start_ = clock_type::now();
-  double last_s_ = 0;
-};
+  std::string name() const override { return "screen"; }
+  std::string library_kind() const override { return "compounds"; }
+  std::vector<std::string> fields() const override { return {"id", "smiles"}; }
+  std::string hit_text_column() const override { return "smiles"; }
+  bool higher_is_better() const override { return model_.metadata().higher_is_better; }
+  bool produces_hits() const override { return true; }
 
-// The work of one rank: chunks from the shared counter until none is left or a stop is asked.
-class chunk_worker {
- public:
-  chunk_worker(const screen_options& o, setup& s, int rank, int attempt)
-      : o_(o), s_(s), rank_(rank), attempt_(attempt),
-        rank_top_(o.top_k, s.model->metadata().higher_is_better),
-        journal_(o.out_dir, attempt, rank) {}
+  pipeline::json identity() const override {
+    return {{"max_atoms", settings_.featurize.max_atoms}, {"all_scores", settings_.all_scores}};
+  }
+  pipeline::json model_report() const override {
+    return {{"metadata", pipeline::json::parse(model_.metadata().raw_json)}};
+  }
+  void prepare_run_folder(const std::string& out_dir) const override {
+    if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
+  }
 
-  // Returns nullopt when a stop was asked in the middle: the chunk is abandoned, not committed.
-  std::optional<run::chunk_record> process(const plan::chunk& c,
-                                           const std::function<void()>& between_batches) {
-    const auto t0 = clock_type::now();
-    run::chunk_record rec;
-    rec.chunk_id = c.id;
-    rec.shard = c.shard;
-    rec.row_begin = c.row_begin;
-    rec.row_end = c.row_end;
-    rec.rank = rank_;
-    rec.attempt = attempt_;
-    rec.counts.n_read = c.n_rows();
-
-    string_column ids, smiles;
-    try {
-      if (!reader_ || reader_shard_ != c.shard) {
-        reader_.reset();
-        const auto& entry = s_.manifest.shards[c.shard];
-        reader_ = std::make_unique<io::shard_reader>(
-            (fs::path(o_.library_dir) / entry.file).string(), s_.manifest.shard_schema,
-            s_.manifest.fields);
-        reader_shard_ = c.shard;
-        if (reader_->n_records() != entry.n_records) {
-          throw shard_error("shard '" + entry.file + "' holds " +
-                            std::to_string(reader_->n_records()) + " records, the manifest says " +
-                            std::to_string(entry.n_records));
-        }
-      }
-      ids = reader_->read("id", c.row_begin, c.row_end);
-      smiles = reader_->read("smiles", c.row_begin, c.row_end);
-    } catch (const shard_error& e) {
-      reader_.reset();
-      rec.counts.n_failed = c.n_rows();
-      rec.failure = e.what();
-      // One line per shard and rank: a broken shard of a million rows is not a thousand lines.
-      if (reported_failures_.insert(c.shard).second) {
-        std::fprintf(stderr, "hpcscreen: rank %d: %s: %s; its rows are counted as failed\n",
-                     rank_, plan::describe(c, s_.manifest).c_str(), e.what());
-      }
-      rec.elapsed_s = seconds_since(t0);
-      return rec;
-    }
-    times_.read_s += seconds_since(t0);
-
-    const auto n = static_cast<std::int64_t>(c.n_rows());
+  bool process(const plan::chunk& c, const std::string& shard_file, const std::vector<string_column>& columns,
+               run::chunk_record& rec,
+               rank::topk& top, const std::function<void()>& between_batches) override {
+    const auto& ids = columns[0];
+    const auto& smiles = columns[1];
+    const auto n = static_cast<std::int64_t>(ids.size());
     std::vector<chem::featurize_result> features(static_cast<std::size_t>(n));
     const auto t1 = clock_type::now();
-#pragma omp parallel for schedule(dynamic, 8) num_threads(s_.threads)
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
     for (std::int64_t i = 0; i < n; ++i) {
-      features[static_cast<std::size_t>(i)] =
-          chem::featurize_smiles(smiles[static_cast<std::size_t>(i)], o_.featurize);
+      features[static_cast<std::size_t>(i)] = chem::featurize_smiles(smiles[static_cast<std::size_t>(i)], settings_.featurize);
     }
-    times_.featurize_s += seconds_since(t1);
+    featurize_s_ += seconds_since(t1);
 
     std::vector<std::size_t> good;
     std::vector<std::int64_t> atom_counts;
@@ -172,445 +68,80 @@ class chunk_worker {
         good.push_back(i);
         atom_counts.push_back(features[i].graph.n_atoms);
       } else {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "featurize",
-                               features[i].reason, features[i].detail});
+        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "featurize", features[i].reason, features[i].detail});
       }
     }
 
-    const auto& meta = s_.model->metadata();
+    const auto& meta = model_.metadata();
     const auto n_tasks = meta.tasks.size();
     const auto task = meta.rank_task_index();
-    rank::topk chunk_top(o_.top_k, meta.higher_is_better);
     scores_csv_.clear();
-    const auto& shard_file = s_.manifest.shards[c.shard].file;
     const auto t2 = clock_type::now();
-    for (const auto& [begin, end] : batch::plan_batches(atom_counts, o_.budget)) {
-      if (stop_requested()) return std::nullopt;
+    for (const auto& [begin, end] : batch::plan_batches(atom_counts, settings_.budget)) {
+      if (pipeline::stop_requested()) return false;
       std::vector<const chem::mol_graph*> graphs;
       for (auto k = begin; k < end; ++k) graphs.push_back(&features[good[k]].graph);
-      const auto scores = s_.model->score(batch::assemble(graphs));
+      const auto scores = model_.score(batch::assemble(graphs));
+      ++n_batches_;
       for (auto k = begin; k < end; ++k) {
         const auto i = good[k];
-        const float v = scores[(k - begin) * n_tasks + task];
-        if (!std::isfinite(v)) {
+        const float* row = &scores[(k - begin) * n_tasks];
+        if (!std::isfinite(row[task])) {
           rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "non_finite_score",
-                                 "the model returned " + format_score(v)});
+                                 "the model returned " + format_score(row[task])});
           continue;
         }
         ++rec.counts.n_scored;
-        if (o_.all_scores) {
+        if (settings_.all_scores) {
           scores_csv_ += csv_field(shard_file) + ',' + std::to_string(c.row_begin + i) + ',' + csv_field(ids[i]);
-          for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(scores[(k - begin) * n_tasks + t]);
+          for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(row[t]);
           scores_csv_ += '\n';
         }
-        rank::hit h{v, {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(smiles[i])};
-        chunk_top.offer(h);
-        rank_top_.offer(std::move(h));
+        top.offer({row[task], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(smiles[i])});
       }
       between_batches();
     }
-    times_.infer_s += seconds_since(t2);
-    std::sort(rec.rejects.begin(), rec.rejects.end(),
-              [](const reject& a, const reject& b) { return a.row < b.row; });
-    rec.counts.n_rejected = rec.rejects.size();
-    rec.hits = chunk_top.sorted();
-    rec.elapsed_s = seconds_since(t0);
-    return rec;
+    infer_s_ += seconds_since(t2);
+    return true;
   }
 
-  void commit(const run::chunk_record& rec) {
-    HPCSCREEN_ASSERT_MSG(rec.counts.balanced(), "chunk " + std::to_string(rec.chunk_id));
-    const auto t = clock_type::now();
-    if (o_.all_scores) {
-      // Named by chunk: a chunk scored again replaces its file, so no record appears twice.
-      run::write_file_atomically(scores_path(rec.chunk_id), scores_header() + scores_csv_);
-    }
-    run::write_chunk_record(o_.out_dir, rec);
-    journal_.commit(rec.chunk_id);
-    totals_ += rec.counts;
-    ++n_chunks_;
-    times_.commit_s += seconds_since(t);
+  void write_chunk_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
+    if (!settings_.all_scores) return;
+    char name[48];
+    std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(rec.chunk_id));
+    std::string header = "shard,row,id";
+    for (const auto& t : model_.metadata().tasks) header += ',' + csv_field(t);
+    run::write_file_atomically((fs::path(out_dir) / "scores" / name).string(), header + '\n' + scores_csv_);
   }
 
-  const run::chunk_counts& totals() const { return totals_; }
-  const stage_times& times() const { return times_; }
-  std::uint64_t n_chunks() const { return n_chunks_; }
-  std::vector<rank::hit> hits() const { return rank_top_.sorted(); }
+  pipeline::json rank_report() const override {
+    return {{"featurize_s", featurize_s_}, {"infer_s", infer_s_}, {"batches", n_batches_}};
+  }
+
+  void finish(const std::string&, const io::manifest&, const plan::chunk_plan&, const std::set<std::uint64_t>&,
+              const std::vector<pipeline::json>&, pipeline::json& report) const override {
+    report["config"]["max_atoms"] = settings_.featurize.max_atoms;
+    report["config"]["batch_molecules"] = settings_.budget.max_molecules;
+    report["config"]["batch_atoms"] = settings_.budget.max_atoms;
+    report["config"]["all_scores"] = settings_.all_scores;
+    report["versions"]["libtorch"] = infer::libtorch_version();
+    report["versions"]["rdkit"] = chem::rdkit_version();
+    report["versions"]["featurizer"] = std::string(chem::featurizer_name) + "/" + std::to_string(chem::featurizer_version);
+  }
 
  private:
-  std::string scores_path(std::uint64_t chunk_id) const {
-    char name[48];
-    std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(chunk_id));
-    return (fs::path(o_.out_dir) / "scores" / name).string();
-  }
-  std::string scores_header() const {
-    std::string h = "shard,row,id";
-    for (const auto& t : s_.model->metadata().tasks) h += ',' + csv_field(t);
-    return h + '\n';
-  }
-
-  const screen_options& o_;
-  setup& s_;
-  int rank_, attempt_;
-  rank::topk rank_top_;
-  run::journal journal_;
-  std::unique_ptr<io::shard_reader> reader_;
-  std::uint32_t reader_shard_ = 0;
-  run::chunk_counts totals_;
-  stage_times times_;
-  std::uint64_t n_chunks_ = 0;
-  std::set<std::uint32_t> reported_failures_;
+  screen_settings settings_;
+  int threads_;
+  infer::gnn_model model_;
   std::string scores_csv_;  // this chunk's rows of scores/chunk-N.csv
+  double featurize_s_ = 0, infer_s_ = 0;
+  std::uint64_t n_batches_ = 0;
 };
-
-// Collective: every rank's error, printed once by rank 0. Returns true when all are fine.
-bool agree(dist::context& ctx, const std::string& local_error) {
-  if (ctx.all_ok(local_error.empty())) return true;
-  const auto errors = ctx.gather(local_error);
-  if (ctx.rank() == 0) {
-    std::map<std::string, std::vector<int>> by_message;
-    for (int r = 0; r < static_cast<int>(errors.size()); ++r) {
-      if (!errors[static_cast<std::size_t>(r)].empty()) by_message[errors[static_cast<std::size_t>(r)]].push_back(r);
-    }
-    for (const auto& [message, ranks] : by_message) {
-      std::string who = ranks.size() == errors.size() ? "" : " (rank " + std::to_string(ranks.front()) +
-                                                                 (ranks.size() > 1 ? " and others" : "") + ")";
-      std::fprintf(stderr, "hpcscreen: error%s: %s\n", who.c_str(), message.c_str());
-    }
-  }
-  return false;
-}
-
-json identity_of(const screen_options& o, const setup& s) {
-  return {{"workload", "screen"},
-          {"library", fs::absolute(o.library_dir).string()},
-          {"manifest_checksum", file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string())},
-          {"model_checksum", file_checksum(o.model_path)},
-          {"n_records", s.manifest.n_records()},
-          {"chunk_rows", o.chunk_rows},
-          {"n_chunks", s.plan.chunks.size()},
-          {"top_k", o.top_k},
-          {"all_scores", o.all_scores},
-          {"max_atoms", o.featurize.max_atoms}};
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  run::write_file_atomically(path, text);
-}
-
-// Rank 0, after the gather: hits.csv, rejects.csv and run.json from the committed chunks.
-int finish_run(const screen_options& o, const setup& s, dist::context& ctx, int attempt,
-               const std::set<std::uint64_t>& committed_before,
-               const std::vector<std::string>& rank_reports, double wall_s, bool interrupted) {
-  const auto committed = run::committed_chunks(o.out_dir);
-  const auto& meta = s.model->metadata();
-
-  std::vector<std::vector<rank::hit>> lists;
-  run::chunk_counts live_totals;
-  json ranks = json::array();
-  for (const auto& blob : rank_reports) {
-    auto r = json::parse(blob);
-    lists.push_back(run::hits_from_json(r["hits"].dump()));
-    live_totals.n_read += r["n_read"].get<std::uint64_t>();
-    live_totals.n_scored += r["n_scored"].get<std::uint64_t>();
-    live_totals.n_rejected += r["n_rejected"].get<std::uint64_t>();
-    live_totals.n_failed += r["n_failed"].get<std::uint64_t>();
-    r.erase("hits");
-    ranks.push_back(std::move(r));
-  }
-
-  // Counts come from every committed chunk record, this attempt's and earlier ones'; this
-  // attempt's must agree with what the ranks report.
-  run::chunk_counts totals, this_attempt;
-  std::map<std::string, std::uint64_t> reject_reasons;
-  std::map<std::string, json> failed_shards;
-  const auto rejects_tmp = (fs::path(o.out_dir) / "rejects.csv.tmp").string();
-  {
-    std::ofstream rejects(rejects_tmp);
-    rejects << "shard,row,id,stage,reason\n";
-    for (const auto id : committed) {
-      const auto rec = run::read_chunk_record(o.out_dir, id);
-      totals += rec.counts;
-      if (!committed_before.count(id)) {
-        this_attempt += rec.counts;
-      } else {
-        lists.push_back(rec.hits);
-      }
-      const auto& shard_file = s.manifest.shards[rec.shard].file;
-      for (const auto& x : rec.rejects) {
-        rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ','
-                << x.stage << ',' << csv_field(x.reason + ": " + x.detail) << '\n';
-        ++reject_reasons[x.reason];
-      }
-      if (rec.counts.n_failed > 0) {
-        auto& f = failed_shards[shard_file];
-        f["error"] = rec.failure;
-        f["rows_failed"] = f.value("rows_failed", std::uint64_t{0}) + rec.counts.n_failed;
-      }
-    }
-    if (!rejects) throw run_error("cannot write '" + rejects_tmp + "'");
-  }
-  fs::rename(rejects_tmp, fs::path(o.out_dir) / "rejects.csv");
-
-  const auto hits = rank::merge(lists, o.top_k, meta.higher_is_better);
-  std::string hits_csv = "rank,id,score,shard,row,smiles\n";
-  for (std::size_t i = 0; i < hits.size(); ++i) {
-    const auto& h = hits[i];
-    hits_csv += std::to_string(i + 1) + ',' + csv_field(h.id) + ',' + format_score(h.score) + ',' +
-                csv_field(s.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row) +
-                ',' + csv_field(h.smiles) + '\n';
-  }
-  write_text((fs::path(o.out_dir) / "hits.csv").string(), hits_csv);
-
-  const bool complete = committed.size() == s.plan.chunks.size();
-  std::vector<std::string> problems;
-  if (!totals.balanced()) {
-    problems.push_back("records_read " + std::to_string(totals.n_read) + " != scored " +
-                       std::to_string(totals.n_scored) + " + rejected " +
-                       std::to_string(totals.n_rejected) + " + failed " +
-                       std::to_string(totals.n_failed));
-  }
-  if (!(this_attempt.n_read == live_totals.n_read && this_attempt.n_scored == live_totals.n_scored &&
-        this_attempt.n_rejected == live_totals.n_rejected && this_attempt.n_failed == live_totals.n_failed)) {
-    problems.push_back("the chunk records of this attempt disagree with the ranks' own counts");
-  }
-  if (complete && totals.n_read != s.manifest.n_records()) {
-    problems.push_back("records_read " + std::to_string(totals.n_read) +
-                       " differs from the manifest's " + std::to_string(s.manifest.n_records()));
-  }
-
-  const auto sched = s.scheduler;
-  json report;
-  report["schema"] = "hpcscreen.run_report/1";
-  report["workload"] = "screen";
-  report["complete"] = complete;
-  report["interrupted"] = interrupted;
-  if (interrupted) report["stop_signal"] = stop_signal();
-  report["attempt"] = attempt;
-  report["records_total"] = s.manifest.n_records();
-  report["records_read"] = totals.n_read;
-  report["records_scored"] = totals.n_scored;
-  report["records_rejected"] = totals.n_rejected;
-  report["records_failed"] = totals.n_failed;
-  report["records_pending"] = s.manifest.n_records() - std::min(s.manifest.n_records(), totals.n_read);
-  report["accounting_ok"] = problems.empty();
-  report["accounting_problems"] = problems;
-  report["chunks_total"] = s.plan.chunks.size();
-  report["chunks_committed"] = committed.size();
-  report["chunks_this_attempt"] = committed.size() - committed_before.size();
-  report["wall_time_s"] = wall_s;
-  report["throughput_records_per_s"] = wall_s > 0 ? static_cast<double>(live_totals.n_read) / wall_s : 0.0;
-  report["ranks"] = ctx.size();
-  report["threads_per_rank"] = s.threads;
-  report["top_k"] = o.top_k;
-  report["hits"] = hits.size();
-  report["reject_reasons"] = reject_reasons;
-  report["failed_shards"] = failed_shards;
-  report["per_rank"] = ranks;
-  report["model"] = {{"path", fs::absolute(o.model_path).string()},
-                     {"metadata", json::parse(meta.raw_json)}};
-  report["library"] = {{"path", fs::absolute(o.library_dir).string()},
-                       {"shards", s.manifest.shards.size()}};
-  report["config"] = {{"chunk_rows", o.chunk_rows},
-                      {"max_atoms", o.featurize.max_atoms},
-                      {"batch_molecules", o.budget.max_molecules},
-                      {"batch_atoms", o.budget.max_atoms},
-                      {"stop_after_s", o.stop_after_s},
-                      {"max_chunks_per_rank", o.max_chunks_per_rank},
-                      {"allow_failed_shards", o.allow_failed_shards},
-                      {"all_scores", o.all_scores},
-                      {"command_line", o.command_line}};
-  report["versions"] = {{"hpcscreen", o.version},
-                        {"libtorch", infer::libtorch_version()},
-                        {"rdkit", chem::rdkit_version()},
-                        {"mpi", ctx.description()},
-                        {"featurizer", std::string(chem::featurizer_name) + "/" +
-                                           std::to_string(chem::featurizer_version)}};
-  report["scheduler"] = {{"name", sched.name},
-                         {"job_id", sched.job_id},
-                         {"nodes", sched.n_nodes},
-                         {"cpus_per_task", sched.cpus_per_task}};
-  write_text((fs::path(o.out_dir) / "run.json").string(), report.dump(2) + "\n");
-
-  std::fprintf(stderr,
-               "hpcscreen: %s records: %s scored, %s rejected, %s failed%s; %zu hits in %s "
-               "(%.1f s, %d ranks x %d threads)\n",
-               with_commas(totals.n_read).c_str(), with_commas(totals.n_scored).c_str(),
-               with_commas(totals.n_rejected).c_str(), with_commas(totals.n_failed).c_str(),
-               complete ? "" : (", " + with_commas(s.manifest.n_records() - totals.n_read) + " pending").c_str(),
-               hits.size(), (fs::path(o.out_dir) / "hits.csv").string().c_str(), wall_s, ctx.size(),
-               s.threads);
-  for (const auto& p : problems) std::fprintf(stderr, "hpcscreen: ACCOUNTING ERROR: %s\n", p.c_str());
-  if (!problems.empty()) return exit_incomplete;
-  if (!complete) {
-    std::fprintf(stderr,
-                 "hpcscreen: run stopped before the end; %zu of %zu chunks are committed. Run the "
-                 "same command with --resume to finish it.\n",
-                 committed.size(), s.plan.chunks.size());
-    return exit_interrupted;
-  }
-  if (totals.n_failed > 0) {
-    for (const auto& [file, f] : failed_shards) {
-      std::fprintf(stderr, "hpcscreen: failed shard %s: %s rows: %s\n", file.c_str(),
-                   with_commas(f["rows_failed"].get<std::uint64_t>()).c_str(),
-                   f["error"].get<std::string>().c_str());
-    }
-    if (!o.allow_failed_shards) {
-      std::fprintf(stderr, "hpcscreen: %s records are in shards that could not be read; the run "
-                   "is not complete (pass --allow-failed-shards to accept this)\n",
-                   with_commas(totals.n_failed).c_str());
-      return exit_incomplete;
-    }
-  }
-  return exit_ok;
-}
 
 }  // namespace
 
-int run_screen(dist::context& ctx, const screen_options& o) {
-  const auto t_start = clock_type::now();
-  install_stop_handlers();
-  chem::silence_rdkit_logs();
-
-  setup s;
-  std::string err;
-  try {
-    s.scheduler = detect_scheduler();
-    s.threads = o.threads > 0 ? o.threads : default_threads(s.scheduler);
-    infer::configure_threads(s.threads);
-    s.manifest = io::read_manifest(o.library_dir);
-    if (s.manifest.kind != "compounds") {
-      throw usage_error("library '" + o.library_dir + "' holds " + s.manifest.kind +
-                        ", 'screen' needs compounds (use 'annotate' for proteins)");
-    }
-    if (o.top_k == 0) throw usage_error("--top-k must be at least 1");
-    s.model = std::make_unique<infer::gnn_model>(o.model_path);
-    s.plan = plan::make_chunk_plan(s.manifest, o.chunk_rows);
-    plan::check(s.plan, s.manifest);
-  } catch (const std::exception& e) {
-    err = e.what();
-  }
-  if (!agree(ctx, err)) return exit_error;
-
-  // Rank 0 owns the run folder: create it, or check that a resume continues the same run.
-  json start;
-  if (ctx.rank() == 0) {
-    try {
-      const json attempt = {{"ranks", ctx.size()},
-                            {"threads_per_rank", s.threads},
-                            {"command_line", o.command_line},
-                            {"scheduler", s.scheduler.name},
-                            {"job_id", s.scheduler.job_id}};
-      const auto before = run::committed_chunks(o.out_dir);
-      const int number = run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
-      if (o.all_scores) fs::create_directories(fs::path(o.out_dir) / "scores");
-      start = {{"attempt", number}, {"committed", before}};
-      if (o.resume && number > 1) {
-        std::fprintf(stderr, "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already "
-                     "committed\n", o.out_dir.c_str(), number, before.size(), s.plan.chunks.size());
-      }
-    } catch (const std::exception& e) {
-      start = {{"error", e.what()}};
-    }
-  }
-  start = json::parse(ctx.broadcast(start.dump()));
-  if (start.contains("error")) {
-    if (ctx.rank() == 0) std::fprintf(stderr, "hpcscreen: error: %s\n", start["error"].get<std::string>().c_str());
-    return exit_error;
-  }
-  const int attempt = start["attempt"].get<int>();
-  const auto committed_before = start["committed"].get<std::set<std::uint64_t>>();
-  std::vector<std::uint64_t> remaining;
-  std::uint64_t n_done_before = 0;
-  for (const auto& c : s.plan.chunks) {
-    if (committed_before.count(c.id)) {
-      n_done_before += c.n_rows();
-    } else {
-      remaining.push_back(c.id);
-    }
-  }
-
-  std::string work_error;
-  std::optional<chunk_worker> worker;
-  try {
-    worker.emplace(o, s, ctx.rank(), attempt);
-  } catch (const std::exception& e) {
-    work_error = e.what();
-  }
-  bool interrupted = false;
-  {
-    auto counter = ctx.make_counter();
-    auto board = ctx.make_progress_board();
-    std::optional<progress_reporter> progress;
-    if (ctx.rank() == 0) progress.emplace(s.manifest.n_records(), n_done_before, o.progress_interval_s);
-    std::uint64_t mine[dist::progress_board::n_slots] = {0, 0, 0, 1};
-    board->publish(mine);
-    auto tick = [&] {
-      if (progress) progress->maybe_report(*board, ctx.size());
-    };
-    auto deadline_passed = [&] { return o.stop_after_s > 0 && seconds_since(t_start) >= o.stop_after_s; };
-    while (work_error.empty()) {
-      const bool quota_reached = o.max_chunks_per_rank > 0 && worker->n_chunks() >= o.max_chunks_per_rank;
-      if (stop_requested() || deadline_passed() || quota_reached) {
-        interrupted = true;
-        break;
-      }
-      const auto next = counter->next();
-      if (next >= remaining.size()) break;
-      const auto& c = s.plan.chunks[remaining[next]];
-      try {
-        auto rec = worker->process(c, tick);
-        if (!rec) {
-          interrupted = true;
-          break;
-        }
-        worker->commit(*rec);
-      } catch (const std::exception& e) {
-        work_error = "rank " + std::to_string(ctx.rank()) + ", " + plan::describe(c, s.manifest) + ": " + e.what();
-        break;
-      }
-      const auto& t = worker->totals();
-      mine[0] = t.n_read;
-      mine[1] = t.n_rejected;
-      mine[2] = t.n_failed;
-      board->publish(mine);
-      tick();
-    }
-    mine[3] = 0;
-    board->publish(mine);
-    ctx.barrier();
-    if (progress) progress->maybe_report(*board, ctx.size(), true);
-  }  // counter and board are freed collectively here
-
-  // A stop asked on any rank counts for the run.
-  interrupted = !ctx.all_ok(!interrupted && !stop_requested()) ;
-  if (!agree(ctx, work_error)) return exit_error;
-
-  json mine = {{"rank", ctx.rank()}, {"host", [] { char h[256] = {}; gethostname(h, sizeof h - 1); return std::string(h); }()}};
-  const auto& t = worker->totals();
-  mine["n_chunks"] = worker->n_chunks();
-  mine["n_read"] = t.n_read;
-  mine["n_scored"] = t.n_scored;
-  mine["n_rejected"] = t.n_rejected;
-  mine["n_failed"] = t.n_failed;
-  mine["read_s"] = worker->times().read_s;
-  mine["featurize_s"] = worker->times().featurize_s;
-  mine["infer_s"] = worker->times().infer_s;
-  mine["commit_s"] = worker->times().commit_s;
-  mine["busy_s"] = seconds_since(t_start);
-  mine["hits"] = json::parse(run::hits_to_json(worker->hits()));
-  const auto reports = ctx.gather(mine.dump(-1, ' ', false, json::error_handler_t::replace));
-
-  int status = exit_ok;
-  if (ctx.rank() == 0) {
-    try {
-      status = finish_run(o, s, ctx, attempt, committed_before, reports, seconds_since(t_start), interrupted);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "hpcscreen: error while writing the results: %s\n", e.what());
-      status = exit_error;
-    }
-  }
-  return std::stoi(ctx.broadcast(std::to_string(status)));
+std::unique_ptr<pipeline::workload> make_screen_workload(const screen_settings& settings, int threads) {
+  return std::make_unique<screen_workload>(settings, threads);
 }
 
 }  // namespace hpcscreen::screen

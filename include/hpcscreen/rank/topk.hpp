@@ -13,7 +13,7 @@ struct hit {
   float score = 0;
   record_key key;
   std::string id;
-  std::string smiles;
+  std::string text;  // shown in hits.csv: the SMILES of a compound, the description of a protein
 };
 
 struct order {

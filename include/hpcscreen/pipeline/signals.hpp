@@ -2,10 +2,10 @@
 // SIGTERM, SIGINT (Slurm before walltime, PBS qdel) and SIGUSR1 (passed on by mpirun, which
 // kills the job too soon after a SIGTERM) ask for a clean stop: take no new chunk, abandon
 // the one in flight at the next batch boundary, commit, report, exit with `interrupted`.
-namespace hpcscreen::screen {
+namespace hpcscreen::pipeline {
 
 void install_stop_handlers();
 bool stop_requested();
 int stop_signal();  // the signal that asked, 0 if none
 
-}  // namespace hpcscreen::screen
+}  // namespace hpcscreen::pipeline

@@ -1,10 +1,10 @@
-#include "hpcscreen/screen/signals.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
 
 #include <atomic>
 #include <csignal>
 #include <initializer_list>
 
-namespace hpcscreen::screen {
+namespace hpcscreen::pipeline {
 namespace {
 volatile std::sig_atomic_t g_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_signal = sig; }
@@ -20,4 +20,4 @@ void install_stop_handlers() {
 bool stop_requested() { return g_signal != 0; }
 int stop_signal() { return g_signal; }
 
-}  // namespace hpcscreen::screen
+}  // namespace hpcscreen::pipeline
