@@ -9,6 +9,7 @@
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
+#include "hpcscreen/annotate/annotate.hpp"
 #include "hpcscreen/screen/screen.hpp"
 
 namespace po = boost::program_options;
@@ -21,7 +22,9 @@ const char* top_usage =
     "\n"
     "commands:\n"
     "  pack compounds   pack .smi/.csv/.tsv/.sdf (optionally .gz) into HDF5 shards + manifest\n"
+    "  pack proteins    pack FASTA (optionally .gz) into HDF5 shards + manifest\n"
     "  screen           score a compound library with a TorchScript GNN; top hits at rank 0\n"
+    "  annotate         annotate a protein library with a TorchScript BERT; every result kept\n"
     "  version          print versions\n"
     "\n"
     "'hpcscreen <command> --help' lists a command's options.\n";
@@ -48,14 +51,15 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 }
 
 int pack_command(const std::vector<std::string>& args) {
-  if (args.empty() || (args[0] != "compounds")) {
-    throw po::error("'pack' needs a kind: 'hpcscreen pack compounds --input FILE --out DIR'");
+  if (args.empty() || (args[0] != "compounds" && args[0] != "proteins")) {
+    throw po::error("'pack' needs a kind: 'hpcscreen pack compounds|proteins --input FILE --out DIR'");
   }
+  const bool proteins = args[0] == "proteins";
   pack::pack_options o;
-  po::options_description desc("pack compounds options");
+  po::options_description desc(proteins ? "pack proteins options" : "pack compounds options");
   desc.add_options()
       ("help,h", "show this help")
-      ("input,i", po::value(&o.inputs)->required()->multitoken(), "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")
+      ("input,i", po::value(&o.inputs)->required()->multitoken(), proteins ? "FASTA file(s), optionally .gz" : "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")
       ("out,o", po::value(&o.out_dir)->required(), "library folder to create (must not exist or be empty)")
       ("shard-size", po::value(&o.shard_records)->default_value(o.shard_records), "records per shard")
       ("format", po::value(&o.format), "smi|csv|tsv|sdf (default: from the extension)")
@@ -63,8 +67,12 @@ int pack_command(const std::vector<std::string>& args) {
       ("id-column", po::value(&o.csv.id_column), "CSV column holding ids (default: 'id' or 'name' if present)")
       ("sdf-id-field", po::value(&o.sdf_id_field), "SD property holding ids (default: the title line)");
   po::variables_map vm;
-  if (!parse({args.begin() + 1, args.end()}, desc, vm, "usage: hpcscreen pack compounds --input FILE... --out DIR")) return 0;
-  const auto s = pack::pack_compounds(o);
+  if (!parse({args.begin() + 1, args.end()}, desc, vm,
+             proteins ? "usage: hpcscreen pack proteins --input FILE.fasta[.gz]... --out DIR"
+                      : "usage: hpcscreen pack compounds --input FILE... --out DIR")) {
+    return 0;
+  }
+  const auto s = proteins ? pack::pack_proteins(o) : pack::pack_compounds(o);
   std::printf("packed %llu records into %zu shard(s) in %s", static_cast<unsigned long long>(s.n_records), s.n_shards,
               o.out_dir.c_str());
   if (s.n_comments) std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
@@ -128,6 +136,35 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
   return run_with_mpi(argc, argv, o, [&](int threads) { return screen::make_screen_workload(settings, threads); });
 }
 
+int annotate_command(const std::vector<std::string>& args, int argc, char** argv) {
+  pipeline::run_options o;
+  annotate::annotate_settings settings;
+  std::string stop_after, long_sequences = "reject", batching = "length";
+  po::options_description desc("annotate options");
+  add_run_options(desc, o, stop_after, "TorchScript BERT with hpcscreen.json (data_schemas/bert_contract.md)");
+  desc.add_options()
+      ("max-tokens", po::value(&settings.budget.max_tokens)->default_value(settings.budget.max_tokens), "padded tokens per inference batch, at most")
+      ("max-sequences", po::value(&settings.budget.max_sequences)->default_value(settings.budget.max_sequences), "sequences per batch, at most (the batch size with --batching fixed)")
+      ("batching", po::value(&batching)->default_value(batching), "length (sort by length, fill to --max-tokens) or fixed (input order)")
+      ("long-sequences", po::value(&long_sequences)->default_value(long_sequences), "sequences longer than the model takes: reject, truncate or window")
+      ("window-overlap", po::value(&settings.window_overlap)->default_value(-1), "residues shared by consecutive windows (-1: a quarter of the window)")
+      ("tsv", po::bool_switch(&settings.tsv), "also write annotations.tsv (id, length, predicted labels) for small runs");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "usage: hpcscreen annotate --library DIR --model M.pt --out RUN [--top-k K]")) return 0;
+  settings.long_sequences = annotate::parse_long_policy(long_sequences);
+  if (batching != "length" && batching != "fixed") {
+    throw usage_error("the argument ('" + batching + "') for option '--batching' is invalid: expected length or fixed");
+  }
+  settings.length_aware = batching == "length";
+  if (settings.budget.max_tokens <= 0 || settings.budget.max_sequences <= 0) {
+    throw usage_error("--max-tokens and --max-sequences must be positive");
+  }
+  settings.hits = vm.count("top-k") && !vm["top-k"].defaulted();
+  o = finish_run_options(o, stop_after, argc, argv);
+  settings.model_path = o.model_path;
+  return run_with_mpi(argc, argv, o, [&](int threads) { return annotate::make_annotate_workload(settings, threads); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,6 +177,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "pack") return pack_command(args);
     if (command == "screen") return screen_command(args, argc, argv);
+    if (command == "annotate") return annotate_command(args, argc, argv);
     if (command == "version" || command == "--version") {
       std::printf("hpcscreen %s\n", HPCSCREEN_VERSION);
       return 0;

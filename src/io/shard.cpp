@@ -1,5 +1,7 @@
 #include "hpcscreen/io/shard.hpp"
 
+#include "hpcscreen/io/annotation_file.hpp"
+
 #include <hdf5.h>
 
 #include <algorithm>
@@ -300,6 +302,101 @@ string_column shard_reader::read(const std::string& field, std::uint64_t row_beg
   read_range(f.bytes.get(), H5T_NATIVE_UINT8, base, out.bytes.size(), out.bytes.data(),
              "/" + field + "/bytes", impl_->path);
   return out;
+}
+
+namespace {
+template <class T>
+void write_array(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, const std::vector<T>& v,
+                 std::uint64_t chunk, const std::string& path, std::uint64_t columns = 1) {
+  if (columns == 1) {
+    write_dataset(loc, name, file_type, mem_type, v.data(), v.size(), chunk, false, 4, path);
+    return;
+  }
+  hsize_t dims[2] = {v.size() / columns, columns};
+  hsize_t maxdims[2] = {H5S_UNLIMITED, columns};
+  handle space(check(H5Screate_simple(2, dims, maxdims), "H5Screate_simple", path), H5Sclose);
+  handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path), H5Pclose);
+  hsize_t chunk_dims[2] = {std::max<hsize_t>(1, std::min<hsize_t>(chunk, std::max<hsize_t>(dims[0], 1))), columns};
+  check(H5Pset_chunk(dcpl.get(), 2, chunk_dims), "H5Pset_chunk", path);
+  check(H5Pset_deflate(dcpl.get(), 4), "H5Pset_deflate", path);
+  check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
+  handle dset(check(H5Dcreate2(loc, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                    std::string("creating dataset ") + name, path),
+              H5Dclose);
+  if (!v.empty()) check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "writing", path);
+}
+
+template <class T>
+std::vector<T> read_array(hid_t file, const char* name, hid_t mem_type, const std::string& path) {
+  handle dset(check(H5Dopen2(file, name, H5P_DEFAULT), std::string("opening ") + name, path), H5Dclose);
+  handle space(check(H5Dget_space(dset.get()), "H5Dget_space", path), H5Sclose);
+  const auto n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<T> v(static_cast<std::size_t>(n));
+  if (n > 0) check(H5Dread(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), std::string("reading ") + name, path);
+  return v;
+}
+}  // namespace
+
+void write_annotation_chunk(const std::string& path, const annotation_chunk& a) {
+  silence_hdf5();
+  handle file(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating", path), H5Fclose);
+  write_string_attribute(file.get(), "schema", annotation_schema, path);
+  write_string_attribute(file.get(), "shard", a.shard_file, path);
+  write_string_attribute(file.get(), "output_level", a.per_residue ? "residue" : "sequence", path);
+  std::string labels;
+  for (const auto& l : a.labels) labels += (labels.empty() ? "" : "\n") + l;
+  write_string_attribute(file.get(), "labels", labels, path);
+  write_u64_attribute(file.get(), "row_begin", a.row_begin, path);
+  write_u64_attribute(file.get(), "row_end", a.row_end, path);
+  write_u64_attribute(file.get(), "n_records", a.rows.size(), path);
+  write_array(file.get(), "row", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.rows, 1 << 16, path);
+  write_array(file.get(), "length", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.lengths, 1 << 16, path);
+  handle group(check(H5Gcreate2(file.get(), "id", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group id", path), H5Gclose);
+  std::vector<std::uint8_t> id_bytes(a.ids.bytes.begin(), a.ids.bytes.end());
+  write_array(group.get(), "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, id_bytes, 1 << 20, path);
+  write_array(group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.ids.offsets, 1 << 16, path);
+  const auto n_labels = a.labels.size();
+  if (a.per_residue) {
+    write_array(file.get(), "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path, n_labels);
+    write_array(file.get(), "residue_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.residue_offsets, 1 << 16, path);
+    write_array(file.get(), "prediction", H5T_STD_U8LE, H5T_NATIVE_UINT8, a.prediction, 1 << 20, path);
+  } else {
+    write_array(file.get(), "scores", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path, n_labels);
+  }
+  check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing", path);
+}
+
+annotation_chunk read_annotation_chunk(const std::string& path) {
+  silence_hdf5();
+  handle file(check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path), H5Fclose);
+  annotation_chunk a;
+  if (read_string_attribute(file.get(), "schema", path) != annotation_schema) {
+    throw shard_error("'" + path + "' is not an hpcscreen annotation file");
+  }
+  a.shard_file = read_string_attribute(file.get(), "shard", path);
+  a.per_residue = read_string_attribute(file.get(), "output_level", path) == "residue";
+  const auto labels = read_string_attribute(file.get(), "labels", path);
+  std::size_t b = 0;
+  while (b <= labels.size()) {
+    const auto e = std::min(labels.find('\n', b), labels.size());
+    a.labels.push_back(labels.substr(b, e - b));
+    b = e + 1;
+  }
+  a.row_begin = read_u64_attribute(file.get(), "row_begin", path);
+  a.row_end = read_u64_attribute(file.get(), "row_end", path);
+  a.rows = read_array<std::uint64_t>(file.get(), "row", H5T_NATIVE_UINT64, path);
+  a.lengths = read_array<std::uint64_t>(file.get(), "length", H5T_NATIVE_UINT64, path);
+  const auto id_bytes = read_array<std::uint8_t>(file.get(), "id/bytes", H5T_NATIVE_UINT8, path);
+  a.ids.bytes.assign(id_bytes.begin(), id_bytes.end());
+  a.ids.offsets = read_array<std::uint64_t>(file.get(), "id/offsets", H5T_NATIVE_UINT64, path);
+  if (a.per_residue) {
+    a.values = read_array<float>(file.get(), "logits", H5T_NATIVE_FLOAT, path);
+    a.residue_offsets = read_array<std::uint64_t>(file.get(), "residue_offsets", H5T_NATIVE_UINT64, path);
+    a.prediction = read_array<std::uint8_t>(file.get(), "prediction", H5T_NATIVE_UINT8, path);
+  } else {
+    a.values = read_array<float>(file.get(), "scores", H5T_NATIVE_FLOAT, path);
+  }
+  return a;
 }
 
 }  // namespace hpcscreen::io

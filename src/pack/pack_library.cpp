@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "hpcscreen/chem/sdf_reader.hpp"
 #include "hpcscreen/core/checksum.hpp"
@@ -11,6 +12,7 @@
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/io/manifest.hpp"
 #include "hpcscreen/io/shard.hpp"
+#include "hpcscreen/pack/fasta_reader.hpp"
 
 namespace fs = std::filesystem;
 
@@ -51,66 +53,110 @@ void prepare_out_dir(const std::string& dir) {
   }
 }
 
+// Buffers one shard of records (field 0 is the id) and writes it when full.
 class shard_builder {
  public:
-  shard_builder(const pack_options& o, io::manifest& m) : options_(o), manifest_(m) {}
+  shard_builder(const pack_options& o, io::manifest& m) : options_(o), manifest_(m), columns_(m.fields.size()) {}
 
-  void add(compound_record&& r) {
-    const auto row = ids_.size();
-    if (r.id.empty()) r.id = derived_id(shard_file_name(manifest_.shards.size()), row);
-    ids_.push_back(r.id);
-    smiles_.push_back(r.smiles);
-    if (ids_.size() >= options_.shard_records) flush();
+  void add(std::string id, std::initializer_list<std::string_view> rest) {
+    const auto row = columns_[0].size();
+    if (id.empty()) id = derived_id(shard_file_name(manifest_.shards.size()), row);
+    columns_[0].push_back(id);
+    std::size_t f = 1;
+    for (const auto v : rest) columns_[f++].push_back(v);
+    HPCSCREEN_ASSERT(f == columns_.size());
+    if (columns_[0].size() >= options_.shard_records) flush();
   }
 
   void flush() {
-    if (ids_.size() == 0) return;
+    if (columns_[0].size() == 0) return;
     const auto name = shard_file_name(manifest_.shards.size());
     const auto path = (fs::path(options_.out_dir) / name).string();
     const auto tmp = path + ".tmp";
-    io::write_shard(tmp, io::compound_shard_schema, io::compound_fields, {ids_, smiles_});
+    io::write_shard(tmp, manifest_.shard_schema, manifest_.fields, columns_);
     fs::rename(tmp, path);
-    manifest_.shards.push_back({name, ids_.size(), file_checksum(path)});
-    ids_.clear();
-    smiles_.clear();
+    manifest_.shards.push_back({name, columns_[0].size(), file_checksum(path)});
+    for (auto& c : columns_) c.clear();
   }
 
  private:
   const pack_options& options_;
   io::manifest& manifest_;
-  string_column ids_, smiles_;
+  std::vector<string_column> columns_;
+};
+
+// What every pack run shares: the output folder, pack_rejects.csv, provenance, manifest.
+class library_writer {
+ public:
+  library_writer(const pack_options& o, const char* kind, const char* schema, const std::vector<std::string>& fields)
+      : options_(o) {
+    if (o.inputs.empty()) throw usage_error("pack: no --input given");
+    if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
+    for (const auto& in : o.inputs) {
+      if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
+    }
+    prepare_out_dir(o.out_dir);
+    manifest_.kind = kind;
+    manifest_.shard_schema = schema;
+    manifest_.fields = fields;
+    builder_.emplace(o, manifest_);
+    rejects_path_ = (fs::path(o.out_dir) / "pack_rejects.csv").string();
+    rejects_.open(rejects_path_);
+    rejects_ << "file,line,reason\n";
+  }
+
+  shard_builder& shards() { return *builder_; }
+  pack_summary& summary() { return summary_; }
+  void reject(pack_reject&& r) {
+    ++summary_.n_pack_rejects;
+    rejects_ << csv_field(r.source) << ',' << r.line << ',' << csv_field(r.reason) << '\n';
+  }
+  void source_done(const std::string& input, const std::string& format, std::uint64_t n_records,
+                   std::uint64_t n_rejects, std::uint64_t n_comments) {
+    sources_.push_back({{"file", fs::absolute(input).string()},
+                        {"format", format},
+                        {"n_records", n_records},
+                        {"n_pack_rejects", n_rejects},
+                        {"n_comment_lines", n_comments}});
+  }
+
+  pack_summary finish() {
+    builder_->flush();
+    rejects_.close();
+    if (!rejects_) throw error("cannot write '" + rejects_path_ + "'");
+    manifest_.provenance_json = nlohmann::json{{"sources", sources_},
+                                               {"n_pack_rejects", summary_.n_pack_rejects},
+                                               {"pack_rejects", "pack_rejects.csv"}}
+                                    .dump();
+    io::write_manifest(options_.out_dir, manifest_);
+    summary_.n_shards = manifest_.shards.size();
+    if (manifest_.n_records() != summary_.n_records) {
+      throw error("pack: internal accounting mismatch: " + std::to_string(summary_.n_records) + " records read, " +
+                  std::to_string(manifest_.n_records()) + " in shards");
+    }
+    return summary_;
+  }
+
+ private:
+  const pack_options& options_;
+  io::manifest manifest_;
+  std::optional<shard_builder> builder_;
+  pack_summary summary_;
+  std::string rejects_path_;
+  std::ofstream rejects_;
+  nlohmann::json sources_ = nlohmann::json::array();
 };
 
 }  // namespace
 
 pack_summary pack_compounds(const pack_options& options) {
-  if (options.inputs.empty()) throw usage_error("pack: no --input given");
-  if (options.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
-  for (const auto& in : options.inputs) {
-    if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
-  }
-  prepare_out_dir(options.out_dir);
-
-  io::manifest m;
-  m.kind = "compounds";
-  m.shard_schema = io::compound_shard_schema;
-  m.fields = io::compound_fields;
-  shard_builder builder(options, m);
-  pack_summary summary;
-
-  const auto rejects_path = (fs::path(options.out_dir) / "pack_rejects.csv").string();
-  std::ofstream rejects(rejects_path);
-  rejects << "file,line,reason\n";
+  library_writer lib(options, "compounds", io::compound_shard_schema, io::compound_fields);
+  auto& summary = lib.summary();
   auto on_record = [&](compound_record&& r) {
     ++summary.n_records;
-    builder.add(std::move(r));
+    lib.shards().add(std::move(r.id), {r.smiles});
   };
-  auto on_reject = [&](pack_reject&& r) {
-    ++summary.n_pack_rejects;
-    rejects << csv_field(r.source) << ',' << r.line << ',' << csv_field(r.reason) << '\n';
-  };
-
-  nlohmann::json sources = nlohmann::json::array();
+  auto on_reject = [&](pack_reject&& r) { lib.reject(std::move(r)); };
   for (const auto& input : options.inputs) {
     const auto format = options.format.empty() ? detect_format(input) : options.format;
     const auto before = summary.n_records;
@@ -125,30 +171,30 @@ pack_summary pack_compounds(const pack_options& options) {
     } else if (format == "sdf") {
       chem::read_sdf(input, {options.sdf_id_field}, on_record, on_reject);
     } else {
-      throw usage_error("pack: unknown --format '" + format + "' (smi, csv, tsv, sdf)");
+      throw usage_error("pack compounds: unknown --format '" + format + "' (smi, csv, tsv, sdf)");
     }
     summary.n_comments += comments;
-    sources.push_back({{"file", fs::absolute(input).string()},
-                       {"format", format},
-                       {"n_records", summary.n_records - before},
-                       {"n_pack_rejects", summary.n_pack_rejects - rejects_before},
-                       {"n_comment_lines", comments}});
+    lib.source_done(input, format, summary.n_records - before, summary.n_pack_rejects - rejects_before, comments);
   }
-  builder.flush();
-  rejects.close();
-  if (!rejects) throw error("cannot write '" + rejects_path + "'");
+  return lib.finish();
+}
 
-  m.provenance_json = nlohmann::json{{"sources", sources},
-                                     {"n_pack_rejects", summary.n_pack_rejects},
-                                     {"pack_rejects", "pack_rejects.csv"}}
-                          .dump();
-  io::write_manifest(options.out_dir, m);
-  summary.n_shards = m.shards.size();
-  if (m.n_records() != summary.n_records) {
-    throw error("pack: internal accounting mismatch: " + std::to_string(summary.n_records) +
-                " records read, " + std::to_string(m.n_records()) + " in shards");
+pack_summary pack_proteins(const pack_options& options) {
+  library_writer lib(options, "proteins", io::protein_shard_schema, io::protein_fields);
+  auto& summary = lib.summary();
+  for (const auto& input : options.inputs) {
+    const auto before = summary.n_records;
+    const auto rejects_before = summary.n_pack_rejects;
+    read_fasta(
+        input,
+        [&](protein_record&& r) {
+          ++summary.n_records;
+          lib.shards().add(std::move(r.id), {r.description, r.sequence});
+        },
+        [&](pack_reject&& r) { lib.reject(std::move(r)); });
+    lib.source_done(input, "fasta", summary.n_records - before, summary.n_pack_rejects - rejects_before, 0);
   }
-  return summary;
+  return lib.finish();
 }
 
 }  // namespace hpcscreen::pack

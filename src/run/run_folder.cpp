@@ -57,9 +57,17 @@ void write_file_atomically(const std::string& path, const std::string& content) 
     ::close(fd);
     throw;
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (::close(fd) != 0) throw run_error("cannot close '" + tmp + "': " + std::strerror(errno));
+  publish_file(tmp, path);
+}
+
+void publish_file(const std::string& tmp, const std::string& path) {
+  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
     throw run_error("cannot sync '" + tmp + "': " + std::strerror(errno));
   }
+  ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     throw run_error("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
   }

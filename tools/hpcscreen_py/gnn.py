@@ -16,7 +16,7 @@ CONTRACT = "hpcscreen.gnn/1"
 
 
 class _Weights(nn.Module):
-    def __init__(self, hidden, layers, tasks):
+    def __init__(self, hidden, layers, tasks, mean_pool=False, dropout=0.0):
         super().__init__()
         self.atom_emb = nn.ModuleList([nn.Embedding(d, hidden) for d in featurize.ATOM_FEATURE_DIMS])
         self.bond_emb = nn.ModuleList([
@@ -25,10 +25,21 @@ class _Weights(nn.Module):
         self.mlps = nn.ModuleList([
             nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
             for _ in range(layers)])
+        self.norms = nn.ModuleList([nn.BatchNorm1d(hidden) for _ in range(layers)])
+        self.drop = nn.Dropout(dropout)
+        self.mean_pool = mean_pool
         self.eps = nn.Parameter(torch.zeros(layers))
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, tasks))
         self.hidden = hidden
         self.layers = layers
+
+    def finish_layer(self, layer: int, h):
+        for i, norm in enumerate(self.norms):
+            if i == layer:
+                h = norm(h)
+        if layer + 1 < self.layers:
+            h = torch.relu(h)
+        return self.drop(h)
 
     def embed_atoms(self, x):
         h = torch.zeros(x.size(0), self.hidden, dtype=torch.float32)
@@ -46,10 +57,11 @@ class GNNSparse(_Weights):
             for i, emb in enumerate(bonds):
                 b = b + emb(edge_attr[:, i])
             agg = torch.zeros_like(h).index_add_(0, dst, h.index_select(0, src) + b)
-            h = mlp((1 + self.eps[layer]) * h + agg)
-            if layer + 1 < self.layers:
-                h = torch.relu(h)
+            h = self.finish_layer(layer, mlp((1 + self.eps[layer]) * h + agg))
         g = torch.zeros(num_graphs, self.hidden, dtype=torch.float32).index_add_(0, batch, h)
+        if self.mean_pool:
+            n = torch.zeros(num_graphs, dtype=torch.float32).index_add_(0, batch, torch.ones(batch.size(0)))
+            g = g / n.clamp(min=1.0).unsqueeze(1)
         return self.head(g)
 
 
@@ -66,11 +78,11 @@ class GNNDense(_Weights):
             for i, emb in enumerate(bonds):
                 b = b + emb(edge_attr[:, i])
             agg = adj.mm(h) + torch.zeros_like(h).index_add_(0, dst, b)
-            h = mlp((1 + self.eps[layer]) * h + agg)
-            if layer + 1 < self.layers:
-                h = torch.relu(h)
+            h = self.finish_layer(layer, mlp((1 + self.eps[layer]) * h + agg))
         pool = torch.zeros(num_graphs, n, dtype=torch.float32)
         pool[batch, torch.arange(n)] = 1.0
+        if self.mean_pool:
+            pool = pool / pool.sum(1, keepdim=True).clamp(min=1.0)
         return self.head(pool.mm(h))
 
 

@@ -13,6 +13,8 @@ namespace hpcscreen::io {
 
 inline constexpr const char* compound_shard_schema = "hpcscreen.compounds/1";
 inline const std::vector<std::string> compound_fields{"id", "smiles"};
+inline constexpr const char* protein_shard_schema = "hpcscreen.proteins/1";
+inline const std::vector<std::string> protein_fields{"id", "description", "sequence"};
 
 struct shard_write_options {
   int deflate_level = 4;

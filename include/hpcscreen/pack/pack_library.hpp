@@ -23,6 +23,9 @@ struct pack_summary {
   std::size_t n_shards = 0;
 };
 
+// Writes protein shards (fields id, description, sequence) from FASTA inputs, as below.
+pack_summary pack_proteins(const pack_options& options);
+
 // Writes shards and manifest.json into out_dir, which must not exist or be empty.
 // Records that cannot be packed (SDF records RDKit cannot read, CSV rows with the wrong
 // field count) go to out_dir/pack_rejects.csv with file, line and reason.

@@ -38,6 +38,8 @@ class journal {
 
 // Durable write: temporary file, fsync, rename, fsync of the folder.
 void write_file_atomically(const std::string& path, const std::string& content);
+// The same for a file already written to `tmp` by someone else (e.g. HDF5): fsync, rename, fsync.
+void publish_file(const std::string& tmp, const std::string& path);
 
 std::string chunk_record_path(const std::string& dir, std::uint64_t chunk_id);
 void write_chunk_record(const std::string& dir, const chunk_record& r);

@@ -1,0 +1,155 @@
+#include "hpcscreen/infer/bert_model.hpp"
+
+#include <torch/script.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <unordered_map>
+
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/infer/model_metadata.hpp"
+
+namespace hpcscreen::infer {
+
+std::size_t bert_metadata::rank_label_index() const {
+  const auto it = std::find(labels.begin(), labels.end(), rank_by);
+  HPCSCREEN_ASSERT(it != labels.end());
+  return static_cast<std::size_t>(it - labels.begin());
+}
+
+namespace {
+bert_metadata parse_bert_metadata(const std::string& text, const std::string& path) {
+  const std::string where = "model '" + path + "': hpcscreen.json: ";
+  bert_metadata m;
+  m.raw_json = text;
+  std::string contract, kind, level;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    contract = j.at("contract").get<std::string>();
+    kind = j.at("kind").get<std::string>();
+    m.name = j.value("name", "");
+    level = j.at("output_level").get<std::string>();
+    m.labels = j.at("labels").get<std::vector<std::string>>();
+    m.rank_by = j.value("rank_by", m.labels.empty() ? std::string() : m.labels.front());
+    m.higher_is_better = j.value("higher_is_better", true);
+  } catch (const nlohmann::json::exception& e) {
+    throw model_error(where + "malformed or missing field: " + e.what());
+  }
+  if (kind != "bert") throw model_error(where + "kind is '" + kind + "', but 'annotate' needs kind 'bert'");
+  if (contract != bert_contract) throw model_error(where + "contract is '" + contract + "', expected '" + bert_contract + "'");
+  if (level != "residue" && level != "sequence") {
+    throw model_error(where + "output_level is '" + level + "', expected 'residue' or 'sequence'");
+  }
+  m.per_residue = level == "residue";
+  if (m.labels.empty()) throw model_error(where + "'labels' is empty; list the output columns");
+  if (std::find(m.labels.begin(), m.labels.end(), m.rank_by) == m.labels.end()) {
+    throw model_error(where + "rank_by '" + m.rank_by + "' is not one of the labels");
+  }
+  m.tokenizer = tokenize::parse_tokenizer_config(text, path);
+  return m;
+}
+}  // namespace
+
+struct bert_model::impl {
+  std::string path;
+  torch::jit::Module module;
+  bert_metadata metadata;
+
+  at::Tensor forward(at::Tensor ids, at::Tensor mask) {
+    auto out = module.forward({ids, mask});
+    // A Hugging Face model traced with torchscript=True returns a tuple: logits first.
+    if (out.isTuple() && !out.toTupleRef().elements().empty()) out = out.toTupleRef().elements()[0];
+    if (!out.isTensor()) {
+      throw model_error("model '" + path + "': forward() returned " + out.tagKind() + ", expected a float32 tensor");
+    }
+    return out.toTensor();
+  }
+
+  void check_output(const at::Tensor& t, std::int64_t b, std::int64_t l) const {
+    const auto c = static_cast<std::int64_t>(metadata.labels.size());
+    const bool ok = t.scalar_type() == torch::kFloat &&
+                    (metadata.per_residue ? (t.dim() == 3 && t.size(0) == b && t.size(1) == l && t.size(2) == c)
+                                          : (t.dim() == 2 && t.size(0) == b && t.size(1) == c));
+    if (!ok) {
+      std::ostringstream found;
+      found << t.sizes() << " " << t.scalar_type();
+      const auto expected = metadata.per_residue
+                                ? "[" + std::to_string(b) + ", " + std::to_string(l) + ", " + std::to_string(c) + "]"
+                                : "[" + std::to_string(b) + ", " + std::to_string(c) + "]";
+      throw model_error("model '" + path + "': forward() on a probe batch returned " + found.str() + ", expected float32 " +
+                        expected + " (output_level '" + (metadata.per_residue ? "residue" : "sequence") + "', " +
+                        std::to_string(c) + " labels in hpcscreen.json)");
+    }
+  }
+};
+
+bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()) {
+  impl_->path = path;
+  if (!std::filesystem::is_regular_file(path)) throw model_error("model file '" + path + "' does not exist or is not a file");
+  std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
+  try {
+    impl_->module = torch::jit::load(path, torch::kCPU, extra);
+  } catch (const c10::Error& e) {
+    throw model_error("cannot load TorchScript model '" + path + "': " + e.what_without_backtrace());
+  }
+  impl_->module.eval();
+  if (extra[metadata_file_name].empty()) {
+    throw model_error("model '" + path + "' has no hpcscreen.json inside the archive (see data_schemas/bert_contract.md)");
+  }
+  impl_->metadata = parse_bert_metadata(extra[metadata_file_name], path);
+  tokenize::tokenizer tok(impl_->metadata.tokenizer);  // checks the special tokens exist
+
+  const auto method = impl_->module.find_method("forward");
+  if (!method) throw model_error("model '" + path + "' has no forward() method");
+  const auto n_args = method->function().getSchema().arguments().size();
+  if (n_args != 3) {
+    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_args - 1) +
+                      " inputs, expected 2: (input_ids int64[B,L], attention_mask int64[B,L])");
+  }
+  // Two sequences, 3 and 5 residues: [CLS] x x x [SEP] [PAD] [PAD] and [CLS] x x x x x [SEP].
+  const std::int64_t l = 5 + tok.n_special();
+  std::vector<std::int64_t> ids(2 * l, tok.pad_id()), mask(2 * l, 0);
+  const auto residue = tok.encode("A").ok ? tok.encode("A").ids[0] : tok.pad_id();
+  for (int b = 0; b < 2; ++b) {
+    const std::int64_t n = b == 0 ? 3 : 5;
+    std::int64_t p = b * l;
+    if (tok.n_special()) ids[p++] = tok.cls_id();
+    for (std::int64_t i = 0; i < n; ++i) ids[p++] = residue;
+    if (tok.n_special()) ids[p++] = tok.sep_id();
+    std::fill(mask.begin() + b * l, mask.begin() + p, 1);
+  }
+  try {
+    run(ids, mask, 2, l);
+  } catch (const c10::Error& e) {
+    throw model_error("model '" + path + "' failed on a probe batch of 2 sequences: " + e.what_without_backtrace());
+  }
+}
+
+bert_model::~bert_model() = default;
+const bert_metadata& bert_model::metadata() const { return impl_->metadata; }
+
+bert_output bert_model::run(const std::vector<std::int64_t>& input_ids, const std::vector<std::int64_t>& attention_mask,
+                            std::int64_t batch, std::int64_t length) {
+  c10::InferenceMode guard;
+  auto ids = torch::from_blob(const_cast<std::int64_t*>(input_ids.data()), {batch, length}, torch::kLong);
+  auto mask = torch::from_blob(const_cast<std::int64_t*>(attention_mask.data()), {batch, length}, torch::kLong);
+  at::Tensor out;
+  try {
+    out = impl_->forward(ids, mask);
+  } catch (const c10::Error& e) {
+    throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
+                      std::to_string(length) + " tokens: " + e.what_without_backtrace());
+  }
+  impl_->check_output(out, batch, length);
+  out = out.contiguous();
+  bert_output r;
+  r.batch = batch;
+  r.length = length;
+  r.n_labels = static_cast<std::int64_t>(impl_->metadata.labels.size());
+  r.values.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+  return r;
+}
+
+}  // namespace hpcscreen::infer
