@@ -9,7 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import torch  # noqa: E402
 
-from hpcscreen_py import featurize, gnn  # noqa: E402
+from hpcscreen_py import featurize, gnn, protein  # noqa: E402
 
 PROBE_SMILES = ["CCO", "c1ccccc1O", "N[C@@H](C)C(=O)O", "C/C=C/C(=O)[O-].[Na+]", "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
                 "O=C1NC(=O)C(=O)N1"]
@@ -55,6 +55,15 @@ def main(out):
     with open(os.path.join(out, "not_torchscript.pt"), "w") as f:
         f.write("this is not a TorchScript archive\n")
 
+    # Protein models: a 48-position BERT (46 residues per window) per residue and per sequence.
+    torch.manual_seed(5)
+    vocab = len(protein.PROTBERT_TOKENS)
+    res = protein.TinyBert(vocab, 48, 16, 2, 2, 3, True)
+    protein.save_traced(res, os.path.join(out, "bert_residue.pt"), protein.metadata(["C", "E", "H"], "residue", 48, name="test-ss3"))
+    seq = protein.TinyBert(vocab, 48, 16, 2, 2, 2, False)
+    protein.save_traced(seq, os.path.join(out, "bert_sequence.pt"),
+                        protein.metadata(["membrane", "soluble"], "sequence", 48, name="test-loc", rank_by="membrane"))
+    protein.save_traced(seq, os.path.join(out, "bert_wrong_level.pt"), protein.metadata(["C", "E", "H"], "residue", 48))
     expected = {}
     with torch.no_grad():
         for s in PROBE_SMILES:

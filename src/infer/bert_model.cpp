@@ -29,6 +29,7 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
     const auto j = nlohmann::json::parse(text);
     contract = j.at("contract").get<std::string>();
     kind = j.at("kind").get<std::string>();
+    if (kind != "bert") throw model_error(where + "kind is '" + kind + "', but 'annotate' needs kind 'bert'");
     m.name = j.value("name", "");
     level = j.at("output_level").get<std::string>();
     m.labels = j.at("labels").get<std::vector<std::string>>();
@@ -37,7 +38,6 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
   } catch (const nlohmann::json::exception& e) {
     throw model_error(where + "malformed or missing field: " + e.what());
   }
-  if (kind != "bert") throw model_error(where + "kind is '" + kind + "', but 'annotate' needs kind 'bert'");
   if (contract != bert_contract) throw model_error(where + "contract is '" + contract + "', expected '" + bert_contract + "'");
   if (level != "residue" && level != "sequence") {
     throw model_error(where + "output_level is '" + level + "', expected 'residue' or 'sequence'");
