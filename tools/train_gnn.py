@@ -52,7 +52,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--hidden", type=int, default=96)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--dropout", type=float, default=0.3)
@@ -75,6 +75,7 @@ def main():
 
     model = gnn.GNNSparse(a.hidden, a.layers, 1, mean_pool=True, dropout=a.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     va_graphs = [data[i][3] for i in va]
     va_labels = [data[i][2] for i in va]
@@ -94,6 +95,7 @@ def main():
             loss.backward()
             opt.step()
             total += float(loss) * len(b)
+        sched.step()
         auc = metrics.roc_auc(va_labels, predict(model, va_graphs))
         print(f"epoch {epoch + 1}: loss {total / len(order):.4f}  validation ROC-AUC {auc:.4f}  ({time.time() - t0:.0f} s)", flush=True)
         if auc > best[0]:
