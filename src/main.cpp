@@ -10,6 +10,7 @@
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/annotate/annotate.hpp"
+#include "hpcscreen/report/report.hpp"
 #include "hpcscreen/screen/screen.hpp"
 
 namespace po = boost::program_options;
@@ -25,6 +26,7 @@ const char* top_usage =
     "  pack proteins    pack FASTA (optionally .gz) into HDF5 shards + manifest\n"
     "  screen           score a compound library with a TorchScript GNN; top hits at rank 0\n"
     "  annotate         annotate a protein library with a TorchScript BERT; every result kept\n"
+    "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
     "  version          print versions\n"
     "\n"
     "'hpcscreen <command> --help' lists a command's options.\n";
@@ -112,7 +114,38 @@ pipeline::run_options finish_run_options(pipeline::run_options o, const std::str
 int run_with_mpi(int argc, char** argv, const pipeline::run_options& o, const pipeline::workload_factory& make) {
   dist::mpi_session mpi(argc, argv);
   auto world = mpi.world();
-  return pipeline::run(*world, o, make);
+  const int status = pipeline::run(*world, o, make);
+  // The page for people; a failure here never changes the run's outcome.
+  if (world->rank() == 0 && (status == pipeline::exit_ok || status == pipeline::exit_incomplete ||
+                             status == pipeline::exit_interrupted)) {
+    try {
+      report::write_report(o.out_dir);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hpcscreen: warning: report.html not written: %s\n", e.what());
+    }
+  }
+  return status;
+}
+
+int report_command(const std::vector<std::string>& args) {
+  std::string run_dir;
+  report::report_options ro;
+  po::options_description desc("report options");
+  desc.add_options()
+      ("help,h", "show this help")
+      ("run", po::value(&run_dir)->required(), "run folder (finished or partial)")
+      ("max-hits", po::value(&ro.max_hits)->default_value(ro.max_hits), "hits shown");
+  po::positional_options_description pos;
+  pos.add("run", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: hpcscreen report RUN\n\n" << desc << '\n';
+    return 0;
+  }
+  po::notify(vm);
+  std::printf("%s\n", report::write_report(run_dir, ro).c_str());
+  return 0;
 }
 
 int screen_command(const std::vector<std::string>& args, int argc, char** argv) {
@@ -178,6 +211,7 @@ int main(int argc, char** argv) {
     if (command == "pack") return pack_command(args);
     if (command == "screen") return screen_command(args, argc, argv);
     if (command == "annotate") return annotate_command(args, argc, argv);
+    if (command == "report") return report_command(args);
     if (command == "version" || command == "--version") {
       std::printf("hpcscreen %s\n", HPCSCREEN_VERSION);
       return 0;

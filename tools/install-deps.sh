@@ -13,6 +13,8 @@ packages=(
   libgtest-dev
   nlohmann-json3-dev zlib1g-dev
   python3 python3-torch python3-rdkit python3-h5py python3-numpy
+  slurmctld slurmd slurm-client munge   # the Slurm end-to-end test runs a real single-node cluster
+  chromium                              # the report test loads report.html in headless Chromium
   ${HPCSCREEN_EXTRA_PACKAGES:-}
 )
 missing=()

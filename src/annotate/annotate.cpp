@@ -218,8 +218,9 @@ class annotate_workload : public pipeline::workload {
           current_.prediction.push_back(static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
         }
         current_.residue_offsets.push_back(current_.prediction.size());
-      } else if (settings_.hits) {
-        top.offer({out[i][meta.rank_label_index()], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(descriptions[i])});
+      } else {
+        if ((c.row_begin + i) % run::chunk_record::sample_every == 0) rec.score_sample.push_back(out[i][meta.rank_label_index()]);
+        if (settings_.hits) top.offer({out[i][meta.rank_label_index()], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(descriptions[i])});
       }
     }
     return true;

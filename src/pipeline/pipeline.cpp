@@ -154,10 +154,11 @@ class chunk_worker {
     return rec;
   }
 
-  void commit(const run::chunk_record& rec) {
+  void commit(run::chunk_record& rec) {
     HPCSCREEN_ASSERT_MSG(rec.counts.balanced(), "chunk " + std::to_string(rec.chunk_id));
     const auto t = clock_type::now();
     if (rec.counts.n_failed == 0) s_.work->write_chunk_outputs(o_.out_dir, rec);
+    rec.end_time_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     run::write_chunk_record(o_.out_dir, rec);
     journal_.commit(rec.chunk_id);
     totals_ += rec.counts;

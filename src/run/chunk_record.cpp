@@ -38,6 +38,8 @@ std::string to_json(const chunk_record& r) {
   j["n_failed"] = r.counts.n_failed;
   j["failure"] = r.failure;
   j["elapsed_s"] = r.elapsed_s;
+  j["end_time_s"] = r.end_time_s;
+  j["score_sample"] = r.score_sample;
   j["hits"] = hits_json(r.hits);
   auto rejects = nlohmann::json::array();
   for (const auto& x : r.rejects) rejects.push_back({x.row, x.id, x.stage, x.reason, x.detail});
@@ -61,6 +63,8 @@ chunk_record chunk_record_from_json(const std::string& text) {
   r.counts.n_failed = j.at("n_failed").get<std::uint64_t>();
   r.failure = j.at("failure").get<std::string>();
   r.elapsed_s = j.at("elapsed_s").get<double>();
+  r.end_time_s = j.value("end_time_s", 0.0);
+  r.score_sample = j.value("score_sample", std::vector<float>{});
   r.hits = hits_parse(j.at("hits"));
   for (const auto& x : j.at("rejects")) {
     r.rejects.push_back({x[0].get<std::uint64_t>(), x[1].get<std::string>(),

@@ -92,6 +92,7 @@ class screen_workload : public pipeline::workload {
           continue;
         }
         ++rec.counts.n_scored;
+        if ((c.row_begin + i) % run::chunk_record::sample_every == 0) rec.score_sample.push_back(row[task]);
         if (settings_.all_scores) {
           scores_csv_ += csv_field(shard_file) + ',' + std::to_string(c.row_begin + i) + ',' + csv_field(ids[i]);
           for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(row[t]);

@@ -36,6 +36,9 @@ struct chunk_record {
   std::vector<rank::hit> hits;     // this chunk's top-K, best first
   std::vector<reject> rejects;     // in row order
   double elapsed_s = 0;
+  double end_time_s = 0;              // Unix time of the commit, for throughput over time
+  std::vector<float> score_sample;    // ranked scores of rows divisible by sample_every, for the histogram
+  static constexpr std::uint64_t sample_every = 16;
 };
 
 std::string to_json(const chunk_record& r);
