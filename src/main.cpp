@@ -8,6 +8,7 @@
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/dist/context.hpp"
+#include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/annotate/annotate.hpp"
 #include "hpcscreen/report/report.hpp"
@@ -104,6 +105,24 @@ void add_run_options(po::options_description& desc, pipeline::run_options& o, st
       ("progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s), "seconds between progress lines (0: off)");
 }
 
+// The memory tier's options; it is installed inside the run's set-up, where ranks agree on errors.
+void add_tier_options(po::options_description& desc, std::string& budget, infer::tier_config& tier, std::string& pmem_max) {
+  desc.add_options()
+      ("dram-budget", po::value(&budget), "DRAM for tensors per rank (e.g. 64G); beyond it, spill to --pmem-dir or --pmem-kmem")
+      ("pmem-dir", po::value(&tier.pmem_dir), "spill tier: a memkind file-backed kind in this folder (a DAX mount)")
+      ("pmem-kmem", po::bool_switch(&tier.pmem_kmem), "spill tier: MEMKIND_DAX_KMEM (persistent memory in system-RAM mode)")
+      ("pmem-max", po::value(&pmem_max), "cap on the spill tier per rank (default: unlimited)");
+}
+
+infer::tier_config finish_tier(infer::tier_config tier, const std::string& budget, const std::string& pmem_max) {
+  if (!budget.empty()) tier.dram_budget_bytes = parse_bytes(budget, "dram-budget");
+  if (!pmem_max.empty()) tier.pmem_max_bytes = parse_bytes(pmem_max, "pmem-max");
+  if (budget.empty() && (!tier.pmem_dir.empty() || tier.pmem_kmem)) {
+    throw usage_error("--pmem-dir and --pmem-kmem need --dram-budget: the DRAM to use before spilling");
+  }
+  return tier;
+}
+
 pipeline::run_options finish_run_options(pipeline::run_options o, const std::string& stop_after, int argc, char** argv) {
   o.command_line = join_args(argc, argv);
   o.version = HPCSCREEN_VERSION;
@@ -151,9 +170,11 @@ int report_command(const std::vector<std::string>& args) {
 int screen_command(const std::vector<std::string>& args, int argc, char** argv) {
   pipeline::run_options o;
   screen::screen_settings settings;
-  std::string stop_after;
+  std::string stop_after, budget, pmem_max;
+  infer::tier_config tier;
   po::options_description desc("screen options");
   add_run_options(desc, o, stop_after, "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)");
+  add_tier_options(desc, budget, tier, pmem_max);
   desc.add_options()
       ("max-atoms", po::value(&settings.featurize.max_atoms)->default_value(settings.featurize.max_atoms), "reject molecules with more heavy atoms")
       ("batch-molecules", po::value(&settings.budget.max_molecules)->default_value(settings.budget.max_molecules), "molecules per inference batch, at most")
@@ -165,16 +186,22 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
     throw usage_error("--batch-molecules, --batch-atoms and --max-atoms must be positive");
   }
   o = finish_run_options(o, stop_after, argc, argv);
+  tier = finish_tier(tier, budget, pmem_max);
   settings.model_path = o.model_path;
-  return run_with_mpi(argc, argv, o, [&](int threads) { return screen::make_screen_workload(settings, threads); });
+  return run_with_mpi(argc, argv, o, [&](int threads) {
+    infer::install_memory_tier(tier);
+    return screen::make_screen_workload(settings, threads);
+  });
 }
 
 int annotate_command(const std::vector<std::string>& args, int argc, char** argv) {
   pipeline::run_options o;
   annotate::annotate_settings settings;
-  std::string stop_after, long_sequences = "reject", batching = "length";
+  std::string stop_after, long_sequences = "reject", batching = "length", budget, pmem_max;
+  infer::tier_config tier;
   po::options_description desc("annotate options");
   add_run_options(desc, o, stop_after, "TorchScript BERT with hpcscreen.json (data_schemas/bert_contract.md)");
+  add_tier_options(desc, budget, tier, pmem_max);
   desc.add_options()
       ("max-tokens", po::value(&settings.budget.max_tokens)->default_value(settings.budget.max_tokens), "padded tokens per inference batch, at most")
       ("max-sequences", po::value(&settings.budget.max_sequences)->default_value(settings.budget.max_sequences), "sequences per batch, at most (the batch size with --batching fixed)")
@@ -194,8 +221,12 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   }
   settings.hits = vm.count("top-k") && !vm["top-k"].defaulted();
   o = finish_run_options(o, stop_after, argc, argv);
+  tier = finish_tier(tier, budget, pmem_max);
   settings.model_path = o.model_path;
-  return run_with_mpi(argc, argv, o, [&](int threads) { return annotate::make_annotate_workload(settings, threads); });
+  return run_with_mpi(argc, argv, o, [&](int threads) {
+    infer::install_memory_tier(tier);
+    return annotate::make_annotate_workload(settings, threads);
+  });
 }
 
 }  // namespace

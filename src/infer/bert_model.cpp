@@ -124,6 +124,10 @@ bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()
     run(ids, mask, 2, l);
   } catch (const c10::Error& e) {
     throw model_error("model '" + path + "' failed on a probe batch of 2 sequences: " + e.what_without_backtrace());
+  } catch (const model_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw model_error("model '" + path + "' failed on a probe batch of 2 sequences: " + e.what());
   }
 }
 
@@ -141,6 +145,11 @@ bert_output bert_model::run(const std::vector<std::int64_t>& input_ids, const st
   } catch (const c10::Error& e) {
     throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
                       std::to_string(length) + " tokens: " + e.what_without_backtrace());
+  } catch (const model_error&) {
+    throw;
+  } catch (const std::exception& e) {  // the TorchScript interpreter rethrows as std::runtime_error
+    throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
+                      std::to_string(length) + " tokens: " + e.what());
   }
   impl_->check_output(out, batch, length);
   out = out.contiguous();

@@ -116,6 +116,10 @@ gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) 
   } catch (const c10::Error& e) {
     throw model_error("model '" + path + "' failed on a probe batch of 2 molecules: " +
                       e.what_without_backtrace());
+  } catch (const model_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw model_error("model '" + path + "' failed on a probe batch of 2 molecules: " + e.what());
   }
 }
 
@@ -130,6 +134,11 @@ std::vector<float> gnn_model::score(const batch::graph_batch& b) {
   } catch (const c10::Error& e) {
     throw model_error("model '" + impl_->path + "' failed on a batch of " +
                       std::to_string(b.n_graphs) + " molecules: " + e.what_without_backtrace());
+  } catch (const model_error&) {
+    throw;
+  } catch (const std::exception& e) {  // the TorchScript interpreter rethrows as std::runtime_error
+    throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(b.n_graphs) +
+                      " molecules: " + e.what());
   }
   impl_->check_output(out, b.n_graphs);
   out = out.contiguous();

@@ -9,6 +9,7 @@
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
+#include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
 
@@ -81,11 +82,19 @@ class screen_workload : public pipeline::workload {
       if (pipeline::stop_requested()) return false;
       std::vector<const chem::mol_graph*> graphs;
       for (auto k = begin; k < end; ++k) graphs.push_back(&features[good[k]].graph);
-      const auto scores = model_.score(batch::assemble(graphs));
+      std::vector<float> scores(graphs.size() * n_tasks);
+      std::vector<bool> out_of_memory(graphs.size(), false);
+      score_with_backoff(graphs, 0, graphs.size(), scores, out_of_memory);
       ++n_batches_;
+      announce_spilling();
       for (auto k = begin; k < end; ++k) {
         const auto i = good[k];
         const float* row = &scores[(k - begin) * n_tasks];
+        if (out_of_memory[k - begin]) {
+          rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "out_of_memory",
+                                 "even alone the molecule fits neither DRAM nor the spill tier"});
+          continue;
+        }
         if (!std::isfinite(row[task])) {
           rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "non_finite_score",
                                  "the model returned " + format_score(row[task])});
@@ -116,11 +125,41 @@ class screen_workload : public pipeline::workload {
   }
 
   pipeline::json rank_report() const override {
-    return {{"featurize_s", featurize_s_}, {"infer_s", infer_s_}, {"batches", n_batches_}};
+    pipeline::json j = {{"featurize_s", featurize_s_}, {"infer_s", infer_s_}, {"batches", n_batches_},
+                        {"batch_backoffs", n_backoffs_}};
+    const auto t = infer::memory_tier_stats();
+    if (t.installed) {
+      j["memory_tier"] = {{"spill_kind", t.spill_kind},
+                          {"dram_budget_bytes", t.dram_budget_bytes},
+                          {"dram_peak_bytes", t.dram_peak_bytes},
+                          {"spill_peak_bytes", t.spill_peak_bytes},
+                          {"spill_total_bytes", t.spill_total_bytes},
+                          {"dram_allocations", t.dram_allocations},
+                          {"spill_allocations", t.spill_allocations},
+                          {"failed_allocations", t.failed_allocations}};
+    }
+    return j;
   }
 
   void finish(const std::string&, const io::manifest&, const plan::chunk_plan&, const std::set<std::uint64_t>&,
-              const std::vector<pipeline::json>&, pipeline::json& report) const override {
+              const std::vector<pipeline::json>& ranks, pipeline::json& report) const override {
+    std::uint64_t backoffs = 0;
+    pipeline::json tier;
+    for (const auto& r : ranks) {
+      backoffs += r.value("batch_backoffs", std::uint64_t{0});
+      if (!r.contains("memory_tier")) continue;
+      const auto& t = r["memory_tier"];
+      if (tier.is_null()) tier = {{"spill_kind", t["spill_kind"]}, {"dram_budget_bytes_per_rank", t["dram_budget_bytes"]},
+                                  {"dram_peak_bytes_max", 0}, {"spill_peak_bytes_max", 0}, {"spill_total_bytes", 0},
+                                  {"dram_allocations", 0}, {"spill_allocations", 0}, {"failed_allocations", 0}};
+      tier["dram_peak_bytes_max"] = std::max(tier["dram_peak_bytes_max"].get<std::uint64_t>(), t["dram_peak_bytes"].get<std::uint64_t>());
+      tier["spill_peak_bytes_max"] = std::max(tier["spill_peak_bytes_max"].get<std::uint64_t>(), t["spill_peak_bytes"].get<std::uint64_t>());
+      for (const char* k : {"spill_total_bytes", "dram_allocations", "spill_allocations", "failed_allocations"}) {
+        tier[k] = tier[k].get<std::uint64_t>() + t[k].get<std::uint64_t>();
+      }
+    }
+    report["batch_backoffs"] = backoffs;
+    report["memory_tier"] = tier.is_null() ? pipeline::json{{"installed", false}} : tier;
     report["config"]["max_atoms"] = settings_.featurize.max_atoms;
     report["config"]["batch_molecules"] = settings_.budget.max_molecules;
     report["config"]["batch_atoms"] = settings_.budget.max_atoms;
@@ -131,12 +170,48 @@ class screen_workload : public pipeline::workload {
   }
 
  private:
+  // Scores graphs[begin, end); a batch that does not fit in memory is retried in halves, down
+  // to single molecules, before anything is rejected.
+  void score_with_backoff(const std::vector<const chem::mol_graph*>& graphs, std::size_t begin, std::size_t end,
+                          std::vector<float>& scores, std::vector<bool>& out_of_memory) {
+    const auto n_tasks = model_.metadata().tasks.size();
+    try {
+      const auto part = model_.score(batch::assemble({graphs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                       graphs.begin() + static_cast<std::ptrdiff_t>(end)}));
+      std::copy(part.begin(), part.end(), scores.begin() + static_cast<std::ptrdiff_t>(begin * n_tasks));
+    } catch (const model_error& e) {
+      if (!infer::is_out_of_memory(e.what())) throw;
+      if (end - begin == 1) {
+        out_of_memory[begin] = true;
+        return;
+      }
+      ++n_backoffs_;
+      if (n_backoffs_ == 1) {
+        std::fprintf(stderr, "hpcscreen: a batch of %zu molecules does not fit in memory; retrying in halves\n", end - begin);
+      }
+      const auto mid = begin + (end - begin) / 2;
+      score_with_backoff(graphs, begin, mid, scores, out_of_memory);
+      score_with_backoff(graphs, mid, end, scores, out_of_memory);
+    }
+  }
+
+  void announce_spilling() {
+    if (spilling_announced_) return;
+    const auto t = infer::memory_tier_stats();
+    if (t.installed && t.spill_allocations > 0) {
+      spilling_announced_ = true;
+      std::fprintf(stderr, "hpcscreen: DRAM budget of %llu MiB reached; spilling to %s\n",
+                   static_cast<unsigned long long>(t.dram_budget_bytes >> 20), t.spill_kind.c_str());
+    }
+  }
+
   screen_settings settings_;
   int threads_;
   infer::gnn_model model_;
   std::string scores_csv_;  // this chunk's rows of scores/chunk-N.csv
   double featurize_s_ = 0, infer_s_ = 0;
-  std::uint64_t n_batches_ = 0;
+  std::uint64_t n_batches_ = 0, n_backoffs_ = 0;
+  bool spilling_announced_ = false;
 };
 
 }  // namespace
