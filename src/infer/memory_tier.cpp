@@ -37,6 +37,10 @@ void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) {
   }
 }
 
+// Set by an atexit handler: memkind's own library destructor runs after atexit handlers, and a
+// tensor released during teardown must not reach memkind_free after it.
+std::atomic<bool> exiting{false};
+
 class tiered_allocator final : public c10::Allocator {
  public:
   std::uint64_t budget = 0;
@@ -118,9 +122,6 @@ class tiered_allocator final : public c10::Allocator {
 
 std::once_flag installed_once;
 bool installed = false;
-// Set by an atexit handler: memkind's own library destructor runs after atexit handlers, and a
-// tensor released during teardown must not reach memkind_free after it.
-std::atomic<bool> exiting{false};
 
 }  // namespace
 
