@@ -3,7 +3,7 @@
 # calls apt-get only when a package is missing. Needs root (or sudo).
 set -euo pipefail
 packages=(
-  build-essential cmake git pkg-config ca-certificates
+  build-essential cmake git pkg-config ca-certificates clang libclang-rt-dev
   libopenmpi-dev openmpi-bin
   libtorch-dev libopenblas0-pthread
   libhdf5-openmpi-dev hdf5-tools
