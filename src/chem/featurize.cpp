@@ -74,6 +74,15 @@ void silence_rdkit_logs() {
   std::call_once(once, [] { boost::logging::disable_logs("rdApp.*"); });
 }
 
+bool parse_and_sanitize(std::string_view smiles) {
+  try {
+    std::unique_ptr<RDKit::RWMol> mol(RDKit::SmilesToMol(std::string(smiles)));
+    return mol != nullptr;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 std::string rdkit_version() { return std::string("RDKit ") + RDKit::rdkitVersion; }
 
 featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options) {

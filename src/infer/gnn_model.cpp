@@ -5,6 +5,7 @@
 #include <torch/version.h>
 #include <ATen/Parallel.h>
 
+#include <chrono>
 #include <filesystem>
 #include <unordered_map>
 
@@ -23,6 +24,16 @@ void configure_threads(int n_threads) {
 }
 
 std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }
+
+double measure_matmul_gflops(int n, int repeats) {
+  c10::InferenceMode guard;
+  const auto a = torch::randn({n, n}), b = torch::randn({n, n});
+  auto c = torch::mm(a, b);  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i) c = torch::mm(a, b);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * n * double(n) * n * repeats / s / 1e9 + 0.0 * c.sum().item<float>();
+}
 
 struct gnn_model::impl {
   std::string path;

@@ -1,5 +1,6 @@
 #include "hpcscreen/pipeline/pipeline.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -33,6 +34,12 @@ std::string with_commas(std::uint64_t n) {
   auto s = std::to_string(n);
   for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
   return s;
+}
+
+std::uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<std::uint64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
 std::string host_name() {
@@ -221,7 +228,7 @@ json identity_of(const run_options& o, const setup& s) {
 // Rank 0, after the gather: hits.csv, rejects.csv and run.json from the committed chunks.
 int finish_run(const run_options& o, const setup& s, dist::context& ctx, int attempt,
                const std::set<std::uint64_t>& committed_before, const std::vector<std::string>& rank_blobs,
-               double wall_s, bool interrupted) {
+               double wall_s, bool interrupted, double gather_s) {
   const auto committed = run::committed_chunks(o.out_dir);
 
   std::vector<std::vector<rank::hit>> lists;
@@ -319,6 +326,16 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
   report["chunks_this_attempt"] = committed.size() - committed_before.size();
   report["wall_time_s"] = wall_s;
   report["throughput_records_per_s"] = wall_s > 0 ? static_cast<double>(live_totals.n_read) / wall_s : 0.0;
+  double coordination_max_s = 0;
+  std::uint64_t rss_max = 0;
+  for (const auto& r : rank_reports) {
+    coordination_max_s = std::max(coordination_max_s, r.value("coordination_s", 0.0));
+    rss_max = std::max(rss_max, r.value("peak_rss_bytes", std::uint64_t{0}));
+  }
+  report["coordination"] = {{"max_rank_s", coordination_max_s + gather_s},
+                            {"gather_s", gather_s},
+                            {"fraction_of_wall", wall_s > 0 ? (coordination_max_s + gather_s) / wall_s : 0.0}};
+  report["peak_rss_bytes_max"] = rss_max;
   report["ranks"] = ctx.size();
   report["threads_per_rank"] = s.threads;
   report["top_k"] = o.top_k;
@@ -453,6 +470,12 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     work_error = e.what();
   }
   bool interrupted = false;
+  double coordination_s = 0;  // shared counter, progress board, gather: the price of distribution
+  auto timed = [&](auto&& f) {
+    const auto t = clock_type::now();
+    f();
+    coordination_s += seconds_since(t);
+  };
   {
     auto counter = ctx.make_counter();
     auto board = ctx.make_progress_board();
@@ -461,7 +484,7 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     std::uint64_t mine[dist::progress_board::n_slots] = {0, 0, 0, 1};
     board->publish(mine);
     auto tick = [&] {
-      if (progress) progress->maybe_report(*board, ctx.size());
+      if (progress) timed([&] { progress->maybe_report(*board, ctx.size()); });
     };
     while (work_error.empty()) {
       const bool deadline = o.stop_after_s > 0 && seconds_since(t_start) >= o.stop_after_s;
@@ -470,7 +493,8 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
         interrupted = true;
         break;
       }
-      const auto next = counter->next();
+      std::uint64_t next = 0;
+      timed([&] { next = counter->next(); });
       if (next >= remaining.size()) break;
       const auto& c = s.plan.chunks[remaining[next]];
       try {
@@ -488,7 +512,7 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
       mine[0] = t.n_read;
       mine[1] = t.n_rejected;
       mine[2] = t.n_failed;
-      board->publish(mine);
+      timed([&] { board->publish(mine); });
       tick();
     }
     mine[3] = 0;
@@ -513,13 +537,18 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
   mine["read_s"] = worker->read_s();
   mine["commit_s"] = worker->commit_s();
   mine["busy_s"] = seconds_since(t_start);
+  mine["peak_rss_bytes"] = peak_rss_bytes();
   mine["hits"] = json::parse(run::hits_to_json(worker->hits()));
-  const auto blobs = ctx.gather(mine.dump(-1, ' ', false, json::error_handler_t::replace));
+  std::vector<std::string> blobs;
+  const auto t_gather = clock_type::now();
+  mine["coordination_s"] = coordination_s;  // the gather's own cost is added by rank 0 below
+  blobs = ctx.gather(mine.dump(-1, ' ', false, json::error_handler_t::replace));
+  const double gather_s = seconds_since(t_gather);
 
   int status = exit_ok;
   if (ctx.rank() == 0) {
     try {
-      status = finish_run(o, s, ctx, attempt, committed_before, blobs, seconds_since(t_start), interrupted);
+      status = finish_run(o, s, ctx, attempt, committed_before, blobs, seconds_since(t_start), interrupted, gather_s);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "hpcscreen: error while writing the results: %s\n", e.what());
       status = exit_error;

@@ -36,6 +36,9 @@ struct featurize_result {
 // Thread-safe: featurize from as many threads as you like.
 featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options);
 
+// RDKit's SMILES parse with sanitization alone, for the benchmark of stage limits.
+bool parse_and_sanitize(std::string_view smiles);
+
 // Keeps RDKit's log lines out of the run's output. Call once before any featurization.
 void silence_rdkit_logs();
 

@@ -34,4 +34,8 @@ class gnn_model {
 void configure_threads(int n_threads);
 std::string libtorch_version();
 
+// Single-precision matrix-multiply rate of this machine through LibTorch: a [n,n] x [n,n]
+// torch::mm repeated `repeats` times, in GFLOP/s. The yardstick for the inference stages.
+double measure_matmul_gflops(int n, int repeats);
+
 }  // namespace hpcscreen::infer
