@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""hpcscreen's benchmark harness: one command, one JSON row per configuration appended to
+bench/results.jsonl with the commit, machine, ranks, threads, batch settings and figures.
+
+  /usr/bin/python3 tools/bench/bench.py                 # the figures the README quotes (~20 min on 2 cores)
+  /usr/bin/python3 tools/bench/bench.py --n 10000000    # 10 M compounds (memory flatness)
+  /usr/bin/python3 tools/bench/bench.py --smoke ...     # seconds; what CTest runs so it does not rot
+
+Sections: stage limits, end-to-end screen vs the ideal, a Python baseline, rank scaling and
+coordination cost, peak RSS vs library size, annotate vs the matmul rate for a ProtBert-shaped
+BERT, length-aware vs fixed batching, and the memory tier's batch sweep."""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+PY = "/usr/bin/python3"
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1")
+
+
+def sh(cmd, ok=(0,), **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, **kw)
+    if r.returncode not in ok:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
+    return r
+
+
+def machine():
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "os": platform.platform()}
+
+
+def commit():
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.hpcscreen = os.path.join(a.build, "hpcscreen")
+        self.rows = []
+        self.base = {"commit": commit(), "machine": machine(), "date": datetime.datetime.utcnow().isoformat(timespec="seconds")}
+
+    def row(self, section, params, figures):
+        r = dict(self.base, section=section, params=params, figures=figures)
+        self.rows.append(r)
+        print(json.dumps({"section": section, **figures}), flush=True)
+
+    def compounds(self, n, name):
+        smi = os.path.join(self.a.work, f"{name}.smi")
+        lib = os.path.join(self.a.work, f"{name}-lib")
+        if not os.path.exists(lib):
+            with open(smi, "w") as f:
+                subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_library.py"), "compounds", str(n)], stdout=f, check=True)
+            sh([self.hpcscreen, "pack", "compounds", "--input", smi, "--out", lib, "--shard-size", "250000"])
+        return smi, lib
+
+    def screen(self, lib, model, ranks, threads, name, *extra):
+        out = os.path.join(self.a.work, name)
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.time()
+        sh(["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS",
+            self.hpcscreen, "screen", "--library", lib, "--model", model, "--out", out, "--threads", str(threads),
+            "--progress-interval", "0", *extra])
+        wall = time.time() - t0
+        rj = json.load(open(os.path.join(out, "run.json")))
+        rj["outer_wall_s"] = wall
+        return rj
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--models", default=os.path.join(ROOT, "models"), help="folder with hiv_gnn.pt and hiv_gnn_dense.pt (or the test models)")
+    p.add_argument("--work", default=os.path.join(ROOT, "build", "bench"))
+    p.add_argument("--n", type=int, default=1_000_000, help="compounds for the end-to-end screen")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
+    p.add_argument("--sections", default="stage,screen,python,scaling,memory,lengths,annotate,tier")
+    a = p.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    b = Bench(a)
+    cores = os.cpu_count()
+    gnn = os.path.join(a.models, "hiv_gnn.pt" if os.path.exists(os.path.join(a.models, "hiv_gnn.pt")) else "gnn.pt")
+    dense = os.path.join(a.models, "hiv_gnn_dense.pt" if os.path.exists(os.path.join(a.models, "hiv_gnn_dense.pt")) else "gnn_dense.pt")
+    n = 3000 if a.smoke else a.n
+    sections = a.sections.split(",")
+    smi, lib = b.compounds(n, f"gen{n}")
+
+    stage = None
+    if "stage" in sections or "screen" in sections:
+        stage = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000" if a.smoke else "20000",
+                               *(["--quick"] if a.smoke else [])]).stdout)
+        per_core = 1.0 / (1.0 / stage["featurize_per_core_per_s"] + 1.0 / stage["inference_per_core_per_s"])
+        stage["ideal_per_core_per_s"] = per_core
+        stage["ideal_all_cores_per_s"] = per_core * cores
+        b.row("stage_limits", {"model": os.path.basename(gnn), "threads": 1}, stage)
+
+    if "screen" in sections:
+        rj = b.screen(lib, gnn, 2, max(1, cores // 2), "screen-e2e")
+        rate = rj["records_read"] / rj["outer_wall_s"]
+        b.row("screen_end_to_end", {"records": n, "ranks": 2, "threads_per_rank": max(1, cores // 2), "model": os.path.basename(gnn)},
+              {"records_per_s": rate, "records_per_s_inside": rj["throughput_records_per_s"], "wall_s": rj["outer_wall_s"],
+               "fraction_of_ideal": rate / stage["ideal_all_cores_per_s"],
+               "compounds_per_node_hour": rate * 3600, "coordination_fraction": rj["coordination"]["fraction_of_wall"]})
+
+    if "python" in sections:
+        sub = smi
+        m = min(n, 2000 if a.smoke else 200_000)
+        if m < n:
+            sub = os.path.join(a.work, f"sub{m}.smi")
+            with open(smi) as f, open(sub, "w") as o:
+                for i, line in zip(range(m), f):
+                    o.write(line)
+        py = json.loads(sh([PY, os.path.join(HERE, "python_baseline.py"), sub, gnn, "--processes", str(cores)]).stdout)
+        sub_lib = os.path.join(a.work, f"sub{m}-lib")
+        if not os.path.exists(sub_lib):
+            sh([b.hpcscreen, "pack", "compounds", "--input", sub, "--out", sub_lib])
+        rj = b.screen(sub_lib, gnn, 2, max(1, cores // 2), "screen-vs-python")
+        ours = rj["records_read"] / rj["outer_wall_s"]
+        b.row("python_baseline", {"records": m, "processes": cores, "model": os.path.basename(gnn)},
+              {"python_records_per_s": py["records_per_s"], "hpcscreen_records_per_s": ours, "speedup": ours / py["records_per_s"]})
+
+    if "scaling" in sections:
+        m = min(n, 3000 if a.smoke else 250_000)
+        _, sub_lib = b.compounds(m, f"gen{m}")
+        base = None
+        for ranks in (1, 2, 4):
+            rj = b.screen(sub_lib, gnn, ranks, max(1, cores // ranks), f"scaling-{ranks}")
+            rate = rj["records_read"] / rj["outer_wall_s"]
+            base = base or rate
+            b.row("scaling", {"records": m, "ranks": ranks, "threads_per_rank": max(1, cores // ranks), "oversubscribed": ranks > cores},
+                  {"records_per_s": rate, "relative_to_1_rank": rate / base, "chunks": rj["chunks_total"],
+                   "coordination_s": rj["coordination"]["max_rank_s"], "coordination_fraction": rj["coordination"]["fraction_of_wall"]})
+
+    if "memory" in sections:
+        sizes = [1000, 3000] if a.smoke else sorted({100_000, n})
+        rss = {}
+        for m in sizes:
+            _, sub_lib = b.compounds(m, f"gen{m}")
+            rj = b.screen(sub_lib, gnn, 2, max(1, cores // 2), f"memory-{m}")
+            rss[m] = rj["peak_rss_bytes_max"]
+        b.row("memory", {"sizes": sizes, "ranks": 2},
+              {"peak_rss_mib": {str(k): v / 2**20 for k, v in rss.items()}, "growth": rss[sizes[-1]] / rss[sizes[0]] - 1})
+
+    if "lengths" in sections or "annotate" in sections:
+        fa = os.path.join(a.work, "proteins.fa")
+        m = 200 if a.smoke else 3000
+        with open(fa, "w") as f:
+            subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_library.py"), "proteins", str(m)], stdout=f, check=True)
+        plib = os.path.join(a.work, f"proteins{m}-lib")
+        if not os.path.exists(plib):
+            sh([b.hpcscreen, "pack", "proteins", "--input", fa, "--out", plib])
+
+    def annotate(model, name, *extra):
+        out = os.path.join(a.work, name)
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.time()
+        sh(ok=(0, 75), cmd=["mpirun", "-np", "1", b.hpcscreen, "annotate", "--library", plib, "--model", model, "--out", out, "--threads", str(cores),
+            "--long-sequences", "window", "--progress-interval", "0", *extra])
+        rj = json.load(open(os.path.join(out, "run.json")))
+        infer_s = sum(r["infer_s"] for r in rj["per_rank"])
+        return rj, rj["tokens"]["real_tokens"] / infer_s, time.time() - t0
+
+    if "lengths" in sections:
+        small = os.path.join(a.work, "bert-small.pt")
+        if not os.path.exists(small):
+            sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", small, "--hidden", "128" if a.smoke else "256",
+                "--layers", "2" if a.smoke else "4", "--heads", "4", "--max-length", "1024"])
+        fixed, fixed_rate, _ = annotate(small, "lengths-fixed", "--batching", "fixed", "--max-sequences", "16")
+        aware, aware_rate, _ = annotate(small, "lengths-aware", "--batching", "length", "--max-tokens", "16384")
+        b.row("length_aware_batching", {"proteins": m, "model": "BERT hidden 256, 4 layers, 1024 positions", "fixed_batch": 16, "max_tokens": 16384},
+              {"fixed_tokens_per_s": fixed_rate, "fixed_padding": fixed["padding_fraction"], "aware_tokens_per_s": aware_rate,
+               "aware_padding": aware["padding_fraction"], "speedup": aware_rate / fixed_rate})
+
+    if "annotate" in sections:
+        hidden, layers, heads, length = (128, 2, 4, 512) if a.smoke else (1024, 30, 16, 1024)
+        big = os.path.join(a.work, f"bert-{hidden}x{layers}.pt")
+        if not os.path.exists(big):
+            sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", big, "--hidden", str(hidden), "--layers", str(layers),
+                "--heads", str(heads), "--max-length", str(length)])
+        stage = stage or {}
+        mm = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000", "--quick"]).stdout) if a.smoke else stage
+        rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8" if a.smoke else "24", "--max-tokens", "8192")
+        # FLOPs per token: 4 h^2 (QKV+out) + 8 h^2 (feed-forward), x2 for multiply-add, per layer; attention adds 4 L h.
+        mean_len = rj["tokens"]["real_tokens"] / max(1, rj["records_scored"])
+        flops_per_token = layers * (2 * 12 * hidden * hidden + 4 * mean_len * hidden)
+        gflops = rate * flops_per_token / 1e9
+        b.row("annotate_protbert_shape", {"hidden": hidden, "layers": layers, "heads": heads, "threads": cores, "sequences": rj["records_scored"]},
+              {"tokens_per_s": rate, "model_gflops": gflops, "matmul_gflops_all_cores": mm["matmul_gflops_all_cores"],
+               "fraction_of_matmul": gflops / mm["matmul_gflops_all_cores"], "padding": rj["padding_fraction"]})
+
+    if "tier" in sections:
+        m = 3000 if a.smoke else 20000
+        _, tlib = b.compounds(m, f"gen{m}")
+        pmem = os.path.join(a.work, "pmem")
+        os.makedirs(pmem, exist_ok=True)
+        budget = 64 * 2**20
+        for batch in ([64, 512] if a.smoke else [64, 256, 1024, 2048]):
+            for tier in (False, True):
+                extra = ["--batch-molecules", str(batch), "--batch-atoms", str(batch * 40)]
+                if tier:
+                    extra += ["--dram-budget", "64M", "--pmem-dir", pmem]
+                rj = b.screen(tlib, dense, 1, cores, f"tier-{batch}-{tier}", *extra)
+                t = rj["memory_tier"]
+                b.row("memory_tier", {"model": os.path.basename(dense), "batch_molecules": batch, "tier": tier, "dram_budget_bytes": budget if tier else None},
+                      {"records_per_s": rj["records_read"] / rj["outer_wall_s"], "peak_rss_mib": rj["peak_rss_bytes_max"] / 2**20,
+                       "dram_peak_mib": t.get("dram_peak_bytes_max", 0) / 2**20, "spill_peak_mib": t.get("spill_peak_bytes_max", 0) / 2**20,
+                       "spill_total_mib": t.get("spill_total_bytes", 0) / 2**20})
+
+    if not a.smoke:
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "a") as f:
+            for r in b.rows:
+                f.write(json.dumps(r) + "\n")
+        print(f"{len(b.rows)} rows appended to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
