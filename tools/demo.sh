@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, packs the 5,000 NCI compounds Debian ships
-# (rdkit-data) and screens them with the shipped HIV-activity GNN on 2 MPI ranks.
+# (rdkit-data) and screens them with the shipped HIV-activity GNN on 2 MPI ranks, then
+# annotates four well-known proteins with the shipped secondary-structure model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
@@ -15,3 +16,12 @@ mpirun -np 2 --oversubscribe --bind-to none ./build/hpcscreen screen \
 echo
 echo "Top 20 of $(grep -c . /usr/share/RDKit/Data/NCI/first_5K.smi) NCI compounds by predicted HIV activity ($demo/screen/hits.csv):"
 column -s, -t < "$demo/screen/hits.csv" | cut -c1-120
+
+./build/hpcscreen pack proteins --input tools/demo/proteins.fa --out "$demo/proteins"
+mpirun -np 2 --oversubscribe --bind-to none ./build/hpcscreen annotate \
+  --library "$demo/proteins" --model models/ss3_bert.pt --out "$demo/annotate" --tsv --threads 1
+echo
+echo "Predicted secondary structure (C coil, E strand, H helix) of tools/demo/proteins.fa ($demo/annotate/annotations.tsv):"
+cut -f1,4,5 "$demo/annotate/annotations.tsv" | column -t | cut -c1-150
+echo
+echo "Reports for people: $demo/screen/report.html and $demo/annotate/report.html"
