@@ -1,0 +1,71 @@
+#!/usr/bin/python3
+"""No train/serve skew: the C++ featurizer and the Python one (tools/hpcscreen_py/featurize.py,
+used for training) agree on every integer, and so do the C++ and Python tokenizers. Molecules:
+the NCI set Debian ships, HIV-set molecules when ../shared/data is present, and a list chosen
+for charges, stereo, isotopes, metals, salts, radicals and aromatic heterocycles."""
+import argparse
+import json
+import os
+import random
+import subprocess
+
+from common import NCI, check, finish
+
+from hpcscreen_py import featurize, protein
+
+EXTRA = ["[2H]C([2H])([2H])O", "[13CH3]C(=O)O", "[18F]c1ccccc1", "C[C@@H](O)[C@H](N)C(=O)O", "F/C=C\\F", "C/C=C/C=C/C",
+         "[Na+].[Cl-]", "[Fe+2].[O-]S(=O)(=O)[O-]", "[Pt](Cl)(Cl)(N)N", "C[Si](C)(C)Cl", "[CH2]C", "[O-][n+]1ccccc1",
+         "c1ccc2[nH]ccc2c1", "c1ncncn1", "c1ccoc1", "c1ccsc1", "O=c1cc[nH]cc1", "[NH3+]CC([O-])=O", "C1=CC=CC=C1",
+         "B(O)(O)c1ccccc1", "[Se]1C=CC=C1", "C[N+](C)(C)C", "[Cu+2]", "O", "[H][H]", "C#C", "N#N", "[Li+].[B-](F)(F)(F)F",
+         "CC(C)(C)[S@@](=O)N", "C1CC[C@H]2CCCC[C@@H]2C1", "c1cc2ccc3cccc4ccc(c1)c2c34", "[U]", "*C"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dump", required=True)
+    p.add_argument("--data", default="")
+    a = p.parse_args()
+    smiles = [l.split()[0] for l in open(NCI) if l.split()]
+    hiv = os.path.join(a.data, "hiv.txt")
+    if a.data and os.path.exists(hiv):
+        lines = open(hiv).read().splitlines()
+        smiles += [l.split()[0] for l in random.Random(1).sample(lines, 3000)]
+    smiles += EXTRA
+    out = subprocess.run([a.dump, "graph"], input="\n".join(smiles) + "\n", capture_output=True, text=True, check=True).stdout.splitlines()
+    check(len(out) == len(smiles), f"{len(smiles)} molecules featurized by C++")
+    mismatches, n_ok = [], 0
+    for s, line in zip(smiles, out):
+        c = json.loads(line)
+        g = featurize.smiles_to_graph(s)
+        if g is None or not c["ok"]:
+            if (g is None) != (not c["ok"]):
+                mismatches.append((s, "one side rejects"))
+            continue
+        n_ok += 1
+        x = [v for row in g[0] for v in row]
+        e = [v for pair in g[1] for v in pair]
+        b = [v for row in g[2] for v in row]
+        if (x, e, b) != (c["x"], c["edges"], c["edge_attr"]):
+            mismatches.append((s, "features differ"))
+    check(not mismatches, f"{n_ok} molecules: every atom feature, edge and bond feature identical ({mismatches[:5]})")
+    check(all(json.loads(l)["ok"] for l in out[-len(EXTRA):-2]), "isotopes, metals, salts, radicals and heterocycles featurize")
+
+    cfg = protein.tokenizer_config(1024)
+    meta = os.path.join(os.path.dirname(a.dump), "parity_hpcscreen.json")
+    json.dump({"tokenizer": cfg}, open(meta, "w"))
+    rng = random.Random(3)
+    alphabet = "ACDEFGHIKLMNPQRSTVWYXUZOBJacdefghiklmnpqrstvwy*1 -"
+    seqs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)] + ["MKT*", "*", "", "JJJ", "uzob"]
+    out = subprocess.run([a.dump, "tokens", meta], input="\n".join(seqs) + "\n", capture_output=True, text=True, check=True).stdout.splitlines()
+    bad = []
+    for s, line in zip(seqs, out):
+        c = json.loads(line)
+        ids, reason = protein.encode(s, cfg)
+        if (ids if ids is not None else reason) != (c["ids"] if c["ok"] else c["reason"]):
+            bad.append(s)
+    check(len(out) == len(seqs) and not bad, f"{len(seqs)} sequences: token ids and reject reasons identical ({bad[:5]})")
+    finish()
+
+
+if __name__ == "__main__":
+    main()

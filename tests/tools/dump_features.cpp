@@ -1,0 +1,42 @@
+// Prints what the C++ stages produce, one JSON line per input line, for the parity test with
+// the Python featurizer and tokenizer (tests/e2e/test_parity.py).
+//   dump_features graph < smiles.txt
+//   dump_features tokens hpcscreen.json < sequences.txt
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "hpcscreen/chem/featurize.hpp"
+#include "hpcscreen/tokenize/tokenizer.hpp"
+
+using namespace hpcscreen;
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  std::string line;
+  if (mode == "graph") {
+    chem::silence_rdkit_logs();
+    while (std::getline(std::cin, line)) {
+      const auto r = chem::featurize_smiles(line, {100000});
+      nlohmann::json j = {{"ok", r.ok}};
+      if (r.ok) j.update({{"x", r.graph.atom_features}, {"edges", r.graph.edges}, {"edge_attr", r.graph.bond_features}});
+      std::cout << j.dump() << '\n';
+    }
+    return 0;
+  }
+  if (mode == "tokens" && argc > 2) {
+    std::ifstream in(argv[2]);
+    std::stringstream text;
+    text << in.rdbuf();
+    tokenize::tokenizer tok(tokenize::parse_tokenizer_config(text.str(), argv[2]));
+    while (std::getline(std::cin, line)) {
+      const auto e = tok.encode(line);
+      std::cout << nlohmann::json({{"ok", e.ok}, {"ids", e.ids}, {"reason", e.reason}}).dump() << '\n';
+    }
+    return 0;
+  }
+  std::cerr << "usage: dump_features graph | tokens HPCSCREEN_JSON\n";
+  return 2;
+}
