@@ -75,21 +75,6 @@ def validate_hiv(a):
     report("HIV ROC-AUC (random split)", pipeline_auc, metrics.roc_auc(ys, ps), 0.80)
 
 
-def windows(n, size, overlap):
-    if n <= size:
-        return [(0, n, 0, n)]
-    starts, b = [], 0
-    while b + size < n:
-        starts.append(b)
-        b += size - overlap
-    starts.append(n - size)
-    w = [[s, s + size, 0, 0] for s in starts]
-    for k in range(len(w) - 1):
-        w[k][3] = w[k + 1][2] = w[k + 1][0] + (w[k][1] - w[k + 1][0]) // 2
-    w[-1][3] = n
-    return w
-
-
 def validate_ss3(a):
     import h5py
     model_path = os.path.join(ROOT, "models", "ss3_bert.pt")
@@ -121,7 +106,7 @@ def validate_ss3(a):
                 ok = [float(x) == 1.0 for x in r["disorder"].split()]
                 ids = protein.encode("".join(r["input"].split()), cfg)[0]
                 py = torch.zeros(len(ids), dtype=torch.long)
-                for b, e, kb, ke in windows(len(ids), size, size // 4):
+                for b, e, kb, ke in protein.plan_windows(len(ids), size, size // 4):
                     y = model(*protein.batch([ids[b:e]], cfg))[0, 1:1 + e - b].argmax(-1)
                     py[kb:ke] = y[kb - b:ke - b]
                 p = pred[f"{name}_{i}"]
@@ -162,7 +147,7 @@ def validate_membrane(a):
         for _, s, y in test:
             ids = protein.encode(s, cfg)[0]
             acc = 0.0
-            for b, e, kb, ke in windows(len(ids), size, size // 4):
+            for b, e, kb, ke in protein.plan_windows(len(ids), size, size // 4):
                 acc += (ke - kb) / len(ids) * float(model(*protein.batch([ids[b:e]], cfg))[0, 0])
             py.append(acc)
     report("membrane ROC-AUC", metrics.roc_auc([label[k] for k in score], [score[k] for k in score]),

@@ -10,6 +10,7 @@
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/model_metadata.hpp"
+#include "torchscript_archive.hpp"
 
 namespace hpcscreen::infer {
 
@@ -87,25 +88,13 @@ struct bert_model::impl {
 
 bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()) {
   impl_->path = path;
-  if (!std::filesystem::is_regular_file(path)) throw model_error("model file '" + path + "' does not exist or is not a file");
-  std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
-  try {
-    impl_->module = torch::jit::load(path, torch::kCPU, extra);
-  } catch (const c10::Error& e) {
-    throw model_error("cannot load TorchScript model '" + path + "': " + e.what_without_backtrace());
-  }
-  impl_->module.eval();
-  if (extra[metadata_file_name].empty()) {
-    throw model_error("model '" + path + "' has no hpcscreen.json inside the archive (see data_schemas/bert_contract.md)");
-  }
-  impl_->metadata = parse_bert_metadata(extra[metadata_file_name], path);
+  auto a = detail::load_archive(path, "data_schemas/bert_contract.md");
+  impl_->module = std::move(a.module);
+  impl_->metadata = parse_bert_metadata(a.metadata_json, path);
   tokenize::tokenizer tok(impl_->metadata.tokenizer);  // checks the special tokens exist
-
-  const auto method = impl_->module.find_method("forward");
-  if (!method) throw model_error("model '" + path + "' has no forward() method");
-  const auto n_args = method->function().getSchema().arguments().size();
-  if (n_args != 3) {
-    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_args - 1) +
+  const auto n_inputs = detail::forward_arity(impl_->module, path);
+  if (n_inputs != 2) {
+    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
                       " inputs, expected 2: (input_ids int64[B,L], attention_mask int64[B,L])");
   }
   // Two sequences, 3 and 5 residues: [CLS] x x x [SEP] [PAD] [PAD] and [CLS] x x x x x [SEP].
@@ -120,15 +109,7 @@ bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()
     if (tok.n_special()) ids[p++] = tok.sep_id();
     std::fill(mask.begin() + b * l, mask.begin() + p, 1);
   }
-  try {
-    run(ids, mask, 2, l);
-  } catch (const c10::Error& e) {
-    throw model_error("model '" + path + "' failed on a probe batch of 2 sequences: " + e.what_without_backtrace());
-  } catch (const model_error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw model_error("model '" + path + "' failed on a probe batch of 2 sequences: " + e.what());
-  }
+  detail::guarded("model '" + path + "' failed on a probe batch of 2 sequences", [&] { run(ids, mask, 2, l); });
 }
 
 bert_model::~bert_model() = default;
@@ -139,18 +120,9 @@ bert_output bert_model::run(const std::vector<std::int64_t>& input_ids, const st
   c10::InferenceMode guard;
   auto ids = torch::from_blob(const_cast<std::int64_t*>(input_ids.data()), {batch, length}, torch::kLong);
   auto mask = torch::from_blob(const_cast<std::int64_t*>(attention_mask.data()), {batch, length}, torch::kLong);
-  at::Tensor out;
-  try {
-    out = impl_->forward(ids, mask);
-  } catch (const c10::Error& e) {
-    throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
-                      std::to_string(length) + " tokens: " + e.what_without_backtrace());
-  } catch (const model_error&) {
-    throw;
-  } catch (const std::exception& e) {  // the TorchScript interpreter rethrows as std::runtime_error
-    throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
-                      std::to_string(length) + " tokens: " + e.what());
-  }
+  auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
+                                  std::to_string(length) + " tokens",
+                              [&] { return impl_->forward(ids, mask); });
   impl_->check_output(out, batch, length);
   out = out.contiguous();
   bert_output r;

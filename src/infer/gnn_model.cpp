@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "hpcscreen/core/error.hpp"
+#include "torchscript_archive.hpp"
 
 namespace hpcscreen::infer {
 
@@ -94,44 +95,21 @@ chem::mol_graph probe_graph(std::int64_t n_atoms) {
 
 gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) {
   impl_->path = path;
-  if (!std::filesystem::is_regular_file(path)) {
-    throw model_error("model file '" + path + "' does not exist or is not a file");
-  }
-  std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
-  try {
-    impl_->module = torch::jit::load(path, torch::kCPU, extra);
-  } catch (const c10::Error& e) {
-    throw model_error("cannot load TorchScript model '" + path + "': " + e.what_without_backtrace());
-  }
-  impl_->module.eval();
-  if (extra[metadata_file_name].empty()) {
-    throw model_error("model '" + path + "' has no hpcscreen.json inside the archive; save it with "
-                      "torch.jit.save(m, path, _extra_files={'hpcscreen.json': json.dumps(meta)}) "
-                      "(see data_schemas/model_contract.md)");
-  }
-  impl_->metadata = parse_gnn_metadata(extra[metadata_file_name], path);
-
-  const auto method = impl_->module.find_method("forward");
-  if (!method) throw model_error("model '" + path + "' has no forward() method");
-  const auto n_args = method->function().getSchema().arguments().size();
-  if (n_args != 6) {  // self + 5 inputs
-    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_args - 1) +
+  auto a = detail::load_archive(path, "data_schemas/model_contract.md");
+  impl_->module = std::move(a.module);
+  impl_->metadata = parse_gnn_metadata(a.metadata_json, path);
+  const auto n_inputs = detail::forward_arity(impl_->module, path);
+  if (n_inputs != 5) {
+    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
                       " inputs, expected 5: (x int64[N,9], edge_index int64[2,E], edge_attr "
                       "int64[E,3], batch int64[N], num_graphs int)");
   }
   const auto g1 = probe_graph(1), g2 = probe_graph(3);
   const auto probe = batch::assemble({&g1, &g2});
-  try {
+  detail::guarded("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
     c10::InferenceMode guard;
     impl_->check_output(impl_->run(probe), 2);
-  } catch (const c10::Error& e) {
-    throw model_error("model '" + path + "' failed on a probe batch of 2 molecules: " +
-                      e.what_without_backtrace());
-  } catch (const model_error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw model_error("model '" + path + "' failed on a probe batch of 2 molecules: " + e.what());
-  }
+  });
 }
 
 gnn_model::~gnn_model() = default;
@@ -139,18 +117,9 @@ const model_metadata& gnn_model::metadata() const { return impl_->metadata; }
 
 std::vector<float> gnn_model::score(const batch::graph_batch& b) {
   c10::InferenceMode guard;
-  at::Tensor out;
-  try {
-    out = impl_->run(b);
-  } catch (const c10::Error& e) {
-    throw model_error("model '" + impl_->path + "' failed on a batch of " +
-                      std::to_string(b.n_graphs) + " molecules: " + e.what_without_backtrace());
-  } catch (const model_error&) {
-    throw;
-  } catch (const std::exception& e) {  // the TorchScript interpreter rethrows as std::runtime_error
-    throw model_error("model '" + impl_->path + "' failed on a batch of " + std::to_string(b.n_graphs) +
-                      " molecules: " + e.what());
-  }
+  auto out = detail::guarded(
+      "model '" + impl_->path + "' failed on a batch of " + std::to_string(b.n_graphs) + " molecules",
+      [&] { return impl_->run(b); });
   impl_->check_output(out, b.n_graphs);
   out = out.contiguous();
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());

@@ -50,6 +50,21 @@ def fresh(path):
     return path
 
 
+def e2e_args(*extra):
+    """The arguments every end-to-end test takes; `extra` are (name, kwargs) pairs."""
+    import argparse
+    p = argparse.ArgumentParser()
+    for name, kw in extra:
+        p.add_argument(name, **kw)
+    p.add_argument("--hpcscreen", required=True)
+    p.add_argument("--models", required=True)
+    p.add_argument("--work", required=True)
+    a = p.parse_args()
+    fresh(a.work)
+    os.makedirs(a.work)
+    return a
+
+
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

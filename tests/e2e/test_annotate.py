@@ -3,7 +3,6 @@
 and 3 ranks, and check every result against an independent Python reference: the contract's
 tokenizer rules, the window plan and the stitching rule re-implemented here from
 data_schemas/bert_contract.md, the same TorchScript model run per window in PyTorch."""
-import argparse
 import gzip
 import os
 import random
@@ -11,7 +10,7 @@ import random
 import h5py
 import torch
 
-from common import check, finish, fresh, mpirun, read_csv, read_json, run
+from common import e2e_args, check, finish, fresh, mpirun, read_csv, read_json, run
 from hpcscreen_py import protein
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -47,23 +46,6 @@ def make_fasta(work):
     return path, records, bad
 
 
-def windows(n, size, overlap):
-    if n <= size:
-        return [(0, n, 0, n)]
-    starts, b = [], 0
-    while b + size < n:
-        starts.append(b)
-        b += size - overlap
-    starts.append(n - size)
-    w = [[s, s + size, 0, 0] for s in starts]
-    for k in range(len(w) - 1):
-        split = w[k + 1][0] + (w[k][1] - w[k + 1][0]) // 2
-        w[k][3] = split
-        w[k + 1][2] = split
-    w[-1][3] = n
-    return [tuple(x) for x in w]
-
-
 def reference(model_path, seq, per_residue, policy="window"):
     """What the contract says hpcscreen must produce for one sequence, computed here."""
     model = torch.jit.load(model_path)
@@ -79,12 +61,12 @@ def reference(model_path, seq, per_residue, policy="window"):
     with torch.no_grad():
         if per_residue:
             out = torch.zeros(len(ids), 3)
-            for b, e, kb, ke in windows(len(ids), WINDOW, OVERLAP):
+            for b, e, kb, ke in protein.plan_windows(len(ids), WINDOW, OVERLAP):
                 y = model(*protein.batch([ids[b:e]], cfg))[0, 1:1 + e - b]
                 out[kb:ke] = y[kb - b:ke - b]
             return out
         acc = torch.zeros(2)
-        for b, e, kb, ke in windows(len(ids), WINDOW, OVERLAP):
+        for b, e, kb, ke in protein.plan_windows(len(ids), WINDOW, OVERLAP):
             acc += (ke - kb) / len(ids) * model(*protein.batch([ids[b:e]], cfg))[0]
         return acc
 
@@ -110,13 +92,8 @@ def read_results(rd):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
-    work = fresh(a.work)
-    os.makedirs(work)
+    a = e2e_args()
+    work = a.work
     res_model = os.path.join(a.models, "bert_residue.pt")
     seq_model = os.path.join(a.models, "bert_sequence.pt")
     fasta, records, bad = make_fasta(work)

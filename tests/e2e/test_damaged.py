@@ -3,13 +3,12 @@
 shard whose record count disagrees with the manifest, and a manifest entry whose file is
 missing: each is named, its rows are counted as failed, the healthy shards are fully scored,
 and the run exits 3 unless --allow-failed-shards is given."""
-import argparse
 import json
 import os
 
 import h5py
 
-from common import NCI, check, finish, fresh, mpirun, read_json, run
+from common import e2e_args, NCI, check, finish, fresh, mpirun, read_json, run
 
 
 def flip_byte_in_chunk(path, dataset):
@@ -23,13 +22,8 @@ def flip_byte_in_chunk(path, dataset):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
-    work = fresh(a.work)
-    os.makedirs(work)
+    a = e2e_args()
+    work = a.work
     lib = os.path.join(work, "lib")
     run([a.hpcscreen, "pack", "compounds", "--input", NCI, "--out", lib, "--shard-size", "1000"], expect=0)
     manifest_path = os.path.join(lib, "manifest.json")

@@ -1,14 +1,13 @@
 #!/usr/bin/python3
 """data_schemas/shard.md says a shard written with h5py alone is accepted: write one exactly as
 the page shows and screen it; then one without Fletcher-32, which must be refused."""
-import argparse
 import json
 import os
 
 import h5py
 import numpy as np
 
-from common import check, finish, fresh, mpirun, read_csv, read_json
+from common import e2e_args, check, finish, fresh, mpirun, read_csv, read_json
 
 
 def packed(strings):
@@ -35,12 +34,8 @@ def write_library(lib, fletcher32=True):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
-    work = fresh(a.work)
+    a = e2e_args()
+    work = a.work
     model = os.path.join(a.models, "gnn.pt")
     write_library(os.path.join(work, "lib"))
     rd = os.path.join(work, "run")

@@ -5,7 +5,6 @@
          Slurm's walltime warning (USR1 to the batch shell) stops a job cleanly.
   pbs    PBS has no Debian package: the script runs under a shim that provides the PBS
          environment and $PBS_NODEFILE; its directives are checked by a parser."""
-import argparse
 import os
 import re
 import signal
@@ -13,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from common import NCI, check, finish, fresh, mpirun, read_csv, read_json, run
+from common import e2e_args, NCI, check, finish, fresh, mpirun, read_csv, read_json, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -145,15 +144,9 @@ def test_pbs(a, work):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("which", choices=["slurm", "pbs"])
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
+    a = e2e_args(("which", {"choices": ["slurm", "pbs"]}))
     a.model = os.path.join(a.models, "gnn.pt")
-    work = fresh(a.work)
-    os.makedirs(work)
+    work = a.work
     (test_slurm if a.which == "slurm" else test_pbs)(a, work)
     finish()
 

@@ -2,13 +2,12 @@
 """report.html, loaded in headless Chromium (Debian's chromium): the page parses and holds the
 summary, the top hits with their RDKit structure drawings, the score histogram, throughput per
 rank and the reject reasons. `hpcscreen report RUN` rebuilds it for a partial run too."""
-import argparse
 import html.parser
 import os
 import shutil
 import subprocess
 
-from common import NCI, check, finish, fresh, mpirun, read_json, run
+from common import e2e_args, NCI, check, finish, fresh, mpirun, read_json, run
 
 
 class Dom(html.parser.HTMLParser):
@@ -49,13 +48,8 @@ def browser_dom(path):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
-    work = fresh(a.work)
-    os.makedirs(work)
+    a = e2e_args()
+    work = a.work
     smi = os.path.join(work, "in.smi")
     with open(NCI) as f, open(smi, "w") as o:
         o.writelines(f.readlines()[:1500])

@@ -3,14 +3,13 @@
 through mpirun and SIGTERM to every rank (as srun delivers it). Each is resumed, possibly with
 another rank count, and must end with exactly the outputs of an uninterrupted run: the same
 hits.csv and rejects.csv, and every scored record once in scores/."""
-import argparse
 import glob
 import os
 import signal
 import subprocess
 import time
 
-from common import NCI, check, finish, fresh, mpirun, read_csv, read_json, run
+from common import e2e_args, NCI, check, finish, fresh, mpirun, read_csv, read_json, run
 
 CHUNK_ROWS = 500
 
@@ -70,14 +69,9 @@ def compare(name, reference, rd):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
+    a = e2e_args()
     a.model = os.path.join(a.models, "gnn.pt")
-    work = fresh(a.work)
-    os.makedirs(work)
+    work = a.work
     smi = os.path.join(work, "big.smi")
     with open(NCI) as f:
         nci = f.read()

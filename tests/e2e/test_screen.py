@@ -1,11 +1,10 @@
 #!/usr/bin/python3
 """End to end: pack .smi/.csv/.sdf with bad records, screen under mpirun with 1, 2 and 3 ranks,
 and check hits, rejects and accounting against an independent Python reference."""
-import argparse
 import math
 import os
 
-from common import NCI, check, finish, fresh, mpirun, read_csv, read_json, read_library, run
+from common import e2e_args, NCI, check, finish, fresh, mpirun, read_csv, read_json, read_library, run
 
 import torch
 from rdkit import Chem
@@ -71,13 +70,8 @@ def reference(records, model_path):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
-    work = fresh(a.work)
-    os.makedirs(work)
+    a = e2e_args()
+    work = a.work
     model = os.path.join(a.models, "gnn.pt")
     lib = os.path.join(work, "lib")
 

@@ -4,22 +4,16 @@ batch): a batch whose adjacency alone is several hundred MB runs with a DRAM bud
 a spill folder under the build tree, with the same scores as small batches without the tier;
 a spill tier too small for the batch makes hpcscreen retry in halves; bad configurations are
 refused at start."""
-import argparse
 import os
 
-from common import NCI, check, finish, fresh, mpirun, read_csv, read_json, run
+from common import e2e_args, NCI, check, finish, fresh, mpirun, read_csv, read_json, run
 
 BIG = ["--batch-molecules", "1000", "--batch-atoms", "12000"]
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--hpcscreen", required=True)
-    p.add_argument("--models", required=True)
-    p.add_argument("--work", required=True)
-    a = p.parse_args()
-    work = fresh(a.work)
-    os.makedirs(work)
+    a = e2e_args()
+    work = a.work
     model = os.path.join(a.models, "gnn_dense.pt")
     smi = os.path.join(work, "in.smi")
     with open(NCI) as f, open(smi, "w") as o:

@@ -55,6 +55,24 @@ def encode(sequence, cfg):
     return ids, None
 
 
+def plan_windows(n, size, overlap):
+    """The contract's windows for a sequence of n residues: [(begin, end, keep_begin, keep_end)].
+    Windows start every size - overlap residues, the last aligned to the end; an overlap [b, e)
+    is split at b + (e - b) // 2 between the earlier and the later window."""
+    if n <= size:
+        return [(0, n, 0, n)]
+    starts, b = [], 0
+    while b + size < n:
+        starts.append(b)
+        b += size - overlap
+    starts.append(n - size)
+    w = [[s, s + size, 0, 0] for s in starts]
+    for k in range(len(w) - 1):
+        w[k][3] = w[k + 1][2] = w[k + 1][0] + (w[k][1] - w[k + 1][0]) // 2
+    w[-1][3] = n
+    return [tuple(x) for x in w]
+
+
 def batch(id_lists, cfg):
     """[CLS] ids [SEP] padded with [PAD]: (input_ids, attention_mask) as int64 tensors."""
     index = {t: i for i, t in enumerate(cfg["tokens"])}

@@ -1,0 +1,57 @@
+#pragma once
+// What both model kinds share: loading a TorchScript archive with its hpcscreen.json, and
+// turning LibTorch's exceptions into model_error. Internal to the inference stage.
+#include <torch/script.h>
+
+#include <filesystem>
+#include <string>
+#include <unordered_map>
+
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/infer/model_metadata.hpp"
+
+namespace hpcscreen::infer::detail {
+
+struct archive {
+  torch::jit::Module module;
+  std::string metadata_json;
+};
+
+// Runs f; LibTorch's errors (c10::Error) and the TorchScript interpreter's (rethrown as
+// std::runtime_error) become model_error prefixed with `what`, with their own message kept.
+template <class F>
+auto guarded(const std::string& what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const model_error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw model_error(what + ": " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw model_error(what + ": " + e.what());
+  }
+}
+
+inline archive load_archive(const std::string& path, const char* contract_doc) {
+  if (!std::filesystem::is_regular_file(path)) throw model_error("model file '" + path + "' does not exist or is not a file");
+  std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
+  archive a;
+  a.module = guarded("cannot load TorchScript model '" + path + "'", [&] { return torch::jit::load(path, torch::kCPU, extra); });
+  a.module.eval();
+  a.metadata_json = extra[metadata_file_name];
+  if (a.metadata_json.empty()) {
+    throw model_error("model '" + path + "' has no hpcscreen.json inside the archive; save it with "
+                      "torch.jit.save(m, path, _extra_files={'hpcscreen.json': json.dumps(meta)}) (see " +
+                      std::string(contract_doc) + ")");
+  }
+  return a;
+}
+
+// forward()'s inputs, self excluded; throws when there is no forward().
+inline std::size_t forward_arity(torch::jit::Module& m, const std::string& path) {
+  const auto method = m.find_method("forward");
+  if (!method) throw model_error("model '" + path + "' has no forward() method");
+  return method->function().getSchema().arguments().size() - 1;
+}
+
+}  // namespace hpcscreen::infer::detail
