@@ -336,6 +336,18 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
                             {"gather_s", gather_s},
                             {"fraction_of_wall", wall_s > 0 ? (coordination_max_s + gather_s) / wall_s : 0.0}};
   report["peak_rss_bytes_max"] = rss_max;
+  // Load balance of this attempt: how evenly the shared counter spread the work.
+  double records_max = 0, records_sum = 0;
+  json chunks_per_rank = json::array();
+  for (const auto& r : rank_reports) {
+    const auto n = static_cast<double>(r.value("n_read", std::uint64_t{0}));
+    records_max = std::max(records_max, n);
+    records_sum += n;
+    chunks_per_rank.push_back(r.value("n_chunks", std::uint64_t{0}));
+  }
+  const double records_mean = rank_reports.empty() ? 0 : records_sum / static_cast<double>(rank_reports.size());
+  report["load_balance"] = {{"chunks_per_rank", chunks_per_rank},
+                            {"records_max_over_mean", records_mean > 0 ? records_max / records_mean : 1.0}};
   report["ranks"] = ctx.size();
   report["threads_per_rank"] = s.threads;
   report["top_k"] = o.top_k;

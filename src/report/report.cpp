@@ -175,6 +175,13 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   row("throughput (this attempt)", fmt(r.value("throughput_records_per_s", 0.0), "%.0f") + " records/s");
   row("ranks × threads", std::to_string(r.value("ranks", 0)) + " × " + std::to_string(r.value("threads_per_rank", 0)));
   row("attempts", std::to_string(r.value("attempt", 0)));
+  if (r.contains("load_balance")) {
+    row("load balance (this attempt)", "chunks per rank " + escape(r["load_balance"]["chunks_per_rank"].dump()) +
+                                           ", records max/mean " + fmt(r["load_balance"]["records_max_over_mean"].get<double>(), "%.3f"));
+  }
+  if (r.contains("coordination")) {
+    row("coordination cost", fmt(100 * r["coordination"]["fraction_of_wall"].get<double>(), "%.3f") + "% of wall time");
+  }
   row("chunks committed", number(r["chunks_committed"]) + " of " + number(r["chunks_total"]));
   if (r.contains("padding_fraction")) row("padding fraction", fmt(r["padding_fraction"].get<double>(), "%.3f"));
   if (r.contains("model")) {

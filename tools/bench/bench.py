@@ -112,8 +112,9 @@ def main():
         stage["ideal_all_cores_per_s"] = per_core * cores
         b.row("stage_limits", {"model": os.path.basename(gnn), "threads": 1}, stage)
 
+    screen_e2e = None
     if "screen" in sections:
-        rj = b.screen(lib, gnn, 2, max(1, cores // 2), "screen-e2e")
+        rj = screen_e2e = b.screen(lib, gnn, 2, max(1, cores // 2), "screen-e2e")
         rate = rj["records_read"] / rj["outer_wall_s"]
         b.row("screen_end_to_end", {"records": n, "ranks": 2, "threads_per_rank": max(1, cores // 2), "model": os.path.basename(gnn)},
               {"records_per_s": rate, "records_per_s_inside": rj["throughput_records_per_s"], "wall_s": rj["outer_wall_s"],
@@ -153,6 +154,9 @@ def main():
         sizes = [1000, 3000] if a.smoke else sorted({100_000, n})
         rss = {}
         for m in sizes:
+            if m == n and screen_e2e:  # the end-to-end run above is the largest point
+                rss[m] = screen_e2e["peak_rss_bytes_max"]
+                continue
             _, sub_lib = b.compounds(m, f"gen{m}")
             rj = b.screen(sub_lib, gnn, 2, max(1, cores // 2), f"memory-{m}")
             rss[m] = rj["peak_rss_bytes_max"]
@@ -197,7 +201,7 @@ def main():
                 "--heads", str(heads), "--max-length", str(length)])
         stage = stage or {}
         mm = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000", "--quick"]).stdout) if a.smoke else stage
-        rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8" if a.smoke else "24", "--max-tokens", "8192")
+        rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8", "--max-tokens", "8192")
         # FLOPs per token: 4 h^2 (QKV+out) + 8 h^2 (feed-forward), x2 for multiply-add, per layer; attention adds 4 L h.
         mean_len = rj["tokens"]["real_tokens"] / max(1, rj["records_scored"])
         flops_per_token = layers * (2 * 12 * hidden * hidden + 4 * mean_len * hidden)
@@ -207,20 +211,23 @@ def main():
                "fraction_of_matmul": gflops / mm["matmul_gflops_all_cores"], "padding": rj["padding_fraction"]})
 
     if "tier" in sections:
-        m = 3000 if a.smoke else 20000
+        m = 3000 if a.smoke else 5000
         _, tlib = b.compounds(m, f"gen{m}")
         pmem = os.path.join(a.work, "pmem")
         os.makedirs(pmem, exist_ok=True)
-        budget = 64 * 2**20
-        for batch in ([64, 512] if a.smoke else [64, 256, 1024, 2048]):
+        budget = 32 * 2**20
+        # Without a tier, the adjacency alone ([atoms, atoms] float32) must fit the budget.
+        mean_atoms = (stage or {}).get("mean_atoms", 20.0)
+        fits = int((budget / 4) ** 0.5 / mean_atoms)
+        for batch in ([64, 512] if a.smoke else [64, 128, 512, 1536]):
             for tier in (False, True):
-                extra = ["--batch-molecules", str(batch), "--batch-atoms", str(batch * 40)]
+                extra = ["--batch-molecules", str(batch), "--batch-atoms", str(batch * 60)]
                 if tier:
-                    extra += ["--dram-budget", "64M", "--pmem-dir", pmem]
+                    extra += ["--dram-budget", "32M", "--pmem-dir", pmem]
                 rj = b.screen(tlib, dense, 1, cores, f"tier-{batch}-{tier}", *extra)
                 t = rj["memory_tier"]
                 b.row("memory_tier", {"model": os.path.basename(dense), "batch_molecules": batch, "tier": tier, "dram_budget_bytes": budget if tier else None},
-                      {"records_per_s": rj["records_read"] / rj["outer_wall_s"], "peak_rss_mib": rj["peak_rss_bytes_max"] / 2**20,
+                      {"batch_vs_largest_fitting_the_budget": batch / max(1, fits), "records_per_s": rj["records_read"] / rj["outer_wall_s"], "peak_rss_mib": rj["peak_rss_bytes_max"] / 2**20,
                        "dram_peak_mib": t.get("dram_peak_bytes_max", 0) / 2**20, "spill_peak_mib": t.get("spill_peak_bytes_max", 0) / 2**20,
                        "spill_total_mib": t.get("spill_total_bytes", 0) / 2**20})
 
