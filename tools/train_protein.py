@@ -173,9 +173,8 @@ def train_membrane(a):
     with torch.no_grad():
         for ids, _, _ in test:
             acc, n = 0.0, len(ids)
-            for b in range(0, n, window):
-                part = ids[b:b + window]
-                acc += len(part) / n * float(model(*protein.batch([part], cfg))[0, 0])
+            for b, e, kb, ke in protein.plan_windows(n, window, window // 4):
+                acc += (ke - kb) / n * float(model(*protein.batch([ids[b:e]], cfg))[0, 0])
             scores.append(acc)
     auc = metrics.roc_auc([y for _, y, _ in test], scores)
     print(f"test ROC-AUC {auc:.4f}")
