@@ -15,13 +15,17 @@
 namespace hpcscreen::infer {
 
 void configure_threads(int n_threads) {
-  // OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded, before main(); its API is the
-  // only way to change it now. It is absent when LibTorch uses another BLAS.
+  n_threads = std::max(1, n_threads);
+  // LibTorch hands matrix products to OpenBLAS, which keeps threads of its own. OpenBLAS reads
+  // OPENBLAS_NUM_THREADS when it is loaded, before main(), so its API is the only way to set it
+  // here: to this rank's threads, never more, so that ranks sharing a node do not oversubscribe
+  // it. (LibTorch does not call BLAS from inside its own parallel regions, so the two pools take
+  // turns.) The symbol is absent when LibTorch uses another BLAS.
   using set_threads_fn = void (*)(int);
   if (auto* f = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    f(1);
+    f(n_threads);
   }
-  at::set_num_threads(std::max(1, n_threads));
+  at::set_num_threads(n_threads);
 }
 
 std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }

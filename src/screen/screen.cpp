@@ -2,9 +2,12 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <filesystem>
+#include <mutex>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
@@ -28,7 +31,9 @@ class screen_workload : public pipeline::workload {
   screen_workload(const screen_settings& s, int threads)
       : settings_(s), threads_(threads), model_(s.model_path) {
     chem::silence_rdkit_logs();
-    infer::configure_threads(threads);
+    // A GNN's matrix products are too small to keep several threads busy inside one batch:
+    // the rank's threads score different batches at once instead, one thread each.
+    infer::configure_threads(1);
   }
 
   std::string name() const override { return "screen"; }
@@ -78,15 +83,44 @@ class screen_workload : public pipeline::workload {
     const auto task = meta.rank_task_index();
     scores_csv_.clear();
     const auto t2 = clock_type::now();
-    for (const auto& [begin, end] : batch::plan_batches(atom_counts, settings_.budget)) {
-      if (pipeline::stop_requested()) return false;
-      std::vector<const chem::mol_graph*> graphs;
-      for (auto k = begin; k < end; ++k) graphs.push_back(&features[good[k]].graph);
-      std::vector<float> scores(graphs.size() * n_tasks);
-      std::vector<bool> out_of_memory(graphs.size(), false);
-      score_with_backoff(graphs, 0, graphs.size(), scores, out_of_memory);
-      ++n_batches_;
-      announce_spilling();
+    // The batches are fixed by the chunk, so scoring them on several threads at once gives the
+    // same numbers as scoring them in turn; results are then taken in batch order.
+    const auto ranges = batch::plan_batches(atom_counts, settings_.budget);
+    std::vector<std::vector<float>> batch_scores(ranges.size());
+    std::vector<std::vector<bool>> batch_oom(ranges.size());
+    std::atomic<bool> stopped{false};
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
+    const auto n_ranges = static_cast<std::int64_t>(ranges.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+    for (std::int64_t r = 0; r < n_ranges; ++r) {
+      if (stopped || pipeline::stop_requested()) {
+        stopped = true;
+        continue;
+      }
+      try {
+        const auto [begin, end] = ranges[static_cast<std::size_t>(r)];
+        std::vector<const chem::mol_graph*> graphs;
+        for (auto k = begin; k < end; ++k) graphs.push_back(&features[good[k]].graph);
+        auto& scores = batch_scores[static_cast<std::size_t>(r)];
+        auto& oom = batch_oom[static_cast<std::size_t>(r)];
+        scores.resize(graphs.size() * n_tasks);
+        oom.assign(graphs.size(), false);
+        score_with_backoff(graphs, 0, graphs.size(), scores, oom);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+        stopped = true;
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    if (stopped) return false;
+    n_batches_ += ranges.size();
+    announce_spilling();
+    for (std::size_t r = 0; r < ranges.size(); ++r) {
+      const auto [begin, end] = ranges[r];
+      const auto& scores = batch_scores[r];
+      const auto& out_of_memory = batch_oom[r];
       for (auto k = begin; k < end; ++k) {
         const auto i = good[k];
         const float* row = &scores[(k - begin) * n_tasks];
@@ -126,7 +160,7 @@ class screen_workload : public pipeline::workload {
 
   pipeline::json rank_report() const override {
     pipeline::json j = {{"featurize_s", featurize_s_}, {"infer_s", infer_s_}, {"batches", n_batches_},
-                        {"batch_backoffs", n_backoffs_}};
+                        {"batch_backoffs", n_backoffs_.load()}};
     const auto t = infer::memory_tier_stats();
     if (t.installed) {
       j["memory_tier"] = {{"spill_kind", t.spill_kind},
@@ -185,8 +219,7 @@ class screen_workload : public pipeline::workload {
         out_of_memory[begin] = true;
         return;
       }
-      ++n_backoffs_;
-      if (n_backoffs_ == 1) {
+      if (++n_backoffs_ == 1) {
         std::fprintf(stderr, "hpcscreen: a batch of %zu molecules does not fit in memory; retrying in halves\n", end - begin);
       }
       const auto mid = begin + (end - begin) / 2;
@@ -210,7 +243,8 @@ class screen_workload : public pipeline::workload {
   infer::gnn_model model_;
   std::string scores_csv_;  // this chunk's rows of scores/chunk-N.csv
   double featurize_s_ = 0, infer_s_ = 0;
-  std::uint64_t n_batches_ = 0, n_backoffs_ = 0;
+  std::uint64_t n_batches_ = 0;
+  std::atomic<std::uint64_t> n_backoffs_{0};
   bool spilling_announced_ = false;
 };
 

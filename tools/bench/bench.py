@@ -89,6 +89,7 @@ def main():
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--models", default=os.path.join(ROOT, "models"), help="folder with hiv_gnn.pt and hiv_gnn_dense.pt (or the test models)")
     p.add_argument("--work", default=os.path.join(ROOT, "build", "bench"))
+    p.add_argument("--gnn", help="compound model to use instead of <models>/hiv_gnn.pt")
     p.add_argument("--n", type=int, default=1_000_000, help="compounds for the end-to-end screen")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
@@ -97,7 +98,7 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
     cores = os.cpu_count()
-    gnn = os.path.join(a.models, "hiv_gnn.pt" if os.path.exists(os.path.join(a.models, "hiv_gnn.pt")) else "gnn.pt")
+    gnn = a.gnn or os.path.join(a.models, "hiv_gnn.pt" if os.path.exists(os.path.join(a.models, "hiv_gnn.pt")) else "gnn.pt")
     dense = os.path.join(a.models, "hiv_gnn_dense.pt" if os.path.exists(os.path.join(a.models, "hiv_gnn_dense.pt")) else "gnn_dense.pt")
     n = 3000 if a.smoke else a.n
     sections = a.sections.split(",")

@@ -29,8 +29,8 @@ class gnn_model {
   std::unique_ptr<impl> impl_;
 };
 
-// Sets LibTorch's intra-op threads (its default here is 1) and keeps OpenBLAS from starting
-// threads of its own behind LibTorch's.
+// Sets LibTorch's intra-op threads (its default here is 1) and OpenBLAS's to the same count,
+// so neither starts more threads than the rank was given.
 void configure_threads(int n_threads);
 std::string libtorch_version();
 
