@@ -9,6 +9,7 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/infer/bert_model.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
@@ -29,8 +30,6 @@ long_policy parse_long_policy(const std::string& text) {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
 const char* policy_name(long_policy p) {
   return p == long_policy::reject ? "reject" : p == long_policy::truncate ? "truncate" : "window";

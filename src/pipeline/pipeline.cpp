@@ -14,6 +14,7 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/core/scheduler.hpp"
 #include "hpcscreen/io/shard.hpp"
@@ -25,10 +26,6 @@ namespace fs = std::filesystem;
 namespace hpcscreen::pipeline {
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
 
 std::string with_commas(std::uint64_t n) {
   auto s = std::to_string(n);

@@ -11,6 +11,7 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
@@ -21,10 +22,6 @@ namespace fs = std::filesystem;
 namespace hpcscreen::screen {
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
 
 class screen_workload : public pipeline::workload {
  public:

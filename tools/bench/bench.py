@@ -61,6 +61,10 @@ class Bench:
         r = dict(self.base, section=section, params=params, figures=figures)
         self.rows.append(r)
         print(json.dumps({"section": section, **figures}), flush=True)
+        if not self.a.smoke:  # written as it comes, so an interrupted run keeps what it measured
+            os.makedirs(os.path.dirname(self.a.out), exist_ok=True)
+            with open(self.a.out, "a") as f:
+                f.write(json.dumps(r) + "\n")
 
     def compounds(self, n, name):
         smi = os.path.join(self.a.work, f"{name}.smi")
@@ -166,7 +170,7 @@ def main():
 
     if "lengths" in sections or "annotate" in sections:
         fa = os.path.join(a.work, "proteins.fa")
-        m = 200 if a.smoke else 3000
+        m = 200 if a.smoke else 1500
         with open(fa, "w") as f:
             subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_library.py"), "proteins", str(m)], stdout=f, check=True)
         plib = os.path.join(a.work, f"proteins{m}-lib")
@@ -186,11 +190,11 @@ def main():
     if "lengths" in sections:
         small = os.path.join(a.work, "bert-small.pt")
         if not os.path.exists(small):
-            sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", small, "--hidden", "128" if a.smoke else "256",
-                "--layers", "2" if a.smoke else "4", "--heads", "4", "--max-length", "1024"])
+            sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", small, "--hidden", "128",
+                "--layers", "2", "--heads", "4", "--max-length", "1024"])
         fixed, fixed_rate, _ = annotate(small, "lengths-fixed", "--batching", "fixed", "--max-sequences", "16")
         aware, aware_rate, _ = annotate(small, "lengths-aware", "--batching", "length", "--max-tokens", "16384")
-        b.row("length_aware_batching", {"proteins": m, "model": "BERT hidden 256, 4 layers, 1024 positions", "fixed_batch": 16, "max_tokens": 16384},
+        b.row("length_aware_batching", {"proteins": m, "model": "BERT hidden 128, 2 layers, 1024 positions", "fixed_batch": 16, "max_tokens": 16384},
               {"fixed_tokens_per_s": fixed_rate, "fixed_padding": fixed["padding_fraction"], "aware_tokens_per_s": aware_rate,
                "aware_padding": aware["padding_fraction"], "speedup": aware_rate / fixed_rate})
 
@@ -233,10 +237,6 @@ def main():
                        "spill_total_mib": t.get("spill_total_bytes", 0) / 2**20})
 
     if not a.smoke:
-        os.makedirs(os.path.dirname(a.out), exist_ok=True)
-        with open(a.out, "a") as f:
-            for r in b.rows:
-                f.write(json.dumps(r) + "\n")
         print(f"{len(b.rows)} rows appended to {a.out}")
 
 
