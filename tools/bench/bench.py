@@ -94,6 +94,7 @@ def main():
     p.add_argument("--models", default=os.path.join(ROOT, "models"), help="folder with hiv_gnn.pt and hiv_gnn_dense.pt (or the test models)")
     p.add_argument("--work", default=os.path.join(ROOT, "build", "bench"))
     p.add_argument("--gnn", help="compound model to use instead of <models>/hiv_gnn.pt")
+    p.add_argument("--tier-batches", help="comma-separated batch sizes for the memory-tier sweep")
     p.add_argument("--n", type=int, default=1_000_000, help="compounds for the end-to-end screen")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
@@ -181,7 +182,7 @@ def main():
         out = os.path.join(a.work, name)
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.time()
-        sh(ok=(0, 75), cmd=["mpirun", "-np", "1", b.hpcscreen, "annotate", "--library", plib, "--model", model, "--out", out, "--threads", str(cores),
+        sh(ok=(0, 75), cmd=["mpirun", "-np", "1", "--bind-to", "none", b.hpcscreen, "annotate", "--library", plib, "--model", model, "--out", out, "--threads", str(cores),
             "--long-sequences", "window", "--progress-interval", "0", *extra])
         rj = json.load(open(os.path.join(out, "run.json")))
         infer_s = sum(r["infer_s"] for r in rj["per_rank"])
@@ -204,8 +205,10 @@ def main():
         if not os.path.exists(big):
             sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", big, "--hidden", str(hidden), "--layers", str(layers),
                 "--heads", str(heads), "--max-length", str(length)])
-        stage = stage or {}
-        mm = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000", "--quick"]).stdout) if a.smoke else stage
+        if not stage:  # the matmul rate of this run, when the stage section was not asked for
+            stage = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000",
+                                   *(["--quick"] if a.smoke else [])]).stdout)
+        mm = stage
         rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8", "--max-tokens", "8192")
         # FLOPs per token: 4 h^2 (QKV+out) + 8 h^2 (feed-forward), x2 for multiply-add, per layer; attention adds 4 L h.
         mean_len = rj["tokens"]["real_tokens"] / max(1, rj["records_scored"])
@@ -222,9 +225,12 @@ def main():
         os.makedirs(pmem, exist_ok=True)
         budget = 32 * 2**20
         # Without a tier, the adjacency alone ([atoms, atoms] float32) must fit the budget.
-        mean_atoms = (stage or {}).get("mean_atoms", 20.0)
+        if not stage:
+            stage = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000", "--quick"]).stdout)
+        mean_atoms = stage["mean_atoms"]
         fits = int((budget / 4) ** 0.5 / mean_atoms)
-        for batch in ([64, 512] if a.smoke else [64, 128, 512, 1536]):
+        sweep = [int(x) for x in a.tier_batches.split(",")] if a.tier_batches else ([64, 512] if a.smoke else [64, 128, 512, 1536, 2048])
+        for batch in sweep:
             for tier in (False, True):
                 extra = ["--batch-molecules", str(batch), "--batch-atoms", str(batch * 60)]
                 if tier:
