@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "hpcscreen/batch/graph_batch.hpp"
 #include "hpcscreen/chem/featurize.hpp"
@@ -20,10 +20,13 @@ using namespace hpcscreen;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-double since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+double since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
 
 template <class F>
-double rate(std::size_t n, F&& f) {  // items per second of f over n items, after one warm-up pass, at least ~0.2 s
+double rate(std::size_t n,
+            F&& f) {  // items per second of f over n items, after one warm-up pass, at least ~0.2 s
   f();  // TorchScript's profiling executor optimizes a graph only after its first calls
   std::size_t done = 0;
   const auto t = clock_type::now();
@@ -52,14 +55,18 @@ int main(int argc, char** argv) {
   io::shard_reader reader(lib + "/" + m.shards[0].file, m.shard_schema, m.fields);
   const auto n = std::min<std::uint64_t>(want, reader.n_records());
   string_column smiles;
-  out["shard_read_records_per_s"] = rate(n, [&] { smiles = reader.read("smiles", 0, n); sink += smiles.bytes.size(); });
+  out["shard_read_records_per_s"] = rate(n, [&] {
+    smiles = reader.read("smiles", 0, n);
+    sink += smiles.bytes.size();
+  });
 
   out["parse_sanitize_per_core_per_s"] = rate(n, [&] {
     for (std::size_t i = 0; i < smiles.size(); ++i) sink += chem::parse_and_sanitize(smiles[i]);
   });
   std::vector<chem::featurize_result> feats(smiles.size());
   out["featurize_per_core_per_s"] = rate(n, [&] {
-    for (std::size_t i = 0; i < smiles.size(); ++i) feats[i] = chem::featurize_smiles(smiles[i], {});
+    for (std::size_t i = 0; i < smiles.size(); ++i)
+      feats[i] = chem::featurize_smiles(smiles[i], {});
   });
   std::vector<const chem::mol_graph*> graphs;
   std::vector<std::int64_t> atoms;
@@ -73,7 +80,8 @@ int main(int argc, char** argv) {
   std::vector<batch::graph_batch> batches;
   out["batch_assembly_per_s"] = rate(graphs.size(), [&] {
     batches.clear();
-    for (const auto& [b, e] : ranges) batches.push_back(batch::assemble({graphs.begin() + b, graphs.begin() + e}));
+    for (const auto& [b, e] : ranges)
+      batches.push_back(batch::assemble({graphs.begin() + b, graphs.begin() + e}));
     sink += batches.size();
   });
   infer::gnn_model model(model_path);
@@ -95,7 +103,10 @@ int main(int argc, char** argv) {
   out["matmul_gflops_all_cores"] = infer::measure_matmul_gflops(quick ? 256 : 2048, quick ? 1 : 5);
   out["molecules"] = graphs.size();
   out["records"] = n;
-  out["mean_atoms"] = atoms.empty() ? 0.0 : double(std::accumulate(atoms.begin(), atoms.end(), std::int64_t{0})) / double(atoms.size());
+  out["mean_atoms"] = atoms.empty()
+                          ? 0.0
+                          : double(std::accumulate(atoms.begin(), atoms.end(), std::int64_t{0})) /
+                                double(atoms.size());
   std::printf("%s\n", out.dump(2).c_str());
   return sink == 42 ? 1 : 0;
 }

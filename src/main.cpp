@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
+#include "hpcscreen/annotate/annotate.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
-#include "hpcscreen/annotate/annotate.hpp"
 #include "hpcscreen/report/report.hpp"
 #include "hpcscreen/screen/screen.hpp"
 
@@ -55,20 +55,27 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 
 int pack_command(const std::vector<std::string>& args) {
   if (args.empty() || (args[0] != "compounds" && args[0] != "proteins")) {
-    throw po::error("'pack' needs a kind: 'hpcscreen pack compounds|proteins --input FILE --out DIR'");
+    throw po::error(
+        "'pack' needs a kind: 'hpcscreen pack compounds|proteins --input FILE --out DIR'");
   }
   const bool proteins = args[0] == "proteins";
   pack::pack_options o;
   po::options_description desc(proteins ? "pack proteins options" : "pack compounds options");
-  desc.add_options()
-      ("help,h", "show this help")
-      ("input,i", po::value(&o.inputs)->required()->multitoken(), proteins ? "FASTA file(s), optionally .gz" : "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")
-      ("out,o", po::value(&o.out_dir)->required(), "library folder to create (must not exist or be empty)")
-      ("shard-size", po::value(&o.shard_records)->default_value(o.shard_records), "records per shard")
-      ("format", po::value(&o.format), "smi|csv|tsv|sdf (default: from the extension)")
-      ("smiles-column", po::value(&o.csv.smiles_column), "CSV column holding SMILES (default: 'smiles')")
-      ("id-column", po::value(&o.csv.id_column), "CSV column holding ids (default: 'id' or 'name' if present)")
-      ("sdf-id-field", po::value(&o.sdf_id_field), "SD property holding ids (default: the title line)");
+  desc.add_options()("help,h", "show this help")(
+      "input,i", po::value(&o.inputs)->required()->multitoken(),
+      proteins ? "FASTA file(s), optionally .gz"
+               : "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")(
+      "out,o", po::value(&o.out_dir)->required(),
+      "library folder to create (must not exist or be empty)")(
+      "shard-size", po::value(&o.shard_records)->default_value(o.shard_records),
+      "records per shard")("format", po::value(&o.format),
+                           "smi|csv|tsv|sdf (default: from the extension)")(
+      "smiles-column", po::value(&o.csv.smiles_column),
+      "CSV column holding SMILES (default: 'smiles')")(
+      "id-column", po::value(&o.csv.id_column),
+      "CSV column holding ids (default: 'id' or 'name' if present)")(
+      "sdf-id-field", po::value(&o.sdf_id_field),
+      "SD property holding ids (default: the title line)");
   po::variables_map vm;
   if (!parse({args.begin() + 1, args.end()}, desc, vm,
              proteins ? "usage: hpcscreen pack proteins --input FILE.fasta[.gz]... --out DIR"
@@ -76,9 +83,10 @@ int pack_command(const std::vector<std::string>& args) {
     return 0;
   }
   const auto s = proteins ? pack::pack_proteins(o) : pack::pack_compounds(o);
-  std::printf("packed %llu records into %zu shard(s) in %s", static_cast<unsigned long long>(s.n_records), s.n_shards,
-              o.out_dir.c_str());
-  if (s.n_comments) std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
+  std::printf("packed %llu records into %zu shard(s) in %s",
+              static_cast<unsigned long long>(s.n_records), s.n_shards, o.out_dir.c_str());
+  if (s.n_comments)
+    std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
   std::printf("\n");
   if (s.n_pack_rejects) {
     std::printf("%llu input records could not be packed; see %s/pack_rejects.csv\n",
@@ -88,49 +96,61 @@ int pack_command(const std::vector<std::string>& args) {
 }
 
 // Options every run command shares.
-void add_run_options(po::options_description& desc, pipeline::run_options& o, std::string& stop_after,
-                     const char* model_help) {
-  desc.add_options()
-      ("help,h", "show this help")
-      ("library,l", po::value(&o.library_dir)->required(), "library folder written by 'hpcscreen pack'")
-      ("model,m", po::value(&o.model_path)->required(), model_help)
-      ("out,o", po::value(&o.out_dir)->required(), "run folder to create (or continue with --resume)")
-      ("top-k,k", po::value(&o.top_k)->default_value(o.top_k), "hits to keep")
-      ("threads,t", po::value(&o.threads)->default_value(0), "threads per rank (0: from Slurm/PBS or the machine)")
-      ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows per unit of work")
-      ("resume", po::bool_switch(&o.resume), "continue an existing run folder")
-      ("stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")
-      ("max-chunks", po::value(&o.max_chunks_per_rank)->default_value(0), "stop cleanly after this many chunks per rank (trial runs; 0: no limit)")
-      ("allow-failed-shards", po::bool_switch(&o.allow_failed_shards), "exit 0 even if some shards could not be read")
-      ("progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s), "seconds between progress lines (0: off)");
+void add_run_options(po::options_description& desc, pipeline::run_options& o,
+                     std::string& stop_after, const char* model_help) {
+  desc.add_options()("help,h", "show this help")("library,l", po::value(&o.library_dir)->required(),
+                                                 "library folder written by 'hpcscreen pack'")(
+      "model,m", po::value(&o.model_path)->required(), model_help)(
+      "out,o", po::value(&o.out_dir)->required(),
+      "run folder to create (or continue with --resume)")(
+      "top-k,k", po::value(&o.top_k)->default_value(o.top_k), "hits to keep")(
+      "threads,t", po::value(&o.threads)->default_value(0),
+      "threads per rank (0: from Slurm/PBS or the machine)")(
+      "chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows per unit of work")(
+      "resume", po::bool_switch(&o.resume), "continue an existing run folder")(
+      "stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")(
+      "max-chunks", po::value(&o.max_chunks_per_rank)->default_value(0),
+      "stop cleanly after this many chunks per rank (trial runs; 0: no limit)")(
+      "allow-failed-shards", po::bool_switch(&o.allow_failed_shards),
+      "exit 0 even if some shards could not be read")(
+      "progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s),
+      "seconds between progress lines (0: off)");
 }
 
 // The memory tier's options; it is installed inside the run's set-up, where ranks agree on errors.
-void add_tier_options(po::options_description& desc, std::string& budget, infer::tier_config& tier, std::string& pmem_max) {
-  desc.add_options()
-      ("dram-budget", po::value(&budget), "DRAM for tensors per rank (e.g. 64G); beyond it, spill to --pmem-dir or --pmem-kmem")
-      ("pmem-dir", po::value(&tier.pmem_dir), "spill tier: a memkind file-backed kind in this folder (a DAX mount)")
-      ("pmem-kmem", po::bool_switch(&tier.pmem_kmem), "spill tier: MEMKIND_DAX_KMEM (persistent memory in system-RAM mode)")
-      ("pmem-max", po::value(&pmem_max), "cap on the spill tier per rank (default: unlimited)");
+void add_tier_options(po::options_description& desc, std::string& budget, infer::tier_config& tier,
+                      std::string& pmem_max) {
+  desc.add_options()(
+      "dram-budget", po::value(&budget),
+      "DRAM for tensors per rank (e.g. 64G); beyond it, spill to --pmem-dir or --pmem-kmem")(
+      "pmem-dir", po::value(&tier.pmem_dir),
+      "spill tier: a memkind file-backed kind in this folder (a DAX mount)")(
+      "pmem-kmem", po::bool_switch(&tier.pmem_kmem),
+      "spill tier: MEMKIND_DAX_KMEM (persistent memory in system-RAM mode)")(
+      "pmem-max", po::value(&pmem_max), "cap on the spill tier per rank (default: unlimited)");
 }
 
-infer::tier_config finish_tier(infer::tier_config tier, const std::string& budget, const std::string& pmem_max) {
+infer::tier_config finish_tier(infer::tier_config tier, const std::string& budget,
+                               const std::string& pmem_max) {
   if (!budget.empty()) tier.dram_budget_bytes = parse_bytes(budget, "dram-budget");
   if (!pmem_max.empty()) tier.pmem_max_bytes = parse_bytes(pmem_max, "pmem-max");
   if (budget.empty() && (!tier.pmem_dir.empty() || tier.pmem_kmem)) {
-    throw usage_error("--pmem-dir and --pmem-kmem need --dram-budget: the DRAM to use before spilling");
+    throw usage_error(
+        "--pmem-dir and --pmem-kmem need --dram-budget: the DRAM to use before spilling");
   }
   return tier;
 }
 
-pipeline::run_options finish_run_options(pipeline::run_options o, const std::string& stop_after, int argc, char** argv) {
+pipeline::run_options finish_run_options(pipeline::run_options o, const std::string& stop_after,
+                                         int argc, char** argv) {
   o.command_line = join_args(argc, argv);
   o.version = HPCSCREEN_VERSION;
   if (!stop_after.empty()) o.stop_after_s = parse_duration_s(stop_after, "stop-after");
   return o;
 }
 
-int run_with_mpi(int argc, char** argv, const pipeline::run_options& o, const pipeline::workload_factory& make) {
+int run_with_mpi(int argc, char** argv, const pipeline::run_options& o,
+                 const pipeline::workload_factory& make) {
   dist::mpi_session mpi(argc, argv);
   auto world = mpi.world();
   const int status = pipeline::run(*world, o, make);
@@ -150,10 +170,9 @@ int report_command(const std::vector<std::string>& args) {
   std::string run_dir;
   report::report_options ro;
   po::options_description desc("report options");
-  desc.add_options()
-      ("help,h", "show this help")
-      ("run", po::value(&run_dir)->required(), "run folder (finished or partial)")
-      ("max-hits", po::value(&ro.max_hits)->default_value(ro.max_hits), "hits shown");
+  desc.add_options()("help,h", "show this help")("run", po::value(&run_dir)->required(),
+                                                 "run folder (finished or partial)")(
+      "max-hits", po::value(&ro.max_hits)->default_value(ro.max_hits), "hits shown");
   po::positional_options_description pos;
   pos.add("run", 1);
   po::variables_map vm;
@@ -173,16 +192,26 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
   std::string stop_after, budget, pmem_max;
   infer::tier_config tier;
   po::options_description desc("screen options");
-  add_run_options(desc, o, stop_after, "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)");
+  add_run_options(desc, o, stop_after,
+                  "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)");
   add_tier_options(desc, budget, tier, pmem_max);
-  desc.add_options()
-      ("max-atoms", po::value(&settings.featurize.max_atoms)->default_value(settings.featurize.max_atoms), "reject molecules with more heavy atoms")
-      ("batch-molecules", po::value(&settings.budget.max_molecules)->default_value(settings.budget.max_molecules), "molecules per inference batch, at most")
-      ("batch-atoms", po::value(&settings.budget.max_atoms)->default_value(settings.budget.max_atoms), "atoms per inference batch, at most")
-      ("all-scores", po::bool_switch(&settings.all_scores), "also keep every score of every task in RUN/scores/");
+  desc.add_options()(
+      "max-atoms",
+      po::value(&settings.featurize.max_atoms)->default_value(settings.featurize.max_atoms),
+      "reject molecules with more heavy atoms")(
+      "batch-molecules",
+      po::value(&settings.budget.max_molecules)->default_value(settings.budget.max_molecules),
+      "molecules per inference batch, at most")(
+      "batch-atoms",
+      po::value(&settings.budget.max_atoms)->default_value(settings.budget.max_atoms),
+      "atoms per inference batch, at most")("all-scores", po::bool_switch(&settings.all_scores),
+                                            "also keep every score of every task in RUN/scores/");
   po::variables_map vm;
-  if (!parse(args, desc, vm, "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]")) return 0;
-  if (settings.budget.max_molecules <= 0 || settings.budget.max_atoms <= 0 || settings.featurize.max_atoms <= 0) {
+  if (!parse(args, desc, vm,
+             "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]"))
+    return 0;
+  if (settings.budget.max_molecules <= 0 || settings.budget.max_atoms <= 0 ||
+      settings.featurize.max_atoms <= 0) {
     throw usage_error("--batch-molecules, --batch-atoms and --max-atoms must be positive");
   }
   o = finish_run_options(o, stop_after, argc, argv);
@@ -200,20 +229,32 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   std::string stop_after, long_sequences = "reject", batching = "length", budget, pmem_max;
   infer::tier_config tier;
   po::options_description desc("annotate options");
-  add_run_options(desc, o, stop_after, "TorchScript BERT with hpcscreen.json (data_schemas/bert_contract.md)");
+  add_run_options(desc, o, stop_after,
+                  "TorchScript BERT with hpcscreen.json (data_schemas/bert_contract.md)");
   add_tier_options(desc, budget, tier, pmem_max);
-  desc.add_options()
-      ("max-tokens", po::value(&settings.budget.max_tokens)->default_value(settings.budget.max_tokens), "padded tokens per inference batch, at most")
-      ("max-sequences", po::value(&settings.budget.max_sequences)->default_value(settings.budget.max_sequences), "sequences per batch, at most (the batch size with --batching fixed)")
-      ("batching", po::value(&batching)->default_value(batching), "length (sort by length, fill to --max-tokens) or fixed (input order)")
-      ("long-sequences", po::value(&long_sequences)->default_value(long_sequences), "sequences longer than the model takes: reject, truncate or window")
-      ("window-overlap", po::value(&settings.window_overlap)->default_value(-1), "residues shared by consecutive windows (-1: a quarter of the window)")
-      ("tsv", po::bool_switch(&settings.tsv), "also write annotations.tsv (id, length, predicted labels) for small runs");
+  desc.add_options()(
+      "max-tokens",
+      po::value(&settings.budget.max_tokens)->default_value(settings.budget.max_tokens),
+      "padded tokens per inference batch, at most")(
+      "max-sequences",
+      po::value(&settings.budget.max_sequences)->default_value(settings.budget.max_sequences),
+      "sequences per batch, at most (the batch size with --batching fixed)")(
+      "batching", po::value(&batching)->default_value(batching),
+      "length (sort by length, fill to --max-tokens) or fixed (input order)")(
+      "long-sequences", po::value(&long_sequences)->default_value(long_sequences),
+      "sequences longer than the model takes: reject, truncate or window")(
+      "window-overlap", po::value(&settings.window_overlap)->default_value(-1),
+      "residues shared by consecutive windows (-1: a quarter of the window)")(
+      "tsv", po::bool_switch(&settings.tsv),
+      "also write annotations.tsv (id, length, predicted labels) for small runs");
   po::variables_map vm;
-  if (!parse(args, desc, vm, "usage: hpcscreen annotate --library DIR --model M.pt --out RUN [--top-k K]")) return 0;
+  if (!parse(args, desc, vm,
+             "usage: hpcscreen annotate --library DIR --model M.pt --out RUN [--top-k K]"))
+    return 0;
   settings.long_sequences = annotate::parse_long_policy(long_sequences);
   if (batching != "length" && batching != "fixed") {
-    throw usage_error("the argument ('" + batching + "') for option '--batching' is invalid: expected length or fixed");
+    throw usage_error("the argument ('" + batching +
+                      "') for option '--batching' is invalid: expected length or fixed");
   }
   settings.length_aware = batching == "length";
   if (settings.budget.max_tokens <= 0 || settings.budget.max_sequences <= 0) {
@@ -250,8 +291,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hpcscreen: unknown command '%s'\n\n%s", command.c_str(), top_usage);
     return pipeline::exit_usage;
   } catch (const po::error& e) {
-    std::fprintf(stderr, "hpcscreen %s: %s\n(see 'hpcscreen %s --help')\n", command.c_str(), e.what(),
-                 command.c_str());
+    std::fprintf(stderr, "hpcscreen %s: %s\n(see 'hpcscreen %s --help')\n", command.c_str(),
+                 e.what(), command.c_str());
     return pipeline::exit_usage;
   } catch (const usage_error& e) {
     std::fprintf(stderr, "hpcscreen %s: %s\n", command.c_str(), e.what());

@@ -25,11 +25,12 @@ long_policy parse_long_policy(const std::string& text) {
   if (text == "reject") return long_policy::reject;
   if (text == "truncate") return long_policy::truncate;
   if (text == "window") return long_policy::window;
-  throw usage_error("the argument ('" + text + "') for option '--long-sequences' is invalid: expected reject, truncate or window");
+  throw usage_error(
+      "the argument ('" + text +
+      "') for option '--long-sequences' is invalid: expected reject, truncate or window");
 }
 
 namespace {
-
 
 const char* policy_name(long_policy p) {
   return p == long_policy::reject ? "reject" : p == long_policy::truncate ? "truncate" : "window";
@@ -44,29 +45,42 @@ std::string chunk_file_name(std::uint64_t chunk_id) {
 // Counters that go to run.json, summed over ranks.
 struct token_counts {
   std::uint64_t residues = 0, unknown = 0, mapped = 0, stop_removed = 0;
-  std::uint64_t truncated_sequences = 0, truncated_residues = 0, windowed_sequences = 0, windows = 0;
+  std::uint64_t truncated_sequences = 0, truncated_residues = 0, windowed_sequences = 0,
+                windows = 0;
   std::uint64_t real_tokens = 0, padded_tokens = 0, batches = 0;
   json to_json() const {
-    return {{"residues", residues}, {"unknown_residues", unknown}, {"mapped_residues", mapped},
-            {"terminal_stops_removed", stop_removed}, {"truncated_sequences", truncated_sequences},
-            {"truncated_residues", truncated_residues}, {"windowed_sequences", windowed_sequences},
-            {"windows", windows}, {"real_tokens", real_tokens}, {"padded_tokens", padded_tokens}, {"batches", batches}};
+    return {{"residues", residues},
+            {"unknown_residues", unknown},
+            {"mapped_residues", mapped},
+            {"terminal_stops_removed", stop_removed},
+            {"truncated_sequences", truncated_sequences},
+            {"truncated_residues", truncated_residues},
+            {"windowed_sequences", windowed_sequences},
+            {"windows", windows},
+            {"real_tokens", real_tokens},
+            {"padded_tokens", padded_tokens},
+            {"batches", batches}};
   }
 };
 
 class annotate_workload : public pipeline::workload {
  public:
   annotate_workload(const annotate_settings& s, int threads)
-      : settings_(s), threads_(threads), model_(s.model_path), tokenizer_(model_.metadata().tokenizer) {
+      : settings_(s),
+        threads_(threads),
+        model_(s.model_path),
+        tokenizer_(model_.metadata().tokenizer) {
     infer::configure_threads(threads);
     const auto w = tokenizer_.max_residues();
     overlap_ = settings_.window_overlap >= 0 ? settings_.window_overlap : w / 4;
     if (overlap_ >= w) {
-      throw usage_error("--window-overlap " + std::to_string(overlap_) + " must be smaller than the model's window of " +
-                        std::to_string(w) + " residues");
+      throw usage_error("--window-overlap " + std::to_string(overlap_) +
+                        " must be smaller than the model's window of " + std::to_string(w) +
+                        " residues");
     }
     if (settings_.hits && model_.metadata().per_residue) {
-      throw usage_error("--top-k ranks per-sequence outputs; this model's output_level is 'residue'");
+      throw usage_error(
+          "--top-k ranks per-sequence outputs; this model's output_level is 'residue'");
     }
   }
 
@@ -77,15 +91,19 @@ class annotate_workload : public pipeline::workload {
   bool higher_is_better() const override { return model_.metadata().higher_is_better; }
   bool produces_hits() const override { return settings_.hits; }
   json identity() const override {
-    return {{"long_sequences", policy_name(settings_.long_sequences)}, {"window_overlap", overlap_}};
+    return {{"long_sequences", policy_name(settings_.long_sequences)},
+            {"window_overlap", overlap_}};
   }
-  json model_report() const override { return {{"metadata", json::parse(model_.metadata().raw_json)}}; }
+  json model_report() const override {
+    return {{"metadata", json::parse(model_.metadata().raw_json)}};
+  }
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");
   }
 
-  bool process(const plan::chunk& c, const std::string& shard_file, const std::vector<string_column>& columns,
-               run::chunk_record& rec, rank::topk& top, const std::function<void()>& between_batches) override {
+  bool process(const plan::chunk& c, const std::string& shard_file,
+               const std::vector<string_column>& columns, run::chunk_record& rec, rank::topk& top,
+               const std::function<void()>& between_batches) override {
     const auto& ids = columns[0];
     const auto& descriptions = columns[1];
     const auto& sequences = columns[2];
@@ -96,7 +114,8 @@ class annotate_workload : public pipeline::workload {
 
     std::vector<tokenize::encoded> enc(static_cast<std::size_t>(n));
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads_)
-    for (std::int64_t i = 0; i < n; ++i) enc[static_cast<std::size_t>(i)] = tokenizer_.encode(sequences[static_cast<std::size_t>(i)]);
+    for (std::int64_t i = 0; i < n; ++i)
+      enc[static_cast<std::size_t>(i)] = tokenizer_.encode(sequences[static_cast<std::size_t>(i)]);
     tokenize_s_ += seconds_since(t0);
 
     // Work items: whole sequences, or windows of long ones.
@@ -111,7 +130,8 @@ class annotate_workload : public pipeline::workload {
     for (std::size_t i = 0; i < enc.size(); ++i) {
       const auto& e = enc[i];
       if (!e.ok) {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "tokenize", e.reason, e.detail});
+        rec.rejects.push_back(
+            {c.row_begin + i, std::string(ids[i]), "tokenize", e.reason, e.detail});
         continue;
       }
       const auto len = static_cast<std::int64_t>(e.ids.size());
@@ -124,7 +144,8 @@ class annotate_workload : public pipeline::workload {
         windows = {{0, len, 0, len}};
       } else if (settings_.long_sequences == long_policy::reject) {
         rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "tokenize", "too_long",
-                               "sequence of " + std::to_string(len) + " residues exceeds the model's " + std::to_string(max_res) +
+                               "sequence of " + std::to_string(len) +
+                                   " residues exceeds the model's " + std::to_string(max_res) +
                                    "; use --long-sequences window (or truncate)"});
         continue;
       } else if (settings_.long_sequences == long_policy::truncate) {
@@ -148,12 +169,17 @@ class annotate_workload : public pipeline::workload {
     std::vector<std::int64_t> kept_len(static_cast<std::size_t>(n), 0);
     for (std::size_t i = 0; i < enc.size(); ++i) {
       if (!annotated[i]) continue;
-      kept_len[i] = std::min<std::int64_t>(static_cast<std::int64_t>(enc[i].ids.size()),
-                                           settings_.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
-      out[i].assign(static_cast<std::size_t>(meta.per_residue ? kept_len[i] * n_labels : n_labels), 0.0f);
+      kept_len[i] = std::min<std::int64_t>(
+          static_cast<std::int64_t>(enc[i].ids.size()),
+          settings_.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
+      out[i].assign(static_cast<std::size_t>(meta.per_residue ? kept_len[i] * n_labels : n_labels),
+                    0.0f);
     }
-    const auto batches = settings_.length_aware ? batch::plan_length_aware(lengths, settings_.budget)
-                                                : batch::plan_fixed(lengths.size(), static_cast<std::size_t>(settings_.budget.max_sequences));
+    const auto batches =
+        settings_.length_aware
+            ? batch::plan_length_aware(lengths, settings_.budget)
+            : batch::plan_fixed(lengths.size(),
+                                static_cast<std::size_t>(settings_.budget.max_sequences));
     const auto pad = batch::padding_of(batches, lengths);
     counts_.real_tokens += pad.real_tokens;
     counts_.padded_tokens += pad.padded_tokens;
@@ -164,7 +190,8 @@ class annotate_workload : public pipeline::workload {
       std::int64_t L = 0;
       for (const auto k : b) L = std::max(L, lengths[k]);
       const auto B = static_cast<std::int64_t>(b.size());
-      std::vector<std::int64_t> input(static_cast<std::size_t>(B * L), tokenizer_.pad_id()), mask(static_cast<std::size_t>(B * L), 0);
+      std::vector<std::int64_t> input(static_cast<std::size_t>(B * L), tokenizer_.pad_id()),
+          mask(static_cast<std::size_t>(B * L), 0);
       for (std::int64_t r = 0; r < B; ++r) {
         const auto& it = items[b[static_cast<std::size_t>(r)]];
         const auto& tok = enc[it.record].ids;
@@ -181,13 +208,17 @@ class annotate_workload : public pipeline::workload {
         auto& dst = out[it.record];
         if (meta.per_residue) {
           for (auto res = it.w.keep_begin; res < it.w.keep_end; ++res) {
-            const float* src = &result.values[static_cast<std::size_t>(((r * L) + first + (res - it.w.begin)) * n_labels)];
+            const float* src = &result.values[static_cast<std::size_t>(
+                ((r * L) + first + (res - it.w.begin)) * n_labels)];
             std::copy(src, src + n_labels, dst.begin() + res * n_labels);
           }
         } else {
           // A windowed sequence's score is the mean over its windows, weighted by residues kept.
-          const float weight = static_cast<float>(it.w.keep_end - it.w.keep_begin) / static_cast<float>(kept_len[it.record]);
-          for (std::int64_t k = 0; k < n_labels; ++k) dst[static_cast<std::size_t>(k)] += weight * result.values[static_cast<std::size_t>(r * n_labels + k)];
+          const float weight = static_cast<float>(it.w.keep_end - it.w.keep_begin) /
+                               static_cast<float>(kept_len[it.record]);
+          for (std::int64_t k = 0; k < n_labels; ++k)
+            dst[static_cast<std::size_t>(k)] +=
+                weight * result.values[static_cast<std::size_t>(r * n_labels + k)];
         }
       }
       between_batches();
@@ -203,7 +234,8 @@ class annotate_workload : public pipeline::workload {
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (!annotated[i]) continue;
       if (!std::all_of(out[i].begin(), out[i].end(), [](float v) { return std::isfinite(v); })) {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "non_finite_output", "the model returned NaN or inf"});
+        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "non_finite_output",
+                               "the model returned NaN or inf"});
         continue;
       }
       ++rec.counts.n_scored;
@@ -214,12 +246,18 @@ class annotate_workload : public pipeline::workload {
       if (meta.per_residue) {
         for (std::int64_t res = 0; res < kept_len[i]; ++res) {
           const auto* v = &out[i][static_cast<std::size_t>(res * n_labels)];
-          current_.prediction.push_back(static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
+          current_.prediction.push_back(
+              static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
         }
         current_.residue_offsets.push_back(current_.prediction.size());
       } else {
-        if ((c.row_begin + i) % run::chunk_record::sample_every == 0) rec.score_sample.push_back(out[i][meta.rank_label_index()]);
-        if (settings_.hits) top.offer({out[i][meta.rank_label_index()], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(descriptions[i])});
+        if ((c.row_begin + i) % run::chunk_record::sample_every == 0)
+          rec.score_sample.push_back(out[i][meta.rank_label_index()]);
+        if (settings_.hits)
+          top.offer({out[i][meta.rank_label_index()],
+                     {c.shard, c.row_begin + i},
+                     std::string(ids[i]),
+                     std::string(descriptions[i])});
       }
     }
     return true;
@@ -239,7 +277,8 @@ class annotate_workload : public pipeline::workload {
   }
 
   void finish(const std::string& out_dir, const io::manifest& m, const plan::chunk_plan& p,
-              const std::set<std::uint64_t>& committed, const std::vector<json>& rank_reports, json& report) const override {
+              const std::set<std::uint64_t>& committed, const std::vector<json>& rank_reports,
+              json& report) const override {
     token_counts sum;
     for (const auto& r : rank_reports) {
       sum.residues += r["residues"].get<std::uint64_t>();
@@ -256,7 +295,8 @@ class annotate_workload : public pipeline::workload {
     }
     report["records_annotated"] = report["records_scored"];
     report["tokens"] = sum.to_json();
-    report["padding_fraction"] = sum.padded_tokens ? 1.0 - double(sum.real_tokens) / double(sum.padded_tokens) : 0.0;
+    report["padding_fraction"] =
+        sum.padded_tokens ? 1.0 - double(sum.real_tokens) / double(sum.padded_tokens) : 0.0;
     report["config"]["max_tokens"] = settings_.budget.max_tokens;
     report["config"]["max_sequences"] = settings_.budget.max_sequences;
     report["config"]["batching"] = settings_.length_aware ? "length-aware" : "fixed";
@@ -271,15 +311,18 @@ class annotate_workload : public pipeline::workload {
       const auto& c = p.chunks[id];
       const auto path = fs::path(out_dir) / "annotations" / chunk_file_name(id);
       if (!fs::exists(path)) continue;  // a chunk of a failed shard has no results
-      files.push_back({{"file", "annotations/" + chunk_file_name(id)}, {"shard", m.shards[c.shard].file},
-                       {"row_begin", c.row_begin}, {"row_end", c.row_end}});
+      files.push_back({{"file", "annotations/" + chunk_file_name(id)},
+                       {"shard", m.shards[c.shard].file},
+                       {"row_begin", c.row_begin},
+                       {"row_end", c.row_end}});
     }
     const json manifest = {{"schema", "hpcscreen.annotations_manifest/1"},
                            {"output_level", meta.per_residue ? "residue" : "sequence"},
                            {"labels", meta.labels},
                            {"complete", committed.size() == p.chunks.size()},
                            {"files", files}};
-    run::write_file_atomically((fs::path(out_dir) / "annotations.json").string(), manifest.dump(2) + "\n");
+    run::write_file_atomically((fs::path(out_dir) / "annotations.json").string(),
+                               manifest.dump(2) + "\n");
     if (settings_.tsv) write_tsv(out_dir, files);
   }
 
@@ -297,13 +340,15 @@ class annotate_workload : public pipeline::workload {
       tsv << '\n';
     }
     for (const auto& f : files) {
-      const auto a = io::read_annotation_chunk((fs::path(out_dir) / f["file"].get<std::string>()).string());
+      const auto a =
+          io::read_annotation_chunk((fs::path(out_dir) / f["file"].get<std::string>()).string());
       const auto C = a.labels.size();
       for (std::size_t i = 0; i < a.rows.size(); ++i) {
         tsv << a.ids[i] << '\t' << a.shard_file << '\t' << a.rows[i] << '\t' << a.lengths[i];
         if (a.per_residue) {
           tsv << '\t';
-          for (auto r = a.residue_offsets[i]; r < a.residue_offsets[i + 1]; ++r) tsv << a.labels[a.prediction[r]];
+          for (auto r = a.residue_offsets[i]; r < a.residue_offsets[i + 1]; ++r)
+            tsv << a.labels[a.prediction[r]];
         } else {
           const float* v = &a.values[i * C];
           tsv << '\t' << a.labels[static_cast<std::size_t>(std::max_element(v, v + C) - v)];
@@ -329,7 +374,8 @@ class annotate_workload : public pipeline::workload {
 
 }  // namespace
 
-std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings, int threads) {
+std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings,
+                                                           int threads) {
   return std::make_unique<annotate_workload>(settings, threads);
 }
 

@@ -12,7 +12,8 @@ std::vector<std::pair<std::size_t, std::size_t>> plan_batches(
   std::int64_t atoms = 0;
   for (std::size_t i = 0; i < atom_counts.size(); ++i) {
     const auto n_mols = static_cast<std::int64_t>(i - begin);
-    if (i > begin && (n_mols + 1 > budget.max_molecules || atoms + atom_counts[i] > budget.max_atoms)) {
+    if (i > begin &&
+        (n_mols + 1 > budget.max_molecules || atoms + atom_counts[i] > budget.max_atoms)) {
       ranges.emplace_back(begin, i);
       begin = i;
       atoms = 0;
@@ -41,7 +42,8 @@ graph_batch assemble(const std::vector<const chem::mol_graph*>& graphs) {
     b.batch.insert(b.batch.end(), static_cast<std::size_t>(g.n_atoms), gi);
     for (std::int64_t e = 0; e < g.n_edges; ++e) {
       b.edge_index[static_cast<std::size_t>(edge_base + e)] = atom_base + g.edges[2 * e];
-      b.edge_index[static_cast<std::size_t>(b.n_edges + edge_base + e)] = atom_base + g.edges[2 * e + 1];
+      b.edge_index[static_cast<std::size_t>(b.n_edges + edge_base + e)] =
+          atom_base + g.edges[2 * e + 1];
     }
     b.edge_attr.insert(b.edge_attr.end(), g.bond_features.begin(), g.bond_features.end());
     atom_base += g.n_atoms;

@@ -8,11 +8,12 @@
 namespace hpcscreen::batch {
 
 std::vector<std::vector<std::size_t>> plan_length_aware(const std::vector<std::int64_t>& lengths,
-                                                         const token_budget& budget) {
+                                                        const token_budget& budget) {
   HPCSCREEN_ASSERT(budget.max_tokens > 0 && budget.max_sequences > 0);
   std::vector<std::size_t> order(lengths.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return lengths[a] > lengths[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return lengths[a] > lengths[b]; });
   std::vector<std::vector<std::size_t>> batches;
   std::int64_t longest = 0;
   for (const auto i : order) {
@@ -39,7 +40,8 @@ std::vector<std::vector<std::size_t>> plan_fixed(std::size_t n_items, std::size_
   return batches;
 }
 
-padding_stats padding_of(const std::vector<std::vector<std::size_t>>& batches, const std::vector<std::int64_t>& lengths) {
+padding_stats padding_of(const std::vector<std::vector<std::size_t>>& batches,
+                         const std::vector<std::int64_t>& lengths) {
   padding_stats s;
   for (const auto& b : batches) {
     std::int64_t longest = 0;

@@ -19,44 +19,66 @@ std::int64_t range_index(int value, int first, int last) {
 
 std::int64_t chirality_index(RDKit::Atom::ChiralType t) {
   switch (t) {
-    case RDKit::Atom::CHI_UNSPECIFIED: return 0;
-    case RDKit::Atom::CHI_TETRAHEDRAL_CW: return 1;
-    case RDKit::Atom::CHI_TETRAHEDRAL_CCW: return 2;
-    case RDKit::Atom::CHI_OTHER: return 3;
-    default: return 4;
+    case RDKit::Atom::CHI_UNSPECIFIED:
+      return 0;
+    case RDKit::Atom::CHI_TETRAHEDRAL_CW:
+      return 1;
+    case RDKit::Atom::CHI_TETRAHEDRAL_CCW:
+      return 2;
+    case RDKit::Atom::CHI_OTHER:
+      return 3;
+    default:
+      return 4;
   }
 }
 
 std::int64_t hybridization_index(RDKit::Atom::HybridizationType h) {
   switch (h) {
-    case RDKit::Atom::SP: return 0;
-    case RDKit::Atom::SP2: return 1;
-    case RDKit::Atom::SP3: return 2;
-    case RDKit::Atom::SP3D: return 3;
-    case RDKit::Atom::SP3D2: return 4;
-    default: return 5;
+    case RDKit::Atom::SP:
+      return 0;
+    case RDKit::Atom::SP2:
+      return 1;
+    case RDKit::Atom::SP3:
+      return 2;
+    case RDKit::Atom::SP3D:
+      return 3;
+    case RDKit::Atom::SP3D2:
+      return 4;
+    default:
+      return 5;
   }
 }
 
 std::int64_t bond_type_index(RDKit::Bond::BondType t) {
   switch (t) {
-    case RDKit::Bond::SINGLE: return 0;
-    case RDKit::Bond::DOUBLE: return 1;
-    case RDKit::Bond::TRIPLE: return 2;
-    case RDKit::Bond::AROMATIC: return 3;
-    default: return 4;
+    case RDKit::Bond::SINGLE:
+      return 0;
+    case RDKit::Bond::DOUBLE:
+      return 1;
+    case RDKit::Bond::TRIPLE:
+      return 2;
+    case RDKit::Bond::AROMATIC:
+      return 3;
+    default:
+      return 4;
   }
 }
 
 // OGB's list is [NONE, Z, E, CIS, TRANS, ANY]; RDKit's enum orders them differently.
 std::int64_t bond_stereo_index(RDKit::Bond::BondStereo s) {
   switch (s) {
-    case RDKit::Bond::STEREONONE: return 0;
-    case RDKit::Bond::STEREOZ: return 1;
-    case RDKit::Bond::STEREOE: return 2;
-    case RDKit::Bond::STEREOCIS: return 3;
-    case RDKit::Bond::STEREOTRANS: return 4;
-    default: return 5;
+    case RDKit::Bond::STEREONONE:
+      return 0;
+    case RDKit::Bond::STEREOZ:
+      return 1;
+    case RDKit::Bond::STEREOE:
+      return 2;
+    case RDKit::Bond::STEREOCIS:
+      return 3;
+    case RDKit::Bond::STEREOTRANS:
+      return 4;
+    default:
+      return 5;
   }
 }
 
@@ -83,7 +105,9 @@ bool parse_and_sanitize(std::string_view smiles) {
   }
 }
 
-std::string rdkit_version() { return std::string("RDKit ") + RDKit::rdkitVersion; }
+std::string rdkit_version() {
+  return std::string("RDKit ") + RDKit::rdkitVersion;
+}
 
 featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options) {
   if (smiles.empty()) return reject("empty_smiles", "the SMILES string is empty");
@@ -93,7 +117,8 @@ featurize_result featurize_smiles(std::string_view smiles, const featurize_optio
       // RDKit stops silently at a non-ASCII byte ("CéC" parses as methane): reject first.
       return reject("non_ascii", "the SMILES contains a non-ASCII byte");
     }
-    if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\v' && c != '\f') all_space = false;
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\v' && c != '\f')
+      all_space = false;
   }
   if (all_space) return reject("whitespace_only", "the SMILES is whitespace only");
   for (const unsigned char c : smiles) {

@@ -46,6 +46,8 @@ class local_context : public context {
 
 }  // namespace
 
-std::unique_ptr<context> make_local_context() { return std::make_unique<local_context>(); }
+std::unique_ptr<context> make_local_context() {
+  return std::make_unique<local_context>();
+}
 
 }  // namespace hpcscreen::dist

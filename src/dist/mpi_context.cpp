@@ -13,7 +13,8 @@ void check_mpi(int status, const char* what) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(status, msg, &len);
-    throw error(std::string("MPI: ") + what + " failed: " + std::string(msg, static_cast<std::size_t>(len)));
+    throw error(std::string("MPI: ") + what +
+                " failed: " + std::string(msg, static_cast<std::size_t>(len)));
   }
 }
 
@@ -116,7 +117,8 @@ class mpi_context : public context {
   std::vector<std::string> gather(const std::string& blob) override {
     int n = static_cast<int>(blob.size());
     std::vector<int> sizes(static_cast<std::size_t>(size_));
-    check_mpi(MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Gather");
+    check_mpi(MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD),
+              "MPI_Gather");
     std::vector<int> displs(static_cast<std::size_t>(size_), 0);
     std::string all;
     if (rank_ == 0) {
@@ -164,6 +166,8 @@ mpi_session::~mpi_session() {
   if (std::uncaught_exceptions() == 0) MPI_Finalize();
 }
 
-std::unique_ptr<context> mpi_session::world() { return std::make_unique<mpi_context>(); }
+std::unique_ptr<context> mpi_session::world() {
+  return std::make_unique<mpi_context>();
+}
 
 }  // namespace hpcscreen::dist

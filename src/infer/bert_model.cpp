@@ -30,7 +30,8 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
     const auto j = nlohmann::json::parse(text);
     contract = j.at("contract").get<std::string>();
     kind = j.at("kind").get<std::string>();
-    if (kind != "bert") throw model_error(where + "kind is '" + kind + "', but 'annotate' needs kind 'bert'");
+    if (kind != "bert")
+      throw model_error(where + "kind is '" + kind + "', but 'annotate' needs kind 'bert'");
     m.name = j.value("name", "");
     level = j.at("output_level").get<std::string>();
     m.labels = j.at("labels").get<std::vector<std::string>>();
@@ -39,7 +40,8 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
   } catch (const nlohmann::json::exception& e) {
     throw model_error(where + "malformed or missing field: " + e.what());
   }
-  if (contract != bert_contract) throw model_error(where + "contract is '" + contract + "', expected '" + bert_contract + "'");
+  if (contract != bert_contract)
+    throw model_error(where + "contract is '" + contract + "', expected '" + bert_contract + "'");
   if (level != "residue" && level != "sequence") {
     throw model_error(where + "output_level is '" + level + "', expected 'residue' or 'sequence'");
   }
@@ -63,24 +65,28 @@ struct bert_model::impl {
     // A Hugging Face model traced with torchscript=True returns a tuple: logits first.
     if (out.isTuple() && !out.toTupleRef().elements().empty()) out = out.toTupleRef().elements()[0];
     if (!out.isTensor()) {
-      throw model_error("model '" + path + "': forward() returned " + out.tagKind() + ", expected a float32 tensor");
+      throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
+                        ", expected a float32 tensor");
     }
     return out.toTensor();
   }
 
   void check_output(const at::Tensor& t, std::int64_t b, std::int64_t l) const {
     const auto c = static_cast<std::int64_t>(metadata.labels.size());
-    const bool ok = t.scalar_type() == torch::kFloat &&
-                    (metadata.per_residue ? (t.dim() == 3 && t.size(0) == b && t.size(1) == l && t.size(2) == c)
-                                          : (t.dim() == 2 && t.size(0) == b && t.size(1) == c));
+    const bool ok =
+        t.scalar_type() == torch::kFloat &&
+        (metadata.per_residue ? (t.dim() == 3 && t.size(0) == b && t.size(1) == l && t.size(2) == c)
+                              : (t.dim() == 2 && t.size(0) == b && t.size(1) == c));
     if (!ok) {
       std::ostringstream found;
       found << t.sizes() << " " << t.scalar_type();
-      const auto expected = metadata.per_residue
-                                ? "[" + std::to_string(b) + ", " + std::to_string(l) + ", " + std::to_string(c) + "]"
-                                : "[" + std::to_string(b) + ", " + std::to_string(c) + "]";
-      throw model_error("model '" + path + "': forward() on a probe batch returned " + found.str() + ", expected float32 " +
-                        expected + " (output_level '" + (metadata.per_residue ? "residue" : "sequence") + "', " +
+      const auto expected =
+          metadata.per_residue
+              ? "[" + std::to_string(b) + ", " + std::to_string(l) + ", " + std::to_string(c) + "]"
+              : "[" + std::to_string(b) + ", " + std::to_string(c) + "]";
+      throw model_error("model '" + path + "': forward() on a probe batch returned " + found.str() +
+                        ", expected float32 " + expected + " (output_level '" +
+                        (metadata.per_residue ? "residue" : "sequence") + "', " +
                         std::to_string(c) + " labels in hpcscreen.json)");
     }
   }
@@ -109,20 +115,26 @@ bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()
     if (tok.n_special()) ids[p++] = tok.sep_id();
     std::fill(mask.begin() + b * l, mask.begin() + p, 1);
   }
-  detail::guarded("model '" + path + "' failed on a probe batch of 2 sequences", [&] { run(ids, mask, 2, l); });
+  detail::guarded("model '" + path + "' failed on a probe batch of 2 sequences",
+                  [&] { run(ids, mask, 2, l); });
 }
 
 bert_model::~bert_model() = default;
-const bert_metadata& bert_model::metadata() const { return impl_->metadata; }
+const bert_metadata& bert_model::metadata() const {
+  return impl_->metadata;
+}
 
-bert_output bert_model::run(const std::vector<std::int64_t>& input_ids, const std::vector<std::int64_t>& attention_mask,
-                            std::int64_t batch, std::int64_t length) {
+bert_output bert_model::run(const std::vector<std::int64_t>& input_ids,
+                            const std::vector<std::int64_t>& attention_mask, std::int64_t batch,
+                            std::int64_t length) {
   c10::InferenceMode guard;
-  auto ids = torch::from_blob(const_cast<std::int64_t*>(input_ids.data()), {batch, length}, torch::kLong);
-  auto mask = torch::from_blob(const_cast<std::int64_t*>(attention_mask.data()), {batch, length}, torch::kLong);
-  auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " + std::to_string(batch) + " x " +
-                                  std::to_string(length) + " tokens",
-                              [&] { return impl_->forward(ids, mask); });
+  auto ids =
+      torch::from_blob(const_cast<std::int64_t*>(input_ids.data()), {batch, length}, torch::kLong);
+  auto mask = torch::from_blob(const_cast<std::int64_t*>(attention_mask.data()), {batch, length},
+                               torch::kLong);
+  auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " +
+                                 std::to_string(batch) + " x " + std::to_string(length) + " tokens",
+                             [&] { return impl_->forward(ids, mask); });
   impl_->check_output(out, batch, length);
   out = out.contiguous();
   bert_output r;

@@ -1,9 +1,9 @@
 #include "hpcscreen/infer/gnn_model.hpp"
 
+#include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <torch/script.h>
 #include <torch/version.h>
-#include <ATen/Parallel.h>
 
 #include <chrono>
 #include <filesystem>
@@ -28,7 +28,9 @@ void configure_threads(int n_threads) {
   at::set_num_threads(n_threads);
 }
 
-std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }
+std::string libtorch_version() {
+  return std::string("LibTorch ") + TORCH_VERSION;
+}
 
 double measure_matmul_gflops(int n, int repeats) {
   c10::InferenceMode guard;
@@ -73,7 +75,8 @@ struct gnn_model::impl {
       throw model_error("model '" + path + "': forward() on a probe batch of " +
                         std::to_string(n_graphs) + " molecules returned " + found.str() +
                         ", expected float32 [" + std::to_string(n_graphs) + ", " +
-                        std::to_string(n_tasks) + "] (one row per molecule, one column per task "
+                        std::to_string(n_tasks) +
+                        "] (one row per molecule, one column per task "
                         "in hpcscreen.json)");
     }
   }
@@ -117,13 +120,15 @@ gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) 
 }
 
 gnn_model::~gnn_model() = default;
-const model_metadata& gnn_model::metadata() const { return impl_->metadata; }
+const model_metadata& gnn_model::metadata() const {
+  return impl_->metadata;
+}
 
 std::vector<float> gnn_model::score(const batch::graph_batch& b) {
   c10::InferenceMode guard;
-  auto out = detail::guarded(
-      "model '" + impl_->path + "' failed on a batch of " + std::to_string(b.n_graphs) + " molecules",
-      [&] { return impl_->run(b); });
+  auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " +
+                                 std::to_string(b.n_graphs) + " molecules",
+                             [&] { return impl_->run(b); });
   impl_->check_output(out, b.n_graphs);
   out = out.contiguous();
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());

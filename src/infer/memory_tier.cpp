@@ -48,7 +48,8 @@ class tiered_allocator final : public c10::Allocator {
 #ifdef HPCSCREEN_WITH_MEMKIND
   memkind_t kind = nullptr;
 #endif
-  std::atomic<std::uint64_t> dram_in_use{0}, dram_peak{0}, spill_in_use{0}, spill_peak{0}, spill_total{0};
+  std::atomic<std::uint64_t> dram_in_use{0}, dram_peak{0}, spill_in_use{0}, spill_peak{0},
+      spill_total{0};
   std::atomic<std::uint64_t> dram_allocs{0}, spill_allocs{0}, failed{0};
 
   c10::DataPtr allocate(size_t n) const override {
@@ -92,10 +93,13 @@ class tiered_allocator final : public c10::Allocator {
     h->spilled = spilled ? 1 : 0;
     h->magic = header_magic;
     void* data = h + 1;
-    return {data, data, &deleter, c10::Device(c10::DeviceType::CPU)};  // ctx == data: the raw path needs it
+    return {data, data, &deleter,
+            c10::Device(c10::DeviceType::CPU)};  // ctx == data: the raw path needs it
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return &deleter; }
+  c10::DeleterFnPtr raw_deleter() const override {
+    return &deleter;
+  }
 
   static tiered_allocator& instance() {
     static auto* a = new tiered_allocator();  // never freed: tensors may outlive everything
@@ -105,7 +109,8 @@ class tiered_allocator final : public c10::Allocator {
   static void deleter(void* data) {
     if (!data) return;
     auto* h = static_cast<block_header*>(data) - 1;
-    HPCSCREEN_ASSERT_MSG(h->magic == header_magic, "memory tier: freeing a block it did not allocate");
+    HPCSCREEN_ASSERT_MSG(h->magic == header_magic,
+                         "memory tier: freeing a block it did not allocate");
     auto& a = instance();
     const auto size = h->size;
     if (h->spilled) {
@@ -145,19 +150,26 @@ void install_memory_tier(const tier_config& c) {
     throw usage_error("--dram-budget needs exactly one spill tier: --pmem-dir DIR or --pmem-kmem");
   }
 #ifndef HPCSCREEN_WITH_MEMKIND
-  throw usage_error("this hpcscreen was built without memkind (HPCSCREEN_WITH_MEMKIND=OFF): --dram-budget is unavailable");
+  throw usage_error(
+      "this hpcscreen was built without memkind (HPCSCREEN_WITH_MEMKIND=OFF): --dram-budget is "
+      "unavailable");
 #else
   // Check everything before touching the allocator, so a bad configuration changes nothing.
   if (!c.pmem_dir.empty()) {
     if (!std::filesystem::is_directory(c.pmem_dir)) {
-      throw usage_error("--pmem-dir '" + c.pmem_dir + "' is not an existing folder (mount the DAX device there, or use any file system for testing)");
+      throw usage_error("--pmem-dir '" + c.pmem_dir +
+                        "' is not an existing folder (mount the DAX device there, or use any file "
+                        "system for testing)");
     }
     if (c.pmem_max_bytes != 0 && c.pmem_max_bytes < (16u << 20)) {
       throw usage_error("--pmem-max must be 0 (unlimited) or at least 16M (memkind's minimum)");
     }
   } else if (memkind_check_available(MEMKIND_DAX_KMEM) != 0) {
-    throw usage_error("--pmem-kmem: MEMKIND_DAX_KMEM is not available on this node (no persistent memory configured as "
-                      "system RAM, see 'daxctl reconfigure-device --mode=system-ram'); use --pmem-dir on a DAX mount instead");
+    throw usage_error(
+        "--pmem-kmem: MEMKIND_DAX_KMEM is not available on this node (no persistent memory "
+        "configured as "
+        "system RAM, see 'daxctl reconfigure-device --mode=system-ram'); use --pmem-dir on a DAX "
+        "mount instead");
   }
   if (installed) throw usage_error("the memory tier is already installed in this process");
   auto& a = tiered_allocator::instance();
@@ -169,7 +181,10 @@ void install_memory_tier(const tier_config& c) {
       memkind_error_message(err, msg, sizeof msg);
       throw usage_error("cannot create a memkind pmem kind in '" + c.pmem_dir + "': " + msg);
     }
-    a.spill_kind = "pmem-dir " + c.pmem_dir + (memkind_check_dax_path(c.pmem_dir.c_str()) == 0 ? " (DAX)" : " (not DAX: page cache backed)");
+    a.spill_kind =
+        "pmem-dir " + c.pmem_dir +
+        (memkind_check_dax_path(c.pmem_dir.c_str()) == 0 ? " (DAX)"
+                                                         : " (not DAX: page cache backed)");
   } else {
     a.kind = MEMKIND_DAX_KMEM;
     a.spill_kind = "dax-kmem";

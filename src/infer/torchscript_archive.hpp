@@ -33,16 +33,20 @@ auto guarded(const std::string& what, F&& f) -> decltype(f()) {
 }
 
 inline archive load_archive(const std::string& path, const char* contract_doc) {
-  if (!std::filesystem::is_regular_file(path)) throw model_error("model file '" + path + "' does not exist or is not a file");
+  if (!std::filesystem::is_regular_file(path))
+    throw model_error("model file '" + path + "' does not exist or is not a file");
   std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
   archive a;
-  a.module = guarded("cannot load TorchScript model '" + path + "'", [&] { return torch::jit::load(path, torch::kCPU, extra); });
+  a.module = guarded("cannot load TorchScript model '" + path + "'",
+                     [&] { return torch::jit::load(path, torch::kCPU, extra); });
   a.module.eval();
   a.metadata_json = extra[metadata_file_name];
   if (a.metadata_json.empty()) {
-    throw model_error("model '" + path + "' has no hpcscreen.json inside the archive; save it with "
-                      "torch.jit.save(m, path, _extra_files={'hpcscreen.json': json.dumps(meta)}) (see " +
-                      std::string(contract_doc) + ")");
+    throw model_error(
+        "model '" + path +
+        "' has no hpcscreen.json inside the archive; save it with "
+        "torch.jit.save(m, path, _extra_files={'hpcscreen.json': json.dumps(meta)}) (see " +
+        std::string(contract_doc) + ")");
   }
   return a;
 }

@@ -1,13 +1,12 @@
 #include "hpcscreen/io/shard.hpp"
 
-#include "hpcscreen/io/annotation_file.hpp"
-
 #include <hdf5.h>
 
 #include <algorithm>
 #include <mutex>
 
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/io/annotation_file.hpp"
 
 namespace hpcscreen::io {
 namespace {
@@ -124,9 +123,9 @@ std::uint64_t read_u64_attribute(hid_t obj, const char* name, const std::string&
   return value;
 }
 
-void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_type,
-                   const void* data, std::uint64_t n, std::uint64_t chunk, bool shuffle,
-                   int deflate_level, const std::string& path) {
+void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_type, const void* data,
+                   std::uint64_t n, std::uint64_t chunk, bool shuffle, int deflate_level,
+                   const std::string& path) {
   hsize_t dims[1] = {n};
   hsize_t maxdims[1] = {H5S_UNLIMITED};
   handle space(check(H5Screate_simple(1, dims, maxdims), "H5Screate_simple", path), H5Sclose);
@@ -136,10 +135,10 @@ void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_typ
   if (shuffle) check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", path);
   if (deflate_level > 0) check(H5Pset_deflate(dcpl.get(), deflate_level), "H5Pset_deflate", path);
   check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
-  handle dset(check(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(),
-                               H5P_DEFAULT),
-                    std::string("creating dataset ") + name, path),
-              H5Dclose);
+  handle dset(
+      check(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+            std::string("creating dataset ") + name, path),
+      H5Dclose);
   if (n > 0) {
     check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
           std::string("writing dataset ") + name, path);
@@ -162,10 +161,10 @@ void write_shard(const std::string& path, const std::string& schema,
   write_string_attribute(file.get(), "schema", schema, path);
   write_u64_attribute(file.get(), "n_records", n, path);
   for (std::size_t f = 0; f < fields.size(); ++f) {
-    handle group(check(H5Gcreate2(file.get(), fields[f].c_str(), H5P_DEFAULT, H5P_DEFAULT,
-                                  H5P_DEFAULT),
-                       "creating group " + fields[f], path),
-                 H5Gclose);
+    handle group(
+        check(H5Gcreate2(file.get(), fields[f].c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+              "creating group " + fields[f], path),
+        H5Gclose);
     const auto& c = columns[f];
     write_dataset(group.get(), "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, c.bytes.data(),
                   c.bytes.size(), options.bytes_chunk, false, options.deflate_level, path);
@@ -209,8 +208,8 @@ void require_fletcher32(hid_t dset, const std::string& what, const std::string& 
   for (int i = 0; i < n; ++i) {
     unsigned flags = 0;
     size_t n_values = 0;
-    if (H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &n_values, nullptr, 0,
-                       nullptr, nullptr) == H5Z_FILTER_FLETCHER32) {
+    if (H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &n_values, nullptr, 0, nullptr,
+                       nullptr) == H5Z_FILTER_FLETCHER32) {
       return;
     }
   }
@@ -238,9 +237,8 @@ shard_reader::shard_reader(const std::string& path, const std::string& expected_
     : impl_(std::make_unique<impl>()) {
   silence_hdf5();
   impl_->path = path;
-  impl_->file = handle(check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening shard",
-                             path),
-                       H5Fclose);
+  impl_->file = handle(
+      check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening shard", path), H5Fclose);
   const auto schema = read_string_attribute(impl_->file.get(), "schema", path);
   if (schema != expected_schema) {
     throw shard_error("shard '" + path + "' has schema '" + schema + "', expected '" +
@@ -270,16 +268,20 @@ shard_reader::shard_reader(const std::string& path, const std::string& expected_
     const auto n_offsets = dataset_length(f.offsets.get(), offsets_name, path);
     if (n_offsets != impl_->n_records + 1) {
       throw shard_error("shard '" + path + "': '/" + offsets_name + "' has " +
-                        std::to_string(n_offsets) + " entries, expected n_records+1 = " +
-                        std::to_string(impl_->n_records + 1));
+                        std::to_string(n_offsets) +
+                        " entries, expected n_records+1 = " + std::to_string(impl_->n_records + 1));
     }
     impl_->fields.emplace_back(name, std::move(f));
   }
 }
 
 shard_reader::~shard_reader() = default;
-std::uint64_t shard_reader::n_records() const { return impl_->n_records; }
-const std::string& shard_reader::path() const { return impl_->path; }
+std::uint64_t shard_reader::n_records() const {
+  return impl_->n_records;
+}
+const std::string& shard_reader::path() const {
+  return impl_->path;
+}
 
 string_column shard_reader::read(const std::string& field, std::uint64_t row_begin,
                                  std::uint64_t row_end) {
@@ -287,14 +289,16 @@ string_column shard_reader::read(const std::string& field, std::uint64_t row_beg
   auto& f = impl_->find(field);
   string_column out;
   out.offsets.resize(row_end - row_begin + 1);
-  read_range(f.offsets.get(), H5T_NATIVE_UINT64, row_begin, out.offsets.size(),
-             out.offsets.data(), "/" + field + "/offsets", impl_->path);
+  read_range(f.offsets.get(), H5T_NATIVE_UINT64, row_begin, out.offsets.size(), out.offsets.data(),
+             "/" + field + "/offsets", impl_->path);
   const auto base = out.offsets.front();
   for (std::size_t i = 1; i < out.offsets.size(); ++i) {
     if (out.offsets[i] < out.offsets[i - 1] || out.offsets[i] > f.n_bytes) {
       throw shard_error("shard '" + impl_->path + "': '/" + field + "/offsets' is corrupt at row " +
-                        std::to_string(row_begin + i - 1) + " (offsets must ascend and stay "
-                        "within the " + std::to_string(f.n_bytes) + " bytes)");
+                        std::to_string(row_begin + i - 1) +
+                        " (offsets must ascend and stay "
+                        "within the " +
+                        std::to_string(f.n_bytes) + " bytes)");
     }
   }
   for (auto& o : out.offsets) o -= base;
@@ -306,8 +310,9 @@ string_column shard_reader::read(const std::string& field, std::uint64_t row_beg
 
 namespace {
 template <class T>
-void write_array(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, const std::vector<T>& v,
-                 std::uint64_t chunk, const std::string& path, std::uint64_t columns = 1) {
+void write_array(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,
+                 const std::vector<T>& v, std::uint64_t chunk, const std::string& path,
+                 std::uint64_t columns = 1) {
   if (columns == 1) {
     write_dataset(loc, name, file_type, mem_type, v.data(), v.size(), chunk, false, 4, path);
     return;
@@ -316,30 +321,38 @@ void write_array(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, c
   hsize_t maxdims[2] = {H5S_UNLIMITED, columns};
   handle space(check(H5Screate_simple(2, dims, maxdims), "H5Screate_simple", path), H5Sclose);
   handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path), H5Pclose);
-  hsize_t chunk_dims[2] = {std::max<hsize_t>(1, std::min<hsize_t>(chunk, std::max<hsize_t>(dims[0], 1))), columns};
+  hsize_t chunk_dims[2] = {
+      std::max<hsize_t>(1, std::min<hsize_t>(chunk, std::max<hsize_t>(dims[0], 1))), columns};
   check(H5Pset_chunk(dcpl.get(), 2, chunk_dims), "H5Pset_chunk", path);
   check(H5Pset_deflate(dcpl.get(), 4), "H5Pset_deflate", path);
   check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
-  handle dset(check(H5Dcreate2(loc, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-                    std::string("creating dataset ") + name, path),
-              H5Dclose);
-  if (!v.empty()) check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "writing", path);
+  handle dset(
+      check(H5Dcreate2(loc, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+            std::string("creating dataset ") + name, path),
+      H5Dclose);
+  if (!v.empty())
+    check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "writing", path);
 }
 
 template <class T>
 std::vector<T> read_array(hid_t file, const char* name, hid_t mem_type, const std::string& path) {
-  handle dset(check(H5Dopen2(file, name, H5P_DEFAULT), std::string("opening ") + name, path), H5Dclose);
+  handle dset(check(H5Dopen2(file, name, H5P_DEFAULT), std::string("opening ") + name, path),
+              H5Dclose);
   handle space(check(H5Dget_space(dset.get()), "H5Dget_space", path), H5Sclose);
   const auto n = H5Sget_simple_extent_npoints(space.get());
   std::vector<T> v(static_cast<std::size_t>(n));
-  if (n > 0) check(H5Dread(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), std::string("reading ") + name, path);
+  if (n > 0)
+    check(H5Dread(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()),
+          std::string("reading ") + name, path);
   return v;
 }
 }  // namespace
 
 void write_annotation_chunk(const std::string& path, const annotation_chunk& a) {
   silence_hdf5();
-  handle file(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating", path), H5Fclose);
+  handle file(
+      check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating", path),
+      H5Fclose);
   write_string_attribute(file.get(), "schema", annotation_schema, path);
   write_string_attribute(file.get(), "shard", a.shard_file, path);
   write_string_attribute(file.get(), "output_level", a.per_residue ? "residue" : "sequence", path);
@@ -351,24 +364,33 @@ void write_annotation_chunk(const std::string& path, const annotation_chunk& a) 
   write_u64_attribute(file.get(), "n_records", a.rows.size(), path);
   write_array(file.get(), "row", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.rows, 1 << 16, path);
   write_array(file.get(), "length", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.lengths, 1 << 16, path);
-  handle group(check(H5Gcreate2(file.get(), "id", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group id", path), H5Gclose);
+  handle group(check(H5Gcreate2(file.get(), "id", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                     "creating group id", path),
+               H5Gclose);
   std::vector<std::uint8_t> id_bytes(a.ids.bytes.begin(), a.ids.bytes.end());
   write_array(group.get(), "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, id_bytes, 1 << 20, path);
-  write_array(group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.ids.offsets, 1 << 16, path);
+  write_array(group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.ids.offsets, 1 << 16,
+              path);
   const auto n_labels = a.labels.size();
   if (a.per_residue) {
-    write_array(file.get(), "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path, n_labels);
-    write_array(file.get(), "residue_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.residue_offsets, 1 << 16, path);
-    write_array(file.get(), "prediction", H5T_STD_U8LE, H5T_NATIVE_UINT8, a.prediction, 1 << 20, path);
+    write_array(file.get(), "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path,
+                n_labels);
+    write_array(file.get(), "residue_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.residue_offsets,
+                1 << 16, path);
+    write_array(file.get(), "prediction", H5T_STD_U8LE, H5T_NATIVE_UINT8, a.prediction, 1 << 20,
+                path);
   } else {
-    write_array(file.get(), "scores", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path, n_labels);
+    write_array(file.get(), "scores", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path,
+                n_labels);
   }
   check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing", path);
 }
 
 annotation_chunk read_annotation_chunk(const std::string& path) {
   silence_hdf5();
-  handle file(check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path), H5Fclose);
+  handle file(
+      check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path),
+      H5Fclose);
   annotation_chunk a;
   if (read_string_attribute(file.get(), "schema", path) != annotation_schema) {
     throw shard_error("'" + path + "' is not an hpcscreen annotation file");
@@ -391,7 +413,8 @@ annotation_chunk read_annotation_chunk(const std::string& path) {
   a.ids.offsets = read_array<std::uint64_t>(file.get(), "id/offsets", H5T_NATIVE_UINT64, path);
   if (a.per_residue) {
     a.values = read_array<float>(file.get(), "logits", H5T_NATIVE_FLOAT, path);
-    a.residue_offsets = read_array<std::uint64_t>(file.get(), "residue_offsets", H5T_NATIVE_UINT64, path);
+    a.residue_offsets =
+        read_array<std::uint64_t>(file.get(), "residue_offsets", H5T_NATIVE_UINT64, path);
     a.prediction = read_array<std::uint8_t>(file.get(), "prediction", H5T_NATIVE_UINT8, path);
   } else {
     a.values = read_array<float>(file.get(), "scores", H5T_NATIVE_FLOAT, path);

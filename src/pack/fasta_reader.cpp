@@ -6,7 +6,8 @@
 
 namespace hpcscreen::pack {
 
-std::uint64_t read_fasta(const std::string& path, const protein_sink& on_record, const reject_sink& on_reject) {
+std::uint64_t read_fasta(const std::string& path, const protein_sink& on_record,
+                         const reject_sink& on_reject) {
   text_source in(path);
   std::optional<protein_record> current;
   bool current_has_sequence_line = false;
@@ -53,10 +54,13 @@ std::uint64_t read_fasta(const std::string& path, const protein_sink& on_record,
     }
   }
   if (orphan_line) {
-    on_reject({path, orphan_line, "sequence text before the first '>' header (lines from here to the first header are not packed)"});
+    on_reject({path, orphan_line,
+               "sequence text before the first '>' header (lines from here to the first header are "
+               "not packed)"});
   }
   if (current && !current_has_sequence_line) {
-    on_reject({path, current->line, "truncated record at end of file: header '" + current->id + "' has no sequence"});
+    on_reject({path, current->line,
+               "truncated record at end of file: header '" + current->id + "' has no sequence"});
     current.reset();
   }
   emit();

@@ -56,7 +56,8 @@ void prepare_out_dir(const std::string& dir) {
 // Buffers one shard of records (field 0 is the id) and writes it when full.
 class shard_builder {
  public:
-  shard_builder(const pack_options& o, io::manifest& m) : options_(o), manifest_(m), columns_(m.fields.size()) {}
+  shard_builder(const pack_options& o, io::manifest& m)
+      : options_(o), manifest_(m), columns_(m.fields.size()) {}
 
   void add(std::string id, std::initializer_list<std::string_view> rest) {
     const auto row = columns_[0].size();
@@ -88,7 +89,8 @@ class shard_builder {
 // What every pack run shares: the output folder, pack_rejects.csv, provenance, manifest.
 class library_writer {
  public:
-  library_writer(const pack_options& o, const char* kind, const char* schema, const std::vector<std::string>& fields)
+  library_writer(const pack_options& o, const char* kind, const char* schema,
+                 const std::vector<std::string>& fields)
       : options_(o) {
     if (o.inputs.empty()) throw usage_error("pack: no --input given");
     if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
@@ -124,15 +126,16 @@ class library_writer {
     builder_->flush();
     rejects_.close();
     if (!rejects_) throw error("cannot write '" + rejects_path_ + "'");
-    manifest_.provenance_json = nlohmann::json{{"sources", sources_},
-                                               {"n_pack_rejects", summary_.n_pack_rejects},
-                                               {"pack_rejects", "pack_rejects.csv"}}
-                                    .dump();
+    manifest_.provenance_json = nlohmann::json{
+        {"sources", sources_},
+        {"n_pack_rejects", summary_.n_pack_rejects},
+        {"pack_rejects",
+         "pack_rejects.csv"}}.dump();
     io::write_manifest(options_.out_dir, manifest_);
     summary_.n_shards = manifest_.shards.size();
     if (manifest_.n_records() != summary_.n_records) {
-      throw error("pack: internal accounting mismatch: " + std::to_string(summary_.n_records) + " records read, " +
-                  std::to_string(manifest_.n_records()) + " in shards");
+      throw error("pack: internal accounting mismatch: " + std::to_string(summary_.n_records) +
+                  " records read, " + std::to_string(manifest_.n_records()) + " in shards");
     }
     return summary_;
   }
@@ -174,7 +177,8 @@ pack_summary pack_compounds(const pack_options& options) {
       throw usage_error("pack compounds: unknown --format '" + format + "' (smi, csv, tsv, sdf)");
     }
     summary.n_comments += comments;
-    lib.source_done(input, format, summary.n_records - before, summary.n_pack_rejects - rejects_before, comments);
+    lib.source_done(input, format, summary.n_records - before,
+                    summary.n_pack_rejects - rejects_before, comments);
   }
   return lib.finish();
 }
@@ -192,7 +196,8 @@ pack_summary pack_proteins(const pack_options& options) {
           lib.shards().add(std::move(r.id), {r.description, r.sequence});
         },
         [&](pack_reject&& r) { lib.reject(std::move(r)); });
-    lib.source_done(input, "fasta", summary.n_records - before, summary.n_pack_rejects - rejects_before, 0);
+    lib.source_done(input, "fasta", summary.n_records - before,
+                    summary.n_pack_rejects - rejects_before, 0);
   }
   return lib.finish();
 }

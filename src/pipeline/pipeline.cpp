@@ -14,9 +14,9 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/core/scheduler.hpp"
+#include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
@@ -26,10 +26,10 @@ namespace fs = std::filesystem;
 namespace hpcscreen::pipeline {
 namespace {
 
-
 std::string with_commas(std::uint64_t n) {
   auto s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
+    s.insert(static_cast<std::size_t>(i), ",");
   return s;
 }
 
@@ -59,7 +59,9 @@ struct setup {
 class progress_reporter {
  public:
   progress_reporter(std::uint64_t n_total, std::uint64_t n_done_before, double interval_s)
-      : n_total_(n_total), n_before_(n_done_before), interval_s_(interval_s),
+      : n_total_(n_total),
+        n_before_(n_done_before),
+        interval_s_(interval_s),
         tty_(isatty(fileno(stderr)) != 0) {}
 
   void maybe_report(dist::progress_board& board, int n_ranks, bool final_line = false) {
@@ -71,11 +73,14 @@ class progress_reporter {
     std::uint64_t sum[dist::progress_board::n_slots] = {};
     for (int r = 0; r < n_ranks; ++r)
       for (int k = 0; k < dist::progress_board::n_slots; ++k)
-        sum[k] += v[static_cast<std::size_t>(r) * dist::progress_board::n_slots + static_cast<std::size_t>(k)];
+        sum[k] += v[static_cast<std::size_t>(r) * dist::progress_board::n_slots +
+                    static_cast<std::size_t>(k)];
     const auto done = n_before_ + sum[0];
     const double rate = t > 0 ? static_cast<double>(sum[0]) / t : 0;
-    const double eta = rate > 0 ? static_cast<double>(n_total_ - std::min(n_total_, done)) / rate : NAN;
-    const double pct = n_total_ ? 100.0 * static_cast<double>(done) / static_cast<double>(n_total_) : 100.0;
+    const double eta =
+        rate > 0 ? static_cast<double>(n_total_ - std::min(n_total_, done)) / rate : NAN;
+    const double pct =
+        n_total_ ? 100.0 * static_cast<double>(done) / static_cast<double>(n_total_) : 100.0;
     char line[512];
     std::snprintf(line, sizeof line,
                   "[hpcscreen] %s/%s records (%.1f%%) | %.0f rec/s | ETA %s | rejects %s | "
@@ -104,11 +109,16 @@ class progress_reporter {
 class chunk_worker {
  public:
   chunk_worker(const run_options& o, setup& s, int rank, int attempt)
-      : o_(o), s_(s), rank_(rank), attempt_(attempt),
-        rank_top_(o.top_k, s.work->higher_is_better()), journal_(o.out_dir, attempt, rank) {}
+      : o_(o),
+        s_(s),
+        rank_(rank),
+        attempt_(attempt),
+        rank_top_(o.top_k, s.work->higher_is_better()),
+        journal_(o.out_dir, attempt, rank) {}
 
   // nullopt when a stop was asked in the middle: the chunk is abandoned, not committed.
-  std::optional<run::chunk_record> process(const plan::chunk& c, const std::function<void()>& tick) {
+  std::optional<run::chunk_record> process(const plan::chunk& c,
+                                           const std::function<void()>& tick) {
     const auto t0 = clock_type::now();
     run::chunk_record rec;
     rec.chunk_id = c.id;
@@ -124,15 +134,18 @@ class chunk_worker {
       const auto& entry = s_.manifest.shards[c.shard];
       if (!reader_ || reader_shard_ != c.shard) {
         reader_.reset();
-        reader_ = std::make_unique<io::shard_reader>((fs::path(o_.library_dir) / entry.file).string(),
-                                                     s_.manifest.shard_schema, s_.manifest.fields);
+        reader_ =
+            std::make_unique<io::shard_reader>((fs::path(o_.library_dir) / entry.file).string(),
+                                               s_.manifest.shard_schema, s_.manifest.fields);
         reader_shard_ = c.shard;
       }
       if (reader_->n_records() != entry.n_records) {
-        throw shard_error("shard '" + entry.file + "' holds " + std::to_string(reader_->n_records()) +
-                          " records, the manifest says " + std::to_string(entry.n_records));
+        throw shard_error("shard '" + entry.file + "' holds " +
+                          std::to_string(reader_->n_records()) + " records, the manifest says " +
+                          std::to_string(entry.n_records));
       }
-      for (const auto& f : s_.work->fields()) columns.push_back(reader_->read(f, c.row_begin, c.row_end));
+      for (const auto& f : s_.work->fields())
+        columns.push_back(reader_->read(f, c.row_begin, c.row_end));
     } catch (const shard_error& e) {
       reader_.reset();
       rec.counts.n_failed = c.n_rows();
@@ -148,7 +161,8 @@ class chunk_worker {
     read_s_ += seconds_since(t0);
 
     rank::topk chunk_top(o_.top_k, s_.work->higher_is_better());
-    if (!s_.work->process(c, s_.manifest.shards[c.shard].file, columns, rec, chunk_top, tick)) return std::nullopt;
+    if (!s_.work->process(c, s_.manifest.shards[c.shard].file, columns, rec, chunk_top, tick))
+      return std::nullopt;
     std::sort(rec.rejects.begin(), rec.rejects.end(),
               [](const reject& a, const reject& b) { return a.row < b.row; });
     rec.counts.n_rejected = rec.rejects.size();
@@ -162,7 +176,8 @@ class chunk_worker {
     HPCSCREEN_ASSERT_MSG(rec.counts.balanced(), "chunk " + std::to_string(rec.chunk_id));
     const auto t = clock_type::now();
     if (rec.counts.n_failed == 0) s_.work->write_chunk_outputs(o_.out_dir, rec);
-    rec.end_time_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    rec.end_time_s =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     run::write_chunk_record(o_.out_dir, rec);
     journal_.commit(rec.chunk_id);
     totals_ += rec.counts;
@@ -202,7 +217,8 @@ bool agree(dist::context& ctx, const std::string& local_error) {
     for (const auto& [message, ranks] : by_message) {
       const std::string who = ranks.size() == errors.size()
                                   ? ""
-                                  : " (rank " + std::to_string(ranks.front()) + (ranks.size() > 1 ? " and others" : "") + ")";
+                                  : " (rank " + std::to_string(ranks.front()) +
+                                        (ranks.size() > 1 ? " and others" : "") + ")";
       std::fprintf(stderr, "hpcscreen: error%s: %s\n", who.c_str(), message.c_str());
     }
   }
@@ -213,7 +229,8 @@ json identity_of(const run_options& o, const setup& s) {
   auto id = s.work->identity();
   id["workload"] = s.work->name();
   id["library"] = fs::absolute(o.library_dir).string();
-  id["manifest_checksum"] = file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
+  id["manifest_checksum"] =
+      file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
   id["model_checksum"] = file_checksum(o.model_path);
   id["n_records"] = s.manifest.n_records();
   id["chunk_rows"] = o.chunk_rows;
@@ -224,8 +241,9 @@ json identity_of(const run_options& o, const setup& s) {
 
 // Rank 0, after the gather: hits.csv, rejects.csv and run.json from the committed chunks.
 int finish_run(const run_options& o, const setup& s, dist::context& ctx, int attempt,
-               const std::set<std::uint64_t>& committed_before, const std::vector<std::string>& rank_blobs,
-               double wall_s, bool interrupted, double gather_s) {
+               const std::set<std::uint64_t>& committed_before,
+               const std::vector<std::string>& rank_blobs, double wall_s, bool interrupted,
+               double gather_s) {
   const auto committed = run::committed_chunks(o.out_dir);
 
   std::vector<std::vector<rank::hit>> lists;
@@ -261,8 +279,8 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
       }
       const auto& shard_file = s.manifest.shards[rec.shard].file;
       for (const auto& x : rec.rejects) {
-        rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ',' << x.stage << ','
-                << csv_field(x.reason + ": " + x.detail) << '\n';
+        rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ',' << x.stage
+                << ',' << csv_field(x.reason + ": " + x.detail) << '\n';
         ++reject_reasons[x.reason];
       }
       if (rec.counts.n_failed > 0) {
@@ -282,8 +300,8 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
     for (std::size_t i = 0; i < hits.size(); ++i) {
       const auto& h = hits[i];
       csv += std::to_string(i + 1) + ',' + csv_field(h.id) + ',' + format_score(h.score) + ',' +
-             csv_field(s.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row) + ',' +
-             csv_field(h.text) + '\n';
+             csv_field(s.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row) +
+             ',' + csv_field(h.text) + '\n';
     }
     run::write_file_atomically((fs::path(o.out_dir) / "hits.csv").string(), csv);
   }
@@ -291,16 +309,20 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
   const bool complete = committed.size() == s.plan.chunks.size();
   std::vector<std::string> problems;
   if (!totals.balanced()) {
-    problems.push_back("records_read " + std::to_string(totals.n_read) + " != scored " + std::to_string(totals.n_scored) +
-                       " + rejected " + std::to_string(totals.n_rejected) + " + failed " + std::to_string(totals.n_failed));
+    problems.push_back("records_read " + std::to_string(totals.n_read) + " != scored " +
+                       std::to_string(totals.n_scored) + " + rejected " +
+                       std::to_string(totals.n_rejected) + " + failed " +
+                       std::to_string(totals.n_failed));
   }
-  if (!(this_attempt.n_read == live_totals.n_read && this_attempt.n_scored == live_totals.n_scored &&
-        this_attempt.n_rejected == live_totals.n_rejected && this_attempt.n_failed == live_totals.n_failed)) {
+  if (!(this_attempt.n_read == live_totals.n_read &&
+        this_attempt.n_scored == live_totals.n_scored &&
+        this_attempt.n_rejected == live_totals.n_rejected &&
+        this_attempt.n_failed == live_totals.n_failed)) {
     problems.push_back("the chunk records of this attempt disagree with the ranks' own counts");
   }
   if (complete && totals.n_read != s.manifest.n_records()) {
-    problems.push_back("records_read " + std::to_string(totals.n_read) + " differs from the manifest's " +
-                       std::to_string(s.manifest.n_records()));
+    problems.push_back("records_read " + std::to_string(totals.n_read) +
+                       " differs from the manifest's " + std::to_string(s.manifest.n_records()));
   }
 
   json report;
@@ -315,23 +337,26 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
   report["records_scored"] = totals.n_scored;
   report["records_rejected"] = totals.n_rejected;
   report["records_failed"] = totals.n_failed;
-  report["records_pending"] = s.manifest.n_records() - std::min(s.manifest.n_records(), totals.n_read);
+  report["records_pending"] =
+      s.manifest.n_records() - std::min(s.manifest.n_records(), totals.n_read);
   report["accounting_ok"] = problems.empty();
   report["accounting_problems"] = problems;
   report["chunks_total"] = s.plan.chunks.size();
   report["chunks_committed"] = committed.size();
   report["chunks_this_attempt"] = committed.size() - committed_before.size();
   report["wall_time_s"] = wall_s;
-  report["throughput_records_per_s"] = wall_s > 0 ? static_cast<double>(live_totals.n_read) / wall_s : 0.0;
+  report["throughput_records_per_s"] =
+      wall_s > 0 ? static_cast<double>(live_totals.n_read) / wall_s : 0.0;
   double coordination_max_s = 0;
   std::uint64_t rss_max = 0;
   for (const auto& r : rank_reports) {
     coordination_max_s = std::max(coordination_max_s, r.value("coordination_s", 0.0));
     rss_max = std::max(rss_max, r.value("peak_rss_bytes", std::uint64_t{0}));
   }
-  report["coordination"] = {{"max_rank_s", coordination_max_s + gather_s},
-                            {"gather_s", gather_s},
-                            {"fraction_of_wall", wall_s > 0 ? (coordination_max_s + gather_s) / wall_s : 0.0}};
+  report["coordination"] = {
+      {"max_rank_s", coordination_max_s + gather_s},
+      {"gather_s", gather_s},
+      {"fraction_of_wall", wall_s > 0 ? (coordination_max_s + gather_s) / wall_s : 0.0}};
   report["peak_rss_bytes_max"] = rss_max;
   // Load balance of this attempt: how evenly the shared counter spread the work.
   double records_max = 0, records_sum = 0;
@@ -342,9 +367,11 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
     records_sum += n;
     chunks_per_rank.push_back(r.value("n_chunks", std::uint64_t{0}));
   }
-  const double records_mean = rank_reports.empty() ? 0 : records_sum / static_cast<double>(rank_reports.size());
-  report["load_balance"] = {{"chunks_per_rank", chunks_per_rank},
-                            {"records_max_over_mean", records_mean > 0 ? records_max / records_mean : 1.0}};
+  const double records_mean =
+      rank_reports.empty() ? 0 : records_sum / static_cast<double>(rank_reports.size());
+  report["load_balance"] = {
+      {"chunks_per_rank", chunks_per_rank},
+      {"records_max_over_mean", records_mean > 0 ? records_max / records_mean : 1.0}};
   report["ranks"] = ctx.size();
   report["threads_per_rank"] = s.threads;
   report["top_k"] = o.top_k;
@@ -354,7 +381,8 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
   report["per_rank"] = rank_reports;
   report["model"] = s.work->model_report();
   report["model"]["path"] = fs::absolute(o.model_path).string();
-  report["library"] = {{"path", fs::absolute(o.library_dir).string()}, {"shards", s.manifest.shards.size()}};
+  report["library"] = {{"path", fs::absolute(o.library_dir).string()},
+                       {"shards", s.manifest.shards.size()}};
   report["config"] = {{"chunk_rows", o.chunk_rows},
                       {"stop_after_s", o.stop_after_s},
                       {"max_chunks_per_rank", o.max_chunks_per_rank},
@@ -370,33 +398,41 @@ int finish_run(const run_options& o, const setup& s, dist::context& ctx, int att
 
   std::string hits_note;
   if (s.work->produces_hits()) {
-    hits_note = "; " + std::to_string(hits.size()) + " hits in " + (fs::path(o.out_dir) / "hits.csv").string();
+    hits_note = "; " + std::to_string(hits.size()) + " hits in " +
+                (fs::path(o.out_dir) / "hits.csv").string();
   }
-  std::fprintf(stderr, "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d threads)\n",
-               with_commas(totals.n_read).c_str(), with_commas(totals.n_scored).c_str(),
-               s.work->name() == "annotate" ? "annotated" : "scored", with_commas(totals.n_rejected).c_str(),
-               with_commas(totals.n_failed).c_str(),
-               complete ? "" : (", " + with_commas(s.manifest.n_records() - totals.n_read) + " pending").c_str(),
-               hits_note.c_str(), wall_s, ctx.size(), s.threads);
-  for (const auto& p : problems) std::fprintf(stderr, "hpcscreen: ACCOUNTING ERROR: %s\n", p.c_str());
+  std::fprintf(
+      stderr,
+      "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d threads)\n",
+      with_commas(totals.n_read).c_str(), with_commas(totals.n_scored).c_str(),
+      s.work->name() == "annotate" ? "annotated" : "scored", with_commas(totals.n_rejected).c_str(),
+      with_commas(totals.n_failed).c_str(),
+      complete ? ""
+               : (", " + with_commas(s.manifest.n_records() - totals.n_read) + " pending").c_str(),
+      hits_note.c_str(), wall_s, ctx.size(), s.threads);
+  for (const auto& p : problems)
+    std::fprintf(stderr, "hpcscreen: ACCOUNTING ERROR: %s\n", p.c_str());
   if (!problems.empty()) return exit_incomplete;
   if (!complete) {
-    std::fprintf(stderr,
-                 "hpcscreen: run stopped before the end; %zu of %zu chunks are committed. Run the same "
-                 "command with --resume to finish it.\n",
-                 committed.size(), s.plan.chunks.size());
+    std::fprintf(
+        stderr,
+        "hpcscreen: run stopped before the end; %zu of %zu chunks are committed. Run the same "
+        "command with --resume to finish it.\n",
+        committed.size(), s.plan.chunks.size());
     return exit_interrupted;
   }
   if (totals.n_failed > 0) {
     for (const auto& [file, f] : failed_shards.items()) {
       std::fprintf(stderr, "hpcscreen: failed shard %s: %s rows: %s\n", file.c_str(),
-                   with_commas(f["rows_failed"].get<std::uint64_t>()).c_str(), f["error"].get<std::string>().c_str());
+                   with_commas(f["rows_failed"].get<std::uint64_t>()).c_str(),
+                   f["error"].get<std::string>().c_str());
     }
     if (!o.allow_failed_shards) {
-      std::fprintf(stderr,
-                   "hpcscreen: %s records are in shards that could not be read; the run is not complete "
-                   "(pass --allow-failed-shards to accept this)\n",
-                   with_commas(totals.n_failed).c_str());
+      std::fprintf(
+          stderr,
+          "hpcscreen: %s records are in shards that could not be read; the run is not complete "
+          "(pass --allow-failed-shards to accept this)\n",
+          with_commas(totals.n_failed).c_str());
       return exit_incomplete;
     }
   }
@@ -418,11 +454,12 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     if (o.top_k == 0) throw usage_error("--top-k must be at least 1");
     s.work = make_workload(s.threads);
     if (s.manifest.kind != s.work->library_kind()) {
-      throw usage_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" + s.work->name() +
-                        "' needs " + s.work->library_kind());
+      throw usage_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
+                        s.work->name() + "' needs " + s.work->library_kind());
     }
     for (const auto& f : s.work->fields()) {
-      if (std::find(s.manifest.fields.begin(), s.manifest.fields.end(), f) == s.manifest.fields.end()) {
+      if (std::find(s.manifest.fields.begin(), s.manifest.fields.end(), f) ==
+          s.manifest.fields.end()) {
         throw shard_error("library '" + o.library_dir + "' has no field '" + f + "'");
       }
     }
@@ -443,11 +480,13 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
                             {"scheduler", s.scheduler.name},
                             {"job_id", s.scheduler.job_id}};
       const auto before = run::committed_chunks(o.out_dir);
-      const int number = run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
+      const int number =
+          run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
       s.work->prepare_run_folder(o.out_dir);
       start = {{"attempt", number}, {"committed", before}};
       if (o.resume && number > 1) {
-        std::fprintf(stderr, "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already committed\n",
+        std::fprintf(stderr,
+                     "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already committed\n",
                      o.out_dir.c_str(), number, before.size(), s.plan.chunks.size());
       }
     } catch (const std::exception& e) {
@@ -456,7 +495,8 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
   }
   start = json::parse(ctx.broadcast(start.dump()));
   if (start.contains("error")) {
-    if (ctx.rank() == 0) std::fprintf(stderr, "hpcscreen: error: %s\n", start["error"].get<std::string>().c_str());
+    if (ctx.rank() == 0)
+      std::fprintf(stderr, "hpcscreen: error: %s\n", start["error"].get<std::string>().c_str());
     return exit_error;
   }
   const int attempt = start["attempt"].get<int>();
@@ -489,7 +529,8 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     auto counter = ctx.make_counter();
     auto board = ctx.make_progress_board();
     std::optional<progress_reporter> progress;
-    if (ctx.rank() == 0) progress.emplace(s.manifest.n_records(), n_done_before, o.progress_interval_s);
+    if (ctx.rank() == 0)
+      progress.emplace(s.manifest.n_records(), n_done_before, o.progress_interval_s);
     std::uint64_t mine[dist::progress_board::n_slots] = {0, 0, 0, 1};
     board->publish(mine);
     auto tick = [&] {
@@ -514,7 +555,8 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
         }
         worker->commit(*rec);
       } catch (const std::exception& e) {
-        work_error = "rank " + std::to_string(ctx.rank()) + ", " + plan::describe(c, s.manifest) + ": " + e.what();
+        work_error = "rank " + std::to_string(ctx.rank()) + ", " + plan::describe(c, s.manifest) +
+                     ": " + e.what();
         break;
       }
       const auto& t = worker->totals();
@@ -557,7 +599,8 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
   int status = exit_ok;
   if (ctx.rank() == 0) {
     try {
-      status = finish_run(o, s, ctx, attempt, committed_before, blobs, seconds_since(t_start), interrupted, gather_s);
+      status = finish_run(o, s, ctx, attempt, committed_before, blobs, seconds_since(t_start),
+                          interrupted, gather_s);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "hpcscreen: error while writing the results: %s\n", e.what());
       status = exit_error;

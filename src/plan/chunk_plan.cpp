@@ -24,7 +24,8 @@ void check(const chunk_plan& p, const io::manifest& m) {
   for (std::size_t i = 0; i < p.chunks.size(); ++i) {
     const auto& c = p.chunks[i];
     if (c.id != i) throw std::logic_error("chunk ids are not consecutive");
-    if (c.shard >= m.shards.size()) throw std::logic_error("chunk names a shard not in the manifest");
+    if (c.shard >= m.shards.size())
+      throw std::logic_error("chunk names a shard not in the manifest");
     if (c.row_begin != next_row[c.shard] || c.row_end <= c.row_begin) {
       throw std::logic_error("chunk " + std::to_string(i) + " leaves a gap or overlaps");
     }

@@ -27,11 +27,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (const char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -46,7 +55,8 @@ std::string fmt(double v, const char* f = "%.4g") {
 std::string number(const json& j) {
   if (j.is_number_unsigned() || j.is_number_integer()) {
     auto s = std::to_string(j.get<long long>());
-    for (int i = static_cast<int>(s.size()) - 3; i > (s[0] == '-' ? 1 : 0); i -= 3) s.insert(static_cast<std::size_t>(i), ",");
+    for (int i = static_cast<int>(s.size()) - 3; i > (s[0] == '-' ? 1 : 0); i -= 3)
+      s.insert(static_cast<std::size_t>(i), ",");
     return s;
   }
   if (j.is_number()) return fmt(j.get<double>());
@@ -54,7 +64,8 @@ std::string number(const json& j) {
   return escape(j.dump());
 }
 
-const char* palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+const char* palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                         "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
 std::string histogram_svg(std::vector<float> values, std::size_t bins) {
   if (values.empty()) return "<p>No scores were sampled.</p>";
@@ -69,17 +80,20 @@ std::string histogram_svg(std::vector<float> values, std::size_t bins) {
   const auto top = *std::max_element(count.begin(), count.end());
   const double w = 640, h = 200, bw = w / static_cast<double>(bins);
   std::ostringstream s;
-  s << "<svg id=\"histogram-svg\" width=\"" << w + 60 << "\" height=\"" << h + 40 << "\" xmlns=\"http://www.w3.org/2000/svg\">";
+  s << "<svg id=\"histogram-svg\" width=\"" << w + 60 << "\" height=\"" << h + 40
+    << "\" xmlns=\"http://www.w3.org/2000/svg\">";
   for (std::size_t i = 0; i < bins; ++i) {
     const double bh = top ? h * static_cast<double>(count[i]) / static_cast<double>(top) : 0;
-    s << "<rect class=\"bar\" x=\"" << 50 + static_cast<double>(i) * bw << "\" y=\"" << h - bh << "\" width=\"" << bw - 1
-      << "\" height=\"" << bh << "\" fill=\"#1f77b4\"><title>" << count[i] << "</title></rect>";
+    s << "<rect class=\"bar\" x=\"" << 50 + static_cast<double>(i) * bw << "\" y=\"" << h - bh
+      << "\" width=\"" << bw - 1 << "\" height=\"" << bh << "\" fill=\"#1f77b4\"><title>"
+      << count[i] << "</title></rect>";
   }
   s << "<text x=\"50\" y=\"" << h + 18 << "\" font-size=\"12\">" << fmt(lo) << "</text>";
-  s << "<text x=\"" << 50 + w << "\" y=\"" << h + 18 << "\" font-size=\"12\" text-anchor=\"end\">" << fmt(hi) << "</text>";
+  s << "<text x=\"" << 50 + w << "\" y=\"" << h + 18 << "\" font-size=\"12\" text-anchor=\"end\">"
+    << fmt(hi) << "</text>";
   s << "<text x=\"0\" y=\"12\" font-size=\"12\">" << top << "</text></svg>";
-  s << "<p class=\"note\">" << values.size() << " scores sampled (every " << run::chunk_record::sample_every
-    << "th row) from the committed chunks.</p>";
+  s << "<p class=\"note\">" << values.size() << " scores sampled (every "
+    << run::chunk_record::sample_every << "th row) from the committed chunks.</p>";
   return s.str();
 }
 
@@ -95,7 +109,8 @@ std::string throughput_svg(const std::vector<run::chunk_record>& recs) {
   if (t1 <= 0) return "<p>No chunk was committed.</p>";
   std::vector<const run::chunk_record*> sorted;
   for (const auto& r : recs) sorted.push_back(&r);
-  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->end_time_s < b->end_time_s; });
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->end_time_s < b->end_time_s; });
   std::map<std::pair<int, int>, double> total;
   for (const auto* r : sorted) {
     auto& pts = series[{r->attempt, r->rank}];
@@ -107,19 +122,24 @@ std::string throughput_svg(const std::vector<run::chunk_record>& recs) {
   }
   const double w = 640, h = 220, span = std::max(t1 - t0, 1e-3);
   std::ostringstream s;
-  s << "<svg id=\"throughput-svg\" width=\"" << w + 180 << "\" height=\"" << h + 40 << "\" xmlns=\"http://www.w3.org/2000/svg\">";
-  s << "<line x1=\"50\" y1=\"" << h << "\" x2=\"" << 50 + w << "\" y2=\"" << h << "\" stroke=\"#888\"/>";
+  s << "<svg id=\"throughput-svg\" width=\"" << w + 180 << "\" height=\"" << h + 40
+    << "\" xmlns=\"http://www.w3.org/2000/svg\">";
+  s << "<line x1=\"50\" y1=\"" << h << "\" x2=\"" << 50 + w << "\" y2=\"" << h
+    << "\" stroke=\"#888\"/>";
   int k = 0;
   for (const auto& [key, pts] : series) {
-    s << "<polyline class=\"rank-line\" fill=\"none\" stroke-width=\"2\" stroke=\"" << palette[k % 8] << "\" points=\"";
-    for (const auto& [t, n] : pts) s << 50 + w * t / span << ',' << h - h * n / std::max(top, 1.0) << ' ';
-    s << "\"/><text x=\"" << w + 60 << "\" y=\"" << 16 + 16 * k << "\" font-size=\"12\" fill=\"" << palette[k % 8]
-      << "\">attempt " << key.first << ", rank " << key.second << "</text>";
+    s << "<polyline class=\"rank-line\" fill=\"none\" stroke-width=\"2\" stroke=\""
+      << palette[k % 8] << "\" points=\"";
+    for (const auto& [t, n] : pts)
+      s << 50 + w * t / span << ',' << h - h * n / std::max(top, 1.0) << ' ';
+    s << "\"/><text x=\"" << w + 60 << "\" y=\"" << 16 + 16 * k << "\" font-size=\"12\" fill=\""
+      << palette[k % 8] << "\">attempt " << key.first << ", rank " << key.second << "</text>";
     ++k;
   }
-  s << "<text x=\"50\" y=\"" << h + 18 << "\" font-size=\"12\">0 s</text><text x=\"" << 50 + w << "\" y=\"" << h + 18
-    << "\" font-size=\"12\" text-anchor=\"end\">" << fmt(span, "%.1f") << " s</text><text x=\"0\" y=\"12\" font-size=\"12\">"
-    << static_cast<long long>(top) << "</text></svg>";
+  s << "<text x=\"50\" y=\"" << h + 18 << "\" font-size=\"12\">0 s</text><text x=\"" << 50 + w
+    << "\" y=\"" << h + 18 << "\" font-size=\"12\" text-anchor=\"end\">" << fmt(span, "%.1f")
+    << " s</text><text x=\"0\" y=\"12\" font-size=\"12\">" << static_cast<long long>(top)
+    << "</text></svg>";
   return s.str();
 }
 
@@ -131,7 +151,8 @@ std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
   std::vector<std::string> fields;
   while (in.next_line(line)) {
     record = line;
-    while (!pack::split_csv_record(record, ',', fields) && in.next_line(line)) record += "\n" + line;
+    while (!pack::split_csv_record(record, ',', fields) && in.next_line(line))
+      record += "\n" + line;
     rows.push_back(fields);
   }
   return rows;
@@ -142,7 +163,9 @@ std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
 std::string write_report(const std::string& run_dir, const report_options& options) {
   const auto run_json = fs::path(run_dir) / "run.json";
   std::ifstream in(run_json);
-  if (!in) throw run_error("'" + run_dir + "' has no run.json: is it an hpcscreen run folder, and has an attempt ended?");
+  if (!in)
+    throw run_error("'" + run_dir +
+                    "' has no run.json: is it an hpcscreen run folder, and has an attempt ended?");
   const auto r = json::parse(in);
   const bool compounds = r.value("workload", "") == "screen";
 
@@ -154,42 +177,61 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   }
 
   std::ostringstream h;
-  h << "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hpcscreen " << escape(r.value("workload", ""))
-    << " report</title><style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
-       "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:middle}th{background:#eee}"
-       ".bad{color:#b00;font-weight:bold}.good{color:#070;font-weight:bold}.note{color:#666;font-size:90%}"
-       "td.mol svg{display:block}td:last-child{word-break:break-all;max-width:380px}</style></head><body>\n";
+  h << "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hpcscreen "
+    << escape(r.value("workload", ""))
+    << " report</"
+       "title><style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:"
+       "collapse}"
+       "td,th{border:1px solid #ccc;padding:3px "
+       "8px;text-align:left;vertical-align:middle}th{background:#eee}"
+       ".bad{color:#b00;font-weight:bold}.good{color:#070;font-weight:bold}.note{color:#666;font-"
+       "size:90%}"
+       "td.mol "
+       "svg{display:block}td:last-child{word-break:break-all;max-width:380px}</style></"
+       "head><body>\n";
   h << "<h1>hpcscreen " << escape(r.value("workload", "")) << " report</h1>\n";
   const bool complete = r.value("complete", false);
   const bool accounting_ok = r.value("accounting_ok", false);
   h << "<p id=\"status\" class=\"" << (complete && accounting_ok ? "good" : "bad") << "\">"
     << (complete ? "Complete." : "Not complete: resume the run with --resume.") << ' '
-    << (accounting_ok ? "Every record is accounted for." : "ACCOUNTING PROBLEM: see run.json.") << "</p>\n";
+    << (accounting_ok ? "Every record is accounted for." : "ACCOUNTING PROBLEM: see run.json.")
+    << "</p>\n";
 
   h << "<h2>Summary</h2><table id=\"summary\">";
-  auto row = [&](const std::string& k, const std::string& v) { h << "<tr><th>" << k << "</th><td>" << v << "</td></tr>"; };
-  for (const char* k : {"records_total", "records_read", "records_scored", "records_rejected", "records_failed", "records_pending"}) {
+  auto row = [&](const std::string& k, const std::string& v) {
+    h << "<tr><th>" << k << "</th><td>" << v << "</td></tr>";
+  };
+  for (const char* k : {"records_total", "records_read", "records_scored", "records_rejected",
+                        "records_failed", "records_pending"}) {
     if (r.contains(k)) row(k, number(r[k]));
   }
   row("wall time (this attempt)", format_duration(r.value("wall_time_s", 0.0)));
-  row("throughput (this attempt)", fmt(r.value("throughput_records_per_s", 0.0), "%.0f") + " records/s");
-  row("ranks × threads", std::to_string(r.value("ranks", 0)) + " × " + std::to_string(r.value("threads_per_rank", 0)));
+  row("throughput (this attempt)",
+      fmt(r.value("throughput_records_per_s", 0.0), "%.0f") + " records/s");
+  row("ranks × threads",
+      std::to_string(r.value("ranks", 0)) + " × " + std::to_string(r.value("threads_per_rank", 0)));
   row("attempts", std::to_string(r.value("attempt", 0)));
   if (r.contains("load_balance")) {
-    row("load balance (this attempt)", "chunks per rank " + escape(r["load_balance"]["chunks_per_rank"].dump()) +
-                                           ", records max/mean " + fmt(r["load_balance"]["records_max_over_mean"].get<double>(), "%.3f"));
+    row("load balance (this attempt)",
+        "chunks per rank " + escape(r["load_balance"]["chunks_per_rank"].dump()) +
+            ", records max/mean " +
+            fmt(r["load_balance"]["records_max_over_mean"].get<double>(), "%.3f"));
   }
   if (r.contains("coordination")) {
-    row("coordination cost", fmt(100 * r["coordination"]["fraction_of_wall"].get<double>(), "%.3f") + "% of wall time");
+    row("coordination cost",
+        fmt(100 * r["coordination"]["fraction_of_wall"].get<double>(), "%.3f") + "% of wall time");
   }
   row("chunks committed", number(r["chunks_committed"]) + " of " + number(r["chunks_total"]));
-  if (r.contains("padding_fraction")) row("padding fraction", fmt(r["padding_fraction"].get<double>(), "%.3f"));
+  if (r.contains("padding_fraction"))
+    row("padding fraction", fmt(r["padding_fraction"].get<double>(), "%.3f"));
   if (r.contains("model")) {
-    row("model", escape(r["model"].value("path", "")) + " (" + escape(r["model"]["metadata"].value("name", "")) + ")");
+    row("model", escape(r["model"].value("path", "")) + " (" +
+                     escape(r["model"]["metadata"].value("name", "")) + ")");
   }
   row("library", escape(r["library"].value("path", "")));
   if (r.contains("scheduler") && r["scheduler"].value("name", "none") != "none") {
-    row("scheduler", escape(r["scheduler"]["name"].get<std::string>()) + " job " + escape(r["scheduler"]["job_id"].get<std::string>()));
+    row("scheduler", escape(r["scheduler"]["name"].get<std::string>()) + " job " +
+                         escape(r["scheduler"]["job_id"].get<std::string>()));
   }
   for (const auto& [k, v] : r["versions"].items()) row(escape(k), number(v));
   h << "</table>\n";
@@ -202,28 +244,35 @@ std::string write_report(const std::string& run_dir, const report_options& optio
     h << "</tr>\n";
     for (std::size_t i = 1; i < hits.size() && i <= options.max_hits; ++i) {
       h << "<tr class=\"hit\">";
-      if (compounds) h << "<td class=\"mol\">" << chem::smiles_to_svg(hits[i].back(), 220, 160) << "</td>";
+      if (compounds)
+        h << "<td class=\"mol\">" << chem::smiles_to_svg(hits[i].back(), 220, 160) << "</td>";
       for (const auto& c : hits[i]) h << "<td>" << escape(c) << "</td>";
       h << "</tr>\n";
     }
     h << "</table>\n";
   }
 
-  h << "<h2>Score distribution</h2><div id=\"histogram\">" << histogram_svg(sample, options.histogram_bins) << "</div>\n";
+  h << "<h2>Score distribution</h2><div id=\"histogram\">"
+    << histogram_svg(sample, options.histogram_bins) << "</div>\n";
   h << "<h2>Throughput over time</h2><div id=\"throughput\">" << throughput_svg(recs)
-    << "<p class=\"note\">Records done by each rank against time since the first chunk started.</p></div>\n";
+    << "<p class=\"note\">Records done by each rank against time since the first chunk "
+       "started.</p></div>\n";
 
   h << "<h2>Rejected records</h2><table id=\"rejects\"><tr><th>reason</th><th>records</th></tr>";
   std::vector<std::pair<std::uint64_t, std::string>> reasons;
-  for (const auto& [k, v] : r["reject_reasons"].items()) reasons.emplace_back(v.get<std::uint64_t>(), k);
+  for (const auto& [k, v] : r["reject_reasons"].items())
+    reasons.emplace_back(v.get<std::uint64_t>(), k);
   std::sort(reasons.rbegin(), reasons.rend());
-  for (const auto& [n, k] : reasons) h << "<tr><td>" << escape(k) << "</td><td>" << n << "</td></tr>";
-  h << "</table><p class=\"note\">Every rejected record is listed in rejects.csv with its shard, row and reason.</p>\n";
+  for (const auto& [n, k] : reasons)
+    h << "<tr><td>" << escape(k) << "</td><td>" << n << "</td></tr>";
+  h << "</table><p class=\"note\">Every rejected record is listed in rejects.csv with its shard, "
+       "row and reason.</p>\n";
   if (!r["failed_shards"].empty()) {
-    h << "<h2>Failed shards</h2><table id=\"failed\"><tr><th>shard</th><th>rows</th><th>error</th></tr>";
+    h << "<h2>Failed shards</h2><table "
+         "id=\"failed\"><tr><th>shard</th><th>rows</th><th>error</th></tr>";
     for (const auto& [k, v] : r["failed_shards"].items()) {
-      h << "<tr><td>" << escape(k) << "</td><td>" << number(v["rows_failed"]) << "</td><td>" << escape(v["error"].get<std::string>())
-        << "</td></tr>";
+      h << "<tr><td>" << escape(k) << "</td><td>" << number(v["rows_failed"]) << "</td><td>"
+        << escape(v["error"].get<std::string>()) << "</td></tr>";
     }
     h << "</table>\n";
   }

@@ -12,14 +12,18 @@ nlohmann::json hits_json(const std::vector<rank::hit>& hits) {
 std::vector<rank::hit> hits_parse(const nlohmann::json& a) {
   std::vector<rank::hit> out;
   for (const auto& h : a) {
-    out.push_back({h[0].get<float>(), {h[1].get<std::uint32_t>(), h[2].get<std::uint64_t>()},
-                   h[3].get<std::string>(), h[4].get<std::string>()});
+    out.push_back({h[0].get<float>(),
+                   {h[1].get<std::uint32_t>(), h[2].get<std::uint64_t>()},
+                   h[3].get<std::string>(),
+                   h[4].get<std::string>()});
   }
   return out;
 }
 }  // namespace
 
-std::string hits_to_json(const std::vector<rank::hit>& hits) { return hits_json(hits).dump(); }
+std::string hits_to_json(const std::vector<rank::hit>& hits) {
+  return hits_json(hits).dump();
+}
 std::vector<rank::hit> hits_from_json(const std::string& text) {
   return hits_parse(nlohmann::json::parse(text));
 }

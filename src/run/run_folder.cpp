@@ -81,11 +81,13 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
   nlohmann::json config;
   if (fs::exists(dir)) {
     if (!resume) {
-      throw run_error("run folder '" + dir + "' already exists; add --resume to continue it, or "
+      throw run_error("run folder '" + dir +
+                      "' already exists; add --resume to continue it, or "
                       "choose another --out (a run folder is never overwritten)");
     }
     if (!fs::exists(config_path)) {
-      throw run_error("cannot resume '" + dir + "': it has no run_config.json, so it is not an "
+      throw run_error("cannot resume '" + dir +
+                      "': it has no run_config.json, so it is not an "
                       "hpcscreen run folder");
     }
     config = nlohmann::json::parse(read_text(config_path));

@@ -22,7 +22,6 @@ namespace fs = std::filesystem;
 namespace hpcscreen::screen {
 namespace {
 
-
 class screen_workload : public pipeline::workload {
  public:
   screen_workload(const screen_settings& s, int threads)
@@ -50,9 +49,9 @@ class screen_workload : public pipeline::workload {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
   }
 
-  bool process(const plan::chunk& c, const std::string& shard_file, const std::vector<string_column>& columns,
-               run::chunk_record& rec,
-               rank::topk& top, const std::function<void()>& between_batches) override {
+  bool process(const plan::chunk& c, const std::string& shard_file,
+               const std::vector<string_column>& columns, run::chunk_record& rec, rank::topk& top,
+               const std::function<void()>& between_batches) override {
     const auto& ids = columns[0];
     const auto& smiles = columns[1];
     const auto n = static_cast<std::int64_t>(ids.size());
@@ -60,7 +59,8 @@ class screen_workload : public pipeline::workload {
     const auto t1 = clock_type::now();
 #pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
     for (std::int64_t i = 0; i < n; ++i) {
-      features[static_cast<std::size_t>(i)] = chem::featurize_smiles(smiles[static_cast<std::size_t>(i)], settings_.featurize);
+      features[static_cast<std::size_t>(i)] =
+          chem::featurize_smiles(smiles[static_cast<std::size_t>(i)], settings_.featurize);
     }
     featurize_s_ += seconds_since(t1);
 
@@ -71,7 +71,8 @@ class screen_workload : public pipeline::workload {
         good.push_back(i);
         atom_counts.push_back(features[i].graph.n_atoms);
       } else {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "featurize", features[i].reason, features[i].detail});
+        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "featurize",
+                               features[i].reason, features[i].detail});
       }
     }
 
@@ -132,13 +133,16 @@ class screen_workload : public pipeline::workload {
           continue;
         }
         ++rec.counts.n_scored;
-        if ((c.row_begin + i) % run::chunk_record::sample_every == 0) rec.score_sample.push_back(row[task]);
+        if ((c.row_begin + i) % run::chunk_record::sample_every == 0)
+          rec.score_sample.push_back(row[task]);
         if (settings_.all_scores) {
-          scores_csv_ += csv_field(shard_file) + ',' + std::to_string(c.row_begin + i) + ',' + csv_field(ids[i]);
+          scores_csv_ += csv_field(shard_file) + ',' + std::to_string(c.row_begin + i) + ',' +
+                         csv_field(ids[i]);
           for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(row[t]);
           scores_csv_ += '\n';
         }
-        top.offer({row[task], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(smiles[i])});
+        top.offer(
+            {row[task], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(smiles[i])});
       }
       between_batches();
     }
@@ -149,14 +153,18 @@ class screen_workload : public pipeline::workload {
   void write_chunk_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
     if (!settings_.all_scores) return;
     char name[48];
-    std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(rec.chunk_id));
+    std::snprintf(name, sizeof name, "chunk-%010llu.csv",
+                  static_cast<unsigned long long>(rec.chunk_id));
     std::string header = "shard,row,id";
     for (const auto& t : model_.metadata().tasks) header += ',' + csv_field(t);
-    run::write_file_atomically((fs::path(out_dir) / "scores" / name).string(), header + '\n' + scores_csv_);
+    run::write_file_atomically((fs::path(out_dir) / "scores" / name).string(),
+                               header + '\n' + scores_csv_);
   }
 
   pipeline::json rank_report() const override {
-    pipeline::json j = {{"featurize_s", featurize_s_}, {"infer_s", infer_s_}, {"batches", n_batches_},
+    pipeline::json j = {{"featurize_s", featurize_s_},
+                        {"infer_s", infer_s_},
+                        {"batches", n_batches_},
                         {"batch_backoffs", n_backoffs_.load()}};
     const auto t = infer::memory_tier_stats();
     if (t.installed) {
@@ -172,20 +180,27 @@ class screen_workload : public pipeline::workload {
     return j;
   }
 
-  void finish(const std::string&, const io::manifest&, const plan::chunk_plan&, const std::set<std::uint64_t>&,
-              const std::vector<pipeline::json>& ranks, pipeline::json& report) const override {
+  void finish(const std::string&, const io::manifest&, const plan::chunk_plan&,
+              const std::set<std::uint64_t>&, const std::vector<pipeline::json>& ranks,
+              pipeline::json& report) const override {
     std::uint64_t backoffs = 0;
     pipeline::json tier;
     for (const auto& r : ranks) {
       backoffs += r.value("batch_backoffs", std::uint64_t{0});
       if (!r.contains("memory_tier")) continue;
       const auto& t = r["memory_tier"];
-      if (tier.is_null()) tier = {{"spill_kind", t["spill_kind"]}, {"dram_budget_bytes_per_rank", t["dram_budget_bytes"]},
-                                  {"dram_peak_bytes_max", 0}, {"spill_peak_bytes_max", 0}, {"spill_total_bytes", 0},
-                                  {"dram_allocations", 0}, {"spill_allocations", 0}, {"failed_allocations", 0}};
-      tier["dram_peak_bytes_max"] = std::max(tier["dram_peak_bytes_max"].get<std::uint64_t>(), t["dram_peak_bytes"].get<std::uint64_t>());
-      tier["spill_peak_bytes_max"] = std::max(tier["spill_peak_bytes_max"].get<std::uint64_t>(), t["spill_peak_bytes"].get<std::uint64_t>());
-      for (const char* k : {"spill_total_bytes", "dram_allocations", "spill_allocations", "failed_allocations"}) {
+      if (tier.is_null())
+        tier = {
+            {"spill_kind", t["spill_kind"]}, {"dram_budget_bytes_per_rank", t["dram_budget_bytes"]},
+            {"dram_peak_bytes_max", 0},      {"spill_peak_bytes_max", 0},
+            {"spill_total_bytes", 0},        {"dram_allocations", 0},
+            {"spill_allocations", 0},        {"failed_allocations", 0}};
+      tier["dram_peak_bytes_max"] = std::max(tier["dram_peak_bytes_max"].get<std::uint64_t>(),
+                                             t["dram_peak_bytes"].get<std::uint64_t>());
+      tier["spill_peak_bytes_max"] = std::max(tier["spill_peak_bytes_max"].get<std::uint64_t>(),
+                                              t["spill_peak_bytes"].get<std::uint64_t>());
+      for (const char* k :
+           {"spill_total_bytes", "dram_allocations", "spill_allocations", "failed_allocations"}) {
         tier[k] = tier[k].get<std::uint64_t>() + t[k].get<std::uint64_t>();
       }
     }
@@ -197,19 +212,23 @@ class screen_workload : public pipeline::workload {
     report["config"]["all_scores"] = settings_.all_scores;
     report["versions"]["libtorch"] = infer::libtorch_version();
     report["versions"]["rdkit"] = chem::rdkit_version();
-    report["versions"]["featurizer"] = std::string(chem::featurizer_name) + "/" + std::to_string(chem::featurizer_version);
+    report["versions"]["featurizer"] =
+        std::string(chem::featurizer_name) + "/" + std::to_string(chem::featurizer_version);
   }
 
  private:
   // Scores graphs[begin, end); a batch that does not fit in memory is retried in halves, down
   // to single molecules, before anything is rejected.
-  void score_with_backoff(const std::vector<const chem::mol_graph*>& graphs, std::size_t begin, std::size_t end,
-                          std::vector<float>& scores, std::vector<bool>& out_of_memory) {
+  void score_with_backoff(const std::vector<const chem::mol_graph*>& graphs, std::size_t begin,
+                          std::size_t end, std::vector<float>& scores,
+                          std::vector<bool>& out_of_memory) {
     const auto n_tasks = model_.metadata().tasks.size();
     try {
-      const auto part = model_.score(batch::assemble({graphs.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                       graphs.begin() + static_cast<std::ptrdiff_t>(end)}));
-      std::copy(part.begin(), part.end(), scores.begin() + static_cast<std::ptrdiff_t>(begin * n_tasks));
+      const auto part =
+          model_.score(batch::assemble({graphs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                        graphs.begin() + static_cast<std::ptrdiff_t>(end)}));
+      std::copy(part.begin(), part.end(),
+                scores.begin() + static_cast<std::ptrdiff_t>(begin * n_tasks));
     } catch (const model_error& e) {
       if (!infer::is_out_of_memory(e.what())) throw;
       if (end - begin == 1) {
@@ -217,7 +236,10 @@ class screen_workload : public pipeline::workload {
         return;
       }
       if (++n_backoffs_ == 1) {
-        std::fprintf(stderr, "hpcscreen: a batch of %zu molecules does not fit in memory; retrying in halves\n", end - begin);
+        std::fprintf(
+            stderr,
+            "hpcscreen: a batch of %zu molecules does not fit in memory; retrying in halves\n",
+            end - begin);
       }
       const auto mid = begin + (end - begin) / 2;
       score_with_backoff(graphs, begin, mid, scores, out_of_memory);
@@ -231,7 +253,8 @@ class screen_workload : public pipeline::workload {
     if (t.installed && t.spill_allocations > 0) {
       spilling_announced_ = true;
       std::fprintf(stderr, "hpcscreen: DRAM budget of %llu MiB reached; spilling to %s\n",
-                   static_cast<unsigned long long>(t.dram_budget_bytes >> 20), t.spill_kind.c_str());
+                   static_cast<unsigned long long>(t.dram_budget_bytes >> 20),
+                   t.spill_kind.c_str());
     }
   }
 
@@ -247,7 +270,8 @@ class screen_workload : public pipeline::workload {
 
 }  // namespace
 
-std::unique_ptr<pipeline::workload> make_screen_workload(const screen_settings& settings, int threads) {
+std::unique_ptr<pipeline::workload> make_screen_workload(const screen_settings& settings,
+                                                         int threads) {
   return std::make_unique<screen_workload>(settings, threads);
 }
 

@@ -6,7 +6,8 @@
 
 namespace hpcscreen::tokenize {
 
-tokenizer_config parse_tokenizer_config(const std::string& json_text, const std::string& model_path) {
+tokenizer_config parse_tokenizer_config(const std::string& json_text,
+                                        const std::string& model_path) {
   const std::string where = "model '" + model_path + "': hpcscreen.json: tokenizer: ";
   tokenizer_config c;
   try {
@@ -28,7 +29,8 @@ tokenizer_config parse_tokenizer_config(const std::string& json_text, const std:
     for (const auto& [from, to] : map.items()) {
       const auto target = to.get<std::string>();
       if (from.size() != 1 || target.size() != 1) {
-        throw model_error(where + "map entries must map one letter to one letter ('" + from + "' → '" + target + "')");
+        throw model_error(where + "map entries must map one letter to one letter ('" + from +
+                          "' → '" + target + "')");
       }
       c.map.emplace_back(from[0], target[0]);
     }
@@ -36,7 +38,8 @@ tokenizer_config parse_tokenizer_config(const std::string& json_text, const std:
     throw model_error(where + "malformed or missing field: " + e.what());
   }
   if (c.max_length <= (c.add_special_tokens ? 2 : 0)) {
-    throw model_error(where + "max_length " + std::to_string(c.max_length) + " leaves no room for residues");
+    throw model_error(where + "max_length " + std::to_string(c.max_length) +
+                      " leaves no room for residues");
   }
   return c;
 }
@@ -46,7 +49,8 @@ tokenizer::tokenizer(tokenizer_config c) : config_(std::move(c)) {
   auto find = [&](const std::string& t, bool required) -> std::int64_t {
     for (std::size_t i = 0; i < config_.tokens.size(); ++i)
       if (config_.tokens[i] == t) return static_cast<std::int64_t>(i);
-    if (required) throw model_error("tokenizer: special token '" + t + "' is not in the token list");
+    if (required)
+      throw model_error("tokenizer: special token '" + t + "' is not in the token list");
     return -1;
   };
   pad_id_ = find(config_.pad, true);
@@ -74,14 +78,16 @@ encoded tokenizer::encode(std::string_view s) const {
     s.remove_suffix(1);
     e.stop_removed = true;
   }
-  if (s.empty()) return fail("empty_sequence", e.stop_removed ? "the sequence is only a stop '*'" : "the sequence is empty");
+  if (s.empty())
+    return fail("empty_sequence",
+                e.stop_removed ? "the sequence is only a stop '*'" : "the sequence is empty");
   e.ids.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
     const bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
     if (!letter) {
       std::string what = c >= '0' && c <= '9' ? std::string("digit '") + static_cast<char>(c) + "'"
-                         : c == '*'            ? std::string("'*' (stop) inside the sequence")
+                         : c == '*'           ? std::string("'*' (stop) inside the sequence")
                          : c >= 0x21 && c < 0x7f ? std::string("'") + static_cast<char>(c) + "'"
                                                  : "byte " + std::to_string(static_cast<int>(c));
       return fail("invalid_character", what + " at residue " + std::to_string(i + 1));
@@ -97,7 +103,8 @@ encoded tokenizer::encode(std::string_view s) const {
     const auto id = by_char_[c];
     if (id < 0) {
       if (config_.reject_unknown) {
-        return fail("unknown_residue", std::string("'") + static_cast<char>(c) + "' at residue " + std::to_string(i + 1) +
+        return fail("unknown_residue", std::string("'") + static_cast<char>(c) + "' at residue " +
+                                           std::to_string(i + 1) +
                                            " is not in the model's vocabulary");
       }
       ++e.n_unknown;
@@ -107,13 +114,15 @@ encoded tokenizer::encode(std::string_view s) const {
     }
   }
   if (e.n_unknown == e.ids.size()) {
-    return fail("all_unknown", "none of the " + std::to_string(e.ids.size()) + " residues is in the model's vocabulary");
+    return fail("all_unknown", "none of the " + std::to_string(e.ids.size()) +
+                                   " residues is in the model's vocabulary");
   }
   e.ok = true;
   return e;
 }
 
-std::vector<window> plan_windows(std::int64_t length, std::int64_t window_size, std::int64_t overlap) {
+std::vector<window> plan_windows(std::int64_t length, std::int64_t window_size,
+                                 std::int64_t overlap) {
   HPCSCREEN_ASSERT(window_size > 0 && overlap >= 0 && overlap < window_size);
   if (length <= window_size) return {{0, length, 0, length}};
   std::vector<window> w;

@@ -9,10 +9,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto path = fuzz_input_file(data, size, ".fa");
   try {
     std::uint64_t n = 0;
-    hpcscreen::pack::read_fasta(path, [&](auto&& r) {
-      ++n;
-      for (const char c : r.sequence) if (c == ' ' || c == '\t' || c == '\n') std::abort();  // stripped
-    }, [](auto&&) {});
+    hpcscreen::pack::read_fasta(
+        path,
+        [&](auto&& r) {
+          ++n;
+          for (const char c : r.sequence)
+            if (c == ' ' || c == '\t' || c == '\n') std::abort();  // stripped
+        },
+        [](auto&&) {});
   } catch (const std::exception&) {
   }
   return 0;

@@ -51,8 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   H5Awrite(a, H5T_NATIVE_UINT64, &n_records);
   H5Aclose(a);
   for (const char* field : {"id", "smiles"}) {
-    put(file, (std::string(field) + "/bytes").c_str(), H5T_NATIVE_UINT8, bytes.data(), bytes.size());
-    put(file, (std::string(field) + "/offsets").c_str(), H5T_NATIVE_UINT64, offsets.data(), offsets.size());
+    put(file, (std::string(field) + "/bytes").c_str(), H5T_NATIVE_UINT8, bytes.data(),
+        bytes.size());
+    put(file, (std::string(field) + "/offsets").c_str(), H5T_NATIVE_UINT64, offsets.data(),
+        offsets.size());
   }
   H5Tclose(str);
   H5Sclose(scalar);

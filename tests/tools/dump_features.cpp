@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
     while (std::getline(std::cin, line)) {
       const auto r = chem::featurize_smiles(line, {100000});
       nlohmann::json j = {{"ok", r.ok}};
-      if (r.ok) j.update({{"x", r.graph.atom_features}, {"edges", r.graph.edges}, {"edge_attr", r.graph.bond_features}});
+      if (r.ok)
+        j.update({{"x", r.graph.atom_features},
+                  {"edges", r.graph.edges},
+                  {"edge_attr", r.graph.bond_features}});
       std::cout << j.dump() << '\n';
     }
     return 0;
@@ -33,7 +36,8 @@ int main(int argc, char** argv) {
     tokenize::tokenizer tok(tokenize::parse_tokenizer_config(text.str(), argv[2]));
     while (std::getline(std::cin, line)) {
       const auto e = tok.encode(line);
-      std::cout << nlohmann::json({{"ok", e.ok}, {"ids", e.ids}, {"reason", e.reason}}).dump() << '\n';
+      std::cout << nlohmann::json({{"ok", e.ok}, {"ids", e.ids}, {"reason", e.reason}}).dump()
+                << '\n';
     }
     return 0;
   }

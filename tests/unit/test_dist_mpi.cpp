@@ -38,21 +38,25 @@ TEST(mpi_context, gather_broadcast_and_agreement) {
   const auto all = world->gather("rank" + std::to_string(world->rank()));
   if (world->rank() == 0) {
     ASSERT_EQ(static_cast<int>(all.size()), world->size());
-    for (int r = 0; r < world->size(); ++r) EXPECT_EQ(all[static_cast<std::size_t>(r)], "rank" + std::to_string(r));
+    for (int r = 0; r < world->size(); ++r)
+      EXPECT_EQ(all[static_cast<std::size_t>(r)], "rank" + std::to_string(r));
   }
-  EXPECT_EQ(world->broadcast(world->rank() == 0 ? std::string(100000, 'x') : ""), std::string(100000, 'x'));
+  EXPECT_EQ(world->broadcast(world->rank() == 0 ? std::string(100000, 'x') : ""),
+            std::string(100000, 'x'));
   EXPECT_TRUE(world->all_ok(true));
   EXPECT_EQ(world->all_ok(world->rank() != world->size() - 1), false);
 }
 
 TEST(progress_board, rank0_reads_every_rank_without_a_collective) {
   auto board = world->make_progress_board();
-  const std::uint64_t v[dist::progress_board::n_slots] = {static_cast<std::uint64_t>(10 * (world->rank() + 1)), 1, 0, 1};
+  const std::uint64_t v[dist::progress_board::n_slots] = {
+      static_cast<std::uint64_t>(10 * (world->rank() + 1)), 1, 0, 1};
   board->publish(v);
   world->barrier();
   if (world->rank() == 0) {
     const auto all = board->read_all();
-    for (int r = 0; r < world->size(); ++r) EXPECT_EQ(all[static_cast<std::size_t>(r) * 4], 10u * (r + 1));
+    for (int r = 0; r < world->size(); ++r)
+      EXPECT_EQ(all[static_cast<std::size_t>(r) * 4], 10u * (r + 1));
   }
   world->barrier();
 }

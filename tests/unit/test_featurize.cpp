@@ -84,7 +84,7 @@ TEST(featurize, ions_radicals_and_misc_values) {
   EXPECT_EQ(salt.n_edges, 0);
   EXPECT_EQ(atom(salt, 0)[0], 10);
   EXPECT_EQ(atom(salt, 0)[6], 5);  // RDKit says S hybridization: not in OGB's list -> misc
-  EXPECT_EQ(atom(graph_of("[CH3]"), 0)[5], 1);  // one radical electron
+  EXPECT_EQ(atom(graph_of("[CH3]"), 0)[5], 1);   // one radical electron
   EXPECT_EQ(atom(graph_of("[*]C"), 0)[0], 118);  // dummy atom, atomic number 0 -> misc
   EXPECT_EQ(atom(graph_of("[C+6]"), 0)[3], 11);  // charge outside -5..5 -> misc
 }
@@ -92,7 +92,9 @@ TEST(featurize, ions_radicals_and_misc_values) {
 TEST(featurize, rejects_with_reasons) {
   EXPECT_EQ(reason_of(""), "empty_smiles");
   EXPECT_EQ(reason_of("   \t"), "whitespace_only");
-  EXPECT_EQ(reason_of("C\xc3\xa9" "C"), "non_ascii");  // RDKit alone would parse methane
+  EXPECT_EQ(reason_of("C\xc3\xa9"
+                      "C"),
+            "non_ascii");  // RDKit alone would parse methane
   EXPECT_EQ(reason_of("C C"), "invalid_character");
   EXPECT_EQ(reason_of("C1CC"), "smiles_syntax");
   EXPECT_EQ(reason_of("CC(C"), "smiles_syntax");
@@ -103,10 +105,15 @@ TEST(featurize, rejects_with_reasons) {
 }
 
 TEST(featurize, threads_give_identical_graphs) {
-  const std::vector<std::string> smiles{"CCO", "c1ccccc1O", "N[C@@H](C)C(=O)O", "C/C=C/C", "CC(=O)[O-]"};
+  const std::vector<std::string> smiles{"CCO", "c1ccccc1O", "N[C@@H](C)C(=O)O", "C/C=C/C",
+                                        "CC(=O)[O-]"};
   std::vector<mol_graph> a(smiles.size()), b(smiles.size());
-  std::thread t1([&] { for (size_t i = 0; i < smiles.size(); ++i) a[i] = graph_of(smiles[i]); });
-  std::thread t2([&] { for (size_t i = smiles.size(); i-- > 0;) b[i] = graph_of(smiles[i]); });
+  std::thread t1([&] {
+    for (size_t i = 0; i < smiles.size(); ++i) a[i] = graph_of(smiles[i]);
+  });
+  std::thread t2([&] {
+    for (size_t i = smiles.size(); i-- > 0;) b[i] = graph_of(smiles[i]);
+  });
   t1.join();
   t2.join();
   for (size_t i = 0; i < smiles.size(); ++i) {

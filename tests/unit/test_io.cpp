@@ -15,7 +15,8 @@ using namespace hpcscreen;
 
 namespace {
 fs::path fresh_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("hpcscreen_test_" + name + "_" + std::to_string(::getpid()));
+  auto d =
+      fs::temp_directory_path() / ("hpcscreen_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
@@ -31,7 +32,9 @@ std::string slurp(const fs::path& p) {
   s << in.rdbuf();
   return s.str();
 }
-void write_text(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
 }  // namespace
 
 TEST(shard, round_trip_of_row_ranges) {
@@ -66,7 +69,8 @@ TEST(shard, flipped_byte_in_a_chunk_fails_its_fletcher32_checksum) {
   for (int i = 0; i < 200; ++i) many.push_back("QQQQQQQQQQ" + std::to_string(i));
   io::shard_write_options uncompressed;
   uncompressed.deflate_level = 0;  // so the bytes are findable in the file
-  io::write_shard(path, io::compound_shard_schema, io::compound_fields, {column(many), column(many)}, uncompressed);
+  io::write_shard(path, io::compound_shard_schema, io::compound_fields,
+                  {column(many), column(many)}, uncompressed);
   auto bytes = slurp(path);
   const auto at = bytes.find("QQQQQQQQQQ150");
   ASSERT_NE(at, std::string::npos);
@@ -85,7 +89,8 @@ TEST(shard, flipped_byte_in_a_chunk_fails_its_fletcher32_checksum) {
 TEST(shard, truncated_file_and_wrong_schema_are_named) {
   const auto dir = fresh_dir("trunc");
   const auto path = (dir / "s.h5").string();
-  io::write_shard(path, io::compound_shard_schema, io::compound_fields, {column({"a"}), column({"C"})});
+  io::write_shard(path, io::compound_shard_schema, io::compound_fields,
+                  {column({"a"}), column({"C"})});
   EXPECT_THROW(io::shard_reader(path, "hpcscreen.proteins/1", {"id"}), shard_error);
   fs::resize_file(path, fs::file_size(path) / 2);
   try {
@@ -117,17 +122,23 @@ TEST(manifest, round_trip_and_clear_errors) {
   } catch (const shard_error& e) {
     EXPECT_NE(std::string(e.what()).find("manifest.json"), std::string::npos);
   }
-  write_text(dir / "manifest.json", R"({"schema":"hpcscreen.manifest/1","kind":"compounds","shard_schema":"x","fields":[],"n_records":3,"shards":[{"file":"a.h5","n_records":2}]})");
+  write_text(
+      dir / "manifest.json",
+      R"({"schema":"hpcscreen.manifest/1","kind":"compounds","shard_schema":"x","fields":[],"n_records":3,"shards":[{"file":"a.h5","n_records":2}]})");
   EXPECT_THROW(io::read_manifest(dir.string()), shard_error);  // n_records disagrees
-  write_text(dir / "manifest.json", R"({"schema":"hpcscreen.manifest/1","kind":"compounds","shard_schema":"x","fields":[],"shards":[{"file":"../etc/passwd","n_records":2}]})");
+  write_text(
+      dir / "manifest.json",
+      R"({"schema":"hpcscreen.manifest/1","kind":"compounds","shard_schema":"x","fields":[],"shards":[{"file":"../etc/passwd","n_records":2}]})");
   EXPECT_THROW(io::read_manifest(dir.string()), shard_error);
 }
 
 TEST(readers, smi_lines_ids_comments_blank_and_crlf) {
   const auto dir = fresh_dir("smi");
-  write_text(dir / "in.smi", "# header comment\r\nCCO ethanol\r\nc1ccccc1\tbenzene extra words\n\n   \nC\n");
+  write_text(dir / "in.smi",
+             "# header comment\r\nCCO ethanol\r\nc1ccccc1\tbenzene extra words\n\n   \nC\n");
   std::vector<pack::compound_record> got;
-  const auto counts = pack::read_smi((dir / "in.smi").string(), [&](pack::compound_record&& r) { got.push_back(r); });
+  const auto counts = pack::read_smi((dir / "in.smi").string(),
+                                     [&](pack::compound_record&& r) { got.push_back(r); });
   EXPECT_EQ(counts.n_comments, 1u);
   ASSERT_EQ(got.size(), 5u);
   EXPECT_EQ(got[0].smiles, "CCO");
@@ -161,7 +172,8 @@ TEST(readers, csv_quotes_columns_and_bad_rows) {
              "\"q\"\"uote\",4,C\n");
   std::vector<pack::compound_record> got;
   std::vector<pack::pack_reject> rejects;
-  pack::read_csv((dir / "in.csv").string(), {}, [&](pack::compound_record&& r) { got.push_back(r); },
+  pack::read_csv((dir / "in.csv").string(), {},
+                 [&](pack::compound_record&& r) { got.push_back(r); },
                  [&](pack::pack_reject&& r) { rejects.push_back(r); });
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].id, "aspirin, form I");
@@ -174,5 +186,6 @@ TEST(readers, csv_quotes_columns_and_bad_rows) {
 
   pack::csv_options named;
   named.smiles_column = "structure";
-  EXPECT_THROW(pack::read_csv((dir / "in.csv").string(), named, [](auto&&) {}, [](auto&&) {}), usage_error);
+  EXPECT_THROW(pack::read_csv((dir / "in.csv").string(), named, [](auto&&) {}, [](auto&&) {}),
+               usage_error);
 }

@@ -1,6 +1,6 @@
 // The memory tier as LibTorch's CPU allocator, in one process (it is installed once).
-#include <gtest/gtest.h>
 #include <c10/core/CPUAllocator.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -22,7 +22,8 @@ std::string pmem_dir() {
 }
 // CTest runs each test in its own process; the tier is installed once per process.
 void ensure_installed() {
-  if (!infer::memory_tier_stats().installed) infer::install_memory_tier({4u << 20, pmem_dir(), false, 0});  // 4 MiB of DRAM
+  if (!infer::memory_tier_stats().installed)
+    infer::install_memory_tier({4u << 20, pmem_dir(), false, 0});  // 4 MiB of DRAM
 }
 }  // namespace
 
@@ -48,7 +49,8 @@ TEST(memory_tier, kmem_unavailable_is_said) {
     // A node with persistent memory in system-RAM mode would get here; this machine has none.
     GTEST_SKIP() << "MEMKIND_DAX_KMEM is available here";
   } catch (const usage_error& e) {
-    EXPECT_NE(std::string(e.what()).find("MEMKIND_DAX_KMEM is not available"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MEMKIND_DAX_KMEM is not available"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -95,7 +97,8 @@ TEST(memory_tier, many_threads_allocating_and_freeing_leave_the_counters_at_zero
       std::vector<torch::Tensor> keep;
       for (int i = 0; i < 300; ++i) {
         keep.push_back(torch::empty({size(gen)}, torch::kUInt8));
-        if (keep.size() > 6) keep.erase(keep.begin() + static_cast<std::ptrdiff_t>(gen() % keep.size()));
+        if (keep.size() > 6)
+          keep.erase(keep.begin() + static_cast<std::ptrdiff_t>(gen() % keep.size()));
       }
     });
   }

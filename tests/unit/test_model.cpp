@@ -23,7 +23,8 @@ std::string load_error(const std::string& name) {
   }
   return "";
 }
-batch::graph_batch batch_of(const std::vector<std::string>& smiles, std::vector<chem::mol_graph>& keep) {
+batch::graph_batch batch_of(const std::vector<std::string>& smiles,
+                            std::vector<chem::mol_graph>& keep) {
   chem::silence_rdkit_logs();
   keep.clear();
   for (const auto& s : smiles) keep.push_back(chem::featurize_smiles(s, {}).graph);
@@ -62,7 +63,8 @@ TEST(gnn_model, scores_match_the_python_reference_in_one_batch) {
 TEST(gnn_model, dense_variant_gives_the_same_scores) {
   infer::gnn_model sparse(model("gnn.pt")), dense(model("gnn_dense.pt"));
   std::vector<chem::mol_graph> keep;
-  const auto b = batch_of({"CCO", "c1ccccc1O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "[Na+].[Cl-]", "C#N"}, keep);
+  const auto b =
+      batch_of({"CCO", "c1ccccc1O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "[Na+].[Cl-]", "C#N"}, keep);
   const auto a = sparse.score(b), d = dense.score(b);
   ASSERT_EQ(a.size(), d.size());
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], d[i], 1e-5);
@@ -78,6 +80,7 @@ TEST(gnn_model, contract_violations_are_refused_with_what_was_expected) {
   EXPECT_NE(load_error("wrong_kind.pt").find("kind is 'bert'"), std::string::npos);
   const auto shape = load_error("wrong_shape.pt");
   EXPECT_NE(shape.find("expected float32 [2, 2]"), std::string::npos) << shape;
-  EXPECT_NE(load_error("three_tasks_declared.pt").find("expected float32 [2, 3]"), std::string::npos);
+  EXPECT_NE(load_error("three_tasks_declared.pt").find("expected float32 [2, 3]"),
+            std::string::npos);
   EXPECT_NE(load_error("wrong_arity.pt").find("takes 2 inputs, expected 5"), std::string::npos);
 }

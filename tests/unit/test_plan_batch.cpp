@@ -8,7 +8,8 @@ using namespace hpcscreen;
 namespace {
 io::manifest manifest_with(std::vector<std::uint64_t> counts) {
   io::manifest m;
-  for (std::size_t i = 0; i < counts.size(); ++i) m.shards.push_back({"s" + std::to_string(i), counts[i], ""});
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    m.shards.push_back({"s" + std::to_string(i), counts[i], ""});
   return m;
 }
 }  // namespace

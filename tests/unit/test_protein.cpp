@@ -19,8 +19,9 @@ using ids = std::vector<std::int64_t>;
 namespace {
 tokenize::tokenizer_config protbert(std::int64_t max_length = 1024) {
   tokenize::tokenizer_config c;
-  c.tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "L", "A", "G", "V", "E", "S", "I", "K", "R", "D",
-              "T", "P", "N", "Q", "F", "Y", "M", "H", "C", "W", "X", "U", "B", "Z", "O"};
+  c.tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "L", "A", "G", "V", "E",
+              "S",     "I",     "K",     "R",     "D",      "T", "P", "N", "Q", "F",
+              "Y",     "M",     "H",     "C",     "W",      "X", "U", "B", "Z", "O"};
   c.map = {{'U', 'X'}, {'Z', 'X'}, {'O', 'X'}, {'B', 'X'}};
   c.max_length = max_length;
   return c;
@@ -64,11 +65,13 @@ TEST(tokenizer, rejects_with_reasons) {
 
 TEST(tokenizer, config_from_model_json) {
   const auto c = tokenize::parse_tokenizer_config(
-      R"({"tokenizer": {"tokens": ["[PAD]","[UNK]","[CLS]","[SEP]","A","X"], "max_length": 10, "map": {"U": "X"}}})", "m.pt");
+      R"({"tokenizer": {"tokens": ["[PAD]","[UNK]","[CLS]","[SEP]","A","X"], "max_length": 10, "map": {"U": "X"}}})",
+      "m.pt");
   tokenize::tokenizer t(c);
   EXPECT_EQ(t.encode("AUa").ids, (ids{4, 5, 4}));
   EXPECT_EQ(t.max_residues(), 8);
-  EXPECT_THROW(tokenize::parse_tokenizer_config(R"({"tokenizer": {"tokens": []}})", "m.pt"), model_error);
+  EXPECT_THROW(tokenize::parse_tokenizer_config(R"({"tokenizer": {"tokens": []}})", "m.pt"),
+               model_error);
   EXPECT_THROW(tokenize::tokenizer(tokenize::parse_tokenizer_config(
                    R"({"tokenizer": {"tokens": ["A"], "max_length": 10}})", "m.pt")),
                model_error);  // no [PAD]
@@ -83,12 +86,16 @@ TEST(windows, short_sequence_is_one_window) {
 }
 
 TEST(windows, overlaps_split_at_their_middle) {
-  // length 10, window 4, overlap 2: [0,4) [2,6) [4,8) [6,10); overlaps [2,4) [4,6) [6,8) split at 3, 5, 7.
+  // length 10, window 4, overlap 2: [0,4) [2,6) [4,8) [6,10); overlaps [2,4) [4,6) [6,8) split at
+  // 3, 5, 7.
   const auto w = tokenize::plan_windows(10, 4, 2);
   ASSERT_EQ(w.size(), 4u);
-  const std::vector<std::array<std::int64_t, 4>> expected{{0, 4, 0, 3}, {2, 6, 3, 5}, {4, 8, 5, 7}, {6, 10, 7, 10}};
+  const std::vector<std::array<std::int64_t, 4>> expected{
+      {0, 4, 0, 3}, {2, 6, 3, 5}, {4, 8, 5, 7}, {6, 10, 7, 10}};
   for (std::size_t k = 0; k < 4; ++k) {
-    EXPECT_EQ((std::array<std::int64_t, 4>{w[k].begin, w[k].end, w[k].keep_begin, w[k].keep_end}), expected[k]) << k;
+    EXPECT_EQ((std::array<std::int64_t, 4>{w[k].begin, w[k].end, w[k].keep_begin, w[k].keep_end}),
+              expected[k])
+        << k;
   }
   // length 11, window 4, overlap 1: [0,4) [3,7) [6,10) and the last aligned to the end, [7,11).
   const auto v = tokenize::plan_windows(11, 4, 1);
@@ -126,7 +133,8 @@ TEST(token_batch, length_aware_fills_the_token_budget) {
 }
 
 TEST(fasta, multi_line_blank_lines_crlf_and_gzip) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hpcscreen_fasta_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hpcscreen_fasta_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = (dir / "in.fa.gz").string();
   gzFile gz = gzopen(path.c_str(), "wb");
@@ -134,7 +142,8 @@ TEST(fasta, multi_line_blank_lines_crlf_and_gzip) {
   gzclose(gz);
   std::vector<pack::protein_record> got;
   std::vector<pack::pack_reject> rejects;
-  pack::read_fasta(path, [&](auto&& r) { got.push_back(r); }, [&](auto&& r) { rejects.push_back(r); });
+  pack::read_fasta(
+      path, [&](auto&& r) { got.push_back(r); }, [&](auto&& r) { rejects.push_back(r); });
   ASSERT_EQ(got.size(), 4u);
   EXPECT_EQ(got[0].id, "sp|P1|X");
   EXPECT_EQ(got[0].description, "first protein");
@@ -147,13 +156,15 @@ TEST(fasta, multi_line_blank_lines_crlf_and_gzip) {
 }
 
 TEST(fasta, truncated_last_record_and_text_before_the_first_header) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hpcscreen_fasta2_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hpcscreen_fasta2_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = (dir / "in.fa").string();
   std::ofstream(path) << "MKTA\n>p1\nAAA\n>cut_off";
   std::vector<pack::protein_record> got;
   std::vector<pack::pack_reject> rejects;
-  pack::read_fasta(path, [&](auto&& r) { got.push_back(r); }, [&](auto&& r) { rejects.push_back(r); });
+  pack::read_fasta(
+      path, [&](auto&& r) { got.push_back(r); }, [&](auto&& r) { rejects.push_back(r); });
   ASSERT_EQ(got.size(), 1u);
   ASSERT_EQ(rejects.size(), 2u);
   EXPECT_EQ(rejects[0].line, 1u);
@@ -162,7 +173,8 @@ TEST(fasta, truncated_last_record_and_text_before_the_first_header) {
 }
 
 TEST(fasta, broken_gzip_names_file_and_line) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hpcscreen_fasta3_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hpcscreen_fasta3_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = (dir / "in.fa.gz").string();
   gzFile gz = gzopen(path.c_str(), "wb");
@@ -170,7 +182,8 @@ TEST(fasta, broken_gzip_names_file_and_line) {
   gzclose(gz);
   std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
   try {
-    pack::read_fasta(path, [](auto&&) {}, [](auto&&) {});
+    pack::read_fasta(
+        path, [](auto&&) {}, [](auto&&) {});
     FAIL() << "a truncated gzip stream was read without error";
   } catch (const error& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();

@@ -47,7 +47,8 @@ TEST(journal, commits_are_read_back_and_a_torn_line_is_not_a_commit) {
     run::journal k(dir, 1, 1);
     k.commit(5);
   }
-  std::ofstream(fs::path(dir) / "journal" / "attempt-1.rank-2.log", std::ios::app) << "11\n1";  // torn "12"
+  std::ofstream(fs::path(dir) / "journal" / "attempt-1.rank-2.log", std::ios::app)
+      << "11\n1";  // torn "12"
   EXPECT_EQ(run::committed_chunks(dir), (std::set<std::uint64_t>{3, 5, 7, 11}));
 }
 

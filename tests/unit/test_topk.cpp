@@ -14,7 +14,10 @@ std::vector<hit> random_hits(std::size_t n, unsigned seed) {
   std::uniform_int_distribution<int> score(0, 20);  // few distinct scores: many ties
   std::vector<hit> out;
   for (std::size_t i = 0; i < n; ++i) {
-    out.push_back({static_cast<float>(score(gen)) / 4, {static_cast<std::uint32_t>(i % 3), i}, "id" + std::to_string(i), ""});
+    out.push_back({static_cast<float>(score(gen)) / 4,
+                   {static_cast<std::uint32_t>(i % 3), i},
+                   "id" + std::to_string(i),
+                   ""});
   }
   return out;
 }

@@ -16,13 +16,14 @@ long_policy parse_long_policy(const std::string& text);  // throws usage_error
 struct annotate_settings {
   std::string model_path;
   batch::token_budget budget;
-  bool length_aware = true;          // false: fixed batches of budget.max_sequences in input order
+  bool length_aware = true;  // false: fixed batches of budget.max_sequences in input order
   long_policy long_sequences = long_policy::reject;
   std::int64_t window_overlap = -1;  // residues; -1: a quarter of the model's window
   bool hits = false;                 // per-sequence models: rank and write hits.csv
   bool tsv = false;                  // also write annotations.tsv (small runs)
 };
 
-std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings, int threads);
+std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings,
+                                                           int threads);
 
 }  // namespace hpcscreen::annotate

@@ -16,10 +16,10 @@ inline constexpr int n_bond_features = 3;
 
 struct mol_graph {
   std::int64_t n_atoms = 0;
-  std::int64_t n_edges = 0;                // directed edges: two per bond
-  std::vector<std::int64_t> atom_features; // [n_atoms, 9]
-  std::vector<std::int64_t> edges;         // [n_edges, 2] (source, target) pairs
-  std::vector<std::int64_t> bond_features; // [n_edges, 3]
+  std::int64_t n_edges = 0;                 // directed edges: two per bond
+  std::vector<std::int64_t> atom_features;  // [n_atoms, 9]
+  std::vector<std::int64_t> edges;          // [n_edges, 2] (source, target) pairs
+  std::vector<std::int64_t> bond_features;  // [n_edges, 3]
 };
 
 struct featurize_options {

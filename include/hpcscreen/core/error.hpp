@@ -49,12 +49,12 @@ class run_error : public error {
 
 }  // namespace hpcscreen
 
-#define HPCSCREEN_ASSERT(expr)                                                    \
-  do {                                                                            \
+#define HPCSCREEN_ASSERT(expr)                                                       \
+  do {                                                                               \
     if (!(expr)) ::hpcscreen::assert_fail(#expr, __FILE__, __LINE__, std::string()); \
   } while (0)
 
-#define HPCSCREEN_ASSERT_MSG(expr, msg)                                  \
-  do {                                                                   \
+#define HPCSCREEN_ASSERT_MSG(expr, msg)                                      \
+  do {                                                                       \
     if (!(expr)) ::hpcscreen::assert_fail(#expr, __FILE__, __LINE__, (msg)); \
   } while (0)

@@ -38,8 +38,9 @@ class bert_model {
 
   const bert_metadata& metadata() const;
   // input_ids and attention_mask: [batch, length] row-major.
-  bert_output run(const std::vector<std::int64_t>& input_ids, const std::vector<std::int64_t>& attention_mask,
-                  std::int64_t batch, std::int64_t length);
+  bert_output run(const std::vector<std::int64_t>& input_ids,
+                  const std::vector<std::int64_t>& attention_mask, std::int64_t batch,
+                  std::int64_t length);
 
  private:
   struct impl;

@@ -15,8 +15,8 @@ struct annotation_chunk {
   std::uint64_t row_begin = 0, row_end = 0;
   bool per_residue = true;
   std::vector<std::string> labels;
-  std::vector<std::uint64_t> rows;  // [n] shard rows annotated (rejected rows are absent)
-  string_column ids;                // [n]
+  std::vector<std::uint64_t> rows;     // [n] shard rows annotated (rejected rows are absent)
+  string_column ids;                   // [n]
   std::vector<std::uint64_t> lengths;  // [n] residues annotated (after truncation, if any)
   // per residue: values [total_residues, C], residue_offsets [n+1], prediction [total_residues]
   // per sequence: values [n, C]

@@ -18,8 +18,8 @@ inline const std::vector<std::string> protein_fields{"id", "description", "seque
 
 struct shard_write_options {
   int deflate_level = 4;
-  std::uint64_t bytes_chunk = 1 << 20;      // elements per HDF5 chunk of a bytes dataset
-  std::uint64_t offsets_chunk = 1 << 16;    // elements per HDF5 chunk of an offsets dataset
+  std::uint64_t bytes_chunk = 1 << 20;    // elements per HDF5 chunk of a bytes dataset
+  std::uint64_t offsets_chunk = 1 << 16;  // elements per HDF5 chunk of an offsets dataset
 };
 
 // Writes one whole shard: `columns[i]` is field `fields[i]`; all columns have equal size.

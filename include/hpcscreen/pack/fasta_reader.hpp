@@ -21,6 +21,7 @@ using protein_sink = std::function<void(protein_record&&)>;
 // sequence after it (a truncated record), are pack rejects. A header followed by another
 // header is packed with an empty sequence, which annotate rejects with a reason. Characters
 // are kept as written (digits, '*', lowercase): the tokenizer decides what they mean.
-std::uint64_t read_fasta(const std::string& path, const protein_sink& on_record, const reject_sink& on_reject);
+std::uint64_t read_fasta(const std::string& path, const protein_sink& on_record,
+                         const reject_sink& on_reject);
 
 }  // namespace hpcscreen::pack

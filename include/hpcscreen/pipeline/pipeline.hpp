@@ -22,10 +22,10 @@ namespace hpcscreen::pipeline {
 // Exit statuses, documented in the README and data_schemas/run_folder.md.
 enum exit_status : int {
   exit_ok = 0,
-  exit_error = 1,        // refused before work (model, library, run folder) or an error while running
-  exit_usage = 2,        // command line
-  exit_incomplete = 3,   // failed shards (without --allow-failed-shards) or accounting mismatch
-  exit_interrupted = 75, // stopped by a signal, --stop-after or --max-chunks; rerun with --resume
+  exit_error = 1,  // refused before work (model, library, run folder) or an error while running
+  exit_usage = 2,  // command line
+  exit_incomplete = 3,    // failed shards (without --allow-failed-shards) or accounting mismatch
+  exit_interrupted = 75,  // stopped by a signal, --stop-after or --max-chunks; rerun with --resume
 };
 
 struct run_options {
@@ -36,8 +36,8 @@ struct run_options {
   int threads = 0;  // per rank; 0: from the scheduler or the machine
   std::uint64_t chunk_rows = 4096;
   bool resume = false;
-  double stop_after_s = 0;               // 0: no limit
-  std::uint64_t max_chunks_per_rank = 0; // 0: no limit; for trial runs and resume tests
+  double stop_after_s = 0;                // 0: no limit
+  std::uint64_t max_chunks_per_rank = 0;  // 0: no limit; for trial runs and resume tests
   bool allow_failed_shards = false;
   double progress_interval_s = 10;
   std::string command_line;
@@ -65,9 +65,8 @@ class workload {
   // Fills rec.counts.n_scored, rec.rejects and offers hits to `top`. Returns false when a
   // stop was asked mid-chunk: the chunk is then abandoned.
   virtual bool process(const plan::chunk& c, const std::string& shard_file,
-                       const std::vector<string_column>& columns,
-                       run::chunk_record& rec, rank::topk& top,
-                       const std::function<void()>& between_batches) = 0;
+                       const std::vector<string_column>& columns, run::chunk_record& rec,
+                       rank::topk& top, const std::function<void()>& between_batches) = 0;
   // Durably writes the chunk's own outputs, before its record is committed. Outputs are named
   // by chunk id, so a chunk processed again replaces them.
   virtual void write_chunk_outputs(const std::string& out_dir, const run::chunk_record& rec) = 0;
@@ -76,8 +75,8 @@ class workload {
   // Rank 0 at the end: combines per-rank reports into run.json and writes workload outputs
   // that span the run (e.g. the annotation manifest).
   virtual void finish(const std::string& out_dir, const io::manifest& m, const plan::chunk_plan& p,
-                      const std::set<std::uint64_t>& committed, const std::vector<json>& rank_reports,
-                      json& report) const = 0;
+                      const std::set<std::uint64_t>& committed,
+                      const std::vector<json>& rank_reports, json& report) const = 0;
 };
 
 using workload_factory = std::function<std::unique_ptr<workload>(int threads)>;

@@ -5,7 +5,7 @@
 namespace hpcscreen::report {
 
 struct report_options {
-  std::size_t max_hits = 50;        // hits shown (with structure drawings for compounds)
+  std::size_t max_hits = 50;  // hits shown (with structure drawings for compounds)
   std::size_t histogram_bins = 40;
 };
 

@@ -32,12 +32,13 @@ struct chunk_record {
   std::uint64_t row_begin = 0, row_end = 0;
   int rank = 0, attempt = 0;
   chunk_counts counts;
-  std::string failure;             // the shard error when counts.n_failed > 0
-  std::vector<rank::hit> hits;     // this chunk's top-K, best first
-  std::vector<reject> rejects;     // in row order
+  std::string failure;          // the shard error when counts.n_failed > 0
+  std::vector<rank::hit> hits;  // this chunk's top-K, best first
+  std::vector<reject> rejects;  // in row order
   double elapsed_s = 0;
-  double end_time_s = 0;              // Unix time of the commit, for throughput over time
-  std::vector<float> score_sample;    // ranked scores of rows divisible by sample_every, for the histogram
+  double end_time_s = 0;  // Unix time of the commit, for throughput over time
+  std::vector<float>
+      score_sample;  // ranked scores of rows divisible by sample_every, for the histogram
   static constexpr std::uint64_t sample_every = 16;
 };
 

@@ -17,6 +17,7 @@ struct screen_settings {
 };
 
 // Loads and checks the model; throws model_error.
-std::unique_ptr<pipeline::workload> make_screen_workload(const screen_settings& settings, int threads);
+std::unique_ptr<pipeline::workload> make_screen_workload(const screen_settings& settings,
+                                                         int threads);
 
 }  // namespace hpcscreen::screen

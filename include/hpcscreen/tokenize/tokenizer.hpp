@@ -12,15 +12,16 @@ namespace hpcscreen::tokenize {
 struct tokenizer_config {
   std::vector<std::string> tokens;  // token id = index
   std::string pad = "[PAD]", unk = "[UNK]", cls = "[CLS]", sep = "[SEP]";
-  bool add_special_tokens = true;  // [CLS] residues [SEP]
-  std::int64_t max_length = 1024;  // model positions, special tokens included
+  bool add_special_tokens = true;          // [CLS] residues [SEP]
+  std::int64_t max_length = 1024;          // model positions, special tokens included
   std::vector<std::pair<char, char>> map;  // applied after upper-casing, e.g. U→X
   bool uppercase = true;
   bool reject_unknown = false;  // false: unknown residues become [UNK] and are counted
 };
 
 // Parses the "tokenizer" object of hpcscreen.json. Throws model_error naming what is wrong.
-tokenizer_config parse_tokenizer_config(const std::string& json_text, const std::string& model_path);
+tokenizer_config parse_tokenizer_config(const std::string& json_text,
+                                        const std::string& model_path);
 
 struct encoded {
   bool ok = false;
@@ -56,6 +57,7 @@ struct window {
   std::int64_t begin = 0, end = 0;            // residues fed to the model
   std::int64_t keep_begin = 0, keep_end = 0;  // residues whose prediction is kept from it
 };
-std::vector<window> plan_windows(std::int64_t length, std::int64_t window_size, std::int64_t overlap);
+std::vector<window> plan_windows(std::int64_t length, std::int64_t window_size,
+                                 std::int64_t overlap);
 
 }  // namespace hpcscreen::tokenize
