@@ -6,6 +6,7 @@
 #include <RDGeneral/RDLog.h>
 #include <RDGeneral/versions.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -129,6 +130,12 @@ featurize_result featurize_smiles(std::string_view smiles, const featurize_optio
     }
   }
 
+  const auto n_dummy = std::count(smiles.begin(), smiles.end(), '*');
+  if (n_dummy > max_dummy_atoms) {
+    return reject("too_many_dummy_atoms", std::to_string(n_dummy) + " dummy atoms '*', more than " +
+                                              std::to_string(max_dummy_atoms) +
+                                              " (RDKit's kekulization is exponential in them)");
+  }
   std::unique_ptr<RDKit::RWMol> mol;
   try {
     // Parse with sanitization, as OGB's Chem.MolFromSmiles does: it also assigns and cleans

@@ -102,6 +102,9 @@ TEST(featurize, rejects_with_reasons) {
   EXPECT_EQ(reason_of("c1cccc1"), "kekulization");
   EXPECT_EQ(reason_of("CCCCCCCCCC", featurize_options{5}), "too_many_atoms");
   EXPECT_EQ(reason_of("CCCCC", featurize_options{5}), "ok");
+  // Regression (fuzzing): RDKit needed seconds to hours on aromatic rings of dummy atoms.
+  EXPECT_EQ(reason_of("CCCCCCCcOccccOccc1*********************CcccOccc1"), "too_many_dummy_atoms");
+  EXPECT_EQ(reason_of("*C(*)(*)*"), "ok");
 }
 
 TEST(featurize, threads_give_identical_graphs) {

@@ -5,6 +5,7 @@ parity tests between the two mean something."""
 from rdkit import Chem
 
 NAME = "ogb-smiles2graph"
+MAX_DUMMY_ATOMS = 8  # as the C++ featurizer: more '*' atoms are rejected before parsing
 VERSION = 1
 
 ALLOWABLE = {
@@ -60,6 +61,8 @@ def bond_features(bond):
 def smiles_to_graph(smiles):
     """Returns (x [n,9], edges [(src, dst)] two per bond, edge_attr [e,3]) as lists, or None when
     RDKit cannot read the SMILES."""
+    if smiles.count("*") > MAX_DUMMY_ATOMS:  # RDKit's kekulization is exponential in them
+        return None
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
