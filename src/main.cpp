@@ -117,7 +117,7 @@ void add_run_options(po::options_description& desc, pipeline::run_options& o,
       "seconds between progress lines (0: off)");
 }
 
-// The memory tier's options; it is installed inside the run's set-up, where ranks agree on errors.
+// The memory tier's options.
 void add_tier_options(po::options_description& desc, std::string& budget, infer::tier_config& tier,
                       std::string& pmem_max) {
   desc.add_options()(
@@ -149,11 +149,15 @@ pipeline::run_options finish_run_options(pipeline::run_options o, const std::str
   return o;
 }
 
+// The memory tier is installed inside the run's set-up, where ranks agree on errors.
 int run_with_mpi(int argc, char** argv, const pipeline::run_options& o,
-                 const pipeline::workload_factory& make) {
+                 const infer::tier_config& tier, const pipeline::workload_factory& make) {
   dist::mpi_session mpi(argc, argv);
   auto world = mpi.world();
-  const int status = pipeline::run(*world, o, make);
+  const int status = pipeline::run(*world, o, [&](int threads) {
+    infer::install_memory_tier(tier);
+    return make(threads);
+  });
   // The page for people; a failure here never changes the run's outcome.
   if (world->rank() == 0 && (status == pipeline::exit_ok || status == pipeline::exit_incomplete ||
                              status == pipeline::exit_interrupted)) {
@@ -217,10 +221,8 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
   settings.model_path = o.model_path;
-  return run_with_mpi(argc, argv, o, [&](int threads) {
-    infer::install_memory_tier(tier);
-    return screen::make_screen_workload(settings, threads);
-  });
+  return run_with_mpi(argc, argv, o, tier,
+                      [&](int threads) { return screen::make_screen_workload(settings, threads); });
 }
 
 int annotate_command(const std::vector<std::string>& args, int argc, char** argv) {
@@ -264,8 +266,7 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
   settings.model_path = o.model_path;
-  return run_with_mpi(argc, argv, o, [&](int threads) {
-    infer::install_memory_tier(tier);
+  return run_with_mpi(argc, argv, o, tier, [&](int threads) {
     return annotate::make_annotate_workload(settings, threads);
   });
 }

@@ -279,24 +279,17 @@ class annotate_workload : public pipeline::workload {
   void finish(const std::string& out_dir, const io::manifest& m, const plan::chunk_plan& p,
               const std::set<std::uint64_t>& committed, const std::vector<json>& rank_reports,
               json& report) const override {
-    token_counts sum;
+    // Every counter of token_counts, summed over ranks (the names come from to_json alone).
+    auto sum = token_counts{}.to_json();
     for (const auto& r : rank_reports) {
-      sum.residues += r["residues"].get<std::uint64_t>();
-      sum.unknown += r["unknown_residues"].get<std::uint64_t>();
-      sum.mapped += r["mapped_residues"].get<std::uint64_t>();
-      sum.stop_removed += r["terminal_stops_removed"].get<std::uint64_t>();
-      sum.truncated_sequences += r["truncated_sequences"].get<std::uint64_t>();
-      sum.truncated_residues += r["truncated_residues"].get<std::uint64_t>();
-      sum.windowed_sequences += r["windowed_sequences"].get<std::uint64_t>();
-      sum.windows += r["windows"].get<std::uint64_t>();
-      sum.real_tokens += r["real_tokens"].get<std::uint64_t>();
-      sum.padded_tokens += r["padded_tokens"].get<std::uint64_t>();
-      sum.batches += r["batches"].get<std::uint64_t>();
+      for (auto& [key, value] : sum.items())
+        value = value.get<std::uint64_t>() + r.at(key).get<std::uint64_t>();
     }
     report["records_annotated"] = report["records_scored"];
-    report["tokens"] = sum.to_json();
+    report["tokens"] = sum;
+    const auto padded = sum["padded_tokens"].get<std::uint64_t>();
     report["padding_fraction"] =
-        sum.padded_tokens ? 1.0 - double(sum.real_tokens) / double(sum.padded_tokens) : 0.0;
+        padded ? 1.0 - double(sum["real_tokens"].get<std::uint64_t>()) / double(padded) : 0.0;
     report["config"]["max_tokens"] = settings_.budget.max_tokens;
     report["config"]["max_sequences"] = settings_.budget.max_sequences;
     report["config"]["batching"] = settings_.length_aware ? "length-aware" : "fixed";
