@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   const bool quick = argc > 4 && std::string(argv[4]) == "--quick";
   chem::silence_rdkit_logs();
   infer::configure_threads(1);
+  infer::keep_freed_tensor_memory();
   nlohmann::json out;
   volatile std::size_t sink = 0;
 

@@ -71,6 +71,7 @@ class annotate_workload : public pipeline::workload {
         model_(s.model_path),
         tokenizer_(model_.metadata().tokenizer) {
     infer::configure_threads(threads);
+    infer::keep_freed_tensor_memory();
     const auto w = tokenizer_.max_residues();
     overlap_ = settings_.window_overlap >= 0 ? settings_.window_overlap : w / 4;
     if (overlap_ >= w) {

@@ -2,10 +2,12 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <unordered_map>
 
@@ -26,6 +28,14 @@ void configure_threads(int n_threads) {
     f(n_threads);
   }
   at::set_num_threads(n_threads);
+}
+
+void keep_freed_tensor_memory() {
+  for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+    if (std::getenv(v) != nullptr) return;
+  }
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 std::string libtorch_version() {

@@ -30,6 +30,7 @@ class screen_workload : public pipeline::workload {
     // A GNN's matrix products are too small to keep several threads busy inside one batch:
     // the rank's threads score different batches at once instead, one thread each.
     infer::configure_threads(1);
+    infer::keep_freed_tensor_memory();
   }
 
   std::string name() const override { return "screen"; }

@@ -32,6 +32,14 @@ class gnn_model {
 // Sets LibTorch's intra-op threads (its default here is 1) and OpenBLAS's to the same count,
 // so neither starts more threads than the rank was given.
 void configure_threads(int n_threads);
+
+// Keeps the memory of freed tensors in the process instead of handing it back to the kernel
+// after every batch. glibc's defaults return a batch's megabyte-sized tensors at once (mmap /
+// trim) and fault them in again on the next batch, which halved the GNN's inference rate here
+// (bench/results.jsonl). Sets M_MMAP_THRESHOLD to its 32 MiB maximum and M_TRIM_THRESHOLD to
+// 256 MiB, unless MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_ are set in
+// the environment (the user's choice wins). Peak memory is unchanged: only returning is delayed.
+void keep_freed_tensor_memory();
 std::string libtorch_version();
 
 // Single-precision matrix-multiply rate of this machine through LibTorch: a [n,n] x [n,n]
