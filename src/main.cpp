@@ -107,6 +107,11 @@ void add_run_options(po::options_description& desc, pipeline::run_options& o,
       "threads,t", po::value(&o.threads)->default_value(0),
       "threads per rank (0: from Slurm/PBS or the machine)")(
       "chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows per unit of work")(
+      "featurize-threads", po::value(&o.featurize_threads)->default_value(0),
+      "of the rank's threads, this many featurize (tokenize) and the rest infer (0: each thread "
+      "takes whichever stage has work, oldest chunk first)")(
+      "chunks-in-flight", po::value(&o.chunks_in_flight)->default_value(o.chunks_in_flight),
+      "chunks a rank holds at once (read ahead, featurizing, inferring)")(
       "resume", po::bool_switch(&o.resume), "continue an existing run folder")(
       "stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")(
       "max-chunks", po::value(&o.max_chunks_per_rank)->default_value(0),

@@ -1,11 +1,10 @@
 #include "hpcscreen/annotate/annotate.hpp"
 
-#include <omp.h>
-
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
@@ -61,6 +60,16 @@ struct token_counts {
             {"padded_tokens", padded_tokens},
             {"batches", batches}};
   }
+  token_counts& operator+=(const token_counts& o) {
+    for (auto [mine, theirs] :
+         {std::pair{&residues, o.residues}, {&unknown, o.unknown}, {&mapped, o.mapped},
+          {&stop_removed, o.stop_removed}, {&truncated_sequences, o.truncated_sequences},
+          {&truncated_residues, o.truncated_residues}, {&windowed_sequences, o.windowed_sequences},
+          {&windows, o.windows}, {&real_tokens, o.real_tokens}, {&padded_tokens, o.padded_tokens},
+          {&batches, o.batches}})
+      *mine += theirs;
+    return *this;
+  }
 };
 
 class annotate_workload : public pipeline::workload {
@@ -102,179 +111,25 @@ class annotate_workload : public pipeline::workload {
     fs::create_directories(fs::path(out_dir) / "annotations");
   }
 
-  bool process(const plan::chunk& c, const std::string& shard_file,
-               const std::vector<string_column>& columns, run::chunk_record& rec, rank::topk& top,
-               const std::function<void()>& between_batches) override {
-    const auto& ids = columns[0];
-    const auto& descriptions = columns[1];
-    const auto& sequences = columns[2];
-    const auto& meta = model_.metadata();
-    const auto n = static_cast<std::int64_t>(ids.size());
-    const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
-    const auto t0 = clock_type::now();
-
-    std::vector<tokenize::encoded> enc(static_cast<std::size_t>(n));
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads_)
-    for (std::int64_t i = 0; i < n; ++i)
-      enc[static_cast<std::size_t>(i)] = tokenizer_.encode(sequences[static_cast<std::size_t>(i)]);
-    tokenize_s_ += seconds_since(t0);
-
-    // Work items: whole sequences, or windows of long ones.
-    struct item {
-      std::size_t record;
-      tokenize::window w;
-    };
-    std::vector<item> items;
-    std::vector<std::int64_t> lengths;
-    std::vector<bool> annotated(static_cast<std::size_t>(n), false);
-    const auto max_res = tokenizer_.max_residues();
-    for (std::size_t i = 0; i < enc.size(); ++i) {
-      const auto& e = enc[i];
-      if (!e.ok) {
-        rec.rejects.push_back(
-            {c.row_begin + i, std::string(ids[i]), "tokenize", e.reason, e.detail});
-        continue;
-      }
-      const auto len = static_cast<std::int64_t>(e.ids.size());
-      counts_.residues += static_cast<std::uint64_t>(len);
-      counts_.unknown += e.n_unknown;
-      counts_.mapped += e.n_mapped;
-      counts_.stop_removed += e.stop_removed ? 1 : 0;
-      std::vector<tokenize::window> windows;
-      if (len <= max_res) {
-        windows = {{0, len, 0, len}};
-      } else if (settings_.long_sequences == long_policy::reject) {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "tokenize", "too_long",
-                               "sequence of " + std::to_string(len) +
-                                   " residues exceeds the model's " + std::to_string(max_res) +
-                                   "; use --long-sequences window (or truncate)"});
-        continue;
-      } else if (settings_.long_sequences == long_policy::truncate) {
-        windows = {{0, max_res, 0, max_res}};
-        ++counts_.truncated_sequences;
-        counts_.truncated_residues += static_cast<std::uint64_t>(len - max_res);
-      } else {
-        windows = tokenize::plan_windows(len, max_res, overlap_);
-        ++counts_.windowed_sequences;
-        counts_.windows += windows.size();
-      }
-      annotated[i] = true;
-      for (const auto& w : windows) {
-        items.push_back({i, w});
-        lengths.push_back(w.end - w.begin + tokenizer_.n_special());
-      }
-    }
-
-    // Results per record: per residue [len (kept), C], per sequence [C] weighted by residues kept.
-    std::vector<std::vector<float>> out(static_cast<std::size_t>(n));
-    std::vector<std::int64_t> kept_len(static_cast<std::size_t>(n), 0);
-    for (std::size_t i = 0; i < enc.size(); ++i) {
-      if (!annotated[i]) continue;
-      kept_len[i] = std::min<std::int64_t>(
-          static_cast<std::int64_t>(enc[i].ids.size()),
-          settings_.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
-      out[i].assign(static_cast<std::size_t>(meta.per_residue ? kept_len[i] * n_labels : n_labels),
-                    0.0f);
-    }
-    const auto batches =
-        settings_.length_aware
-            ? batch::plan_length_aware(lengths, settings_.budget)
-            : batch::plan_fixed(lengths.size(),
-                                static_cast<std::size_t>(settings_.budget.max_sequences));
-    const auto pad = batch::padding_of(batches, lengths);
-    counts_.real_tokens += pad.real_tokens;
-    counts_.padded_tokens += pad.padded_tokens;
-    const auto t1 = clock_type::now();
-    const std::int64_t first = tokenizer_.n_special() ? 1 : 0;
-    for (const auto& b : batches) {
-      if (pipeline::stop_requested()) return false;
-      std::int64_t L = 0;
-      for (const auto k : b) L = std::max(L, lengths[k]);
-      const auto B = static_cast<std::int64_t>(b.size());
-      std::vector<std::int64_t> input(static_cast<std::size_t>(B * L), tokenizer_.pad_id()),
-          mask(static_cast<std::size_t>(B * L), 0);
-      for (std::int64_t r = 0; r < B; ++r) {
-        const auto& it = items[b[static_cast<std::size_t>(r)]];
-        const auto& tok = enc[it.record].ids;
-        auto p = static_cast<std::size_t>(r * L);
-        if (first) input[p++] = tokenizer_.cls_id();
-        for (auto k = it.w.begin; k < it.w.end; ++k) input[p++] = tok[static_cast<std::size_t>(k)];
-        if (first) input[p++] = tokenizer_.sep_id();
-        std::fill(mask.begin() + r * L, mask.begin() + static_cast<std::int64_t>(p), 1);
-      }
-      const auto result = model_.run(input, mask, B, L);
-      ++counts_.batches;
-      for (std::int64_t r = 0; r < B; ++r) {
-        const auto& it = items[b[static_cast<std::size_t>(r)]];
-        auto& dst = out[it.record];
-        if (meta.per_residue) {
-          for (auto res = it.w.keep_begin; res < it.w.keep_end; ++res) {
-            const float* src = &result.values[static_cast<std::size_t>(
-                ((r * L) + first + (res - it.w.begin)) * n_labels)];
-            std::copy(src, src + n_labels, dst.begin() + res * n_labels);
-          }
-        } else {
-          // A windowed sequence's score is the mean over its windows, weighted by residues kept.
-          const float weight = static_cast<float>(it.w.keep_end - it.w.keep_begin) /
-                               static_cast<float>(kept_len[it.record]);
-          for (std::int64_t k = 0; k < n_labels; ++k)
-            dst[static_cast<std::size_t>(k)] +=
-                weight * result.values[static_cast<std::size_t>(r * n_labels + k)];
-        }
-      }
-      between_batches();
-    }
-    infer_s_ += seconds_since(t1);
-
-    current_ = io::annotation_chunk{};
-    current_.shard_file = shard_file;
-    current_.row_begin = c.row_begin;
-    current_.row_end = c.row_end;
-    current_.per_residue = meta.per_residue;
-    current_.labels = meta.labels;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      if (!annotated[i]) continue;
-      if (!std::all_of(out[i].begin(), out[i].end(), [](float v) { return std::isfinite(v); })) {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "non_finite_output",
-                               "the model returned NaN or inf"});
-        continue;
-      }
-      ++rec.counts.n_scored;
-      current_.rows.push_back(c.row_begin + i);
-      current_.ids.push_back(ids[i]);
-      current_.lengths.push_back(static_cast<std::uint64_t>(kept_len[i]));
-      current_.values.insert(current_.values.end(), out[i].begin(), out[i].end());
-      if (meta.per_residue) {
-        for (std::int64_t res = 0; res < kept_len[i]; ++res) {
-          const auto* v = &out[i][static_cast<std::size_t>(res * n_labels)];
-          current_.prediction.push_back(
-              static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
-        }
-        current_.residue_offsets.push_back(current_.prediction.size());
-      } else {
-        if ((c.row_begin + i) % run::chunk_record::sample_every == 0)
-          rec.score_sample.push_back(out[i][meta.rank_label_index()]);
-        if (settings_.hits)
-          top.offer({out[i][meta.rank_label_index()],
-                     {c.shard, c.row_begin + i},
-                     std::string(ids[i]),
-                     std::string(descriptions[i])});
-      }
-    }
-    return true;
+  // Each batch uses all the rank's threads inside LibTorch.
+  void on_thread_start() const override { infer::configure_threads(threads_); }
+  std::map<std::string, int> stage_split(int featurize_threads, int) const override {
+    return {{"tokenize", featurize_threads}};
   }
+  std::unique_ptr<pipeline::chunk_work> start(const plan::chunk& c, const std::string& shard_file,
+                                              std::vector<string_column> columns) override;
 
-  void write_chunk_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
-    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(rec.chunk_id)).string();
-    io::write_annotation_chunk(path + ".tmp", current_);
-    run::publish_file(path + ".tmp", path);
+  void note_chunk(const token_counts& c) {  // on the conductor
+    counts_ += c;
   }
+  const annotate_settings& settings() const { return settings_; }
+  const infer::bert_model& model() const { return model_; }
+  infer::bert_model& model() { return model_; }
+  const tokenize::tokenizer& tokenizer() const { return tokenizer_; }
+  std::int64_t overlap() const { return overlap_; }
 
   json rank_report() const override {
-    auto j = counts_.to_json();
-    j["tokenize_s"] = tokenize_s_;
-    j["infer_s"] = infer_s_;
-    return j;
+    return counts_.to_json();
   }
 
   void finish(const std::string& out_dir, const io::manifest& m, const plan::chunk_plan& p,
@@ -361,10 +216,230 @@ class annotate_workload : public pipeline::workload {
   infer::bert_model model_;
   tokenize::tokenizer tokenizer_;
   std::int64_t overlap_ = 0;
-  io::annotation_chunk current_;
   token_counts counts_;
-  double tokenize_s_ = 0, infer_s_ = 0;
 };
+
+// One chunk: tokenize in blocks of sequences, plan length-aware batches of whole sequences and
+// windows, then run the batches one at a time (each uses all the rank's intra-op threads) in
+// batch order, so that windows are stitched in the same order on any number of ranks.
+class annotate_job : public pipeline::chunk_work {
+ public:
+  static constexpr std::size_t block = 16;  // sequences per tokenize task
+
+  annotate_job(annotate_workload& w, const plan::chunk& c, std::string shard_file,
+               std::vector<string_column> columns)
+      : w_(w), c_(c), columns_(std::move(columns)) {
+    enc_.resize(columns_[0].size());
+    result_.shard_file = std::move(shard_file);
+  }
+
+  pipeline::stage next_stage() override {
+    if (phase_ == phase::start) {
+      phase_ = phase::tokenize;
+      return {"tokenize", (enc_.size() + block - 1) / block, 0};
+    }
+    if (phase_ == phase::tokenize) {
+      phase_ = phase::infer;
+      plan();
+      return {"infer", batches_.size(), 1};
+    }
+    return {"done", 0, 0};
+  }
+
+  void run_task(std::size_t i) override {
+    if (pipeline::stop_requested()) return;  // the conductor abandons the chunk
+    if (phase_ == phase::tokenize) {
+      const auto& sequences = columns_[2];
+      const auto end = std::min(enc_.size(), (i + 1) * block);
+      for (auto k = i * block; k < end; ++k) enc_[k] = w_.tokenizer().encode(sequences[k]);
+      return;
+    }
+    infer_batch(batches_[i]);
+  }
+
+  void finish(run::chunk_record& rec, rank::topk& top) override {
+    const auto& ids = columns_[0];
+    const auto& descriptions = columns_[1];
+    const auto& meta = w_.model().metadata();
+    const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
+    rec.rejects = std::move(rejects_);
+    result_.row_begin = c_.row_begin;
+    result_.row_end = c_.row_end;
+    result_.per_residue = meta.per_residue;
+    result_.labels = meta.labels;
+    for (std::size_t i = 0; i < out_.size(); ++i) {
+      if (!annotated_[i]) continue;
+      if (!std::all_of(out_[i].begin(), out_[i].end(), [](float v) { return std::isfinite(v); })) {
+        rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer",
+                               "non_finite_output", "the model returned NaN or inf"});
+        continue;
+      }
+      ++rec.counts.n_scored;
+      result_.rows.push_back(c_.row_begin + i);
+      result_.ids.push_back(ids[i]);
+      result_.lengths.push_back(static_cast<std::uint64_t>(kept_len_[i]));
+      result_.values.insert(result_.values.end(), out_[i].begin(), out_[i].end());
+      if (meta.per_residue) {
+        for (std::int64_t res = 0; res < kept_len_[i]; ++res) {
+          const auto* v = &out_[i][static_cast<std::size_t>(res * n_labels)];
+          result_.prediction.push_back(
+              static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
+        }
+        result_.residue_offsets.push_back(result_.prediction.size());
+      } else {
+        if ((c_.row_begin + i) % run::chunk_record::sample_every == 0)
+          rec.score_sample.push_back(out_[i][meta.rank_label_index()]);
+        if (w_.settings().hits)
+          top.offer({out_[i][meta.rank_label_index()],
+                     {c_.shard, c_.row_begin + i},
+                     std::string(ids[i]),
+                     std::string(descriptions[i])});
+      }
+    }
+    w_.note_chunk(counts_);
+  }
+
+  void write_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
+    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(rec.chunk_id)).string();
+    io::write_annotation_chunk(path + ".tmp", result_);
+    run::publish_file(path + ".tmp", path);
+  }
+
+ private:
+  // Work items: whole sequences, or windows of long ones.
+  struct item {
+    std::size_t record;
+    tokenize::window w;
+  };
+
+  // After tokenizing: rejects, windows, result buffers and the batches.
+  void plan() {
+    const auto& ids = columns_[0];
+    const auto& s = w_.settings();
+    const auto& tok = w_.tokenizer();
+    const auto& meta = w_.model().metadata();
+    const auto n = enc_.size();
+    const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
+    annotated_.assign(n, false);
+    const auto max_res = tok.max_residues();
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& e = enc_[i];
+      if (!e.ok) {
+        rejects_.push_back({c_.row_begin + i, std::string(ids[i]), "tokenize", e.reason, e.detail});
+        continue;
+      }
+      const auto len = static_cast<std::int64_t>(e.ids.size());
+      counts_.residues += static_cast<std::uint64_t>(len);
+      counts_.unknown += e.n_unknown;
+      counts_.mapped += e.n_mapped;
+      counts_.stop_removed += e.stop_removed ? 1 : 0;
+      std::vector<tokenize::window> windows;
+      if (len <= max_res) {
+        windows = {{0, len, 0, len}};
+      } else if (s.long_sequences == long_policy::reject) {
+        rejects_.push_back({c_.row_begin + i, std::string(ids[i]), "tokenize", "too_long",
+                            "sequence of " + std::to_string(len) +
+                                " residues exceeds the model's " + std::to_string(max_res) +
+                                "; use --long-sequences window (or truncate)"});
+        continue;
+      } else if (s.long_sequences == long_policy::truncate) {
+        windows = {{0, max_res, 0, max_res}};
+        ++counts_.truncated_sequences;
+        counts_.truncated_residues += static_cast<std::uint64_t>(len - max_res);
+      } else {
+        windows = tokenize::plan_windows(len, max_res, w_.overlap());
+        ++counts_.windowed_sequences;
+        counts_.windows += windows.size();
+      }
+      annotated_[i] = true;
+      for (const auto& w : windows) {
+        items_.push_back({i, w});
+        lengths_.push_back(w.end - w.begin + tok.n_special());
+      }
+    }
+
+    // Results per record: per residue [len (kept), C], per sequence [C] weighted by residues kept.
+    out_.resize(n);
+    kept_len_.assign(n, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!annotated_[i]) continue;
+      kept_len_[i] = std::min<std::int64_t>(
+          static_cast<std::int64_t>(enc_[i].ids.size()),
+          s.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
+      out_[i].assign(
+          static_cast<std::size_t>(meta.per_residue ? kept_len_[i] * n_labels : n_labels), 0.0f);
+    }
+    batches_ = s.length_aware
+                   ? batch::plan_length_aware(lengths_, s.budget)
+                   : batch::plan_fixed(lengths_.size(),
+                                       static_cast<std::size_t>(s.budget.max_sequences));
+    const auto pad = batch::padding_of(batches_, lengths_);
+    counts_.real_tokens += pad.real_tokens;
+    counts_.padded_tokens += pad.padded_tokens;
+    counts_.batches += batches_.size();
+  }
+
+  void infer_batch(const std::vector<std::size_t>& b) {
+    const auto& tok = w_.tokenizer();
+    const auto& meta = w_.model().metadata();
+    const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
+    const std::int64_t first = tok.n_special() ? 1 : 0;
+    std::int64_t L = 0;
+    for (const auto k : b) L = std::max(L, lengths_[k]);
+    const auto B = static_cast<std::int64_t>(b.size());
+    std::vector<std::int64_t> input(static_cast<std::size_t>(B * L), tok.pad_id()),
+        mask(static_cast<std::size_t>(B * L), 0);
+    for (std::int64_t r = 0; r < B; ++r) {
+      const auto& it = items_[b[static_cast<std::size_t>(r)]];
+      const auto& ids = enc_[it.record].ids;
+      auto p = static_cast<std::size_t>(r * L);
+      if (first) input[p++] = tok.cls_id();
+      for (auto k = it.w.begin; k < it.w.end; ++k) input[p++] = ids[static_cast<std::size_t>(k)];
+      if (first) input[p++] = tok.sep_id();
+      std::fill(mask.begin() + r * L, mask.begin() + static_cast<std::int64_t>(p), 1);
+    }
+    const auto result = w_.model().run(input, mask, B, L);
+    for (std::int64_t r = 0; r < B; ++r) {
+      const auto& it = items_[b[static_cast<std::size_t>(r)]];
+      auto& dst = out_[it.record];
+      if (meta.per_residue) {
+        for (auto res = it.w.keep_begin; res < it.w.keep_end; ++res) {
+          const float* src = &result.values[static_cast<std::size_t>(
+              ((r * L) + first + (res - it.w.begin)) * n_labels)];
+          std::copy(src, src + n_labels, dst.begin() + res * n_labels);
+        }
+      } else {
+        // A windowed sequence's score is the mean over its windows, weighted by residues kept.
+        const float weight = static_cast<float>(it.w.keep_end - it.w.keep_begin) /
+                             static_cast<float>(kept_len_[it.record]);
+        for (std::int64_t k = 0; k < n_labels; ++k)
+          dst[static_cast<std::size_t>(k)] +=
+              weight * result.values[static_cast<std::size_t>(r * n_labels + k)];
+      }
+    }
+  }
+
+  enum class phase { start, tokenize, infer };
+  annotate_workload& w_;
+  plan::chunk c_;
+  std::vector<string_column> columns_;
+  phase phase_ = phase::start;
+  std::vector<tokenize::encoded> enc_;
+  std::vector<item> items_;
+  std::vector<std::int64_t> lengths_;
+  std::vector<bool> annotated_;
+  std::vector<std::vector<float>> out_;
+  std::vector<std::int64_t> kept_len_;
+  std::vector<std::vector<std::size_t>> batches_;
+  std::vector<reject> rejects_;
+  token_counts counts_;
+  io::annotation_chunk result_;
+};
+
+std::unique_ptr<pipeline::chunk_work> annotate_workload::start(
+    const plan::chunk& c, const std::string& shard_file, std::vector<string_column> columns) {
+  return std::make_unique<annotate_job>(*this, c, shard_file, std::move(columns));
+}
 
 }  // namespace
 

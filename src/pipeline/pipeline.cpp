@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -116,10 +117,7 @@ class chunk_worker {
         rank_top_(o.top_k, s.work->higher_is_better()),
         journal_(o.out_dir, attempt, rank) {}
 
-  // nullopt when a stop was asked in the middle: the chunk is abandoned, not committed.
-  std::optional<run::chunk_record> process(const plan::chunk& c,
-                                           const std::function<void()>& tick) {
-    const auto t0 = clock_type::now();
+  run::chunk_record new_record(const plan::chunk& c) const {
     run::chunk_record rec;
     rec.chunk_id = c.id;
     rec.shard = c.shard;
@@ -128,7 +126,13 @@ class chunk_worker {
     rec.rank = rank_;
     rec.attempt = attempt_;
     rec.counts.n_read = c.n_rows();
+    return rec;
+  }
 
+  // The chunk's columns; nullopt when its shard cannot be read, rec then counting every row as
+  // failed (and ready to commit).
+  std::optional<std::vector<string_column>> read(const plan::chunk& c, run::chunk_record& rec) {
+    const auto t0 = clock_type::now();
     std::vector<string_column> columns;
     try {
       const auto& entry = s_.manifest.shards[c.shard];
@@ -155,27 +159,29 @@ class chunk_worker {
         std::fprintf(stderr, "hpcscreen: rank %d: %s: %s; its rows are counted as failed\n", rank_,
                      plan::describe(c, s_.manifest).c_str(), e.what());
       }
-      rec.elapsed_s = seconds_since(t0);
-      return rec;
+      read_s_ += seconds_since(t0);
+      return std::nullopt;
     }
     read_s_ += seconds_since(t0);
+    return columns;
+  }
 
+  // Once the chunk's job has run all its stages.
+  void finish(run::chunk_record& rec, chunk_work& work) {
     rank::topk chunk_top(o_.top_k, s_.work->higher_is_better());
-    if (!s_.work->process(c, s_.manifest.shards[c.shard].file, columns, rec, chunk_top, tick))
-      return std::nullopt;
+    work.finish(rec, chunk_top);
     std::sort(rec.rejects.begin(), rec.rejects.end(),
               [](const reject& a, const reject& b) { return a.row < b.row; });
     rec.counts.n_rejected = rec.rejects.size();
     rec.hits = chunk_top.sorted();
     for (const auto& h : rec.hits) rank_top_.offer(h);
-    rec.elapsed_s = seconds_since(t0);
-    return rec;
   }
 
-  void commit(run::chunk_record& rec) {
+  // work is null for a chunk whose shard could not be read.
+  void commit(run::chunk_record& rec, chunk_work* work) {
     HPCSCREEN_ASSERT_MSG(rec.counts.balanced(), "chunk " + std::to_string(rec.chunk_id));
     const auto t = clock_type::now();
-    if (rec.counts.n_failed == 0) s_.work->write_chunk_outputs(o_.out_dir, rec);
+    if (work != nullptr) work->write_outputs(o_.out_dir, rec);
     rec.end_time_s =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     run::write_chunk_record(o_.out_dir, rec);
@@ -452,6 +458,12 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     s.threads = o.threads > 0 ? o.threads : default_threads(s.scheduler);
     s.manifest = io::read_manifest(o.library_dir);
     if (o.top_k == 0) throw usage_error("--top-k must be at least 1");
+    if (o.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
+    if (o.featurize_threads < 0 || (o.featurize_threads > 0 && o.featurize_threads >= s.threads)) {
+      throw usage_error("--featurize-threads " + std::to_string(o.featurize_threads) +
+                        " must leave at least one of the rank's " + std::to_string(s.threads) +
+                        " threads for inference");
+    }
     s.work = make_workload(s.threads);
     if (s.manifest.kind != s.work->library_kind()) {
       throw usage_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
@@ -519,6 +531,9 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     work_error = e.what();
   }
   bool interrupted = false;
+  json stage_report = json::object();
+  int pool_threads = 0;
+  double pool_idle_s = 0;
   double coordination_s = 0;  // shared counter, progress board, gather: the price of distribution
   auto timed = [&](auto&& f) {
     const auto t = clock_type::now();
@@ -536,36 +551,103 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     auto tick = [&] {
       if (progress) timed([&] { progress->maybe_report(*board, ctx.size()); });
     };
-    while (work_error.empty()) {
-      const bool deadline = o.stop_after_s > 0 && seconds_since(t_start) >= o.stop_after_s;
-      const bool quota = o.max_chunks_per_rank > 0 && worker->n_chunks() >= o.max_chunks_per_rank;
-      if (stop_requested() || deadline || quota) {
-        interrupted = true;
-        break;
-      }
-      std::uint64_t next = 0;
-      timed([&] { next = counter->next(); });
-      if (next >= remaining.size()) break;
-      const auto& c = s.plan.chunks[remaining[next]];
-      try {
-        auto rec = worker->process(c, tick);
-        if (!rec) {
-          interrupted = true;
-          break;
-        }
-        worker->commit(*rec);
-      } catch (const std::exception& e) {
-        work_error = "rank " + std::to_string(ctx.rank()) + ", " + plan::describe(c, s.manifest) +
-                     ": " + e.what();
-        break;
-      }
+    auto publish = [&] {
       const auto& t = worker->totals();
       mine[0] = t.n_read;
       mine[1] = t.n_rejected;
       mine[2] = t.n_failed;
       timed([&] { board->publish(mine); });
       tick();
+    };
+    // The conductor: this thread alone calls MPI and HDF5. It keeps up to chunks_in_flight
+    // chunks in the stage pool (read ahead, featurizing, inferring), and finishes and commits
+    // each as its last stage ends, while the pool's threads go on with the others.
+    std::optional<stage_pool> pool;
+    if (work_error.empty()) {
+      pool.emplace(s.threads, [w = s.work.get()] { w->on_thread_start(); });
+      if (o.featurize_threads > 0) {
+        for (const auto& [stage_name, cap] : s.work->stage_split(o.featurize_threads, s.threads))
+          pool->set_cap(stage_name, cap);
+      }
     }
+    struct in_flight {
+      plan::chunk chunk;
+      run::chunk_record rec;
+      clock_type::time_point started;
+    };
+    std::map<std::uint64_t, in_flight> flight;
+    std::uint64_t taken = 0;
+    bool no_more = false, stop_taking = false;
+    while (work_error.empty()) {
+      if (stop_requested()) {  // a signal: in-flight chunks are abandoned, not committed
+        interrupted = true;
+        break;
+      }
+      const bool deadline = o.stop_after_s > 0 && seconds_since(t_start) >= o.stop_after_s;
+      const bool quota = o.max_chunks_per_rank > 0 && taken >= o.max_chunks_per_rank;
+      if (deadline || quota) {  // no new chunks; the ones in flight are finished
+        stop_taking = true;
+        interrupted = true;
+      }
+      while (!stop_taking && !no_more &&
+             pool->in_flight() < static_cast<std::size_t>(o.chunks_in_flight) &&
+             (o.max_chunks_per_rank == 0 || taken < o.max_chunks_per_rank)) {
+        std::uint64_t next = 0;
+        timed([&] { next = counter->next(); });
+        if (next >= remaining.size()) {
+          no_more = true;
+          break;
+        }
+        ++taken;
+        const auto& c = s.plan.chunks[remaining[next]];
+        try {
+          in_flight f{c, worker->new_record(c), clock_type::now()};
+          auto columns = worker->read(c, f.rec);
+          if (!columns) {
+            f.rec.elapsed_s = seconds_since(f.started);
+            worker->commit(f.rec, nullptr);
+            publish();
+            continue;
+          }
+          auto job = s.work->start(c, s.manifest.shards[c.shard].file, std::move(*columns));
+          flight.emplace(c.id, std::move(f));
+          pool->submit(c.id, std::move(job));
+        } catch (const std::exception& e) {
+          work_error = "rank " + std::to_string(ctx.rank()) + ", " +
+                       plan::describe(c, s.manifest) + ": " + e.what();
+          break;
+        }
+      }
+      if (!work_error.empty() || pool->in_flight() == 0) break;
+      auto done = pool->wait_finished(0.2);
+      tick();
+      if (!done) continue;
+      auto f = std::move(flight.at(done->tag));
+      flight.erase(done->tag);
+      if (stop_requested()) {  // its tasks may have returned early: never commit it
+        interrupted = true;
+        break;
+      }
+      try {
+        if (done->error) std::rethrow_exception(done->error);
+        auto& work = static_cast<chunk_work&>(*done->job);
+        worker->finish(f.rec, work);
+        f.rec.elapsed_s = seconds_since(f.started);
+        worker->commit(f.rec, &work);
+      } catch (const std::exception& e) {
+        work_error = "rank " + std::to_string(ctx.rank()) + ", " +
+                     plan::describe(f.chunk, s.manifest) + ": " + e.what();
+        break;
+      }
+      publish();
+    }
+    if (pool) {
+      for (const auto& [stage_name, t] : pool->stage_times())
+        stage_report[stage_name] = {{"tasks", t.tasks}, {"thread_s", t.thread_s}};
+      pool_threads = pool->n_threads();
+      pool_idle_s = pool->idle_thread_s();
+    }
+    pool.reset();  // abandoned tasks end at their next check; nothing new starts
     mine[3] = 0;
     board->publish(mine);
     ctx.barrier();
@@ -588,6 +670,9 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
   mine["read_s"] = worker->read_s();
   mine["commit_s"] = worker->commit_s();
   mine["busy_s"] = seconds_since(t_start);
+  mine["stages"] = stage_report;  // thread-seconds per stage in the rank's stage pool
+  mine["pool_threads"] = pool_threads;
+  mine["pool_idle_thread_s"] = pool_idle_s;
   mine["peak_rss_bytes"] = peak_rss_bytes();
   mine["hits"] = json::parse(run::hits_to_json(worker->hits()));
   std::vector<std::string> blobs;

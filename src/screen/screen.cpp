@@ -1,12 +1,11 @@
 #include "hpcscreen/screen/screen.hpp"
 
-#include <omp.h>
-
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "hpcscreen/core/csv.hpp"
@@ -27,9 +26,6 @@ class screen_workload : public pipeline::workload {
   screen_workload(const screen_settings& s, int threads)
       : settings_(s), threads_(threads), model_(s.model_path) {
     chem::silence_rdkit_logs();
-    // A GNN's matrix products are too small to keep several threads busy inside one batch:
-    // the rank's threads score different batches at once instead, one thread each.
-    infer::configure_threads(1);
     infer::keep_freed_tensor_memory();
   }
 
@@ -50,122 +46,21 @@ class screen_workload : public pipeline::workload {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
   }
 
-  bool process(const plan::chunk& c, const std::string& shard_file,
-               const std::vector<string_column>& columns, run::chunk_record& rec, rank::topk& top,
-               const std::function<void()>& between_batches) override {
-    const auto& ids = columns[0];
-    const auto& smiles = columns[1];
-    const auto n = static_cast<std::int64_t>(ids.size());
-    std::vector<chem::featurize_result> features(static_cast<std::size_t>(n));
-    const auto t1 = clock_type::now();
-#pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
-    for (std::int64_t i = 0; i < n; ++i) {
-      features[static_cast<std::size_t>(i)] =
-          chem::featurize_smiles(smiles[static_cast<std::size_t>(i)], settings_.featurize);
-    }
-    featurize_s_ += seconds_since(t1);
-
-    std::vector<std::size_t> good;
-    std::vector<std::int64_t> atom_counts;
-    for (std::size_t i = 0; i < features.size(); ++i) {
-      if (features[i].ok) {
-        good.push_back(i);
-        atom_counts.push_back(features[i].graph.n_atoms);
-      } else {
-        rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "featurize",
-                               features[i].reason, features[i].detail});
-      }
-    }
-
-    const auto& meta = model_.metadata();
-    const auto n_tasks = meta.tasks.size();
-    const auto task = meta.rank_task_index();
-    scores_csv_.clear();
-    const auto t2 = clock_type::now();
-    // The batches are fixed by the chunk, so scoring them on several threads at once gives the
-    // same numbers as scoring them in turn; results are then taken in batch order.
-    const auto ranges = batch::plan_batches(atom_counts, settings_.budget);
-    std::vector<std::vector<float>> batch_scores(ranges.size());
-    std::vector<std::vector<bool>> batch_oom(ranges.size());
-    std::atomic<bool> stopped{false};
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    const auto n_ranges = static_cast<std::int64_t>(ranges.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
-    for (std::int64_t r = 0; r < n_ranges; ++r) {
-      if (stopped || pipeline::stop_requested()) {
-        stopped = true;
-        continue;
-      }
-      try {
-        const auto [begin, end] = ranges[static_cast<std::size_t>(r)];
-        std::vector<const chem::mol_graph*> graphs;
-        for (auto k = begin; k < end; ++k) graphs.push_back(&features[good[k]].graph);
-        auto& scores = batch_scores[static_cast<std::size_t>(r)];
-        auto& oom = batch_oom[static_cast<std::size_t>(r)];
-        scores.resize(graphs.size() * n_tasks);
-        oom.assign(graphs.size(), false);
-        score_with_backoff(graphs, 0, graphs.size(), scores, oom);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        if (!failure) failure = std::current_exception();
-        stopped = true;
-      }
-    }
-    if (failure) std::rethrow_exception(failure);
-    if (stopped) return false;
-    n_batches_ += ranges.size();
-    announce_spilling();
-    for (std::size_t r = 0; r < ranges.size(); ++r) {
-      const auto [begin, end] = ranges[r];
-      const auto& scores = batch_scores[r];
-      const auto& out_of_memory = batch_oom[r];
-      for (auto k = begin; k < end; ++k) {
-        const auto i = good[k];
-        const float* row = &scores[(k - begin) * n_tasks];
-        if (out_of_memory[k - begin]) {
-          rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "out_of_memory",
-                                 "even alone the molecule fits neither DRAM nor the spill tier"});
-          continue;
-        }
-        if (!std::isfinite(row[task])) {
-          rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), "infer", "non_finite_score",
-                                 "the model returned " + format_score(row[task])});
-          continue;
-        }
-        ++rec.counts.n_scored;
-        if ((c.row_begin + i) % run::chunk_record::sample_every == 0)
-          rec.score_sample.push_back(row[task]);
-        if (settings_.all_scores) {
-          scores_csv_ += csv_field(shard_file) + ',' + std::to_string(c.row_begin + i) + ',' +
-                         csv_field(ids[i]);
-          for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(row[t]);
-          scores_csv_ += '\n';
-        }
-        top.offer(
-            {row[task], {c.shard, c.row_begin + i}, std::string(ids[i]), std::string(smiles[i])});
-      }
-      between_batches();
-    }
-    infer_s_ += seconds_since(t2);
-    return true;
+  std::map<std::string, int> stage_split(int featurize_threads, int threads) const override {
+    return {{"featurize", featurize_threads}, {"infer", std::max(1, threads - featurize_threads)}};
   }
 
-  void write_chunk_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
-    if (!settings_.all_scores) return;
-    char name[48];
-    std::snprintf(name, sizeof name, "chunk-%010llu.csv",
-                  static_cast<unsigned long long>(rec.chunk_id));
-    std::string header = "shard,row,id";
-    for (const auto& t : model_.metadata().tasks) header += ',' + csv_field(t);
-    run::write_file_atomically((fs::path(out_dir) / "scores" / name).string(),
-                               header + '\n' + scores_csv_);
-  }
+  // A GNN's matrix products are too small to keep several threads busy inside one batch: the
+  // pool's threads score different batches at once instead, one intra-op thread each.
+  void on_thread_start() const override { infer::configure_threads(1); }
+
+  std::unique_ptr<pipeline::chunk_work> start(const plan::chunk& c, const std::string& shard_file,
+                                              std::vector<string_column> columns) override;
+
+  void note_chunk(std::size_t batches) { n_batches_ += batches; }  // on the conductor
 
   pipeline::json rank_report() const override {
-    pipeline::json j = {{"featurize_s", featurize_s_},
-                        {"infer_s", infer_s_},
-                        {"batches", n_batches_},
+    pipeline::json j = {{"batches", n_batches_},
                         {"batch_backoffs", n_backoffs_.load()}};
     const auto t = infer::memory_tier_stats();
     if (t.installed) {
@@ -217,7 +112,16 @@ class screen_workload : public pipeline::workload {
         std::string(chem::featurizer_name) + "/" + std::to_string(chem::featurizer_version);
   }
 
- private:
+ public:
+  const screen_settings& settings() const { return settings_; }
+  std::size_t n_tasks() const { return model_.metadata().tasks.size(); }
+  std::size_t rank_task() const { return model_.metadata().rank_task_index(); }
+  std::string scores_header() const {
+    std::string header = "shard,row,id";
+    for (const auto& t : model_.metadata().tasks) header += ',' + csv_field(t);
+    return header + '\n';
+  }
+
   // Scores graphs[begin, end); a batch that does not fit in memory is retried in halves, down
   // to single molecules, before anything is rejected.
   void score_with_backoff(const std::vector<const chem::mol_graph*>& graphs, std::size_t begin,
@@ -248,6 +152,7 @@ class screen_workload : public pipeline::workload {
     }
   }
 
+  // Once, on the conductor, when the memory tier first spills.
   void announce_spilling() {
     if (spilling_announced_) return;
     const auto t = infer::memory_tier_stats();
@@ -259,15 +164,142 @@ class screen_workload : public pipeline::workload {
     }
   }
 
+ private:
   screen_settings settings_;
   int threads_;
   infer::gnn_model model_;
-  std::string scores_csv_;  // this chunk's rows of scores/chunk-N.csv
-  double featurize_s_ = 0, infer_s_ = 0;
   std::uint64_t n_batches_ = 0;
   std::atomic<std::uint64_t> n_backoffs_{0};
   bool spilling_announced_ = false;
 };
+
+// One chunk: featurize in blocks of molecules, then score the batches planned from the graphs'
+// sizes. The batches are fixed by the chunk alone, so scoring them on any threads, in any order,
+// beside any other chunk, gives the same numbers.
+class screen_job : public pipeline::chunk_work {
+ public:
+  static constexpr std::size_t block = 32;  // molecules per featurize task
+
+  screen_job(screen_workload& w, const plan::chunk& c, std::string shard_file,
+             std::vector<string_column> columns)
+      : w_(w), c_(c), shard_file_(std::move(shard_file)), columns_(std::move(columns)) {
+    features_.resize(columns_[0].size());
+  }
+
+  pipeline::stage next_stage() override {
+    const auto& s = w_.settings();
+    if (phase_ == phase::start) {
+      phase_ = phase::featurize;
+      return {"featurize", (features_.size() + block - 1) / block, 0};
+    }
+    if (phase_ == phase::featurize) {
+      phase_ = phase::infer;
+      std::vector<std::int64_t> atom_counts;
+      for (std::size_t i = 0; i < features_.size(); ++i) {
+        if (!features_[i].ok) continue;
+        good_.push_back(i);
+        atom_counts.push_back(features_[i].graph.n_atoms);
+      }
+      ranges_ = batch::plan_batches(atom_counts, s.budget);
+      batch_scores_.resize(ranges_.size());
+      batch_oom_.resize(ranges_.size());
+      return {"infer", ranges_.size(), 0};
+    }
+    return {"done", 0, 0};
+  }
+
+  void run_task(std::size_t i) override {
+    if (pipeline::stop_requested()) return;  // the conductor abandons the chunk
+    if (phase_ == phase::featurize) {
+      const auto& smiles = columns_[1];
+      const auto end = std::min(features_.size(), (i + 1) * block);
+      for (auto k = i * block; k < end; ++k)
+        features_[k] = chem::featurize_smiles(smiles[k], w_.settings().featurize);
+      return;
+    }
+    const auto [begin, end] = ranges_[i];
+    std::vector<const chem::mol_graph*> graphs;
+    for (auto k = begin; k < end; ++k) graphs.push_back(&features_[good_[k]].graph);
+    auto& scores = batch_scores_[i];
+    auto& oom = batch_oom_[i];
+    scores.resize(graphs.size() * w_.n_tasks());
+    oom.assign(graphs.size(), false);
+    w_.score_with_backoff(graphs, 0, graphs.size(), scores, oom);
+  }
+
+  void finish(run::chunk_record& rec, rank::topk& top) override {
+    const auto& ids = columns_[0];
+    const auto& smiles = columns_[1];
+    const auto& s = w_.settings();
+    const auto n_tasks = w_.n_tasks();
+    const auto task = w_.rank_task();
+    for (std::size_t i = 0; i < features_.size(); ++i) {
+      if (!features_[i].ok) {
+        rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "featurize",
+                               features_[i].reason, features_[i].detail});
+      }
+    }
+    for (std::size_t r = 0; r < ranges_.size(); ++r) {
+      const auto [begin, end] = ranges_[r];
+      for (auto k = begin; k < end; ++k) {
+        const auto i = good_[k];
+        const float* row = &batch_scores_[r][(k - begin) * n_tasks];
+        if (batch_oom_[r][k - begin]) {
+          rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer", "out_of_memory",
+                                 "even alone the molecule fits neither DRAM nor the spill tier"});
+          continue;
+        }
+        if (!std::isfinite(row[task])) {
+          rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer",
+                                 "non_finite_score", "the model returned " + format_score(row[task])});
+          continue;
+        }
+        ++rec.counts.n_scored;
+        if ((c_.row_begin + i) % run::chunk_record::sample_every == 0)
+          rec.score_sample.push_back(row[task]);
+        if (s.all_scores) {
+          scores_csv_ += csv_field(shard_file_) + ',' + std::to_string(c_.row_begin + i) + ',' +
+                         csv_field(ids[i]);
+          for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(row[t]);
+          scores_csv_ += '\n';
+        }
+        top.offer({row[task], {c_.shard, c_.row_begin + i}, std::string(ids[i]),
+                   std::string(smiles[i])});
+      }
+    }
+    w_.note_chunk(ranges_.size());
+    w_.announce_spilling();
+  }
+
+  void write_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
+    if (!w_.settings().all_scores) return;
+    char name[48];
+    std::snprintf(name, sizeof name, "chunk-%010llu.csv",
+                  static_cast<unsigned long long>(rec.chunk_id));
+    run::write_file_atomically((fs::path(out_dir) / "scores" / name).string(),
+                               w_.scores_header() + scores_csv_);
+  }
+
+ private:
+  enum class phase { start, featurize, infer };
+  screen_workload& w_;
+  plan::chunk c_;
+  std::string shard_file_;
+  std::vector<string_column> columns_;
+  phase phase_ = phase::start;
+  std::vector<chem::featurize_result> features_;
+  std::vector<std::size_t> good_;
+  std::vector<std::pair<std::size_t, std::size_t>> ranges_;
+  std::vector<std::vector<float>> batch_scores_;
+  std::vector<std::vector<bool>> batch_oom_;
+  std::string scores_csv_;  // this chunk's rows of scores/chunk-N.csv
+};
+
+std::unique_ptr<pipeline::chunk_work> screen_workload::start(const plan::chunk& c,
+                                                             const std::string& shard_file,
+                                                             std::vector<string_column> columns) {
+  return std::make_unique<screen_job>(*this, c, shard_file, std::move(columns));
+}
 
 }  // namespace
 

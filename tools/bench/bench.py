@@ -88,6 +88,15 @@ class Bench:
         return rj
 
 
+def stage_split(rj):
+    """Where the ranks' pool threads spent the run: thread-seconds per stage over threads x wall."""
+    capacity = sum(r["pool_threads"] * r["busy_s"] for r in rj["per_rank"])
+    out = {f"{name}_share": sum(r["stages"].get(name, {}).get("thread_s", 0) for r in rj["per_rank"]) / capacity
+           for name in ("featurize", "infer")}
+    out["idle_share"] = sum(r["pool_idle_thread_s"] for r in rj["per_rank"]) / capacity
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -98,7 +107,7 @@ def main():
     p.add_argument("--n", type=int, default=1_000_000, help="compounds for the end-to-end screen")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,python,scaling,memory,lengths,annotate,tier")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,tier")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -125,7 +134,17 @@ def main():
         b.row("screen_end_to_end", {"records": n, "ranks": 2, "threads_per_rank": max(1, cores // 2), "model": os.path.basename(gnn)},
               {"records_per_s": rate, "records_per_s_inside": rj["throughput_records_per_s"], "wall_s": rj["outer_wall_s"],
                "fraction_of_ideal": rate / stage["ideal_all_cores_per_s"],
-               "compounds_per_node_hour": rate * 3600, "coordination_fraction": rj["coordination"]["fraction_of_wall"]})
+               "compounds_per_node_hour": rate * 3600, "coordination_fraction": rj["coordination"]["fraction_of_wall"],
+               **stage_split(rj)})
+
+    if "split" in sections:  # one rank using every core: threads that follow the work vs a fixed split
+        m = min(n, 3000 if a.smoke else 250_000)
+        _, sub_lib = b.compounds(m, f"gen{m}")
+        for fixed in (0, 1):
+            rj = b.screen(sub_lib, gnn, 1, cores, f"split-{fixed}", "--featurize-threads", str(fixed))
+            b.row("thread_split", {"records": m, "ranks": 1, "threads": cores,
+                                   "featurize_threads": fixed or "auto (each thread takes the oldest chunk's next task)"},
+                  {"records_per_s": rj["records_read"] / rj["outer_wall_s"], **stage_split(rj)})
 
     if "python" in sections:
         sub = smi
@@ -185,7 +204,7 @@ def main():
         sh(ok=(0, 75), cmd=["mpirun", "-np", "1", "--bind-to", "none", b.hpcscreen, "annotate", "--library", plib, "--model", model, "--out", out, "--threads", str(cores),
             "--long-sequences", "window", "--progress-interval", "0", *extra])
         rj = json.load(open(os.path.join(out, "run.json")))
-        infer_s = sum(r["infer_s"] for r in rj["per_rank"])
+        infer_s = sum(r["stages"]["infer"]["thread_s"] for r in rj["per_rank"])  # one batch at a time
         return rj, rj["tokens"]["real_tokens"] / infer_s, time.time() - t0
 
     if "lengths" in sections:

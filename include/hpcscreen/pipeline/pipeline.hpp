@@ -4,6 +4,7 @@
 // rank 0. A workload (screen, annotate) supplies what happens to the rows of one chunk.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -13,6 +14,7 @@
 #include "hpcscreen/core/record.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/io/manifest.hpp"
+#include "hpcscreen/pipeline/stage_pool.hpp"
 #include "hpcscreen/plan/chunk_plan.hpp"
 #include "hpcscreen/rank/topk.hpp"
 #include "hpcscreen/run/chunk_record.hpp"
@@ -40,11 +42,26 @@ struct run_options {
   std::uint64_t max_chunks_per_rank = 0;  // 0: no limit; for trial runs and resume tests
   bool allow_failed_shards = false;
   double progress_interval_s = 10;
+  int chunks_in_flight = 3;  // per rank: read ahead, featurizing, inferring
+  int featurize_threads = 0;  // 0: threads move between stages as the work needs them
   std::string command_line;
   std::string version;
 };
 
 using json = nlohmann::json;
+
+// A chunk_job as a workload makes it. Once its last stage is done, the conductor (the rank's
+// main thread) calls finish() and then write_outputs(), never concurrently with its tasks.
+// Tasks return at once when pipeline::stop_requested(); the conductor then never finishes the
+// job (it is abandoned, to be done again on --resume).
+class chunk_work : public chunk_job {
+ public:
+  // Fills rec.counts.n_scored, rec.rejects and rec.score_sample, and offers hits to `top`.
+  virtual void finish(run::chunk_record& rec, rank::topk& top) = 0;
+  // Durably writes the chunk's own outputs, before its record is committed. Outputs are named
+  // by chunk id, so a chunk processed again replaces them.
+  virtual void write_outputs(const std::string& out_dir, const run::chunk_record& rec) = 0;
+};
 
 class workload {
  public:
@@ -61,15 +78,14 @@ class workload {
   // Called on rank 0 once the run folder exists, before any chunk.
   virtual void prepare_run_folder(const std::string& out_dir) const = 0;
 
-  // Rows of one chunk: columns[i] holds fields()[i] for rows [c.row_begin, c.row_end).
-  // Fills rec.counts.n_scored, rec.rejects and offers hits to `top`. Returns false when a
-  // stop was asked mid-chunk: the chunk is then abandoned.
-  virtual bool process(const plan::chunk& c, const std::string& shard_file,
-                       const std::vector<string_column>& columns, run::chunk_record& rec,
-                       rank::topk& top, const std::function<void()>& between_batches) = 0;
-  // Durably writes the chunk's own outputs, before its record is committed. Outputs are named
-  // by chunk id, so a chunk processed again replaces them.
-  virtual void write_chunk_outputs(const std::string& out_dir, const run::chunk_record& rec) = 0;
+  // A fixed split for --featurize-threads N of `threads`: stage name → most tasks at once.
+  virtual std::map<std::string, int> stage_split(int featurize_threads, int threads) const = 0;
+  // Called first on every worker thread of the rank's stage_pool (e.g. its intra-op threads).
+  virtual void on_thread_start() const {}
+  // The work of one chunk: columns[i] holds fields()[i] for rows [c.row_begin, c.row_end).
+  // Its stages run on the pool's threads, possibly beside other chunks' jobs.
+  virtual std::unique_ptr<chunk_work> start(const plan::chunk& c, const std::string& shard_file,
+                                            std::vector<string_column> columns) = 0;
   // This rank's workload-specific figures for run.json (timings, counters).
   virtual json rank_report() const = 0;
   // Rank 0 at the end: combines per-rank reports into run.json and writes workload outputs
