@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libhdf5-openmpi-dev hdf5-tools
   librdkit-dev rdkit-data
-  libmemkind-dev
+  libmemkind-dev libjemalloc-dev
   libboost-program-options-dev
   libgtest-dev
   nlohmann-json3-dev zlib1g-dev

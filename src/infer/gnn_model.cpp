@@ -30,12 +30,26 @@ void configure_threads(int n_threads) {
   at::set_num_threads(n_threads);
 }
 
+#ifdef HPCSCREEN_WITH_JEMALLOC
+// jemalloc reads this at its first allocation. Its default hands allocations above 8 MiB
+// (oversize_threshold) back to the kernel at once; a BERT batch's attention and feed-forward
+// tensors are hundreds of MiB, so every layer faulted them in again (a quarter of annotate's
+// time went to the kernel zeroing pages). Pages freed stay for reuse for 10 s.
+extern "C" {
+const char* malloc_conf = "oversize_threshold:0,dirty_decay_ms:10000,muzzy_decay_ms:0";
+}
+#endif
+
 void keep_freed_tensor_memory() {
+#ifdef HPCSCREEN_WITH_JEMALLOC
+  (void)malloc_conf;  // jemalloc is the allocator; nothing to set at run time
+#else
   for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
     if (std::getenv(v) != nullptr) return;
   }
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 std::string libtorch_version() {

@@ -228,7 +228,7 @@ def main():
             stage = json.loads(sh([os.path.join(a.build, "hpcscreen-stage-bench"), lib, gnn, "2000",
                                    *(["--quick"] if a.smoke else [])]).stdout)
         mm = stage
-        rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8", "--max-tokens", "8192")
+        rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8" if a.smoke else "32", "--max-tokens", "8192")
         # FLOPs per token: 4 h^2 (QKV+out) + 8 h^2 (feed-forward), x2 for multiply-add, per layer; attention adds 4 L h.
         mean_len = rj["tokens"]["real_tokens"] / max(1, rj["records_scored"])
         flops_per_token = layers * (2 * 12 * hidden * hidden + 4 * mean_len * hidden)

@@ -34,11 +34,11 @@ class gnn_model {
 void configure_threads(int n_threads);
 
 // Keeps the memory of freed tensors in the process instead of handing it back to the kernel
-// after every batch. glibc's defaults return a batch's megabyte-sized tensors at once (mmap /
-// trim) and fault them in again on the next batch, which halved the GNN's inference rate here
-// (bench/results.jsonl). Sets M_MMAP_THRESHOLD to its 32 MiB maximum and M_TRIM_THRESHOLD to
-// 256 MiB, unless MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_ are set in
-// the environment (the user's choice wins). Peak memory is unchanged: only returning is delayed.
+// after every batch, to be faulted in (and zeroed) again on the next: that halved the GNN's
+// inference rate and cost BERT a quarter of its time here (bench/results.jsonl). Built with
+// jemalloc (the default), its configuration does this; otherwise glibc's M_MMAP_THRESHOLD goes
+// to its 32 MiB maximum and M_TRIM_THRESHOLD to 256 MiB, unless MALLOC_MMAP_THRESHOLD_ /
+// MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_ are set (the user's choice wins).
 void keep_freed_tensor_memory();
 std::string libtorch_version();
 
