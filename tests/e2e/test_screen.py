@@ -100,6 +100,13 @@ def main():
     rejects = {np: open(os.path.join(rd, "rejects.csv")).read() for np, rd in runs.items()}
     check(hits[1] == hits[2] == hits[3], "hits.csv byte-identical for 1, 2 and 3 ranks")
     check(rejects[1] == rejects[2] == rejects[3], "rejects.csv byte-identical for 1, 2 and 3 ranks")
+    # The stage pool's other settings: a fixed thread split, and one chunk in flight at a time.
+    for extra in (["--featurize-threads", "1"], ["--chunks-in-flight", "1"]):
+        rd = fresh(os.path.join(work, "run-" + extra[0].strip("-")))
+        mpirun(1, [a.hpcscreen, "screen", "--library", lib, "--model", model, "--out", rd, "--top-k", "25",
+                   "--chunk-rows", "40", "--max-atoms", str(MAX_ATOMS), "--batch-molecules", "16", *extra], threads=2, expect=0)
+        check(open(os.path.join(rd, "hits.csv")).read() == hits[1] and open(os.path.join(rd, "rejects.csv")).read() == rejects[1],
+              f"hits.csv and rejects.csv byte-identical with {' '.join(extra)}")
 
     for np, rd in runs.items():
         rj = read_json(os.path.join(rd, "run.json"))
