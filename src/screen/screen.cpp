@@ -3,10 +3,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <exception>
 #include <filesystem>
 #include <map>
-#include <mutex>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
@@ -23,8 +21,9 @@ namespace {
 
 class screen_workload : public pipeline::workload {
  public:
-  screen_workload(const screen_settings& s, int threads)
-      : settings_(s), threads_(threads), model_(s.model_path) {
+  // Threads come from the rank's stage pool; each scores one batch at a time.
+  screen_workload(const screen_settings& s, int /*threads*/)
+      : settings_(s), model_(s.model_path) {
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -166,7 +165,6 @@ class screen_workload : public pipeline::workload {
 
  private:
   screen_settings settings_;
-  int threads_;
   infer::gnn_model model_;
   std::uint64_t n_batches_ = 0;
   std::atomic<std::uint64_t> n_backoffs_{0};
