@@ -61,12 +61,17 @@ struct token_counts {
             {"batches", batches}};
   }
   token_counts& operator+=(const token_counts& o) {
-    for (auto [mine, theirs] :
-         {std::pair{&residues, o.residues}, {&unknown, o.unknown}, {&mapped, o.mapped},
-          {&stop_removed, o.stop_removed}, {&truncated_sequences, o.truncated_sequences},
-          {&truncated_residues, o.truncated_residues}, {&windowed_sequences, o.windowed_sequences},
-          {&windows, o.windows}, {&real_tokens, o.real_tokens}, {&padded_tokens, o.padded_tokens},
-          {&batches, o.batches}})
+    for (auto [mine, theirs] : {std::pair{&residues, o.residues},
+                                {&unknown, o.unknown},
+                                {&mapped, o.mapped},
+                                {&stop_removed, o.stop_removed},
+                                {&truncated_sequences, o.truncated_sequences},
+                                {&truncated_residues, o.truncated_residues},
+                                {&windowed_sequences, o.windowed_sequences},
+                                {&windows, o.windows},
+                                {&real_tokens, o.real_tokens},
+                                {&padded_tokens, o.padded_tokens},
+                                {&batches, o.batches}})
       *mine += theirs;
     return *this;
   }
@@ -128,9 +133,7 @@ class annotate_workload : public pipeline::workload {
   const tokenize::tokenizer& tokenizer() const { return tokenizer_; }
   std::int64_t overlap() const { return overlap_; }
 
-  json rank_report() const override {
-    return counts_.to_json();
-  }
+  json rank_report() const override { return counts_.to_json(); }
 
   void finish(const std::string& out_dir, const io::manifest& m, const plan::chunk_plan& p,
               const std::set<std::uint64_t>& committed, const std::vector<json>& rank_reports,
@@ -270,8 +273,8 @@ class annotate_job : public pipeline::chunk_work {
     for (std::size_t i = 0; i < out_.size(); ++i) {
       if (!annotated_[i]) continue;
       if (!std::all_of(out_[i].begin(), out_[i].end(), [](float v) { return std::isfinite(v); })) {
-        rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer",
-                               "non_finite_output", "the model returned NaN or inf"});
+        rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer", "non_finite_output",
+                               "the model returned NaN or inf"});
         continue;
       }
       ++rec.counts.n_scored;
@@ -363,16 +366,15 @@ class annotate_job : public pipeline::chunk_work {
     kept_len_.assign(n, 0);
     for (std::size_t i = 0; i < n; ++i) {
       if (!annotated_[i]) continue;
-      kept_len_[i] = std::min<std::int64_t>(
-          static_cast<std::int64_t>(enc_[i].ids.size()),
-          s.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
+      kept_len_[i] =
+          std::min<std::int64_t>(static_cast<std::int64_t>(enc_[i].ids.size()),
+                                 s.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
       out_[i].assign(
           static_cast<std::size_t>(meta.per_residue ? kept_len_[i] * n_labels : n_labels), 0.0f);
     }
-    batches_ = s.length_aware
-                   ? batch::plan_length_aware(lengths_, s.budget)
-                   : batch::plan_fixed(lengths_.size(),
-                                       static_cast<std::size_t>(s.budget.max_sequences));
+    batches_ = s.length_aware ? batch::plan_length_aware(lengths_, s.budget)
+                              : batch::plan_fixed(lengths_.size(),
+                                                  static_cast<std::size_t>(s.budget.max_sequences));
     const auto pad = batch::padding_of(batches_, lengths_);
     counts_.real_tokens += pad.real_tokens;
     counts_.padded_tokens += pad.padded_tokens;
@@ -436,8 +438,9 @@ class annotate_job : public pipeline::chunk_work {
   io::annotation_chunk result_;
 };
 
-std::unique_ptr<pipeline::chunk_work> annotate_workload::start(
-    const plan::chunk& c, const std::string& shard_file, std::vector<string_column> columns) {
+std::unique_ptr<pipeline::chunk_work> annotate_workload::start(const plan::chunk& c,
+                                                               const std::string& shard_file,
+                                                               std::vector<string_column> columns) {
   return std::make_unique<annotate_job>(*this, c, shard_file, std::move(columns));
 }
 

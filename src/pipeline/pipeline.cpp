@@ -3,12 +3,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -177,8 +177,7 @@ class chunk_worker {
     for (const auto& h : rec.hits) rank_top_.offer(h);
   }
 
-  // work is null for a chunk whose shard could not be read.
-  void commit(run::chunk_record& rec, chunk_work* work) {
+  void commit(run::chunk_record& rec, chunk_work* work) {  // work: null for an unreadable shard
     HPCSCREEN_ASSERT_MSG(rec.counts.balanced(), "chunk " + std::to_string(rec.chunk_id));
     const auto t = clock_type::now();
     if (work != nullptr) work->write_outputs(o_.out_dir, rec);
@@ -578,20 +577,31 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
     std::map<std::uint64_t, in_flight> flight;
     std::uint64_t taken = 0;
     bool no_more = false, stop_taking = false;
+    auto quota_reached = [&] {
+      return o.max_chunks_per_rank > 0 && taken >= o.max_chunks_per_rank;
+    };
+    auto chunk_error = [&](const plan::chunk& c, const std::exception& e) {
+      return "rank " + std::to_string(ctx.rank()) + ", " + plan::describe(c, s.manifest) + ": " +
+             e.what();
+    };
+    // work is null for a chunk whose shard could not be read.
+    auto commit = [&](in_flight& f, chunk_work* work) {
+      f.rec.elapsed_s = seconds_since(f.started);
+      worker->commit(f.rec, work);
+      publish();
+    };
     while (work_error.empty()) {
       if (stop_requested()) {  // a signal: in-flight chunks are abandoned, not committed
         interrupted = true;
         break;
       }
       const bool deadline = o.stop_after_s > 0 && seconds_since(t_start) >= o.stop_after_s;
-      const bool quota = o.max_chunks_per_rank > 0 && taken >= o.max_chunks_per_rank;
-      if (deadline || quota) {  // no new chunks; the ones in flight are finished
+      if (deadline || quota_reached()) {  // no new chunks; the ones in flight are finished
         stop_taking = true;
         interrupted = true;
       }
       while (!stop_taking && !no_more &&
-             pool->in_flight() < static_cast<std::size_t>(o.chunks_in_flight) &&
-             (o.max_chunks_per_rank == 0 || taken < o.max_chunks_per_rank)) {
+             pool->in_flight() < static_cast<std::size_t>(o.chunks_in_flight) && !quota_reached()) {
         std::uint64_t next = 0;
         timed([&] { next = counter->next(); });
         if (next >= remaining.size()) {
@@ -604,17 +614,14 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
           in_flight f{c, worker->new_record(c), clock_type::now()};
           auto columns = worker->read(c, f.rec);
           if (!columns) {
-            f.rec.elapsed_s = seconds_since(f.started);
-            worker->commit(f.rec, nullptr);
-            publish();
+            commit(f, nullptr);
             continue;
           }
           auto job = s.work->start(c, s.manifest.shards[c.shard].file, std::move(*columns));
           flight.emplace(c.id, std::move(f));
           pool->submit(c.id, std::move(job));
         } catch (const std::exception& e) {
-          work_error = "rank " + std::to_string(ctx.rank()) + ", " +
-                       plan::describe(c, s.manifest) + ": " + e.what();
+          work_error = chunk_error(c, e);
           break;
         }
       }
@@ -632,14 +639,11 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
         if (done->error) std::rethrow_exception(done->error);
         auto& work = static_cast<chunk_work&>(*done->job);
         worker->finish(f.rec, work);
-        f.rec.elapsed_s = seconds_since(f.started);
-        worker->commit(f.rec, &work);
+        commit(f, &work);
       } catch (const std::exception& e) {
-        work_error = "rank " + std::to_string(ctx.rank()) + ", " +
-                     plan::describe(f.chunk, s.manifest) + ": " + e.what();
+        work_error = chunk_error(f.chunk, e);
         break;
       }
-      publish();
     }
     if (pool) {
       for (const auto& [stage_name, t] : pool->stage_times())

@@ -111,7 +111,8 @@ void stage_pool::advance(slot& j, std::unique_lock<std::mutex>& lock) {
     j.next_task = j.done = 0;
     if (!j.error && next.n_tasks > 0) return;
   }
-  const auto it = std::find_if(jobs_.begin(), jobs_.end(), [&](const auto& p) { return p.get() == &j; });
+  const auto it =
+      std::find_if(jobs_.begin(), jobs_.end(), [&](const auto& p) { return p.get() == &j; });
   HPCSCREEN_ASSERT(it != jobs_.end());
   finished_.push_back({j.tag, std::move(j.job), j.error});
   jobs_.erase(it);
@@ -163,8 +164,7 @@ void stage_pool::work(std::function<void()> on_thread_start) {
     ++time.tasks;
     time.thread_s += dt;
     if (error && !job->error) job->error = error;
-    if (job->running == 0 && !job->advancing &&
-        (job->error || job->done == job->current.n_tasks)) {
+    if (job->running == 0 && !job->advancing && (job->error || job->done == job->current.n_tasks)) {
       advance(*job, lock);
     }
     work_ready_.notify_all();  // a capped stage has room again, or a new stage has tasks

@@ -22,8 +22,7 @@ namespace {
 class screen_workload : public pipeline::workload {
  public:
   // Threads come from the rank's stage pool; each scores one batch at a time.
-  screen_workload(const screen_settings& s, int /*threads*/)
-      : settings_(s), model_(s.model_path) {
+  screen_workload(const screen_settings& s, int /*threads*/) : settings_(s), model_(s.model_path) {
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -59,8 +58,7 @@ class screen_workload : public pipeline::workload {
   void note_chunk(std::size_t batches) { n_batches_ += batches; }  // on the conductor
 
   pipeline::json rank_report() const override {
-    pipeline::json j = {{"batches", n_batches_},
-                        {"batch_backoffs", n_backoffs_.load()}};
+    pipeline::json j = {{"batches", n_batches_}, {"batch_backoffs", n_backoffs_.load()}};
     const auto t = infer::memory_tier_stats();
     if (t.installed) {
       j["memory_tier"] = {{"spill_kind", t.spill_kind},
@@ -248,8 +246,8 @@ class screen_job : public pipeline::chunk_work {
           continue;
         }
         if (!std::isfinite(row[task])) {
-          rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer",
-                                 "non_finite_score", "the model returned " + format_score(row[task])});
+          rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer", "non_finite_score",
+                                 "the model returned " + format_score(row[task])});
           continue;
         }
         ++rec.counts.n_scored;
@@ -261,8 +259,8 @@ class screen_job : public pipeline::chunk_work {
           for (std::size_t t = 0; t < n_tasks; ++t) scores_csv_ += ',' + format_score(row[t]);
           scores_csv_ += '\n';
         }
-        top.offer({row[task], {c_.shard, c_.row_begin + i}, std::string(ids[i]),
-                   std::string(smiles[i])});
+        top.offer(
+            {row[task], {c_.shard, c_.row_begin + i}, std::string(ids[i]), std::string(smiles[i])});
       }
     }
     w_.note_chunk(ranges_.size());

@@ -170,7 +170,8 @@ TEST(StagePool, StagesOfDifferentChunksOverlap) {
         g.second_started = true;
         g.cv.notify_all();
       } else if (phase == 2) {
-        overlapped = g.cv.wait_for(lock, std::chrono::seconds(20), [&] { return g.second_started; });
+        overlapped =
+            g.cv.wait_for(lock, std::chrono::seconds(20), [&] { return g.second_started; });
       }
     }
   };

@@ -42,7 +42,7 @@ struct run_options {
   std::uint64_t max_chunks_per_rank = 0;  // 0: no limit; for trial runs and resume tests
   bool allow_failed_shards = false;
   double progress_interval_s = 10;
-  int chunks_in_flight = 3;  // per rank: read ahead, featurizing, inferring
+  int chunks_in_flight = 3;   // per rank: read ahead, featurizing, inferring
   int featurize_threads = 0;  // 0: threads move between stages as the work needs them
   std::string command_line;
   std::string version;

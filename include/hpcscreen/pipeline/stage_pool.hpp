@@ -25,9 +25,9 @@
 namespace hpcscreen::pipeline {
 
 struct stage {
-  std::string name;          // "featurize", "infer", ...: tasks are timed per name
-  std::size_t n_tasks = 0;   // 0: the job is done
-  int max_parallel = 0;      // at most this many tasks of this name at once, in all jobs; 0: any
+  std::string name;         // "featurize", "infer", ...: tasks are timed per name
+  std::size_t n_tasks = 0;  // 0: the job is done
+  int max_parallel = 0;     // at most this many tasks of this name at once, in all jobs; 0: any
 };
 
 class chunk_job {
