@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> u(0, 1);
   std::vector<rank::hit> hits(quick ? 10000 : 1000000);
-  for (std::size_t i = 0; i < hits.size(); ++i) hits[i] = {u(gen), {0, i}, "", ""};
+  for (std::size_t i = 0; i < hits.size(); ++i) hits[i] = {u(gen), {0, i}, "", {}, {}};
   out["topk_offer_per_s"] = rate(hits.size(), [&] {
     rank::topk t(1000, true);
     for (const auto& h : hits) t.offer(h);

@@ -1,4 +1,5 @@
 // hpcscreen's command-line front: parses options and hands over to a stage.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
+#include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/report/report.hpp"
 #include "hpcscreen/screen/screen.hpp"
@@ -19,18 +21,72 @@ using namespace hpcscreen;
 
 namespace {
 
-const char* top_usage =
-    "usage: hpcscreen <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  pack compounds   pack .smi/.csv/.tsv/.sdf (optionally .gz) into HDF5 shards + manifest\n"
-    "  pack proteins    pack FASTA (optionally .gz) into HDF5 shards + manifest\n"
-    "  screen           score a compound library with a TorchScript GNN; top hits at rank 0\n"
-    "  annotate         annotate a protein library with a TorchScript BERT; every result kept\n"
-    "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
-    "  version          print versions\n"
-    "\n"
-    "'hpcscreen <command> --help' lists a command's options.\n";
+// The workloads' names and summaries come from the registry (pipeline/registry.hpp).
+std::string top_usage() {
+  std::string u =
+      "usage: hpcscreen <command> [options]\n"
+      "\n"
+      "commands:\n"
+      "  pack compounds   pack .smi/.csv/.tsv/.sdf (optionally .gz) into HDF5 shards + manifest\n"
+      "  pack proteins    pack FASTA (optionally .gz) into HDF5 shards + manifest\n";
+  for (const auto& w : pipeline::workload_kinds()) {
+    std::string name = w.name;
+    name.resize(std::max<std::size_t>(name.size() + 1, 17), ' ');
+    u += "  " + name + w.summary + "\n";
+  }
+  u += "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
+       "  version          print versions\n"
+       "\n"
+       "'hpcscreen <command> --help' lists a command's options.\n";
+  return u;
+}
+
+// Integer options are read as text and checked where they are parsed: a bad value (negative,
+// zero where it makes no sense, out of range) is a usage error that names the option and the
+// accepted range, never a wrapped-around unsigned or a silently used default.
+template <class T>
+po::typed_value<std::string>* in_range(T& target, const char* name, long long lo, long long hi) {
+  return po::value<std::string>()
+      ->default_value(std::to_string(target))
+      ->notifier([&target, name, lo, hi](const std::string& text) {
+        std::size_t used = 0;
+        long long v = 0;
+        try {
+          v = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || text.empty() || v < lo || v > hi) {
+          throw usage_error("--" + std::string(name) + " must be an integer from " +
+                            std::to_string(lo) + " to " + std::to_string(hi) + " (got '" + text +
+                            "')");
+        }
+        target = static_cast<T>(v);
+      });
+}
+
+po::typed_value<std::string>* non_negative_seconds(double& target, const char* name) {
+  char shown[32];
+  std::snprintf(shown, sizeof shown, "%g", target);
+  return po::value<std::string>()->default_value(shown)->notifier(
+      [&target, name](const std::string& text) {
+        std::size_t used = 0;
+        double v = -1;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || !(v >= 0) || v > 1e9) {
+          throw usage_error("--" + std::string(name) + " must be a number of seconds, 0 or more (got '" +
+                            text + "')");
+        }
+        target = v;
+      });
+}
+
+constexpr long long int32_max = 2147483647LL;
+constexpr long long rows_max = 1LL << 40;
 
 std::string join_args(int argc, char** argv) {
   std::string s;
@@ -54,6 +110,12 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
 }
 
 int pack_command(const std::vector<std::string>& args) {
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    std::cout << "usage: hpcscreen pack compounds|proteins --input FILE... --out DIR\n"
+                 "'hpcscreen pack compounds --help' and 'hpcscreen pack proteins --help' list "
+                 "their options.\n";
+    return 0;
+  }
   if (args.empty() || (args[0] != "compounds" && args[0] != "proteins")) {
     throw po::error(
         "'pack' needs a kind: 'hpcscreen pack compounds|proteins --input FILE --out DIR'");
@@ -67,15 +129,17 @@ int pack_command(const std::vector<std::string>& args) {
                : "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")(
       "out,o", po::value(&o.out_dir)->required(),
       "library folder to create (must not exist or be empty)")(
-      "shard-size", po::value(&o.shard_records)->default_value(o.shard_records),
-      "records per shard")("format", po::value(&o.format),
-                           "smi|csv|tsv|sdf (default: from the extension)")(
-      "smiles-column", po::value(&o.csv.smiles_column),
-      "CSV column holding SMILES (default: 'smiles')")(
-      "id-column", po::value(&o.csv.id_column),
-      "CSV column holding ids (default: 'id' or 'name' if present)")(
-      "sdf-id-field", po::value(&o.sdf_id_field),
-      "SD property holding ids (default: the title line)");
+      "shard-size", in_range(o.shard_records, "shard-size", 1, rows_max), "records per shard");
+  if (!proteins) {
+    desc.add_options()("format", po::value(&o.format),
+                       "smi|csv|tsv|sdf (default: from the extension)")(
+        "smiles-column", po::value(&o.csv.smiles_column),
+        "CSV column holding SMILES (default: 'smiles')")(
+        "id-column", po::value(&o.csv.id_column),
+        "CSV column holding ids (default: 'id' or 'name' if present)")(
+        "sdf-id-field", po::value(&o.sdf_id_field),
+        "SD property holding ids (default: the title line)");
+  }
   po::variables_map vm;
   if (!parse({args.begin() + 1, args.end()}, desc, vm,
              proteins ? "usage: hpcscreen pack proteins --input FILE.fasta[.gz]... --out DIR"
@@ -103,22 +167,25 @@ void add_run_options(po::options_description& desc, pipeline::run_options& o,
       "model,m", po::value(&o.model_path)->required(), model_help)(
       "out,o", po::value(&o.out_dir)->required(),
       "run folder to create (or continue with --resume)")(
-      "top-k,k", po::value(&o.top_k)->default_value(o.top_k), "hits to keep")(
-      "threads,t", po::value(&o.threads)->default_value(0),
+      "top-k,k", in_range(o.top_k, "top-k", 1, int32_max), "hits to keep")(
+      "threads,t", in_range(o.threads, "threads", 0, pipeline::max_threads_per_rank),
       "threads per rank (0: from Slurm/PBS or the machine)")(
-      "chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows per unit of work")(
-      "featurize-threads", po::value(&o.featurize_threads)->default_value(0),
+      "chunk-rows", in_range(o.chunk_rows, "chunk-rows", 1, rows_max), "rows per unit of work")(
+      "featurize-threads",
+      in_range(o.featurize_threads, "featurize-threads", 0, pipeline::max_threads_per_rank - 1),
       "of the rank's threads, this many featurize (tokenize) and the rest infer (0: each thread "
       "takes whichever stage has work, oldest chunk first)")(
-      "chunks-in-flight", po::value(&o.chunks_in_flight)->default_value(o.chunks_in_flight),
+      "chunks-in-flight", in_range(o.chunks_in_flight, "chunks-in-flight", 1, 64),
       "chunks a rank holds at once (read ahead, featurizing, inferring)")(
       "resume", po::bool_switch(&o.resume), "continue an existing run folder")(
+      "retry-failed", po::bool_switch(&o.retry_failed),
+      "with --resume: process again the chunks of shards that could not be read (after repair)")(
       "stop-after", po::value(&stop_after), "stop cleanly after this long (e.g. 3h50m), resumable")(
-      "max-chunks", po::value(&o.max_chunks_per_rank)->default_value(0),
+      "max-chunks", in_range(o.max_chunks_per_rank, "max-chunks", 0, rows_max),
       "stop cleanly after this many chunks per rank (trial runs; 0: no limit)")(
       "allow-failed-shards", po::bool_switch(&o.allow_failed_shards),
       "exit 0 even if some shards could not be read")(
-      "progress-interval", po::value(&o.progress_interval_s)->default_value(o.progress_interval_s),
+      "progress-interval", non_negative_seconds(o.progress_interval_s, "progress-interval"),
       "seconds between progress lines (0: off)");
 }
 
@@ -179,9 +246,9 @@ int report_command(const std::vector<std::string>& args) {
   std::string run_dir;
   report::report_options ro;
   po::options_description desc("report options");
-  desc.add_options()("help,h", "show this help")("run", po::value(&run_dir)->required(),
+  desc.add_options()("help,h", "show this help")("run", po::value(&run_dir),
                                                  "run folder (finished or partial)")(
-      "max-hits", po::value(&ro.max_hits)->default_value(ro.max_hits), "hits shown");
+      "max-hits", in_range(ro.max_hits, "max-hits", 0, int32_max), "hits shown");
   po::positional_options_description pos;
   pos.add("run", 1);
   po::variables_map vm;
@@ -191,6 +258,7 @@ int report_command(const std::vector<std::string>& args) {
     return 0;
   }
   po::notify(vm);
+  if (run_dir.empty()) throw usage_error("report needs a run folder: hpcscreen report RUN");
   std::printf("%s\n", report::write_report(run_dir, ro).c_str());
   return 0;
 }
@@ -205,24 +273,17 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
                   "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)");
   add_tier_options(desc, budget, tier, pmem_max);
   desc.add_options()(
-      "max-atoms",
-      po::value(&settings.featurize.max_atoms)->default_value(settings.featurize.max_atoms),
+      "max-atoms", in_range(settings.featurize.max_atoms, "max-atoms", 1, 100000),
       "reject molecules with more heavy atoms")(
-      "batch-molecules",
-      po::value(&settings.budget.max_molecules)->default_value(settings.budget.max_molecules),
+      "batch-molecules", in_range(settings.budget.max_molecules, "batch-molecules", 1, int32_max),
       "molecules per inference batch, at most")(
-      "batch-atoms",
-      po::value(&settings.budget.max_atoms)->default_value(settings.budget.max_atoms),
+      "batch-atoms", in_range(settings.budget.max_atoms, "batch-atoms", 1, int32_max),
       "atoms per inference batch, at most")("all-scores", po::bool_switch(&settings.all_scores),
                                             "also keep every score of every task in RUN/scores/");
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]"))
     return 0;
-  if (settings.budget.max_molecules <= 0 || settings.budget.max_atoms <= 0 ||
-      settings.featurize.max_atoms <= 0) {
-    throw usage_error("--batch-molecules, --batch-atoms and --max-atoms must be positive");
-  }
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
   settings.model_path = o.model_path;
@@ -240,17 +301,15 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
                   "TorchScript BERT with hpcscreen.json (data_schemas/bert_contract.md)");
   add_tier_options(desc, budget, tier, pmem_max);
   desc.add_options()(
-      "max-tokens",
-      po::value(&settings.budget.max_tokens)->default_value(settings.budget.max_tokens),
+      "max-tokens", in_range(settings.budget.max_tokens, "max-tokens", 1, int32_max),
       "padded tokens per inference batch, at most")(
-      "max-sequences",
-      po::value(&settings.budget.max_sequences)->default_value(settings.budget.max_sequences),
+      "max-sequences", in_range(settings.budget.max_sequences, "max-sequences", 1, int32_max),
       "sequences per batch, at most (the batch size with --batching fixed)")(
       "batching", po::value(&batching)->default_value(batching),
       "length (sort by length, fill to --max-tokens) or fixed (input order)")(
       "long-sequences", po::value(&long_sequences)->default_value(long_sequences),
       "sequences longer than the model takes: reject, truncate or window")(
-      "window-overlap", po::value(&settings.window_overlap)->default_value(-1),
+      "window-overlap", in_range(settings.window_overlap, "window-overlap", -1, int32_max),
       "residues shared by consecutive windows (-1: a quarter of the window)")(
       "tsv", po::bool_switch(&settings.tsv),
       "also write annotations.tsv (id, length, predicted labels) for small runs");
@@ -264,9 +323,6 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
                       "') for option '--batching' is invalid: expected length or fixed");
   }
   settings.length_aware = batching == "length";
-  if (settings.budget.max_tokens <= 0 || settings.budget.max_sequences <= 0) {
-    throw usage_error("--max-tokens and --max-sequences must be positive");
-  }
   settings.hits = vm.count("top-k") && !vm["top-k"].defaulted();
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
@@ -280,7 +336,7 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::fputs(top_usage, argc < 2 ? stderr : stdout);
+    std::fputs(top_usage().c_str(), argc < 2 ? stderr : stdout);
     return argc < 2 ? pipeline::exit_usage : 0;
   }
   const std::string command = argv[1];
@@ -294,7 +350,8 @@ int main(int argc, char** argv) {
       std::printf("hpcscreen %s\n", HPCSCREEN_VERSION);
       return 0;
     }
-    std::fprintf(stderr, "hpcscreen: unknown command '%s'\n\n%s", command.c_str(), top_usage);
+    std::fprintf(stderr, "hpcscreen: unknown command '%s'\n\n%s", command.c_str(),
+                 top_usage().c_str());
     return pipeline::exit_usage;
   } catch (const po::error& e) {
     std::fprintf(stderr, "hpcscreen %s: %s\n(see 'hpcscreen %s --help')\n", command.c_str(),

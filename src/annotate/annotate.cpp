@@ -9,7 +9,9 @@
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/timing.hpp"
+#include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/infer/bert_model.hpp"
+#include "hpcscreen/infer/inference_report.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
@@ -99,18 +101,19 @@ class annotate_workload : public pipeline::workload {
     }
   }
 
-  std::string name() const override { return "annotate"; }
-  std::string library_kind() const override { return "proteins"; }
-  std::vector<std::string> fields() const override { return {"id", "description", "sequence"}; }
-  std::string hit_text_column() const override { return "description"; }
-  bool higher_is_better() const override { return model_.metadata().higher_is_better; }
-  bool produces_hits() const override { return settings_.hits; }
+  const pipeline::workload_kind& kind() const override {
+    return pipeline::find_workload_kind("annotate");
+  }
+  // Per-sequence models score each record with their labels; per-residue outputs stay in the
+  // annotation files (no score vector, no hit list).
+  pipeline::score_layout scores() const override {
+    const auto& m = model_.metadata();
+    if (m.per_residue) return {{}, 0, m.higher_is_better, false};
+    return {m.labels, m.rank_label_index(), m.higher_is_better, settings_.hits};
+  }
   json identity() const override {
     return {{"long_sequences", policy_name(settings_.long_sequences)},
             {"window_overlap", overlap_}};
-  }
-  json model_report() const override {
-    return {{"metadata", json::parse(model_.metadata().raw_json)}};
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");
@@ -121,62 +124,56 @@ class annotate_workload : public pipeline::workload {
   std::map<std::string, int> stage_split(int featurize_threads, int) const override {
     return {{"tokenize", featurize_threads}};
   }
-  std::unique_ptr<pipeline::chunk_work> start(const plan::chunk& c, const std::string& shard_file,
-                                              std::vector<string_column> columns) override;
-
-  void note_chunk(const token_counts& c) {  // on the conductor
-    counts_ += c;
-  }
+  std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input input) override;
+  void on_committed(pipeline::chunk_work& work) override;
   const annotate_settings& settings() const { return settings_; }
   const infer::bert_model& model() const { return model_; }
   infer::bert_model& model() { return model_; }
   const tokenize::tokenizer& tokenizer() const { return tokenizer_; }
   std::int64_t overlap() const { return overlap_; }
 
-  json rank_report() const override { return counts_.to_json(); }
+  json rank_report() const override {
+    return {{"tokens", counts_.to_json()}, {"inference", infer::inference_report(backoffs_)}};
+  }
 
-  void finish(const std::string& out_dir, const io::manifest& m, const plan::chunk_plan& p,
-              const std::set<std::uint64_t>& committed, const std::vector<json>& rank_reports,
-              json& report) const override {
-    // Every counter of token_counts, summed over ranks (the names come from to_json alone).
-    auto sum = token_counts{}.to_json();
-    for (const auto& r : rank_reports) {
-      for (auto& [key, value] : sum.items())
-        value = value.get<std::uint64_t>() + r.at(key).get<std::uint64_t>();
-    }
-    report["records_annotated"] = report["records_scored"];
-    report["tokens"] = sum;
-    const auto padded = sum["padded_tokens"].get<std::uint64_t>();
-    report["padding_fraction"] =
-        padded ? 1.0 - double(sum["real_tokens"].get<std::uint64_t>()) / double(padded) : 0.0;
-    report["config"]["max_tokens"] = settings_.budget.max_tokens;
-    report["config"]["max_sequences"] = settings_.budget.max_sequences;
-    report["config"]["batching"] = settings_.length_aware ? "length-aware" : "fixed";
-    report["config"]["long_sequences"] = policy_name(settings_.long_sequences);
-    report["config"]["window_overlap"] = overlap_;
-    report["versions"]["libtorch"] = infer::libtorch_version();
+  json finish(const pipeline::run_view& run, const json& summed) const override {
+    json section = summed;
+    const auto& tokens = summed.at("tokens");
+    const auto padded = tokens.at("padded_tokens").get<std::uint64_t>();
+    section["padding_fraction"] =
+        padded ? 1.0 - double(tokens.at("real_tokens").get<std::uint64_t>()) / double(padded) : 0.0;
+    section["model"] = json::parse(model_.metadata().raw_json);
+    section["config"] = {{"max_tokens", settings_.budget.max_tokens},
+                         {"max_sequences", settings_.budget.max_sequences},
+                         {"batching", settings_.length_aware ? "length-aware" : "fixed"},
+                         {"long_sequences", policy_name(settings_.long_sequences)},
+                         {"window_overlap", overlap_}};
+    section["versions"] = {{"libtorch", infer::libtorch_version()}};
 
     // The map from every record to where its result lives: one file per committed chunk.
     const auto& meta = model_.metadata();
     json files = json::array();
-    for (const auto id : committed) {
-      const auto& c = p.chunks[id];
-      const auto path = fs::path(out_dir) / "annotations" / chunk_file_name(id);
+    for (const auto id : run.committed) {
+      const auto& c = run.plan.chunks[id];
+      const auto path = fs::path(run.out_dir) / "annotations" / chunk_file_name(id);
       if (!fs::exists(path)) continue;  // a chunk of a failed shard has no results
       files.push_back({{"file", "annotations/" + chunk_file_name(id)},
-                       {"shard", m.shards[c.shard].file},
+                       {"shard", run.manifest.shards[c.shard].file},
                        {"row_begin", c.row_begin},
                        {"row_end", c.row_end}});
     }
     const json manifest = {{"schema", "hpcscreen.annotations_manifest/1"},
                            {"output_level", meta.per_residue ? "residue" : "sequence"},
                            {"labels", meta.labels},
-                           {"complete", committed.size() == p.chunks.size()},
+                           {"complete", run.committed.size() == run.plan.chunks.size()},
                            {"files", files}};
-    run::write_file_atomically((fs::path(out_dir) / "annotations.json").string(),
-                               manifest.dump(2) + "\n");
-    if (settings_.tsv) write_tsv(out_dir, files);
+    run::write_file_atomically((fs::path(run.out_dir) / "annotations.json").string(),
+                               manifest.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    if (settings_.tsv) write_tsv(run.out_dir, files);
+    return section;
   }
+
+  infer::backoff_counters& backoffs() { return backoffs_; }
 
  private:
   void write_tsv(const std::string& out_dir, const json& files) const {
@@ -220,6 +217,7 @@ class annotate_workload : public pipeline::workload {
   tokenize::tokenizer tokenizer_;
   std::int64_t overlap_ = 0;
   token_counts counts_;
+  infer::backoff_counters backoffs_;
 };
 
 // One chunk: tokenize in blocks of sequences, plan length-aware batches of whole sequences and
@@ -229,11 +227,9 @@ class annotate_job : public pipeline::chunk_work {
  public:
   static constexpr std::size_t block = 16;  // sequences per tokenize task
 
-  annotate_job(annotate_workload& w, const plan::chunk& c, std::string shard_file,
-               std::vector<string_column> columns)
-      : w_(w), c_(c), columns_(std::move(columns)) {
-    enc_.resize(columns_[0].size());
-    result_.shard_file = std::move(shard_file);
+  annotate_job(annotate_workload& w, pipeline::chunk_input input)
+      : w_(w), in_(std::move(input)), sequences_(in_["sequence"]) {
+    enc_.resize(in_.n_rows());
   }
 
   pipeline::stage next_stage() override {
@@ -244,6 +240,7 @@ class annotate_job : public pipeline::chunk_work {
     if (phase_ == phase::tokenize) {
       phase_ = phase::infer;
       plan();
+      failures_.resize(batches_.size());
       return {"infer", batches_.size(), 1};
     }
     return {"done", 0, 0};
@@ -252,61 +249,72 @@ class annotate_job : public pipeline::chunk_work {
   void run_task(std::size_t i) override {
     if (pipeline::stop_requested()) return;  // the conductor abandons the chunk
     if (phase_ == phase::tokenize) {
-      const auto& sequences = columns_[2];
       const auto end = std::min(enc_.size(), (i + 1) * block);
-      for (auto k = i * block; k < end; ++k) enc_[k] = w_.tokenizer().encode(sequences[k]);
+      for (auto k = i * block; k < end; ++k) enc_[k] = w_.tokenizer().encode(sequences_[k]);
       return;
     }
-    infer_batch(batches_[i]);
+    const auto& b = batches_[i];
+    infer::run_isolating(
+        0, b.size(),
+        [&](std::size_t begin, std::size_t end) {
+          infer_items({b.begin() + static_cast<std::ptrdiff_t>(begin),
+                       b.begin() + static_cast<std::ptrdiff_t>(end)});
+        },
+        [&](std::size_t k, const char* reason, std::string detail) {
+          failures_[i].push_back({items_[b[k]].record, reason, std::move(detail)});
+        },
+        w_.backoffs());
   }
 
-  void finish(run::chunk_record& rec, rank::topk& top) override {
-    const auto& ids = columns_[0];
-    const auto& descriptions = columns_[1];
-    const auto& meta = w_.model().metadata();
-    const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
-    rec.rejects = std::move(rejects_);
-    result_.row_begin = c_.row_begin;
-    result_.row_end = c_.row_end;
-    result_.per_residue = meta.per_residue;
-    result_.labels = meta.labels;
-    for (std::size_t i = 0; i < out_.size(); ++i) {
-      if (!annotated_[i]) continue;
-      if (!std::all_of(out_[i].begin(), out_[i].end(), [](float v) { return std::isfinite(v); })) {
-        rec.rejects.push_back({c_.row_begin + i, std::string(ids[i]), "infer", "non_finite_output",
-                               "the model returned NaN or inf"});
-        continue;
-      }
-      ++rec.counts.n_scored;
-      result_.rows.push_back(c_.row_begin + i);
-      result_.ids.push_back(ids[i]);
-      result_.lengths.push_back(static_cast<std::uint64_t>(kept_len_[i]));
-      result_.values.insert(result_.values.end(), out_[i].begin(), out_[i].end());
-      if (meta.per_residue) {
-        for (std::int64_t res = 0; res < kept_len_[i]; ++res) {
-          const auto* v = &out_[i][static_cast<std::size_t>(res * n_labels)];
-          result_.prediction.push_back(
-              static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
-        }
-        result_.residue_offsets.push_back(result_.prediction.size());
-      } else {
-        if ((c_.row_begin + i) % run::chunk_record::sample_every == 0)
-          rec.score_sample.push_back(out_[i][meta.rank_label_index()]);
-        if (w_.settings().hits)
-          top.offer({out_[i][meta.rank_label_index()],
-                     {c_.shard, c_.row_begin + i},
-                     std::string(ids[i]),
-                     std::string(descriptions[i])});
+  void collect(pipeline::chunk_outcomes& out) override {
+    for (auto& r : rejects_) out.reject(r.record, "tokenize", r.reason, std::move(r.detail));
+    for (auto& batch : failures_) {
+      for (auto& f : batch) {  // a record with several failed windows is rejected once
+        if (out.at(f.record) == pipeline::chunk_outcomes::state::pending)
+          out.reject(f.record, "infer", f.reason, std::move(f.detail));
       }
     }
-    w_.note_chunk(counts_);
+    const bool per_residue = w_.model().metadata().per_residue;
+    for (std::size_t i = 0; i < out_.size(); ++i) {
+      if (!annotated_[i] || out.at(i) != pipeline::chunk_outcomes::state::pending) continue;
+      if (per_residue) {
+        out.score(i, nullptr, out_[i].data(), out_[i].size());
+      } else {
+        out.score(i, out_[i].data());
+      }
+    }
   }
 
-  void write_outputs(const std::string& out_dir, const run::chunk_record& rec) override {
-    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(rec.chunk_id)).string();
-    io::write_annotation_chunk(path + ".tmp", result_);
+  void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
+                     const pipeline::chunk_outcomes& out) override {
+    const auto& ids = in_["id"];
+    const auto& meta = w_.model().metadata();
+    const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
+    io::annotation_chunk result;
+    result.shard_file = in_.shard_file;
+    result.row_begin = in_.chunk.row_begin;
+    result.row_end = in_.chunk.row_end;
+    result.per_residue = meta.per_residue;
+    result.labels = meta.labels;
+    for (std::size_t i = 0; i < out_.size(); ++i) {
+      if (out.at(i) != pipeline::chunk_outcomes::state::scored) continue;
+      result.rows.push_back(in_.chunk.row_begin + i);
+      result.ids.push_back(std::string(ids[i]));
+      result.lengths.push_back(static_cast<std::uint64_t>(kept_len_[i]));
+      result.values.insert(result.values.end(), out_[i].begin(), out_[i].end());
+      if (!meta.per_residue) continue;
+      for (std::int64_t res = 0; res < kept_len_[i]; ++res) {
+        const auto* v = &out_[i][static_cast<std::size_t>(res * n_labels)];
+        result.prediction.push_back(static_cast<std::uint8_t>(std::max_element(v, v + n_labels) - v));
+      }
+      result.residue_offsets.push_back(result.prediction.size());
+    }
+    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(chunk_id)).string();
+    io::write_annotation_chunk(path + ".tmp", result);
     run::publish_file(path + ".tmp", path);
   }
+
+  const token_counts& counts() const { return counts_; }
 
  private:
   // Work items: whole sequences, or windows of long ones.
@@ -317,7 +325,6 @@ class annotate_job : public pipeline::chunk_work {
 
   // After tokenizing: rejects, windows, result buffers and the batches.
   void plan() {
-    const auto& ids = columns_[0];
     const auto& s = w_.settings();
     const auto& tok = w_.tokenizer();
     const auto& meta = w_.model().metadata();
@@ -328,7 +335,7 @@ class annotate_job : public pipeline::chunk_work {
     for (std::size_t i = 0; i < n; ++i) {
       const auto& e = enc_[i];
       if (!e.ok) {
-        rejects_.push_back({c_.row_begin + i, std::string(ids[i]), "tokenize", e.reason, e.detail});
+        rejects_.push_back({i, e.reason, e.detail});
         continue;
       }
       const auto len = static_cast<std::int64_t>(e.ids.size());
@@ -340,7 +347,7 @@ class annotate_job : public pipeline::chunk_work {
       if (len <= max_res) {
         windows = {{0, len, 0, len}};
       } else if (s.long_sequences == long_policy::reject) {
-        rejects_.push_back({c_.row_begin + i, std::string(ids[i]), "tokenize", "too_long",
+        rejects_.push_back({i, "too_long",
                             "sequence of " + std::to_string(len) +
                                 " residues exceeds the model's " + std::to_string(max_res) +
                                 "; use --long-sequences window (or truncate)"});
@@ -381,7 +388,8 @@ class annotate_job : public pipeline::chunk_work {
     counts_.batches += batches_.size();
   }
 
-  void infer_batch(const std::vector<std::size_t>& b) {
+  // Runs work items b (indices into items_) as one model call and places their outputs.
+  void infer_items(const std::vector<std::size_t>& b) {
     const auto& tok = w_.tokenizer();
     const auto& meta = w_.model().metadata();
     const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
@@ -421,10 +429,14 @@ class annotate_job : public pipeline::chunk_work {
     }
   }
 
+  struct record_reject {
+    std::size_t record;
+    std::string reason, detail;
+  };
   enum class phase { start, tokenize, infer };
   annotate_workload& w_;
-  plan::chunk c_;
-  std::vector<string_column> columns_;
+  pipeline::chunk_input in_;
+  const string_column& sequences_;
   phase phase_ = phase::start;
   std::vector<tokenize::encoded> enc_;
   std::vector<item> items_;
@@ -433,15 +445,17 @@ class annotate_job : public pipeline::chunk_work {
   std::vector<std::vector<float>> out_;
   std::vector<std::int64_t> kept_len_;
   std::vector<std::vector<std::size_t>> batches_;
-  std::vector<reject> rejects_;
+  std::vector<record_reject> rejects_;                 // from tokenizing, by record
+  std::vector<std::vector<record_reject>> failures_;  // from inference, per batch
   token_counts counts_;
-  io::annotation_chunk result_;
 };
 
-std::unique_ptr<pipeline::chunk_work> annotate_workload::start(const plan::chunk& c,
-                                                               const std::string& shard_file,
-                                                               std::vector<string_column> columns) {
-  return std::make_unique<annotate_job>(*this, c, shard_file, std::move(columns));
+std::unique_ptr<pipeline::chunk_work> annotate_workload::start(pipeline::chunk_input input) {
+  return std::make_unique<annotate_job>(*this, std::move(input));
+}
+
+void annotate_workload::on_committed(pipeline::chunk_work& work) {
+  counts_ += static_cast<annotate_job&>(work).counts();
 }
 
 }  // namespace

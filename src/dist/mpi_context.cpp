@@ -1,6 +1,8 @@
 #include <mpi.h>
 
+#include <cstdio>
 #include <exception>
+#include <string>
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/dist/context.hpp"
@@ -27,6 +29,7 @@ class mpi_counter : public shared_counter {
     const MPI_Aint bytes = rank == 0 ? sizeof(std::uint64_t) : 0;
     check_mpi(MPI_Win_allocate(bytes, sizeof(std::uint64_t), MPI_INFO_NULL, comm, &base_, &win_),
               "MPI_Win_allocate");
+    MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
     if (rank == 0) *base_ = 0;
     MPI_Barrier(comm);
     check_mpi(MPI_Win_lock_all(0, win_), "MPI_Win_lock_all");
@@ -60,6 +63,7 @@ class mpi_board : public progress_board {
     const MPI_Aint bytes = rank_ == 0 ? MPI_Aint(sizeof(std::uint64_t)) * size_ * n_slots : 0;
     check_mpi(MPI_Win_allocate(bytes, sizeof(std::uint64_t), MPI_INFO_NULL, comm, &base_, &win_),
               "MPI_Win_allocate");
+    MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
     if (rank_ == 0) std::fill(base_, base_ + size_ * n_slots, 0);
     MPI_Barrier(comm);
     check_mpi(MPI_Win_lock_all(0, win_), "MPI_Win_lock_all");
@@ -159,7 +163,23 @@ class mpi_context : public context {
 
 mpi_session::mpi_session(int& argc, char**& argv) {
   int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  const int status = MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  if (status != MPI_SUCCESS) throw error("MPI: MPI_Init_thread failed (status " + std::to_string(status) + ")");
+  // Errors come back as status codes, so check_mpi can name the call that failed; under the
+  // default MPI_ERRORS_ARE_FATAL they would abort the job before any message.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  if (provided < MPI_THREAD_FUNNELED) {
+    // Only the conductor thread calls MPI, but the pool's threads exist beside it: an MPI
+    // library that promises less than FUNNELED may not tolerate them.
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0)
+      std::fprintf(stderr,
+                   "hpcscreen: error: the MPI library provides thread level %d, below "
+                   "MPI_THREAD_FUNNELED (%d) that hpcscreen needs\n",
+                   provided, MPI_THREAD_FUNNELED);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
 }
 
 mpi_session::~mpi_session() {

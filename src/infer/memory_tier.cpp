@@ -3,10 +3,12 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 
 #include "hpcscreen/core/error.hpp"
@@ -37,6 +39,30 @@ void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t value) {
   }
 }
 
+// Adds n to counter when the sum stays within limit (limit 0: no limit), lock-free, so that
+// threads allocating at once can never pass the limit together. Sets now to the new value.
+bool try_reserve(std::atomic<std::uint64_t>& counter, std::uint64_t n, std::uint64_t limit,
+                 std::uint64_t& now) {
+  auto cur = counter.load(std::memory_order_relaxed);
+  do {
+    if (limit != 0 && (n > limit || cur > limit - n)) return false;
+    now = cur + n;
+  } while (!counter.compare_exchange_weak(cur, now, std::memory_order_relaxed));
+  return true;
+}
+
+#ifdef HPCSCREEN_WITH_MEMKIND
+// memkind's own cap on the pmem file when the tier caps what it hands out at cap bytes: above
+// it, because the allocator inside memkind rounds sizes up to its size classes (up to +25%)
+// and keeps freed and pre-grown extents mapped. A backstop for the disk, not the tier's limit;
+// 0 (no cap) stays 0.
+std::uint64_t memkind_file_cap(std::uint64_t cap) {
+  if (cap == 0) return 0;
+  const std::uint64_t slack = std::max<std::uint64_t>(cap, 64u << 20);
+  return cap > std::numeric_limits<std::uint64_t>::max() - slack ? 0 : cap + slack;
+}
+#endif
+
 // Set by an atexit handler: memkind's own library destructor runs after atexit handlers, and a
 // tensor released during teardown must not reach memkind_free after it.
 std::atomic<bool> exiting{false};
@@ -44,6 +70,7 @@ std::atomic<bool> exiting{false};
 class tiered_allocator final : public c10::Allocator {
  public:
   std::uint64_t budget = 0;
+  std::uint64_t spill_cap = 0;  // bytes handed out from the spill tier at most; 0: no cap
   std::string spill_kind;
 #ifdef HPCSCREEN_WITH_MEMKIND
   memkind_t kind = nullptr;
@@ -51,37 +78,45 @@ class tiered_allocator final : public c10::Allocator {
   std::atomic<std::uint64_t> dram_in_use{0}, dram_peak{0}, spill_in_use{0}, spill_peak{0},
       spill_total{0};
   std::atomic<std::uint64_t> dram_allocs{0}, spill_allocs{0}, failed{0};
+  std::atomic<std::uint64_t> spill_refused{0};  // memkind said no within the tier's cap
 
   c10::DataPtr allocate(size_t n) const override {
     if (n == 0) return {nullptr, nullptr, &deleter, c10::Device(c10::DeviceType::CPU)};
     auto* self = const_cast<tiered_allocator*>(this);
-    const std::uint64_t total = n + sizeof(block_header);
     void* block = nullptr;
     bool spilled = false;
-    // Reserve DRAM first; on failure to fit, take from the spill tier.
-    auto used = self->dram_in_use.load(std::memory_order_relaxed);
-    while (used + total <= budget) {
-      if (self->dram_in_use.compare_exchange_weak(used, used + total, std::memory_order_relaxed)) {
+    std::uint64_t total = 0;
+    if (n <= std::numeric_limits<std::uint64_t>::max() - sizeof(block_header)) {
+      total = n + sizeof(block_header);
+      std::uint64_t now = 0;
+      // DRAM first: reserve against the budget (never 0 once installed), then ask for it.
+      if (try_reserve(self->dram_in_use, total, budget, now)) {
         if (posix_memalign(&block, 64, total) != 0) {
           block = nullptr;
           self->dram_in_use.fetch_sub(total, std::memory_order_relaxed);
         } else {
-          update_peak(self->dram_peak, used + total);
+          update_peak(self->dram_peak, now);
         }
-        break;
       }
-    }
 #ifdef HPCSCREEN_WITH_MEMKIND
-    if (!block && kind) {
-      if (memkind_posix_memalign(kind, &block, 64, total) != 0) block = nullptr;
-      if (block) {
-        spilled = true;
-        const auto now = self->spill_in_use.fetch_add(total, std::memory_order_relaxed) + total;
-        update_peak(self->spill_peak, now);
-        self->spill_total.fetch_add(total, std::memory_order_relaxed);
+      // Then the spill tier: the tier enforces --pmem-max itself, before memkind is asked, so a
+      // batch too large for the tier fails here, the same way every time, whatever memkind's
+      // arenas hold. memkind may still say no within the cap (its file cap is a backstop);
+      // that is the same clean out-of-memory. Never after memkind's destructor.
+      if (!block && kind && !exiting.load(std::memory_order_relaxed) &&
+          try_reserve(self->spill_in_use, total, spill_cap, now)) {
+        if (memkind_posix_memalign(kind, &block, 64, total) != 0 || block == nullptr) {
+          block = nullptr;
+          self->spill_in_use.fetch_sub(total, std::memory_order_relaxed);
+          self->spill_refused.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          spilled = true;
+          update_peak(self->spill_peak, now);
+          self->spill_total.fetch_add(total, std::memory_order_relaxed);
+        }
       }
-    }
 #endif
+    }
     if (!block) {
       self->failed.fetch_add(1, std::memory_order_relaxed);
       TORCH_CHECK(false, oom_message, ": ", n, " bytes fit neither the DRAM budget of ", budget,
@@ -113,14 +148,18 @@ class tiered_allocator final : public c10::Allocator {
                          "memory tier: freeing a block it did not allocate");
     auto& a = instance();
     const auto size = h->size;
-    if (h->spilled) {
+    const bool spilled = h->spilled != 0;
+    h->magic = 0;  // freeing the same block twice trips the assertion above, not the allocator
+    // Release the reservation after the memory: the tier's count never runs below what its
+    // allocators hold.
+    if (spilled) {
 #ifdef HPCSCREEN_WITH_MEMKIND
-      a.spill_in_use.fetch_sub(size, std::memory_order_relaxed);
       if (!exiting.load(std::memory_order_relaxed)) memkind_free(a.kind, h);
+      a.spill_in_use.fetch_sub(size, std::memory_order_relaxed);
 #endif
     } else {
-      a.dram_in_use.fetch_sub(size, std::memory_order_relaxed);
       std::free(h);
+      a.dram_in_use.fetch_sub(size, std::memory_order_relaxed);
     }
   }
 };
@@ -174,8 +213,22 @@ void install_memory_tier(const tier_config& c) {
   if (installed) throw usage_error("the memory tier is already installed in this process");
   auto& a = tiered_allocator::instance();
   a.budget = c.dram_budget_bytes;
+  a.spill_cap = c.pmem_max_bytes;
   if (!c.pmem_dir.empty()) {
-    const int err = memkind_create_pmem(c.pmem_dir.c_str(), c.pmem_max_bytes, &a.kind);
+    // One jemalloc arena for the kind, not memkind's default of 4 per CPU (issue 13). memkind
+    // 1.14's pmem kind unmaps freed extents (pmem_extent_dalloc), while its jemalloc 5.3 runs
+    // with opt.retain, under which extents of different arenas are kept apart only by "head"
+    // marks and never actually compared (jemalloc/include/jemalloc/internal/extent.h,
+    // extent_can_acquire_neighbor: the arena check is an assert). Once a mapping's head is
+    // unmapped and another arena maps right below the rest, jemalloc coalesces across arenas
+    // and corrupts both arenas' extent heaps: a SIGSEGV inside memkind, with two or more
+    // threads allocating and freeing, whether or not the kind is full. With one arena there
+    // is nothing to merge across. memkind reads this when it creates the kind.
+    if (::setenv("MEMKIND_ARENA_NUM_PER_KIND", "1", /*overwrite=*/1) != 0) {
+      throw hpcscreen::error("memory tier: cannot set MEMKIND_ARENA_NUM_PER_KIND");
+    }
+    const int err =
+        memkind_create_pmem(c.pmem_dir.c_str(), memkind_file_cap(c.pmem_max_bytes), &a.kind);
     if (err != 0) {
       char msg[MEMKIND_ERROR_MESSAGE_SIZE];
       memkind_error_message(err, msg, sizeof msg);

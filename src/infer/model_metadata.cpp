@@ -22,6 +22,11 @@ model_metadata parse_gnn_metadata(const std::string& json_text, const std::strin
     const auto j = nlohmann::json::parse(json_text);
     m.contract = j.at("contract").get<std::string>();
     m.kind = j.at("kind").get<std::string>();
+    if (m.kind != "gnn") {
+      throw model_error(where + "kind is '" + m.kind +
+                        "', but 'screen' needs kind 'gnn' (a compound model; protein models "
+                        "run with 'hpcscreen annotate')");
+    }
     m.name = j.value("name", "");
     m.featurizer_name = j.at("featurizer").at("name").get<std::string>();
     m.featurizer_version = j.at("featurizer").at("version").get<int>();

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/infer/model_metadata.hpp"
 
 namespace hpcscreen::infer::detail {
@@ -18,16 +19,23 @@ struct archive {
 };
 
 // Runs f; LibTorch's errors (c10::Error) and the TorchScript interpreter's (rethrown as
-// std::runtime_error) become model_error prefixed with `what`, with their own message kept.
+// std::runtime_error) become model_error prefixed with `what`, with their own message kept. An
+// allocation failure becomes out_of_memory_error: this is the one place that tells them apart
+// (LibTorch 1.13 has no exception type of its own for it, so its allocator's message decides).
 template <class F>
 auto guarded(const std::string& what, F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const model_error&) {
     throw;
+  } catch (const std::bad_alloc& e) {
+    throw out_of_memory_error(what + ": " + e.what());
   } catch (const c10::Error& e) {
-    throw model_error(what + ": " + e.what_without_backtrace());
+    const std::string message = e.what_without_backtrace();
+    if (is_out_of_memory(message)) throw out_of_memory_error(what + ": " + message);
+    throw model_error(what + ": " + message);
   } catch (const std::exception& e) {
+    if (is_out_of_memory(e.what())) throw out_of_memory_error(what + ": " + e.what());
     throw model_error(what + ": " + e.what());
   }
 }

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "hpcscreen/core/error.hpp"
@@ -13,6 +14,28 @@ std::uint64_t manifest::n_records() const {
   for (const auto& s : shards) n += s.n_records;
   return n;
 }
+
+namespace {
+// A shard listed twice (under the same name, or a second name for the same file, or a copy
+// with the same content) would be screened twice and its records counted twice.
+void refuse_duplicate_shards(const manifest& m) {
+  std::map<std::string, std::size_t> by_name, by_checksum;
+  for (std::size_t i = 0; i < m.shards.size(); ++i) {
+    const auto& s = m.shards[i];
+    const auto name = std::filesystem::path(s.file).lexically_normal().string();
+    if (const auto [it, fresh] = by_name.emplace(name, i); !fresh) {
+      throw shard_error("shard '" + s.file + "' is listed twice (entries " +
+                        std::to_string(it->second) + " and " + std::to_string(i) +
+                        "): its records would be screened twice");
+    }
+    if (s.checksum.empty() || s.n_records == 0) continue;
+    if (const auto [it, fresh] = by_checksum.emplace(s.checksum, i); !fresh) {
+      throw shard_error("shards '" + m.shards[it->second].file + "' and '" + s.file +
+                        "' have the same checksum: the same rows are listed twice");
+    }
+  }
+}
+}  // namespace
 
 manifest read_manifest(const std::string& library_dir) {
   const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
@@ -41,6 +64,7 @@ manifest read_manifest(const std::string& library_dir) {
       }
       m.shards.push_back(std::move(e));
     }
+    refuse_duplicate_shards(m);
     if (j.contains("provenance")) m.provenance_json = j["provenance"].dump();
     const auto declared = j.value("n_records", m.n_records());
     if (declared != m.n_records()) {

@@ -25,5 +25,8 @@ bool stop_requested() {
 int stop_signal() {
   return g_signal;
 }
+void clear_stop_request() {
+  g_signal = 0;
+}
 
 }  // namespace hpcscreen::pipeline

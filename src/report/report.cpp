@@ -158,22 +158,64 @@ std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
   return rows;
 }
 
+// A run cut off hard (SIGKILL, node failure) has committed chunks but no run.json: its summary
+// comes from run_config.json and the chunk records alone.
+json summary_from_records(const std::string& run_dir, const std::vector<run::chunk_record>& recs) {
+  const auto config_path = fs::path(run_dir) / "run_config.json";
+  std::ifstream in(config_path);
+  if (!in) {
+    throw run_error("'" + run_dir +
+                    "' has neither run.json nor run_config.json: it is not an hpcscreen run "
+                    "folder");
+  }
+  const auto config = json::parse(in);
+  const auto& id = config.at("identity");
+  json r;
+  r["workload"] = id.value("workload", "");
+  std::uint64_t read = 0, scored = 0, rejected = 0, failed = 0;
+  std::map<std::string, std::uint64_t> reasons;
+  for (const auto& c : recs) {
+    read += c.counts.n_read;
+    scored += c.counts.n_scored;
+    rejected += c.counts.n_rejected;
+    failed += c.counts.n_failed;
+    for (const auto& x : c.rejects) ++reasons[x.reason];
+  }
+  const auto total = id.value("n_records", std::uint64_t{0});
+  r["complete"] = false;
+  r["accounting_ok"] = read == scored + rejected + failed;
+  r["records_total"] = total;
+  r["records_read"] = read;
+  r["records_scored"] = scored;
+  r["records_rejected"] = rejected;
+  r["records_failed"] = failed;
+  r["records_pending"] = total - std::min(total, read);
+  r["chunks_committed"] = recs.size();
+  r["chunks_total"] = id.value("n_chunks", std::uint64_t{0});
+  r["attempt"] = config.value("attempts", json::array()).size();
+  r["reject_reasons"] = reasons;
+  r["failed_shards"] = json::object();
+  r["library"] = {{"path", id.value("library", "")}};
+  r["versions"] = json::object();
+  r["rebuilt_from_chunk_records"] = true;
+  return r;
+}
+
 }  // namespace
 
 std::string write_report(const std::string& run_dir, const report_options& options) {
-  const auto run_json = fs::path(run_dir) / "run.json";
-  std::ifstream in(run_json);
-  if (!in)
-    throw run_error("'" + run_dir +
-                    "' has no run.json: is it an hpcscreen run folder, and has an attempt ended?");
-  const auto r = json::parse(in);
-  const bool compounds = r.value("workload", "") == "screen";
-
+  if (!fs::is_directory(run_dir)) throw run_error("run folder '" + run_dir + "' does not exist");
   std::vector<run::chunk_record> recs;
   std::vector<float> sample;
   for (const auto id : run::committed_chunks(run_dir)) {
     recs.push_back(run::read_chunk_record(run_dir, id));
     sample.insert(sample.end(), recs.back().score_sample.begin(), recs.back().score_sample.end());
+  }
+  json r;
+  if (std::ifstream in(fs::path(run_dir) / "run.json"); in) {
+    r = json::parse(in);
+  } else {
+    r = summary_from_records(run_dir, recs);
   }
 
   std::ostringstream h;
@@ -194,6 +236,10 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   const bool accounting_ok = r.value("accounting_ok", false);
   h << "<p id=\"status\" class=\"" << (complete && accounting_ok ? "good" : "bad") << "\">"
     << (complete ? "Complete." : "Not complete: resume the run with --resume.") << ' '
+    << (r.value("rebuilt_from_chunk_records", false)
+            ? "The run ended without run.json (cut off hard); this summary comes from its "
+              "committed chunks. "
+            : "")
     << (accounting_ok ? "Every record is accounted for." : "ACCOUNTING PROBLEM: see run.json.")
     << "</p>\n";
 
@@ -222,11 +268,13 @@ std::string write_report(const std::string& run_dir, const report_options& optio
         fmt(100 * r["coordination"]["fraction_of_wall"].get<double>(), "%.3f") + "% of wall time");
   }
   row("chunks committed", number(r["chunks_committed"]) + " of " + number(r["chunks_total"]));
-  if (r.contains("padding_fraction"))
-    row("padding fraction", fmt(r["padding_fraction"].get<double>(), "%.3f"));
+  // The workload's own section of run.json (data_schemas/run_folder.md).
+  const auto section = r.value(r.value("workload", ""), json::object());
+  if (section.contains("padding_fraction"))
+    row("padding fraction", fmt(section["padding_fraction"].get<double>(), "%.3f"));
   if (r.contains("model")) {
     row("model", escape(r["model"].value("path", "")) + " (" +
-                     escape(r["model"]["metadata"].value("name", "")) + ")");
+                     escape(section.value("model", json::object()).value("name", "")) + ")");
   }
   row("library", escape(r["library"].value("path", "")));
   if (r.contains("scheduler") && r["scheduler"].value("name", "none") != "none") {
@@ -234,9 +282,16 @@ std::string write_report(const std::string& run_dir, const report_options& optio
                          escape(r["scheduler"]["job_id"].get<std::string>()));
   }
   for (const auto& [k, v] : r["versions"].items()) row(escape(k), number(v));
+  for (const auto& [k, v] : section.value("versions", json::object()).items())
+    row(escape(k), number(v));
   h << "</table>\n";
 
   const auto hits = read_csv_rows((fs::path(run_dir) / "hits.csv").string());
+  // Structures are drawn when the hit list has a SMILES column, wherever it is.
+  std::size_t smiles_column = hits.empty() ? 0 : hits[0].size();
+  for (std::size_t k = 0; !hits.empty() && k < hits[0].size(); ++k)
+    if (hits[0][k] == "smiles") smiles_column = k;
+  const bool compounds = !hits.empty() && smiles_column < hits[0].size();
   if (!hits.empty()) {
     h << "<h2>Top hits</h2><table id=\"hits\"><tr>";
     if (compounds) h << "<th>structure</th>";
@@ -245,7 +300,10 @@ std::string write_report(const std::string& run_dir, const report_options& optio
     for (std::size_t i = 1; i < hits.size() && i <= options.max_hits; ++i) {
       h << "<tr class=\"hit\">";
       if (compounds)
-        h << "<td class=\"mol\">" << chem::smiles_to_svg(hits[i].back(), 220, 160) << "</td>";
+        h << "<td class=\"mol\">"
+          << (smiles_column < hits[i].size() ? chem::smiles_to_svg(hits[i][smiles_column], 220, 160)
+                                             : std::string())
+          << "</td>";
       for (const auto& c : hits[i]) h << "<td>" << escape(c) << "</td>";
       h << "</tr>\n";
     }

@@ -4,21 +4,67 @@
 
 namespace hpcscreen::run {
 namespace {
+
+// Ids and SMILES are bytes, not always UTF-8 (a Latin-1 catalogue): a string that is not valid
+// UTF-8 is stored as {"hex": "..."} so that hits.csv and rejects.csv get its bytes back exactly.
+bool valid_utf8(const std::string& s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    i += n;
+  }
+  return true;
+}
+
+nlohmann::json text_json(const std::string& s) {
+  if (valid_utf8(s)) return s;
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  for (const unsigned char c : s) {
+    hex += digits[c >> 4];
+    hex += digits[c & 0xF];
+  }
+  return {{"hex", hex}};
+}
+
+std::string text_parse(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  const auto hex = j.at("hex").get<std::string>();
+  auto value = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  std::string s;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    s += static_cast<char>(value(hex[i]) * 16 + value(hex[i + 1]));
+  return s;
+}
+
 nlohmann::json hits_json(const std::vector<rank::hit>& hits) {
   auto a = nlohmann::json::array();
-  for (const auto& h : hits) a.push_back({h.score, h.key.shard, h.key.row, h.id, h.text});
+  for (const auto& h : hits) {
+    auto fields = nlohmann::json::array();
+    for (const auto& f : h.fields) fields.push_back(text_json(f));
+    a.push_back({h.score, h.key.shard, h.key.row, text_json(h.id), fields, h.scores});
+  }
   return a;
 }
+
 std::vector<rank::hit> hits_parse(const nlohmann::json& a) {
   std::vector<rank::hit> out;
   for (const auto& h : a) {
-    out.push_back({h[0].get<float>(),
-                   {h[1].get<std::uint32_t>(), h[2].get<std::uint64_t>()},
-                   h[3].get<std::string>(),
-                   h[4].get<std::string>()});
+    rank::hit x{h.at(0).get<float>(),
+                {h.at(1).get<std::uint32_t>(), h.at(2).get<std::uint64_t>()},
+                text_parse(h.at(3)),
+                {},
+                h.at(5).get<std::vector<float>>()};
+    for (const auto& f : h.at(4)) x.fields.push_back(text_parse(f));
+    out.push_back(std::move(x));
   }
   return out;
 }
+
 }  // namespace
 
 std::string hits_to_json(const std::vector<rank::hit>& hits) {
@@ -40,16 +86,17 @@ std::string to_json(const chunk_record& r) {
   j["n_scored"] = r.counts.n_scored;
   j["n_rejected"] = r.counts.n_rejected;
   j["n_failed"] = r.counts.n_failed;
-  j["failure"] = r.failure;
+  j["failure"] = text_json(r.failure);
   j["elapsed_s"] = r.elapsed_s;
   j["end_time_s"] = r.end_time_s;
   j["score_sample"] = r.score_sample;
   j["hits"] = hits_json(r.hits);
   auto rejects = nlohmann::json::array();
-  for (const auto& x : r.rejects) rejects.push_back({x.row, x.id, x.stage, x.reason, x.detail});
+  for (const auto& x : r.rejects) {
+    rejects.push_back({x.row, text_json(x.id), x.stage, x.reason, text_json(x.detail)});
+  }
   j["rejects"] = std::move(rejects);
-  // Invalid UTF-8 in ids or SMILES must not stop a commit: replace it in the record.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return j.dump();
 }
 
 chunk_record chunk_record_from_json(const std::string& text) {
@@ -65,15 +112,15 @@ chunk_record chunk_record_from_json(const std::string& text) {
   r.counts.n_scored = j.at("n_scored").get<std::uint64_t>();
   r.counts.n_rejected = j.at("n_rejected").get<std::uint64_t>();
   r.counts.n_failed = j.at("n_failed").get<std::uint64_t>();
-  r.failure = j.at("failure").get<std::string>();
+  r.failure = text_parse(j.at("failure"));
   r.elapsed_s = j.at("elapsed_s").get<double>();
   r.end_time_s = j.value("end_time_s", 0.0);
   r.score_sample = j.value("score_sample", std::vector<float>{});
   r.hits = hits_parse(j.at("hits"));
   for (const auto& x : j.at("rejects")) {
-    r.rejects.push_back({x[0].get<std::uint64_t>(), x[1].get<std::string>(),
-                         x[2].get<std::string>(), x[3].get<std::string>(),
-                         x[4].get<std::string>()});
+    r.rejects.push_back({x.at(0).get<std::uint64_t>(), text_parse(x.at(1)),
+                         x.at(2).get<std::string>(), x.at(3).get<std::string>(),
+                         text_parse(x.at(4))});
   }
   return r;
 }

@@ -102,6 +102,11 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
       }
     }
   } else {
+    if (resume) {
+      throw run_error("cannot resume '" + dir +
+                      "': the folder does not exist; check --out, or drop --resume to start a "
+                      "new run");
+    }
     fs::create_directories(fs::path(dir) / "journal");
     fs::create_directories(fs::path(dir) / "parts");
     config["schema"] = "hpcscreen.run/1";

@@ -40,8 +40,11 @@ def run(cmd, expect=None, timeout=600, **kw):
 
 
 def mpirun(np, args, threads=1, **kw):
+    """args under mpirun with np ranks; `--threads threads` is appended unless threads is None
+    (for tests that pass their own --threads)."""
+    extra = [] if threads is None else ["--threads", str(threads)]
     return run(["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none",
-                "-x", "OPENBLAS_NUM_THREADS=1", args[0], *args[1:], "--threads", str(threads)], **kw)
+                "-x", "OPENBLAS_NUM_THREADS=1", args[0], *args[1:], *extra], **kw)
 
 
 def fresh(path):

@@ -117,14 +117,15 @@ def main():
     check(tsv[1] == tsv[2] == tsv[3], "annotations.tsv identical for 1, 2 and 3 ranks")
     check(rej[1] == rej[2] == rej[3], "rejects.csv identical for 1, 2 and 3 ranks")
     results = {np: read_results(rd)[1] for np, rd in runs.items()}
-    check(all(torch.equal(results[1][k][1], results[3][k][1]) for k in results[1]) and results[1].keys() == results[3].keys(),
-          "HDF5 logits bitwise identical for 1 and 3 ranks")
+    check(len(results[1]) == len(records) and results[1].keys() == results[3].keys()
+          and all(torch.equal(results[1][k][1], results[3][k][1]) for k in results[1]),
+          f"HDF5 logits bitwise identical for 1 and 3 ranks ({len(results[1])} of {len(records)} records)")
 
     rj = read_json(os.path.join(runs[2], "run.json"))
-    check(rj["records_read"] == n_total and rj["records_annotated"] + rj["records_rejected"] == n_total and rj["complete"],
+    check(rj["records_read"] == n_total and rj["records_scored"] + rj["records_rejected"] == n_total and rj["complete"],
           "read = annotated + rejected = manifest")
-    check(0 <= rj["padding_fraction"] < 0.25, f"padding fraction reported ({rj['padding_fraction']:.3f})")
-    check(rj["tokens"]["unknown_residues"] == 1 and rj["tokens"]["mapped_residues"] == 4 and rj["tokens"]["terminal_stops_removed"] == 1,
+    check(0 <= rj["annotate"]["padding_fraction"] < 0.25, f"padding fraction reported ({rj['annotate']['padding_fraction']:.3f})")
+    check(rj["annotate"]["tokens"]["unknown_residues"] == 1 and rj["annotate"]["tokens"]["mapped_residues"] == 4 and rj["annotate"]["tokens"]["terminal_stops_removed"] == 1,
           "unknown, mapped and stop counts in run.json")
     by_id = {r["id"]: r["reason"].split(":")[0] for r in read_csv(os.path.join(runs[2], "rejects.csv"))}
     for ident, _, _, reason in bad:
@@ -150,8 +151,9 @@ def main():
         every_residue &= g[1].shape[0] == ref.shape[0]
         worst = max(worst, float((g[1] - ref).abs().max()))
         check(g[0] == ident, f"{key}: result under its own id") if g[0] != ident else None
-    check(every_residue, "every residue of every sequence has a prediction (the 35,000-residue one too)")
-    check(worst < 1e-4, f"{n_checked} sequences: logits equal the Python reference with windows stitched per the contract (max diff {worst:.2e})")
+    check(n_checked == len(records) and every_residue,
+          f"every residue of every sequence has a prediction (the 35,000-residue one too; {n_checked} of {len(records)} sequences)")
+    check(n_checked == len(records) and worst < 1e-4, f"{n_checked} sequences: logits equal the Python reference with windows stitched per the contract (max diff {worst:.2e})")
     dups = [k for k, v in got.items() if v[0] == "dup"]
     check(len(dups) == 2, "two records with the same id are kept apart")
     tsv_rows = read_csv_tsv(os.path.join(runs[2], "annotations.tsv"))
@@ -164,7 +166,7 @@ def main():
     mpirun(2, [a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd], expect=0)
     rr = {r["id"]: r["reason"] for r in read_csv(os.path.join(rd, "rejects.csv"))}
     long_ids = [i for i, _, s in records if len(s) > WINDOW]
-    check(all(rr.get(i, "").startswith("too_long") for i in long_ids) and "--long-sequences window" in rr["titin_like"],
+    check(len(long_ids) > 1 and all(rr.get(i, "").startswith("too_long") for i in long_ids) and "--long-sequences window" in rr.get("titin_like", ""),
           f"{len(long_ids)} sequences over {WINDOW} residues rejected as too_long, with advice")
     rd = fresh(os.path.join(work, "truncate"))
     mpirun(2, [a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd, "--long-sequences", "truncate"], expect=0)
@@ -172,7 +174,7 @@ def main():
     tkey = [k for k, v in tr.items() if v[0] == "titin_like"][0]
     ref = reference(res_model, lib_records[tkey][1], True, policy="truncate")
     check(tr[tkey][1].shape[0] == WINDOW and float((tr[tkey][1] - ref).abs().max()) < 1e-4, "truncate keeps the first 46 residues")
-    check(read_json(os.path.join(rd, "run.json"))["tokens"]["truncated_residues"] > 35000 - WINDOW, "truncated residues counted")
+    check(read_json(os.path.join(rd, "run.json"))["annotate"]["tokens"]["truncated_residues"] > 35000 - WINDOW, "truncated residues counted")
 
     print("== per sequence with --top-k, fixed batching gives the same scores")
     outs = {}
@@ -188,23 +190,30 @@ def main():
     ranked = sorted(((float(v[1][0]), k) for k, v in sres.items()), key=lambda t: (-t[0], t[1]))
     check([(h["shard"], int(h["row"])) for h in hits] == [k for _, k in ranked[:5]], "hits.csv: the five highest 'membrane' scores")
     descriptions = {i: d for i, d, _ in records}
-    check(all(h["description"] == descriptions[h["id"]] for h in hits), "hits.csv carries each record's FASTA description")
+    check(len(hits) == 5 and all(h["description"] == descriptions[h["id"]] for h in hits),
+          f"hits.csv carries each record's FASTA description ({len(hits)} of 5 hits)")
     _, fres = read_results(outs["fixed"])
     check(max(float((fres[k][1] - v[1]).abs().max()) for k, v in sres.items()) < 1e-4, "fixed and length-aware batching agree")
-    pf = read_json(os.path.join(outs["fixed"], "run.json"))["padding_fraction"]
-    pl = read_json(os.path.join(outs["length"], "run.json"))["padding_fraction"]
+    pf = read_json(os.path.join(outs["fixed"], "run.json"))["annotate"]["padding_fraction"]
+    pl = read_json(os.path.join(outs["length"], "run.json"))["annotate"]["padding_fraction"]
     check(pl < pf, f"length-aware batching pads less ({pl:.3f}) than fixed ({pf:.3f})")
 
     print("== refusals")
     rd = fresh(os.path.join(work, "bad"))
     r = mpirun(1, [a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd, "--top-k", "3"])
-    check(r.returncode == 1 and "output_level is 'residue'" in r.stderr, "--top-k with a per-residue model is refused")
+    check(r.returncode == 2 and "output_level is 'residue'" in r.stderr,
+          f"--top-k with a per-residue model is a command-line error: exit {r.returncode} (2 expected)")
     r = mpirun(1, [a.hpcscreen, "annotate", "--library", lib, "--model", os.path.join(a.models, "bert_wrong_level.pt"), "--out", rd])
     check(r.returncode == 1 and "expected float32 [2, 7, 3]" in r.stderr, "a model whose output breaks its declared level is refused")
     r = mpirun(1, [a.hpcscreen, "annotate", "--library", lib, "--model", os.path.join(a.models, "gnn.pt"), "--out", rd])
     check(r.returncode == 1 and "kind is 'gnn'" in r.stderr, "a GNN is refused by annotate")
     r = run([a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd, "--long-sequences", "chop"])
     check(r.returncode == 2 and "--long-sequences" in r.stderr, "a bad --long-sequences value is named")
+    rd = fresh(os.path.join(work, "bad_overlap"))
+    r = mpirun(1, [a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd,
+                   "--long-sequences", "window", "--window-overlap", "600"])
+    check(r.returncode == 2 and "--window-overlap" in r.stderr and not os.path.exists(rd),
+          f"--window-overlap 600 with a {WINDOW}-residue window: exit {r.returncode} (2 expected), the option named, no run folder")
     finish()
 
 

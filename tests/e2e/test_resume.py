@@ -2,7 +2,12 @@
 """Runs that are cut off: --max-chunks, SIGKILL of the whole mpirun or of one rank, SIGUSR1
 through mpirun and SIGTERM to every rank (as srun delivers it). Each is resumed, possibly with
 another rank count, and must end with exactly the outputs of an uninterrupted run: the same
-hits.csv and rejects.csv, and every scored record once in scores/."""
+hits.csv and rejects.csv, and every scored record once in scores/.
+
+Nothing here depends on timing: a run is killed or signalled only while its ranks are stopped
+(SIGSTOP) with chunks still to do, so it cannot end first, and a signal is let through only once
+every rank has it pending. The waits have a generous guard only so that a hung run fails the
+test instead of hanging it."""
 import glob
 import os
 import signal
@@ -12,6 +17,7 @@ import time
 from common import e2e_args, NCI, check, finish, fresh, mpirun, read_csv, read_json, run
 
 CHUNK_ROWS = 500
+HANG_GUARD_S = 600  # only against a hung run; no check depends on how long anything takes
 
 
 def screen_args(a, lib, rd, *extra):
@@ -46,14 +52,98 @@ def start(np, args):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_commits(p, rd, n, timeout=120):
-    t0 = time.time()
+def wait_for_commits(p, rd, n):
+    t0 = time.monotonic()
     while committed(rd) < n:
         if p.poll() is not None:
             raise SystemExit(f"the run ended before {n} chunks were committed: {p.stderr.read()[-2000:]}")
-        if time.time() - t0 > timeout:
-            raise SystemExit("no progress")
+        if time.monotonic() - t0 > HANG_GUARD_S:
+            raise SystemExit(f"no {n} chunks committed in {HANG_GUARD_S} s: the run hangs")
         time.sleep(0.01)
+
+
+def wait_until(cond, what):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > HANG_GUARD_S:
+            raise SystemExit(f"gave up after {HANG_GUARD_S} s waiting until {what}")
+        time.sleep(0.01)
+
+
+def thread_states(pid):
+    """The state letter of every thread of pid ([] once it is gone)."""
+    states = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return states
+
+
+def stopped(pid):
+    """pid is alive and every one of its threads is stopped: it can do nothing more."""
+    states = thread_states(pid)
+    return bool(states) and all(s in "Tt" for s in states)
+
+
+def gone(pid):
+    states = thread_states(pid)
+    return not states or all(s in "ZX" for s in states)
+
+
+def freeze(pids):
+    """SIGSTOP every rank and wait until all their threads are stopped. True when every rank was
+    still alive: then the run had not ended, and while stopped it commits nothing more."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False
+    wait_until(lambda: all(stopped(pid) or gone(pid) for pid in pids), "the ranks are stopped")
+    return all(stopped(pid) for pid in pids)
+
+
+def thaw(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def pending(pid, sig):
+    """sig is pending for pid (sent, not yet handled: pid is stopped)."""
+    mask = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("ShdPnd:", "SigPnd:")):
+                    mask |= int(line.split()[1], 16)
+    except FileNotFoundError:
+        return False
+    return bool(mask >> (int(sig) - 1) & 1)
+
+
+def start_and_freeze(np, args, rd, n_commits, n_chunks, name):
+    """Starts a run, waits until n_commits chunks are committed, stops every rank and checks that
+    the run was caught mid-way: every rank alive, not every chunk committed."""
+    proc = start(np, args)
+    wait_for_commits(proc, rd, 1)
+    ranks = rank_pids(rd, proc.pid)  # before the wait below, so that the stop follows it at once
+    check(len(ranks) == np, f"{name}: found the {np} rank processes {ranks}")
+    wait_for_commits(proc, rd, n_commits)
+    if not check(freeze(ranks), f"{name}: all {np} ranks stopped while still running"):
+        proc.kill()
+        raise SystemExit(f"{name}: the run ended before it could be stopped: nothing below would test a cut-off run")
+    done = committed(rd)
+    check(n_commits <= done < n_chunks, f"{name}: caught mid-run with {done} of {n_chunks} chunks committed")
+    return proc, ranks
 
 
 def compare(name, reference, rd):
@@ -107,32 +197,30 @@ def main():
 
     for point in (3, n_chunks // 2):
         print(f"== SIGKILL of the whole mpirun after {point} chunks, resumed on 1 rank")
+        name = f"kill at {point}"
         rd = fresh(os.path.join(work, f"kill_all_{point}"))
-        proc = start(2, screen_args(a, lib, rd))
-        wait_for_commits(proc, rd, point)
-        pids = rank_pids(rd, proc.pid)
+        proc, ranks = start_and_freeze(2, screen_args(a, lib, rd), rd, point, n_chunks, name)
+        done = committed(rd)
         proc.kill()
-        for pid in pids:  # as a node failure would: nothing of the job survives
+        for pid in ranks:  # as a node failure would: nothing of the job survives
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        proc.wait()
-        time.sleep(0.2)
-        check(not rank_pids(rd, proc.pid), "no process of the killed job is left")
-        done = committed(rd)
-        check(0 < done < n_chunks, f"killed mid-run with {done} of {n_chunks} chunks committed")
+        proc.wait(timeout=HANG_GUARD_S)
+        check(proc.returncode == -signal.SIGKILL, f"{name}: mpirun was killed, not finished (exit {proc.returncode})")
+        wait_until(lambda: all(gone(pid) for pid in ranks), "the killed ranks are gone")
+        check(not rank_pids(rd, proc.pid), f"{name}: no process of the killed job is left")
+        check(committed(rd) == done, f"{name}: nothing committed after the kill ({committed(rd)} of {n_chunks} chunks)")
         mpirun(1, screen_args(a, lib, rd, "--resume"), expect=0)
-        compare(f"kill at {point} + resume", reference, rd)
+        compare(f"{name} + resume", reference, rd)
 
     print("== SIGKILL of one rank, resumed on 2 ranks")
     rd = fresh(os.path.join(work, "kill_rank"))
-    proc = start(3, screen_args(a, lib, rd))
-    wait_for_commits(proc, rd, 6)
-    ranks = rank_pids(rd, proc.pid)
-    check(len(ranks) == 3, f"found the rank processes {ranks}")
+    proc, ranks = start_and_freeze(3, screen_args(a, lib, rd), rd, 6, n_chunks, "one rank killed")
     os.kill(ranks[-1], signal.SIGKILL)
-    proc.wait(timeout=120)
+    thaw(ranks[:-1])
+    proc.wait(timeout=HANG_GUARD_S)
     check(proc.returncode != 0, f"the job fails when a rank dies (mpirun exit {proc.returncode})")
     mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
     compare("one rank killed + resume", reference, rd)
@@ -140,20 +228,24 @@ def main():
     for how in ("SIGUSR1 to mpirun", "SIGTERM to every rank"):
         print(f"== {how}: clean stop, then resume")
         rd = fresh(os.path.join(work, how.split()[0]))
-        proc = start(2, screen_args(a, lib, rd))
-        wait_for_commits(proc, rd, 4)
-        t0 = time.time()
-        if how.startswith("SIGUSR1"):
-            proc.send_signal(signal.SIGUSR1)
+        proc, ranks = start_and_freeze(2, screen_args(a, lib, rd), rd, 4, n_chunks, how)
+        # While the ranks are stopped the signal only becomes pending; they go on once every rank
+        # has it, and then take no new chunk, so the run cannot reach its end first.
+        sig = signal.SIGUSR1 if how.startswith("SIGUSR1") else signal.SIGTERM
+        if sig == signal.SIGUSR1:
+            proc.send_signal(sig)  # mpirun passes it on to every rank
         else:
-            for pid in rank_pids(rd, proc.pid):
-                os.kill(pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        stop_s = time.time() - t0
+            for pid in ranks:
+                os.kill(pid, sig)
+        wait_until(lambda: all(pending(pid, sig) for pid in ranks), f"every rank has {sig.name} pending")
+        thaw(ranks)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
         rj = read_json(os.path.join(rd, "run.json"))
-        check(proc.returncode == 75 and stop_s < 10, f"{how}: exit 75 within {stop_s:.1f} s")
+        check(proc.returncode == 75, f"{how}: exit {proc.returncode} (75 expected)")
+        check("--resume" in err, f"{how}: the message says how to continue")
         check(not rj["complete"] and rj["interrupted"] and rj["accounting_ok"], f"{how}: run.json complete=false, accounting exact")
-        check(rj["chunks_committed"] == committed(rd), f"{how}: run.json agrees with the journals")
+        check(rj["chunks_committed"] == committed(rd) < n_chunks,
+              f"{how}: run.json agrees with the journals ({rj['chunks_committed']} of {n_chunks} chunks committed)")
         mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
         compare(f"{how} + resume", reference, rd)
 
@@ -162,6 +254,12 @@ def main():
     r = run(["mpirun", "-np", "1", a.hpcscreen, "screen", "--library", lib, "--model", other, "--out", ref_dir, "--top-k", "50",
              "--chunk-rows", str(CHUNK_ROWS), "--all-scores", "--resume"])
     check(r.returncode == 1 and "model_checksum" in r.stderr, "a resume with another model is refused")
+
+    print("== resume refuses a run folder that does not exist")
+    nowhere = fresh(os.path.join(work, "never_started"))
+    r = mpirun(1, screen_args(a, lib, nowhere, "--resume"))
+    check(r.returncode == 1 and nowhere in r.stderr and not os.path.exists(nowhere),
+          f"--resume on a folder that does not exist: exit {r.returncode} (1 expected), names it, starts no fresh run")
     finish()
 
 

@@ -130,14 +130,14 @@ def main():
     ranked = sorted(ref_scores.items(), key=lambda kv: (-kv[1], kv[0]))
     threshold = ranked[24][1]
     ok_scores = all(abs(float(h["score"]) - ref_scores[(manifest_index(manifest, h["shard"]), int(h["row"]))]) < 1e-5 for h in got_hits)
-    check(ok_scores, "every hit's score equals the Python score of that record (1e-5)")
-    check(all(ref_scores[(manifest_index(manifest, h["shard"]), int(h["row"]))] >= threshold - 1e-5 for h in got_hits),
-          "every hit is in Python's top 25")
+    check(len(got_hits) == 25 and ok_scores, "every one of the 25 hits' scores equals the Python score of that record (1e-5)")
+    check(len(got_hits) == 25 and all(ref_scores[(manifest_index(manifest, h["shard"]), int(h["row"]))] >= threshold - 1e-5 for h in got_hits),
+          "every one of the 25 hits is in Python's top 25")
     scores = [float(h["score"]) for h in got_hits]
-    check(scores == sorted(scores, reverse=True), "hits best first")
+    check(len(scores) == 25 and scores == sorted(scores, reverse=True), "the 25 hits best first")
     rec = {(r["shard"], r["row"]): r for r in records}
-    check(all(rec[(h["shard"], int(h["row"]))]["smiles"] == h["smiles"] and rec[(h["shard"], int(h["row"]))]["id"] == h["id"]
-              for h in got_hits), "hit ids and SMILES are those of the shard rows")
+    check(len(got_hits) == 25 and all(rec[(h["shard"], int(h["row"]))]["smiles"] == h["smiles"] and rec[(h["shard"], int(h["row"]))]["id"] == h["id"]
+                                      for h in got_hits), "the 25 hits' ids and SMILES are those of the shard rows")
 
     print("== lower is better, second task")
     rd = fresh(os.path.join(work, "run_lower"))
@@ -148,7 +148,8 @@ def main():
     with torch.no_grad():
         tox = sorted(float(model_t(*gnn.batch_graphs([featurize.smiles_to_graph(r["smiles"])]))[0, 1])
                      for r in records if (r["shard_index"], r["row"]) in ref_scores)
-    check(all(abs(x - y) < 1e-5 for x, y in zip(low, tox[:5])), "rank_by toxicity, lower is better: the five lowest")
+    check(len(low) == 5 and len(tox) >= 5 and all(abs(x - y) < 1e-5 for x, y in zip(low, tox[:5])),
+          f"rank_by toxicity, lower is better: {len(low)} hits, the five lowest of {len(tox)} Python scores")
 
     print("== refusals")
     again = mpirun(1, [a.hpcscreen, "screen", "--library", lib, "--model", model, "--out", runs[1]])
@@ -166,6 +167,44 @@ def main():
     check(r.returncode == 1 and "manifest.json" in r.stderr, "a missing library names its manifest")
     r = run([a.hpcscreen, "pack", "compounds", "--input", NCI, "--out", lib])
     check(r.returncode == 2 and "not empty" in r.stderr, "pack never overwrites a library")
+
+    print("== bad option values: exit 2, the option named, no run folder")
+    # Each is a command-line error (README: exit 2, the offending option named), found before any
+    # work: no run folder may be left. Where a case gives --threads itself, mpirun() adds none.
+    bad_values = [(["--top-k", "0"], "--top-k"), (["--top-k", "-5"], "--top-k"),
+                  (["--chunk-rows", "0"], "--chunk-rows"), (["--chunk-rows", "-1"], "--chunk-rows"),
+                  (["--chunks-in-flight", "0"], "--chunks-in-flight"),
+                  (["--threads", "-1"], "--threads"), (["--threads", "100000"], "--threads"),
+                  (["--progress-interval", "-1"], "--progress-interval"),
+                  (["--featurize-threads", "5", "--threads", "2"], "--featurize-threads")]
+    for args, option in bad_values:
+        rd = fresh(os.path.join(work, "bad_value"))
+        r = mpirun(2, [a.hpcscreen, "screen", "--library", lib, "--model", model, "--out", rd, *args],
+                   threads=None if "--threads" in args else 1)
+        check(r.returncode == 2 and option in r.stderr and not os.path.exists(rd),
+              f"{' '.join(args)}: exit {r.returncode} (2 expected), {option} named: {option in r.stderr}, "
+              f"no run folder: {not os.path.exists(rd)}")
+
+    print("== help and report usage")
+    r = run([a.hpcscreen, "pack", "--help"])
+    check(r.returncode == 0 and "compounds" in r.stdout and "proteins" in r.stdout,
+          f"pack --help: exit {r.returncode} (0 expected), names both kinds")
+    pc = run([a.hpcscreen, "pack", "compounds", "--help"])
+    check(pc.returncode == 0 and "--input" in pc.stdout and "--smiles-column" in pc.stdout,
+          f"pack compounds --help: exit {pc.returncode} (0 expected), lists --input and --smiles-column")
+    pp = run([a.hpcscreen, "pack", "proteins", "--help"])
+    check(pp.returncode == 0 and "--input" in pp.stdout and "--smiles-column" not in pp.stdout,
+          f"pack proteins --help: exit {pp.returncode} (0 expected), lists --input but not --smiles-column")
+    r = run([a.hpcscreen, "report", "--help"])
+    check(r.returncode == 0 and "usage: hpcscreen report RUN" in r.stdout,
+          f"report --help: exit {r.returncode} (0 expected), usage line 'hpcscreen report RUN'")
+    r = run([a.hpcscreen, "report"])
+    check(r.returncode == 2 and "RUN" in r.stderr and "--run" not in r.stderr,
+          f"report without a run folder: exit {r.returncode} (2 expected), asks for RUN as its usage says, not --run")
+    nowhere = os.path.join(work, "no_such_run")
+    r = run([a.hpcscreen, "report", nowhere])
+    check(r.returncode == 1 and nowhere in r.stderr and not os.path.exists(nowhere),
+          f"report on a run folder that does not exist: exit {r.returncode} (1 expected), names it, creates nothing")
     finish()
 
 

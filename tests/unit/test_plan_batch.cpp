@@ -27,13 +27,40 @@ TEST(chunk_plan, covers_every_row_once) {
 }
 
 TEST(chunk_plan, check_catches_gaps_and_overlaps) {
+  // 10 rows by 4: [0,4) [4,8) [8,10). The untouched plan passes, so each throw below is the
+  // check finding the one defect made in a fresh copy of it.
   const auto m = manifest_with({10});
-  auto p = plan::make_chunk_plan(m, 4);
+  const auto good = plan::make_chunk_plan(m, 4);
+  ASSERT_EQ(good.chunks.size(), 3u);
+  EXPECT_NO_THROW(plan::check(good, m));
+
+  auto p = good;  // gap: row 4 in no chunk
   p.chunks[1].row_begin = 5;
   EXPECT_THROW(plan::check(p, m), std::logic_error);
-  p = plan::make_chunk_plan(m, 4);
+
+  p = good;  // gap at the end: rows 8 and 9 in no chunk
   p.chunks.pop_back();
   EXPECT_THROW(plan::check(p, m), std::logic_error);
+
+  p = good;  // overlap: row 3 in chunks 0 and 1, the shard still covered to its end
+  p.chunks[1].row_begin = 3;
+  EXPECT_THROW(plan::check(p, m), std::logic_error);
+
+  p = good;  // overlap: rows 8 and 9 in two chunks, ids still consecutive
+  p.chunks.push_back({3, 0, 8, 10});
+  EXPECT_THROW(plan::check(p, m), std::logic_error);
+
+  p = good;  // overlap: chunk 2 reaches back into chunk 1, ends unchanged
+  p.chunks[2].row_begin = 6;
+  EXPECT_THROW(plan::check(p, m), std::logic_error);
+
+  // Across shards: the same rows of shard 1 twice, shard 0 untouched.
+  const auto m2 = manifest_with({4, 6});
+  auto q = plan::make_chunk_plan(m2, 4);  // [0,4) of 0, [0,4) [4,6) of 1
+  ASSERT_EQ(q.chunks.size(), 3u);
+  EXPECT_NO_THROW(plan::check(q, m2));
+  q.chunks[2] = {2, 1, 2, 6};
+  EXPECT_THROW(plan::check(q, m2), std::logic_error);
 }
 
 TEST(graph_batch, plan_respects_molecule_and_atom_budgets) {

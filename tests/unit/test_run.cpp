@@ -6,6 +6,7 @@
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
+#include "hpcscreen/run/chunk_record.hpp"
 #include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
@@ -53,24 +54,95 @@ TEST(journal, commits_are_read_back_and_a_torn_line_is_not_a_commit) {
 }
 
 TEST(chunk_record, json_round_trip_keeps_every_field) {
+  // Every field set, each to a value of its own that is not its default, so that a field left out
+  // of to_json/chunk_record_from_json, or read back from another key, shows here.
   run::chunk_record r;
   r.chunk_id = 42;
   r.shard = 3;
   r.row_begin = 100;
   r.row_end = 110;
   r.rank = 2;
-  r.attempt = 1;
-  r.counts = {10, 7, 2, 1};
-  r.failure = "x";
-  r.hits = {{1.25f, {3, 101}, "id,1", "CCO"}, {-3.5e-7f, {3, 104}, "b", "C"}};
-  r.rejects = {{105, "bad", "featurize", "valence", "too many bonds"}};
+  r.attempt = 5;
+  r.counts = {10, 6, 3, 1};
+  r.failure = "s3.h5: Fletcher-32 checksum mismatch";
+  rank::hit first;
+  first.score = 1.25f;
+  first.key = {3, 101};
+  first.id = "id,1";
+  first.fields = {"CCO", "ethanol"};
+  first.scores = {1.25f, -0.5f};
+  rank::hit second;
+  second.score = -3.5e-7f;
+  second.key = {4, 104};
+  second.id = "b";
+  second.fields = {"C"};
+  second.scores = {0.75f, -3.5e-7f};
+  r.hits = {first, second};
+  r.rejects = {{105, "bad", "featurize", "valence", "too many bonds"},
+               {106, "worse", "read", "smiles_syntax", "unclosed ring"},
+               {108, "worst", "infer", "non_finite", "score is NaN"}};
+  r.elapsed_s = 12.375;
+  r.end_time_s = 1700000000.25;
+  r.score_sample = {0.5f, -2.25f, 7.0f};
+
   const auto back = run::chunk_record_from_json(run::to_json(r));
   EXPECT_EQ(back.chunk_id, 42u);
+  EXPECT_EQ(back.shard, 3u);
+  EXPECT_EQ(back.row_begin, 100u);
+  EXPECT_EQ(back.row_end, 110u);
+  EXPECT_EQ(back.rank, 2);
+  EXPECT_EQ(back.attempt, 5);
+  EXPECT_EQ(back.counts.n_read, 10u);
+  EXPECT_EQ(back.counts.n_scored, 6u);
+  EXPECT_EQ(back.counts.n_rejected, 3u);
   EXPECT_EQ(back.counts.n_failed, 1u);
-  ASSERT_EQ(back.hits.size(), 2u);
-  EXPECT_EQ(back.hits[1].score, -3.5e-7f);  // float survives exactly
-  EXPECT_EQ(back.hits[0].id, "id,1");
-  EXPECT_EQ(back.rejects[0].detail, "too many bonds");
+  EXPECT_EQ(back.failure, r.failure);
+  ASSERT_EQ(back.hits.size(), r.hits.size());
+  for (std::size_t i = 0; i < r.hits.size(); ++i) {
+    SCOPED_TRACE("hit " + std::to_string(i));
+    EXPECT_EQ(back.hits[i].score, r.hits[i].score);  // floats survive exactly
+    EXPECT_EQ(back.hits[i].key, r.hits[i].key);
+    EXPECT_EQ(back.hits[i].id, r.hits[i].id);
+    EXPECT_EQ(back.hits[i].fields, r.hits[i].fields);
+    EXPECT_EQ(back.hits[i].scores, r.hits[i].scores);
+  }
+  ASSERT_EQ(back.rejects.size(), r.rejects.size());
+  for (std::size_t i = 0; i < r.rejects.size(); ++i) {
+    SCOPED_TRACE("reject " + std::to_string(i));
+    EXPECT_EQ(back.rejects[i].row, r.rejects[i].row);
+    EXPECT_EQ(back.rejects[i].id, r.rejects[i].id);
+    EXPECT_EQ(back.rejects[i].stage, r.rejects[i].stage);
+    EXPECT_EQ(back.rejects[i].reason, r.rejects[i].reason);
+    EXPECT_EQ(back.rejects[i].detail, r.rejects[i].detail);
+  }
+  EXPECT_EQ(back.elapsed_s, 12.375);
+  EXPECT_EQ(back.end_time_s, 1700000000.25);
+  EXPECT_EQ(back.score_sample, r.score_sample);
+}
+
+TEST(chunk_record, json_round_trip_keeps_bytes_that_are_not_utf8) {
+  // A Latin-1 catalogue: ids, library fields and messages are bytes, kept exactly.
+  const std::string latin1 = "caf\xe9";
+  run::chunk_record r;
+  r.failure = "shard " + latin1 + ".h5 unreadable";
+  rank::hit h;
+  h.score = 0.5f;
+  h.key = {0, 7};
+  h.id = latin1;
+  h.fields = {"C" + latin1};
+  h.scores = {0.5f};
+  r.hits = {h};
+  r.rejects = {{9, latin1 + "2", "featurize", "smiles_syntax", "bad byte \xff"}};
+  std::string text;
+  ASSERT_NO_THROW(text = run::to_json(r));
+  const auto back = run::chunk_record_from_json(text);
+  EXPECT_EQ(back.failure, r.failure);
+  ASSERT_EQ(back.hits.size(), 1u);
+  EXPECT_EQ(back.hits[0].id, latin1);
+  EXPECT_EQ(back.hits[0].fields, h.fields);
+  ASSERT_EQ(back.rejects.size(), 1u);
+  EXPECT_EQ(back.rejects[0].id, latin1 + "2");
+  EXPECT_EQ(back.rejects[0].detail, "bad byte \xff");
 }
 
 TEST(options, durations_and_sizes) {

@@ -17,7 +17,8 @@ std::vector<hit> random_hits(std::size_t n, unsigned seed) {
     out.push_back({static_cast<float>(score(gen)) / 4,
                    {static_cast<std::uint32_t>(i % 3), i},
                    "id" + std::to_string(i),
-                   ""});
+                   {},
+                   {}});
   }
   return out;
 }
@@ -61,14 +62,14 @@ TEST(topk, merge_is_independent_of_split_and_order) {
 
 TEST(topk, merge_keeps_a_record_seen_twice_once) {
   // A chunk redone after a crash between its record and its journal line appears twice.
-  std::vector<hit> a{{2.0f, {0, 1}, "x", ""}, {1.0f, {0, 2}, "y", ""}};
+  std::vector<hit> a{{2.0f, {0, 1}, "x", {}, {}}, {1.0f, {0, 2}, "y", {}, {}}};
   const auto merged = merge({a, a}, 10, true);
   EXPECT_EQ(rows(merged), (std::vector<std::uint64_t>{1, 2}));
 }
 
 TEST(topk, fewer_records_than_k) {
   topk t(10, true);
-  t.offer({1.0f, {0, 5}, "a", ""});
-  t.offer({3.0f, {0, 4}, "b", ""});
+  t.offer({1.0f, {0, 5}, "a", {}, {}});
+  t.offer({3.0f, {0, 4}, "b", {}, {}});
   EXPECT_EQ(rows(t.sorted()), (std::vector<std::uint64_t>{4, 5}));
 }

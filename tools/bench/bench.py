@@ -205,7 +205,7 @@ def main():
             "--long-sequences", "window", "--progress-interval", "0", *extra])
         rj = json.load(open(os.path.join(out, "run.json")))
         infer_s = sum(r["stages"]["infer"]["thread_s"] for r in rj["per_rank"])  # one batch at a time
-        return rj, rj["tokens"]["real_tokens"] / infer_s, time.time() - t0
+        return rj, rj["annotate"]["tokens"]["real_tokens"] / infer_s, time.time() - t0
 
     if "lengths" in sections:
         small = os.path.join(a.work, "bert-small.pt")
@@ -215,8 +215,8 @@ def main():
         fixed, fixed_rate, _ = annotate(small, "lengths-fixed", "--batching", "fixed", "--max-sequences", "16")
         aware, aware_rate, _ = annotate(small, "lengths-aware", "--batching", "length", "--max-tokens", "16384")
         b.row("length_aware_batching", {"proteins": m, "model": "BERT hidden 128, 2 layers, 1024 positions", "fixed_batch": 16, "max_tokens": 16384},
-              {"fixed_tokens_per_s": fixed_rate, "fixed_padding": fixed["padding_fraction"], "aware_tokens_per_s": aware_rate,
-               "aware_padding": aware["padding_fraction"], "speedup": aware_rate / fixed_rate})
+              {"fixed_tokens_per_s": fixed_rate, "fixed_padding": fixed["annotate"]["padding_fraction"], "aware_tokens_per_s": aware_rate,
+               "aware_padding": aware["annotate"]["padding_fraction"], "speedup": aware_rate / fixed_rate})
 
     if "annotate" in sections:
         hidden, layers, heads, length = (128, 2, 4, 512) if a.smoke else (1024, 30, 16, 1024)
@@ -230,12 +230,12 @@ def main():
         mm = stage
         rj, rate, _ = annotate(big, "annotate-protbert", "--max-chunks", "1", "--chunk-rows", "8" if a.smoke else "32", "--max-tokens", "8192")
         # FLOPs per token: 4 h^2 (QKV+out) + 8 h^2 (feed-forward), x2 for multiply-add, per layer; attention adds 4 L h.
-        mean_len = rj["tokens"]["real_tokens"] / max(1, rj["records_scored"])
+        mean_len = rj["annotate"]["tokens"]["real_tokens"] / max(1, rj["records_scored"])
         flops_per_token = layers * (2 * 12 * hidden * hidden + 4 * mean_len * hidden)
         gflops = rate * flops_per_token / 1e9
         b.row("annotate_protbert_shape", {"hidden": hidden, "layers": layers, "heads": heads, "threads": cores, "sequences": rj["records_scored"]},
               {"tokens_per_s": rate, "model_gflops": gflops, "matmul_gflops_all_cores": mm["matmul_gflops_all_cores"],
-               "fraction_of_matmul": gflops / mm["matmul_gflops_all_cores"], "padding": rj["padding_fraction"]})
+               "fraction_of_matmul": gflops / mm["matmul_gflops_all_cores"], "padding": rj["annotate"]["padding_fraction"]})
 
     if "tier" in sections:
         m = 3000 if a.smoke else 5000
@@ -255,7 +255,7 @@ def main():
                 if tier:
                     extra += ["--dram-budget", "32M", "--pmem-dir", pmem]
                 rj = b.screen(tlib, dense, 1, cores, f"tier-{batch}-{tier}", *extra)
-                t = rj["memory_tier"]
+                t = rj["screen"]["memory_tier"]
                 b.row("memory_tier", {"model": os.path.basename(dense), "batch_molecules": batch, "tier": tier, "dram_budget_bytes": budget if tier else None},
                       {"batch_vs_largest_fitting_the_budget": batch / max(1, fits), "records_per_s": rj["records_read"] / rj["outer_wall_s"], "peak_rss_mib": rj["peak_rss_bytes_max"] / 2**20,
                        "dram_peak_mib": t.get("dram_peak_bytes_max", 0) / 2**20, "spill_peak_mib": t.get("spill_peak_bytes_max", 0) / 2**20,

@@ -34,6 +34,13 @@ class model_error : public error {
   using error::error;
 };
 
+// A batch that does not fit in memory (LibTorch's allocator or the memory tier ran out). The
+// inference layer retries it in halves; see infer/backoff.hpp.
+class out_of_memory_error : public model_error {
+ public:
+  using model_error::model_error;
+};
+
 // Anything about the run folder: existing folder, journal, resume mismatch.
 class run_error : public error {
  public:

@@ -7,5 +7,7 @@ namespace hpcscreen::pipeline {
 void install_stop_handlers();
 bool stop_requested();
 int stop_signal();  // the signal that asked, 0 if none
+// Forgets a stop request: for tests that run several pipelines in one process.
+void clear_stop_request();
 
 }  // namespace hpcscreen::pipeline

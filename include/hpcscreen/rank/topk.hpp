@@ -10,10 +10,11 @@
 namespace hpcscreen::rank {
 
 struct hit {
-  float score = 0;
+  float score = 0;  // the value it is ranked by
   record_key key;
   std::string id;
-  std::string text;  // shown in hits.csv: the SMILES of a compound, the description of a protein
+  std::vector<std::string> fields;  // library fields shown in hits.csv (a compound's SMILES)
+  std::vector<float> scores;        // the record's whole score vector, score among them
 };
 
 struct order {

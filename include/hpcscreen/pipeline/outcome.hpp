@@ -1,0 +1,71 @@
+#pragma once
+// What a workload makes of one chunk: for every row, a score vector or a reject. The pipeline
+// alone turns outcomes into the books (close_chunk): counts, reject rows, the score sample and
+// the chunk's top-K. A score that is not finite becomes a reject here, for every workload.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hpcscreen/core/record.hpp"
+#include "hpcscreen/plan/chunk_plan.hpp"
+#include "hpcscreen/run/chunk_record.hpp"
+
+namespace hpcscreen::pipeline {
+
+// What each record's score vector holds and how records are ranked by it.
+struct score_layout {
+  std::vector<std::string> names;  // one per score; empty: the workload keeps its own outputs
+  std::size_t rank_index = 0;      // hits are ranked by names[rank_index]
+  bool higher_is_better = true;
+  bool ranked = true;  // false: no hit list (e.g. per-residue annotation)
+};
+
+// A chunk's rows as read from its shard, by field name.
+struct chunk_input {
+  plan::chunk chunk;
+  std::string shard_file;
+  std::vector<std::string> names;
+  std::vector<string_column> columns;  // columns[k] holds field names[k] for the chunk's rows
+
+  const string_column& operator[](const std::string& name) const;  // throws on an unknown name
+  std::size_t n_rows() const { return chunk.n_rows(); }
+};
+
+class chunk_outcomes {
+ public:
+  enum class state : std::uint8_t { pending, scored, rejected };
+  struct rejection {
+    std::string stage, reason, detail;
+  };
+
+  chunk_outcomes(std::size_t n_rows, std::size_t n_scores);
+
+  // Row i (within the chunk) is scored with scores[0, n_scores). `checked` are further outputs of
+  // the record (per-residue values, embeddings) that must be finite too. A non-finite value turns
+  // the row into a reject (non_finite_score / non_finite_output).
+  void score(std::size_t i, const float* scores, const float* checked = nullptr,
+             std::size_t n_checked = 0);
+  void reject(std::size_t i, std::string stage, std::string reason, std::string detail);
+
+  std::size_t n_rows() const { return state_.size(); }
+  std::size_t n_scores() const { return n_scores_; }
+  state at(std::size_t i) const { return state_[i]; }
+  const float* scores(std::size_t i) const { return &scores_[i * n_scores_]; }
+  const std::map<std::size_t, rejection>& rejections() const { return rejects_; }
+  std::size_t count(state s) const;
+
+ private:
+  std::size_t n_scores_;
+  std::vector<state> state_;
+  std::vector<float> scores_;  // [n_rows, n_scores]
+  std::map<std::size_t, rejection> rejects_;
+};
+
+// The books of one chunk: counts, rejects in row order, the score sample, and the chunk's best
+// top_k (with the fields shown beside each hit). Every row must have an outcome.
+run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& outcomes,
+                              const score_layout& layout, std::size_t top_k,
+                              const std::vector<std::string>& hit_fields);
+
+}  // namespace hpcscreen::pipeline

@@ -1,0 +1,94 @@
+#include "hpcscreen/pipeline/outcome.hpp"
+
+#include <cmath>
+
+#include "hpcscreen/core/csv.hpp"
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/rank/topk.hpp"
+
+namespace hpcscreen::pipeline {
+
+const string_column& chunk_input::operator[](const std::string& name) const {
+  for (std::size_t k = 0; k < names.size(); ++k)
+    if (names[k] == name) return columns[k];
+  throw shard_error("the chunk has no field '" + name + "'");
+}
+
+chunk_outcomes::chunk_outcomes(std::size_t n_rows, std::size_t n_scores)
+    : n_scores_(n_scores), state_(n_rows, state::pending), scores_(n_rows * n_scores, 0.0f) {}
+
+void chunk_outcomes::score(std::size_t i, const float* scores, const float* checked,
+                           std::size_t n_checked) {
+  HPCSCREEN_ASSERT_MSG(i < state_.size() && state_[i] == state::pending,
+                       "row " + std::to_string(i) + " given a second outcome");
+  for (std::size_t k = 0; k < n_scores_; ++k) {
+    if (!std::isfinite(scores[k])) {
+      reject(i, "infer", "non_finite_score", "the model returned " + format_score(scores[k]));
+      return;
+    }
+  }
+  for (std::size_t k = 0; k < n_checked; ++k) {
+    if (!std::isfinite(checked[k])) {
+      reject(i, "infer", "non_finite_output", "the model returned NaN or inf");
+      return;
+    }
+  }
+  std::copy(scores, scores + n_scores_, scores_.begin() + static_cast<std::ptrdiff_t>(i * n_scores_));
+  state_[i] = state::scored;
+}
+
+void chunk_outcomes::reject(std::size_t i, std::string stage, std::string reason,
+                            std::string detail) {
+  HPCSCREEN_ASSERT_MSG(i < state_.size() && state_[i] == state::pending,
+                       "row " + std::to_string(i) + " given a second outcome");
+  state_[i] = state::rejected;
+  rejects_[i] = {std::move(stage), std::move(reason), std::move(detail)};
+}
+
+std::size_t chunk_outcomes::count(state s) const {
+  std::size_t n = 0;
+  for (const auto x : state_) n += x == s;
+  return n;
+}
+
+run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& outcomes,
+                              const score_layout& layout, std::size_t top_k,
+                              const std::vector<std::string>& hit_fields) {
+  const auto& c = input.chunk;
+  HPCSCREEN_ASSERT_MSG(outcomes.n_rows() == c.n_rows(),
+                       std::to_string(outcomes.n_rows()) + " outcomes for " +
+                           std::to_string(c.n_rows()) + " rows");
+  HPCSCREEN_ASSERT_MSG(outcomes.count(chunk_outcomes::state::pending) == 0,
+                       "chunk " + std::to_string(c.id) + " has rows without an outcome");
+  run::chunk_record rec;
+  rec.chunk_id = c.id;
+  rec.shard = c.shard;
+  rec.row_begin = c.row_begin;
+  rec.row_end = c.row_end;
+  rec.counts.n_read = c.n_rows();
+  const auto& ids = input["id"];
+  for (const auto& [i, r] : outcomes.rejections())
+    rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), r.stage, r.reason, r.detail});
+  rec.counts.n_rejected = rec.rejects.size();
+  rec.counts.n_scored = outcomes.count(chunk_outcomes::state::scored);
+
+  const bool has_scores = outcomes.n_scores() > 0;
+  if (has_scores) HPCSCREEN_ASSERT(layout.rank_index < outcomes.n_scores());
+  std::vector<const string_column*> shown;
+  for (const auto& f : hit_fields) shown.push_back(&input[f]);
+  rank::topk top(layout.ranked && has_scores ? top_k : 0, layout.higher_is_better);
+  for (std::size_t i = 0; i < outcomes.n_rows(); ++i) {
+    if (outcomes.at(i) != chunk_outcomes::state::scored || !has_scores) continue;
+    const float* v = outcomes.scores(i);
+    const auto row = c.row_begin + i;
+    if (row % run::chunk_record::sample_every == 0) rec.score_sample.push_back(v[layout.rank_index]);
+    if (!layout.ranked) continue;
+    rank::hit h{v[layout.rank_index], {c.shard, row}, std::string(ids[i]), {}, {v, v + outcomes.n_scores()}};
+    for (const auto* col : shown) h.fields.emplace_back((*col)[i]);
+    top.offer(std::move(h));
+  }
+  rec.hits = top.sorted();
+  return rec;
+}
+
+}  // namespace hpcscreen::pipeline

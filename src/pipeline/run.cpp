@@ -1,0 +1,214 @@
+// pipeline::run: set-up checked on every rank, the run folder's attempt, the conductor on every
+// rank, and the books at rank 0. Ranks agree on every failure before anyone gives up.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "hpcscreen/core/checksum.hpp"
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/pipeline/conductor.hpp"
+#include "hpcscreen/pipeline/pipeline.hpp"
+#include "hpcscreen/pipeline/run_report.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/run/run_folder.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hpcscreen::pipeline {
+namespace {
+
+// A local failure: the exit status it calls for and the message.
+struct failure {
+  int status = exit_ok;
+  std::string message;
+};
+
+// Collective: every rank's failure, printed once by rank 0. Returns the worst status on every
+// rank (exit_ok when all are fine).
+int agree(dist::context& ctx, const failure& local) {
+  if (ctx.all_ok(local.status == exit_ok)) return exit_ok;
+  const auto all = ctx.gather(json{{"status", local.status}, {"message", local.message}}.dump(
+      -1, ' ', false, json::error_handler_t::replace));
+  int worst = exit_ok;
+  if (ctx.rank() == 0) {
+    std::map<std::string, std::vector<int>> by_message;
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      const auto f = json::parse(all[r]);
+      const int status = f["status"].get<int>();
+      if (status == exit_ok) continue;
+      // A usage error is the user's to fix whatever else failed; otherwise report an error.
+      worst = worst == exit_ok ? status : std::max(worst, status);
+      by_message[f["message"].get<std::string>()].push_back(static_cast<int>(r));
+    }
+    for (const auto& [message, ranks] : by_message) {
+      const std::string who = ranks.size() == all.size()
+                                  ? ""
+                                  : " (rank " + std::to_string(ranks.front()) +
+                                        (ranks.size() > 1 ? " and others" : "") + ")";
+      std::fprintf(stderr, "hpcscreen: error%s: %s\n", who.c_str(), message.c_str());
+    }
+  }
+  return std::stoi(ctx.broadcast(std::to_string(worst)));
+}
+
+template <class F>
+failure attempt(F&& f) {
+  try {
+    f();
+  } catch (const usage_error& e) {
+    return {exit_usage, e.what()};
+  } catch (const std::exception& e) {
+    return {exit_error, e.what()};
+  }
+  return {};
+}
+
+void check_options(const run_options& o, int threads) {
+  if (o.top_k == 0) throw usage_error("--top-k must be at least 1");
+  if (o.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
+  if (o.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
+  if (threads < 1 || threads > max_threads_per_rank) {
+    throw usage_error("--threads must be between 1 and " + std::to_string(max_threads_per_rank) +
+                      " (got " + std::to_string(threads) + ")");
+  }
+  if (o.featurize_threads < 0 || (o.featurize_threads > 0 && o.featurize_threads >= threads)) {
+    throw usage_error("--featurize-threads " + std::to_string(o.featurize_threads) +
+                      " must leave at least one of the rank's " + std::to_string(threads) +
+                      " threads for inference (accepted: 0 to " + std::to_string(threads - 1) +
+                      ")");
+  }
+}
+
+void set_up(const run_options& o, const workload_factory& make_workload, run_setup& s) {
+  s.scheduler = detect_scheduler();
+  s.threads = o.threads > 0 ? o.threads : default_threads(s.scheduler);
+  check_options(o, s.threads);
+  s.manifest = io::read_manifest(o.library_dir);
+  s.work = make_workload(s.threads);
+  const auto& kind = s.work->kind();
+  s.library = &find_library_kind(kind.library_kind);
+  s.layout = s.work->scores();
+  if (s.manifest.kind != s.library->name) {
+    throw usage_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
+                      kind.name + "' needs " + s.library->name);
+  }
+  for (const auto& f : s.library->fields) {
+    if (std::find(s.manifest.fields.begin(), s.manifest.fields.end(), f) == s.manifest.fields.end())
+      throw shard_error("library '" + o.library_dir + "' has no field '" + f + "'");
+  }
+  s.plan = plan::make_chunk_plan(s.manifest, o.chunk_rows);
+  plan::check(s.plan, s.manifest);
+}
+
+json identity_of(const run_options& o, const run_setup& s) {
+  auto id = s.work->identity();
+  id["workload"] = s.work->kind().name;
+  id["library"] = fs::absolute(o.library_dir).string();
+  id["manifest_checksum"] =
+      file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
+  id["model_checksum"] = file_checksum(o.model_path);
+  id["n_records"] = s.manifest.n_records();
+  id["chunk_rows"] = o.chunk_rows;
+  id["n_chunks"] = s.plan.chunks.size();
+  id["top_k"] = o.top_k;
+  return id;
+}
+
+// Rank 0: creates the run folder, or checks that a resume continues the same run; the chunks
+// this attempt does (with --retry-failed, also those whose shard could not be read before).
+json begin_attempt(const run_options& o, const run_setup& s, int n_ranks) {
+  if (o.retry_failed && !o.resume) throw usage_error("--retry-failed needs --resume");
+  const json attempt = {{"ranks", n_ranks},
+                        {"threads_per_rank", s.threads},
+                        {"command_line", o.command_line},
+                        {"scheduler", s.scheduler.name},
+                        {"job_id", s.scheduler.job_id}};
+  const int number =
+      run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
+  auto done = run::committed_chunks(o.out_dir);
+  std::size_t n_retried = 0;
+  if (o.retry_failed) {
+    for (auto it = done.begin(); it != done.end();) {
+      if (run::read_chunk_record(o.out_dir, *it).counts.n_failed > 0) {
+        it = done.erase(it);
+        ++n_retried;
+      } else {
+        ++it;
+      }
+    }
+  }
+  s.work->prepare_run_folder(o.out_dir);
+  if (o.resume && number > 1) {
+    std::fprintf(stderr,
+                 "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already committed%s\n",
+                 o.out_dir.c_str(), number, done.size(), s.plan.chunks.size(),
+                 n_retried ? (", " + std::to_string(n_retried) + " failed ones to retry").c_str()
+                           : "");
+  }
+  return {{"attempt", number}, {"done", done}};
+}
+
+}  // namespace
+
+int run(dist::context& ctx, const run_options& o, const workload_factory& make_workload) {
+  const auto t_start = clock_type::now();
+  install_stop_handlers();
+
+  run_setup s;
+  if (const int status = agree(ctx, attempt([&] { set_up(o, make_workload, s); })); status != exit_ok)
+    return status;
+
+  json start;
+  failure started;
+  if (ctx.rank() == 0) started = attempt([&] { start = begin_attempt(o, s, ctx.size()); });
+  if (const int status = agree(ctx, started); status != exit_ok) return status;
+  start = json::parse(ctx.broadcast(start.dump()));
+
+  attempt_plan a;
+  a.attempt = start["attempt"].get<int>();
+  const auto done = start["done"].get<std::set<std::uint64_t>>();
+  for (const auto& c : s.plan.chunks) {
+    if (done.count(c.id)) {
+      a.n_done_before += c.n_rows();
+    } else {
+      a.remaining.push_back(c.id);
+    }
+  }
+
+  const auto r = conduct(ctx, o, s, a, t_start);
+  // A stop on any rank counts for the run.
+  const bool interrupted = !ctx.all_ok(!r.interrupted && !stop_requested());
+  if (const int status = agree(ctx, {r.error.empty() ? exit_ok : exit_error, r.error});
+      status != exit_ok)
+    return status;
+
+  std::string mine;
+  const auto built = attempt([&] {
+    mine = rank_report_json(r, s, ctx.rank(), seconds_since(t_start))
+               .dump(-1, ' ', false, json::error_handler_t::replace);
+  });
+  if (built.status != exit_ok) mine = json{{"rank", ctx.rank()}, {"error", built.message}}.dump();
+  const auto t_gather = clock_type::now();
+  const auto blobs = ctx.gather(mine);
+  const double gather_s = seconds_since(t_gather);
+
+  int status = exit_ok;
+  if (ctx.rank() == 0) {
+    const auto finished = attempt([&] {
+      std::vector<json> reports;
+      for (const auto& b : blobs) reports.push_back(json::parse(b));
+      status = write_run_outputs(
+          o, s, {a.attempt, interrupted, seconds_since(t_start), gather_s, ctx.size(), ctx.description()},
+          reports);
+    });
+    if (finished.status != exit_ok) {
+      std::fprintf(stderr, "hpcscreen: error while writing the results: %s\n",
+                   finished.message.c_str());
+      status = exit_error;
+    }
+  }
+  return std::stoi(ctx.broadcast(std::to_string(status)));
+}
+
+}  // namespace hpcscreen::pipeline

@@ -1,0 +1,322 @@
+#include "hpcscreen/pipeline/run_report.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "hpcscreen/core/csv.hpp"
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/pipeline/progress.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/run/run_folder.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hpcscreen::pipeline {
+namespace {
+
+std::uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<std::uint64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+std::string host_name() {
+  char h[256] = {};
+  gethostname(h, sizeof h - 1);
+  return h;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Peaks and per-rank settings combine by maximum, everything else by sum.
+bool is_peak_key(const std::string& k) {
+  return k.find("peak") != std::string::npos || ends_with(k, "_max") || ends_with(k, "_per_rank");
+}
+
+void combine_into(json& into, const json& from) {
+  for (const auto& [k, v] : from.items()) {
+    if (!into.contains(k)) {
+      into[k] = v;
+    } else if (v.is_object() && into[k].is_object()) {
+      combine_into(into[k], v);
+    } else if (v.is_number_unsigned() && into[k].is_number_unsigned()) {
+      const auto a = into[k].get<std::uint64_t>(), b = v.get<std::uint64_t>();
+      into[k] = is_peak_key(k) ? std::max(a, b) : a + b;
+    } else if (v.is_number() && into[k].is_number()) {
+      const auto a = into[k].get<double>(), b = v.get<double>();
+      into[k] = is_peak_key(k) ? std::max(a, b) : a + b;
+    }
+  }
+}
+
+// Everything the committed chunk records say.
+struct run_books {
+  std::set<std::uint64_t> committed;
+  run::chunk_counts totals, this_attempt;
+  std::map<std::string, std::uint64_t> reject_reasons;
+  json failed_shards = json::object();
+  std::vector<std::vector<rank::hit>> hit_lists;
+};
+
+// Reads every committed record once, streaming its rejects into rejects.csv.
+run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
+  run_books b;
+  b.committed = run::committed_chunks(o.out_dir);
+  const auto path = (fs::path(o.out_dir) / "rejects.csv").string();
+  const auto tmp = path + ".tmp";
+  {
+    std::ofstream rejects(tmp, std::ios::binary);
+    rejects << "shard,row,id,stage,reason\n";
+    for (const auto id : b.committed) {
+      const auto rec = run::read_chunk_record(o.out_dir, id);
+      b.totals += rec.counts;
+      if (rec.attempt == attempt) b.this_attempt += rec.counts;
+      b.hit_lists.push_back(rec.hits);
+      const auto& shard_file = s.manifest.shards[rec.shard].file;
+      for (const auto& x : rec.rejects) {
+        rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ','
+                << x.stage << ',' << csv_field(x.reason + ": " + x.detail) << '\n';
+        ++b.reject_reasons[x.reason];
+      }
+      if (rec.counts.n_failed > 0) {
+        auto& f = b.failed_shards[shard_file];
+        f["error"] = rec.failure;
+        f["rows_failed"] = f.value("rows_failed", std::uint64_t{0}) + rec.counts.n_failed;
+      }
+    }
+    rejects.flush();
+    if (!rejects) throw run_error("cannot write '" + tmp + "'");
+  }
+  run::publish_file(tmp, path);
+  return b;
+}
+
+std::string hits_csv(const run_setup& s, const std::vector<rank::hit>& hits) {
+  std::string csv = "rank,id,score,shard,row";
+  for (const auto& f : s.library->hit_fields) csv += ',' + csv_field(f);
+  csv += '\n';
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    const auto& h = hits[i];
+    csv += std::to_string(i + 1) + ',' + csv_field(h.id) + ',' + format_score(h.score) + ',' +
+           csv_field(s.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row);
+    for (const auto& f : h.fields) csv += ',' + csv_field(f);
+    csv += '\n';
+  }
+  return csv;
+}
+
+}  // namespace
+
+json combine_rank_reports(const std::vector<json>& reports) {
+  json out = json::object();
+  for (const auto& r : reports) combine_into(out, r);
+  return out;
+}
+
+json rank_report_json(const rank_result& r, const run_setup& s, int rank, double busy_s) {
+  return {{"rank", rank},
+          {"host", host_name()},
+          {"n_chunks", r.n_chunks},
+          {"n_read", r.totals.n_read},
+          {"n_scored", r.totals.n_scored},
+          {"n_rejected", r.totals.n_rejected},
+          {"n_failed", r.totals.n_failed},
+          {"read_s", r.read_s},
+          {"commit_s", r.commit_s},
+          {"busy_s", busy_s},
+          {"stages", r.stages},
+          {"pool_threads", r.pool_threads},
+          {"pool_idle_thread_s", r.pool_idle_thread_s},
+          {"peak_rss_bytes", peak_rss_bytes()},
+          {"coordination_s", r.coordination_s},
+          {"workload", s.work->rank_report()}};
+}
+
+int write_run_outputs(const run_options& o, const run_setup& s, const attempt_summary& a,
+                      const std::vector<json>& rank_reports) {
+  const auto& kind = s.work->kind();
+  std::vector<std::string> write_errors;  // an output that could not be written
+  auto attempt_to = [&](const char* what, auto&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      write_errors.push_back(std::string(what) + ": " + e.what());
+    }
+  };
+
+  run_books b;
+  attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
+  const auto hits = rank::merge(b.hit_lists, o.top_k, s.layout.higher_is_better);
+  const bool has_hits = s.layout.ranked && !s.layout.names.empty();
+  if (has_hits) {
+    attempt_to("hits.csv", [&] {
+      run::write_file_atomically((fs::path(o.out_dir) / "hits.csv").string(), hits_csv(s, hits));
+    });
+  }
+
+  run::chunk_counts live;
+  for (const auto& r : rank_reports) {
+    live.n_read += r.value("n_read", std::uint64_t{0});
+    live.n_scored += r.value("n_scored", std::uint64_t{0});
+    live.n_rejected += r.value("n_rejected", std::uint64_t{0});
+    live.n_failed += r.value("n_failed", std::uint64_t{0});
+  }
+  const auto& t = b.totals;
+  const bool all_committed = b.committed.size() == s.plan.chunks.size();
+  const bool complete = all_committed && t.n_failed == 0 && write_errors.empty();
+  std::vector<std::string> problems;
+  if (!t.balanced()) {
+    problems.push_back("records_read " + std::to_string(t.n_read) + " != scored " +
+                       std::to_string(t.n_scored) + " + rejected " +
+                       std::to_string(t.n_rejected) + " + failed " + std::to_string(t.n_failed));
+  }
+  const auto& x = b.this_attempt;
+  if (write_errors.empty() && !(x.n_read == live.n_read && x.n_scored == live.n_scored &&
+                                x.n_rejected == live.n_rejected && x.n_failed == live.n_failed)) {
+    problems.push_back("the chunk records of this attempt disagree with the ranks' own counts");
+  }
+  if (all_committed && write_errors.empty() && t.n_read != s.manifest.n_records()) {
+    problems.push_back("records_read " + std::to_string(t.n_read) + " differs from the manifest's " +
+                       std::to_string(s.manifest.n_records()));
+  }
+
+  json report;
+  report["schema"] = "hpcscreen.run_report/2";
+  report["workload"] = kind.name;
+  report["library_kind"] = kind.library_kind;
+  report["complete"] = complete;
+  report["interrupted"] = a.interrupted;
+  if (a.interrupted) report["stop_signal"] = stop_signal();
+  report["attempt"] = a.attempt;
+  report["records_total"] = s.manifest.n_records();
+  report["records_read"] = t.n_read;
+  report["records_scored"] = t.n_scored;
+  report["records_rejected"] = t.n_rejected;
+  report["records_failed"] = t.n_failed;
+  report["records_pending"] = s.manifest.n_records() - std::min(s.manifest.n_records(), t.n_read);
+  report["accounting_ok"] = problems.empty();
+  report["accounting_problems"] = problems;
+  report["output_errors"] = write_errors;
+  report["chunks_total"] = s.plan.chunks.size();
+  report["chunks_committed"] = b.committed.size();
+  std::uint64_t chunks_this_attempt = 0;
+  for (const auto& r : rank_reports) chunks_this_attempt += r.value("n_chunks", std::uint64_t{0});
+  report["chunks_this_attempt"] = chunks_this_attempt;
+  report["wall_time_s"] = a.wall_s;
+  report["throughput_records_per_s"] = a.wall_s > 0 ? static_cast<double>(live.n_read) / a.wall_s : 0.0;
+  double coordination_max_s = 0, records_max = 0, records_sum = 0;
+  std::uint64_t rss_max = 0;
+  json chunks_per_rank = json::array(), per_rank = json::array(), workload_reports = json::array();
+  std::vector<json> workload_parts;
+  for (const auto& r : rank_reports) {
+    coordination_max_s = std::max(coordination_max_s, r.value("coordination_s", 0.0));
+    rss_max = std::max(rss_max, r.value("peak_rss_bytes", std::uint64_t{0}));
+    const auto n = static_cast<double>(r.value("n_read", std::uint64_t{0}));
+    records_max = std::max(records_max, n);
+    records_sum += n;
+    chunks_per_rank.push_back(r.value("n_chunks", std::uint64_t{0}));
+    workload_parts.push_back(r.value("workload", json::object()));
+    per_rank.push_back(r);
+  }
+  report["coordination"] = {
+      {"max_rank_s", coordination_max_s + a.gather_s},
+      {"gather_s", a.gather_s},
+      {"fraction_of_wall", a.wall_s > 0 ? (coordination_max_s + a.gather_s) / a.wall_s : 0.0}};
+  report["peak_rss_bytes_max"] = rss_max;
+  const double records_mean =
+      rank_reports.empty() ? 0 : records_sum / static_cast<double>(rank_reports.size());
+  report["load_balance"] = {
+      {"chunks_per_rank", chunks_per_rank},
+      {"records_max_over_mean", records_mean > 0 ? records_max / records_mean : 1.0}};
+  report["ranks"] = a.n_ranks;
+  report["threads_per_rank"] = s.threads;
+  report["top_k"] = o.top_k;
+  report["hits"] = has_hits ? hits.size() : 0;
+  report["score_columns"] = s.layout.names;
+  report["hit_fields"] = s.library->hit_fields;
+  report["reject_reasons"] = b.reject_reasons;
+  report["failed_shards"] = b.failed_shards;
+  report["per_rank"] = per_rank;
+  report["model"] = {{"path", fs::absolute(o.model_path).string()}};
+  report["library"] = {{"path", fs::absolute(o.library_dir).string()},
+                       {"shards", s.manifest.shards.size()}};
+  report["config"] = {{"chunk_rows", o.chunk_rows},
+                      {"chunks_in_flight", o.chunks_in_flight},
+                      {"stop_after_s", o.stop_after_s},
+                      {"max_chunks_per_rank", o.max_chunks_per_rank},
+                      {"allow_failed_shards", o.allow_failed_shards},
+                      {"retry_failed", o.retry_failed},
+                      {"command_line", o.command_line}};
+  report["versions"] = {{"hpcscreen", o.version}, {"mpi", a.mpi_description}};
+  report["scheduler"] = {{"name", s.scheduler.name},
+                         {"job_id", s.scheduler.job_id},
+                         {"nodes", s.scheduler.n_nodes},
+                         {"cpus_per_task", s.scheduler.cpus_per_task}};
+  attempt_to("workload outputs", [&] {
+    report[kind.name] =
+        s.work->finish(run_view{o.out_dir, s.manifest, s.plan, b.committed},
+                       combine_rank_reports(workload_parts));
+  });
+  if (!write_errors.empty()) {
+    report["output_errors"] = write_errors;
+    report["complete"] = false;
+  }
+  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
+  attempt_to("run.json", [&] {
+    run::write_file_atomically((fs::path(o.out_dir) / "run.json").string(),
+                               report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  });
+
+  std::string hits_note;
+  if (has_hits) {
+    hits_note = "; " + std::to_string(hits.size()) + " hits in " +
+                (fs::path(o.out_dir) / "hits.csv").string();
+  }
+  std::fprintf(stderr,
+               "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d "
+               "threads)\n",
+               with_commas(t.n_read).c_str(), with_commas(t.n_scored).c_str(),
+               kind.done_verb.c_str(), with_commas(t.n_rejected).c_str(),
+               with_commas(t.n_failed).c_str(),
+               all_committed
+                   ? ""
+                   : (", " + with_commas(s.manifest.n_records() - std::min(s.manifest.n_records(), t.n_read)) + " pending").c_str(),
+               hits_note.c_str(), a.wall_s, a.n_ranks, s.threads);
+  for (const auto& e : write_errors)
+    std::fprintf(stderr, "hpcscreen: error: could not write %s\n", e.c_str());
+  if (!write_errors.empty()) return exit_error;
+  for (const auto& p : problems) std::fprintf(stderr, "hpcscreen: ACCOUNTING ERROR: %s\n", p.c_str());
+  if (!problems.empty()) return exit_incomplete;
+  if (!all_committed) {
+    std::fprintf(stderr,
+                 "hpcscreen: run stopped before the end; %zu of %zu chunks are committed. Run the "
+                 "same command with --resume to finish it.\n",
+                 b.committed.size(), s.plan.chunks.size());
+    return exit_interrupted;
+  }
+  if (t.n_failed > 0) {
+    for (const auto& [file, f] : b.failed_shards.items()) {
+      std::fprintf(stderr, "hpcscreen: failed shard %s: %s rows: %s\n", file.c_str(),
+                   with_commas(f["rows_failed"].get<std::uint64_t>()).c_str(),
+                   f["error"].get<std::string>().c_str());
+    }
+    std::fprintf(stderr,
+                 "hpcscreen: %s records are in shards that could not be read; the run is not "
+                 "complete. Repair or restore them and run the same command with --resume "
+                 "--retry-failed%s\n",
+                 with_commas(t.n_failed).c_str(),
+                 o.allow_failed_shards ? "" : " (or pass --allow-failed-shards to accept this)");
+    if (!o.allow_failed_shards) return exit_incomplete;
+  }
+  return exit_ok;
+}
+
+}  // namespace hpcscreen::pipeline

@@ -1,0 +1,384 @@
+// The conductor, the books and the run folder in one process: the local context and a fake
+// workload whose "model" reads each record's score from its SMILES field, so every expected
+// count, reject and hit below is worked out by hand from the library the test writes.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <map>
+#include <mutex>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "hpcscreen/core/checksum.hpp"
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/infer/backoff.hpp"
+#include "hpcscreen/io/manifest.hpp"
+#include "hpcscreen/io/shard.hpp"
+#include "hpcscreen/pipeline/pipeline.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
+
+namespace fs = std::filesystem;
+using namespace hpcscreen;
+using nlohmann::json;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The fake model's rules, by the record's "smiles" text:
+//   a number      → that score
+//   "bad"         → rejected by preprocessing (reason fake_syntax)
+//   "poison"      → forward() raises whenever the record is in the batch
+//   "huge"        → out of memory whenever the record is in the batch
+//   "nan"         → the model returns NaN
+//   "abort"       → the task throws a plain error (a workload bug): the run ends
+//   "stop"        → a stop request (SIGUSR1) arrives while the chunk is in flight
+// Batches with more than `oom_above` records run out of memory (0: never).
+struct fake_settings {
+  std::size_t oom_above = 0;
+  std::size_t batch = 4;
+};
+
+class fake_job : public pipeline::chunk_work {
+ public:
+  fake_job(pipeline::chunk_input in, const fake_settings& s, infer::backoff_counters& c)
+      : in_(std::move(in)), s_(s), counters_(c) {}
+
+  pipeline::stage next_stage() override {
+    if (phase_++ == 0) return {"infer", (in_.n_rows() + s_.batch - 1) / s_.batch, 0};
+    return {"done", 0, 0};
+  }
+  void run_task(std::size_t t) override {
+    if (pipeline::stop_requested()) return;
+    const auto& text = in_["smiles"];
+    const auto begin = t * s_.batch, end = std::min(in_.n_rows(), begin + s_.batch);
+    std::lock_guard<std::mutex> lock(mutex_);
+    infer::run_isolating(
+        begin, end,
+        [&](std::size_t b, std::size_t e) {
+          if (s_.oom_above && e - b > s_.oom_above) throw out_of_memory_error("fake: batch too big");
+          for (auto i = b; i < e; ++i) {
+            if (text[i] == "poison") throw model_error("fake forward(): index out of range");
+            if (text[i] == "huge") throw out_of_memory_error("fake: cannot allocate");
+            if (text[i] == "abort") throw std::runtime_error("fake workload bug");
+            if (text[i] == "stop") std::raise(SIGUSR1);
+          }
+          for (auto i = b; i < e; ++i) {
+            if (text[i] == "bad") continue;
+            scores_[i] = text[i] == "nan" ? NAN : std::stof(std::string(text[i]));
+          }
+        },
+        [&](std::size_t i, const char* reason, std::string detail) {
+          failures_[i] = {reason, detail};
+        },
+        counters_);
+  }
+  void collect(pipeline::chunk_outcomes& out) override {
+    const auto& text = in_["smiles"];
+    for (std::size_t i = 0; i < in_.n_rows(); ++i) {
+      if (text[i] == "bad") {
+        out.reject(i, "featurize", "fake_syntax", "not a number");
+      } else if (failures_.count(i)) {
+        out.reject(i, "infer", failures_[i].first, failures_[i].second);
+      } else {
+        out.score(i, &scores_.at(i));
+      }
+    }
+  }
+
+ private:
+  pipeline::chunk_input in_;
+  fake_settings s_;
+  infer::backoff_counters& counters_;
+  int phase_ = 0;
+  std::mutex mutex_;
+  std::map<std::size_t, float> scores_;
+  std::map<std::size_t, std::pair<std::string, std::string>> failures_;
+};
+
+class fake_workload : public pipeline::workload {
+ public:
+  explicit fake_workload(fake_settings s) : s_(s) {}
+  const pipeline::workload_kind& kind() const override {
+    return pipeline::find_workload_kind("screen");
+  }
+  pipeline::score_layout scores() const override { return {{"activity"}, 0, true, true}; }
+  json identity() const override { return json::object(); }
+  std::map<std::string, int> stage_split(int, int) const override { return {}; }
+  std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input in) override {
+    return std::make_unique<fake_job>(std::move(in), s_, counters_);
+  }
+  json rank_report() const override { return {{"memory_splits", counters_.memory_splits.load()}}; }
+  json finish(const pipeline::run_view&, const json& summed) const override { return summed; }
+
+ private:
+  fake_settings s_;
+  mutable infer::backoff_counters counters_;
+};
+
+class conductor_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pipeline::clear_stop_request();
+    dir_ = fs::temp_directory_path() /
+           ("hpcscreen-conductor-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "lib");
+  }
+  void TearDown() override {
+    pipeline::clear_stop_request();
+    fs::remove_all(dir_);
+  }
+
+  // One shard per list of SMILES texts; ids are "m<shard>-<row>" unless given.
+  void write_library(const std::vector<std::vector<std::string>>& shards,
+                     const std::vector<std::vector<std::string>>& ids = {}) {
+    io::manifest m;
+    m.kind = "compounds";
+    m.shard_schema = io::compound_shard_schema;
+    m.fields = io::compound_fields;
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+      std::vector<string_column> columns(2);
+      for (std::size_t r = 0; r < shards[s].size(); ++r) {
+        columns[0].push_back(ids.empty() ? "m" + std::to_string(s) + "-" + std::to_string(r)
+                                         : ids[s][r]);
+        columns[1].push_back(shards[s][r]);
+      }
+      const auto name = "shard-" + std::to_string(s) + ".h5";
+      io::write_shard((dir_ / "lib" / name).string(), m.shard_schema, m.fields, columns);
+      m.shards.push_back({name, shards[s].size(), file_checksum((dir_ / "lib" / name).string())});
+    }
+    io::write_manifest((dir_ / "lib").string(), m);
+    // A stand-in model file: the run folder records its checksum.
+    std::ofstream(dir_ / "model.pt") << "fake";
+  }
+
+  pipeline::run_options options(const std::string& out) const {
+    pipeline::run_options o;
+    o.library_dir = (dir_ / "lib").string();
+    o.model_path = (dir_ / "model.pt").string();
+    o.out_dir = (dir_ / out).string();
+    o.top_k = 3;
+    o.threads = 2;
+    o.chunk_rows = 4;
+    o.progress_interval_s = 0;
+    return o;
+  }
+
+  int run(const pipeline::run_options& o, fake_settings s = {}) {
+    auto ctx = dist::make_local_context();
+    return pipeline::run(*ctx, o, [s](int) { return std::make_unique<fake_workload>(s); });
+  }
+
+  json run_json(const std::string& out) const { return json::parse(slurp(dir_ / out / "run.json")); }
+  std::string hits(const std::string& out) const { return slurp(dir_ / out / "hits.csv"); }
+
+  fs::path dir_;
+};
+
+// 10 records in 2 shards (chunks of 4 rows: 0-3, 4-5 of shard 0; 0-3 of shard 1):
+// scores 1..6 and 9, one syntax reject, one poisoned record, one NaN.
+const std::vector<std::vector<std::string>> library_a = {
+    {"1", "5", "bad", "2", "6", "poison"}, {"9", "nan", "3", "4"}};
+const std::string hits_a =
+    "rank,id,score,shard,row,smiles\n"
+    "1,m1-0,9,shard-1.h5,0,9\n"
+    "2,m0-4,6,shard-0.h5,4,6\n"
+    "3,m0-1,5,shard-0.h5,1,5\n";
+
+TEST_F(conductor_test, books_count_every_record_and_rank_the_scores) {
+  write_library(library_a);
+  ASSERT_EQ(run(options("run")), pipeline::exit_ok);
+  const auto rj = run_json("run");
+  EXPECT_EQ(rj["records_read"], 10);
+  EXPECT_EQ(rj["records_scored"], 7);
+  EXPECT_EQ(rj["records_rejected"], 3);
+  EXPECT_EQ(rj["records_failed"], 0);
+  EXPECT_TRUE(rj["complete"].get<bool>());
+  EXPECT_TRUE(rj["accounting_ok"].get<bool>());
+  EXPECT_EQ(rj["reject_reasons"], (json{{"fake_syntax", 1}, {"model_error", 1}, {"non_finite_score", 1}}));
+  EXPECT_EQ(hits("run"), hits_a);
+  const auto rejects = slurp(dir_ / "run" / "rejects.csv");
+  EXPECT_NE(rejects.find("shard-0.h5,2,m0-2,featurize,fake_syntax: not a number\n"), std::string::npos);
+  EXPECT_NE(rejects.find("shard-0.h5,5,m0-5,infer,model_error: fake forward(): index out of range\n"),
+            std::string::npos)
+      << rejects;
+  EXPECT_NE(rejects.find("shard-1.h5,1,m1-1,infer,non_finite_score:"), std::string::npos);
+}
+
+TEST_F(conductor_test, chunks_in_flight_and_threads_do_not_change_results) {
+  write_library(library_a);
+  auto one = options("one");
+  one.chunks_in_flight = 1;
+  one.threads = 1;
+  ASSERT_EQ(run(one), pipeline::exit_ok);
+  auto many = options("many");
+  many.chunks_in_flight = 3;
+  many.threads = 3;
+  ASSERT_EQ(run(many), pipeline::exit_ok);
+  EXPECT_EQ(hits("one"), hits_a);
+  EXPECT_EQ(hits("many"), hits_a);
+  EXPECT_EQ(slurp(dir_ / "one" / "rejects.csv"), slurp(dir_ / "many" / "rejects.csv"));
+}
+
+TEST_F(conductor_test, interrupted_run_resumes_to_the_same_result) {
+  write_library(library_a);
+  auto o = options("run");
+  o.max_chunks_per_rank = 1;
+  ASSERT_EQ(run(o), pipeline::exit_interrupted);
+  auto rj = run_json("run");
+  EXPECT_FALSE(rj["complete"].get<bool>());
+  EXPECT_EQ(rj["chunks_committed"], 1);
+  EXPECT_EQ(rj["records_pending"], 6);
+  o.resume = true;
+  ASSERT_EQ(run(o), pipeline::exit_interrupted);
+  o.max_chunks_per_rank = 0;
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  rj = run_json("run");
+  EXPECT_TRUE(rj["complete"].get<bool>());
+  EXPECT_EQ(rj["attempt"], 3);
+  EXPECT_EQ(rj["records_read"], 10);
+  EXPECT_EQ(hits("run"), hits_a);
+}
+
+TEST_F(conductor_test, resume_of_a_missing_folder_is_refused) {
+  write_library(library_a);
+  auto o = options("nowhere");
+  o.resume = true;
+  EXPECT_EQ(run(o), pipeline::exit_error);
+  EXPECT_FALSE(fs::exists(dir_ / "nowhere"));
+}
+
+TEST_F(conductor_test, damaged_shard_fails_its_rows_and_is_retried_after_repair) {
+  write_library(library_a);
+  const auto shard = dir_ / "lib" / "shard-1.h5";
+  const auto good = slurp(shard);
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << "not an HDF5 file";
+  auto o = options("run");
+  ASSERT_EQ(run(o), pipeline::exit_incomplete);
+  auto rj = run_json("run");
+  EXPECT_EQ(rj["records_failed"], 4);
+  EXPECT_EQ(rj["records_read"], 10);
+  EXPECT_FALSE(rj["complete"].get<bool>()) << "failed rows were neither scored nor rejected";
+  EXPECT_TRUE(rj["failed_shards"].contains("shard-1.h5"));
+
+  o.resume = true;  // without --retry-failed the failed rows stay failed
+  ASSERT_EQ(run(o), pipeline::exit_incomplete);
+
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << good;
+  o.retry_failed = true;
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  rj = run_json("run");
+  EXPECT_EQ(rj["records_failed"], 0);
+  EXPECT_EQ(rj["records_scored"], 7);
+  EXPECT_TRUE(rj["complete"].get<bool>());
+  EXPECT_EQ(hits("run"), hits_a);
+}
+
+TEST_F(conductor_test, allow_failed_shards_exits_zero_but_not_complete) {
+  write_library(library_a);
+  std::ofstream(dir_ / "lib" / "shard-0.h5", std::ios::binary | std::ios::trunc) << "junk";
+  auto o = options("run");
+  o.allow_failed_shards = true;
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  const auto rj = run_json("run");
+  EXPECT_EQ(rj["records_failed"], 6);
+  EXPECT_FALSE(rj["complete"].get<bool>());
+}
+
+TEST_F(conductor_test, stop_request_abandons_chunks_in_flight) {
+  // The stop arrives in the second chunk of shard 0; that chunk is never committed.
+  write_library({{"1", "2", "3", "4", "stop", "5"}, {"6", "7"}});
+  auto o = options("run");
+  o.chunks_in_flight = 1;
+  o.threads = 1;
+  ASSERT_EQ(run(o), pipeline::exit_interrupted);
+  const auto rj = run_json("run");
+  EXPECT_TRUE(rj["interrupted"].get<bool>());
+  EXPECT_EQ(rj["stop_signal"], SIGUSR1);
+  EXPECT_EQ(rj["chunks_committed"], 1);
+  EXPECT_EQ(rj["records_read"], 4);
+  EXPECT_TRUE(rj["accounting_ok"].get<bool>());
+}
+
+TEST_F(conductor_test, failing_chunk_ends_the_run_and_keeps_what_was_committed) {
+  write_library({{"1", "2", "3", "4", "abort", "5"}});
+  auto o = options("run");
+  o.chunks_in_flight = 1;
+  o.threads = 1;
+  EXPECT_EQ(run(o), pipeline::exit_error);
+  std::ifstream journal(dir_ / "run" / "journal" / "attempt-1.rank-0.log");
+  std::string line;
+  ASSERT_TRUE(std::getline(journal, line));
+  EXPECT_EQ(line, "0");
+  EXPECT_FALSE(std::getline(journal, line)) << "the failing chunk must not be committed";
+}
+
+TEST_F(conductor_test, model_failing_on_every_record_stops_the_run) {
+  write_library({{"poison", "poison", "poison", "poison"}});
+  EXPECT_EQ(run(options("run")), pipeline::exit_error);
+}
+
+TEST_F(conductor_test, batches_too_big_for_memory_are_halved_and_score_the_same) {
+  write_library(library_a);
+  fake_settings s;
+  s.oom_above = 1;  // only single records fit
+  ASSERT_EQ(run(options("run"), s), pipeline::exit_ok);
+  EXPECT_EQ(hits("run"), hits_a);
+  const auto rj = run_json("run");
+  EXPECT_GT(rj["screen"]["memory_splits"].get<int>(), 0);
+  EXPECT_EQ(rj["records_scored"], 7);
+}
+
+TEST_F(conductor_test, record_too_large_even_alone_is_rejected) {
+  write_library({{"1", "huge", "2"}});
+  ASSERT_EQ(run(options("run")), pipeline::exit_ok);
+  const auto rj = run_json("run");
+  EXPECT_EQ(rj["reject_reasons"], (json{{"too_large_for_memory", 1}}));
+  EXPECT_EQ(rj["records_scored"], 2);
+}
+
+TEST_F(conductor_test, latin1_id_is_kept_byte_for_byte) {
+  write_library({{"1", "2"}}, {{"caf\xe9", "plain"}});
+  ASSERT_EQ(run(options("run")), pipeline::exit_ok);
+  EXPECT_NE(hits("run").find("2,caf\xe9,1,shard-0.h5,0,1\n"), std::string::npos) << hits("run");
+  EXPECT_TRUE(run_json("run")["complete"].get<bool>());
+}
+
+TEST_F(conductor_test, bad_option_values_are_usage_errors_without_a_run_folder) {
+  write_library(library_a);
+  auto zero_k = options("a");
+  zero_k.top_k = 0;
+  EXPECT_EQ(run(zero_k), pipeline::exit_usage);
+  auto split = options("b");
+  split.featurize_threads = 5;
+  EXPECT_EQ(run(split), pipeline::exit_usage);
+  auto many = options("c");
+  many.threads = 100000;
+  EXPECT_EQ(run(many), pipeline::exit_usage);
+  for (const char* name : {"a", "b", "c"}) EXPECT_FALSE(fs::exists(dir_ / name)) << name;
+}
+
+TEST_F(conductor_test, manifest_listing_a_shard_twice_is_refused) {
+  write_library(library_a);
+  auto m = json::parse(slurp(dir_ / "lib" / "manifest.json"));
+  m["shards"].push_back(m["shards"][0]);
+  m["n_records"] = m["n_records"].get<int>() + 6;
+  std::ofstream(dir_ / "lib" / "manifest.json") << m.dump();
+  EXPECT_EQ(run(options("run")), pipeline::exit_error);
+  EXPECT_FALSE(fs::exists(dir_ / "run"));
+}
+
+}  // namespace
