@@ -204,7 +204,7 @@ void install_memory_tier(const tier_config& c) {
       throw usage_error("--pmem-max must be 0 (unlimited) or at least 16M (memkind's minimum)");
     }
   } else if (memkind_check_available(MEMKIND_DAX_KMEM) != 0) {
-    throw usage_error(
+    throw error(  // the machine, not the command line: exit 1
         "--pmem-kmem: MEMKIND_DAX_KMEM is not available on this node (no persistent memory "
         "configured as "
         "system RAM, see 'daxctl reconfigure-device --mode=system-ram'); use --pmem-dir on a DAX "

@@ -204,7 +204,10 @@ json summary_from_records(const std::string& run_dir, const std::vector<run::chu
 }  // namespace
 
 std::string write_report(const std::string& run_dir, const report_options& options) {
-  if (!fs::is_directory(run_dir)) throw run_error("run folder '" + run_dir + "' does not exist");
+  if (!fs::is_directory(run_dir)) {
+    throw run_error("'" + run_dir +
+                    "' does not exist: give a run folder (one with run.json or run_config.json)");
+  }
   std::vector<run::chunk_record> recs;
   std::vector<float> sample;
   for (const auto id : run::committed_chunks(run_dir)) {
