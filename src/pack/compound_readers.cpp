@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <deque>
+#include <optional>
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/pack/text_source.hpp"
@@ -161,6 +162,27 @@ compound_record make_record(std::vector<std::string>& fields, const column_map& 
   return r;
 }
 
+// The columns of a .smi header line, or nothing when `line` is a data line. A header names
+// the SMILES column; no SMILES or id of a data line is such a word.
+std::optional<column_map> smi_header(const std::string& path, const std::string& line,
+                                     const reader_options& o) {
+  std::vector<std::string> tokens;
+  split_whitespace(line, tokens);
+  const auto& d = default_smiles_columns();
+  const bool header = std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) {
+    const auto word = lower(t);
+    return o.smiles_column.empty() ? std::find(d.begin(), d.end(), word) != d.end()
+                                   : word == lower(o.smiles_column);
+  });
+  if (header) return map_columns(path, tokens, o);
+  if (!o.smiles_column.empty() || !o.id_column.empty() || !o.keep_columns.empty()) {
+    throw usage_error("input '" + path +
+                      "': --smiles-column, --id-column and --keep-columns need a header line "
+                      "naming the columns ('smiles id ...'); the first line is not one");
+  }
+  return std::nullopt;
+}
+
 struct physical_line {
   std::string text;
   std::uint64_t number = 0;
@@ -223,25 +245,12 @@ read_counts read_smi(const std::string& path, const reader_options& o, const rec
       continue;
     }
     if (first && !in.line_too_long()) {
-      // A header names the SMILES column; no SMILES or id of a data line is such a word.
-      split_whitespace(line, tokens);
-      const auto& d = default_smiles_columns();
-      const bool header = std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) {
-        const auto word = lower(t);
-        return o.smiles_column.empty() ? std::find(d.begin(), d.end(), word) != d.end()
-                                       : word == lower(o.smiles_column);
-      });
-      if (header) {
+      if (auto header = smi_header(path, line, o)) {
         has_header = true;
-        columns = map_columns(path, tokens, o);
+        columns = std::move(*header);
         ++counts.n_header_lines;
         first = false;
         continue;
-      }
-      if (!o.smiles_column.empty() || !o.id_column.empty() || !o.keep_columns.empty()) {
-        throw usage_error("input '" + path +
-                          "': --smiles-column, --id-column and --keep-columns need a header line "
-                          "naming the columns ('smiles id ...'); the first line is not one");
       }
     }
     first = false;
@@ -386,6 +395,28 @@ read_counts read_csv(const std::string& path, const reader_options& o, const rec
     on_record(make_record(fields, columns, first.number));
   }
   return counts;
+}
+
+void check_header(const std::string& path, const std::string& text, bool smi,
+                  const reader_options& o) {
+  std::size_t begin = 0;
+  std::string line;
+  do {
+    const auto end = std::min(text.find_first_of("\r\n", begin), text.size());
+    line = text.substr(begin, end - begin);
+    begin = end + 1;
+  } while (smi && !line.empty() && line[0] == '#' && begin < text.size());
+  if (smi) {
+    smi_header(path, line, o);
+    return;
+  }
+  std::vector<std::string> header;
+  if (o.quoting) {
+    if (!split_csv_record(line, o.delimiter, header)) return;  // read_csv names this one
+  } else {
+    split_literal(line, o.delimiter, header);
+  }
+  map_columns(path, header, o);
 }
 
 }  // namespace hpcscreen::pack

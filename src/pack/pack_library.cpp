@@ -460,7 +460,8 @@ bool contains(const std::string& s, const char* what) {
 }
 
 // Refuses, before anything is written, an input whose content is not what its format needs.
-void check_content(const std::string& input, const std::string& format) {
+void check_content(const std::string& input, const std::string& format,
+                   const reader_options& reader) {
   const auto probe = probe_content(input);
   if (!probe.refusal.empty()) {
     throw usage_error("pack: " + probe.refusal + "; expected " + format + " text");
@@ -477,6 +478,15 @@ void check_content(const std::string& input, const std::string& format) {
     throw usage_error("pack: input '" + input + "' holds molblocks (an SD file), not " + format +
                       " text; use --format sdf");
   }
+  if (format != "sdf" && !s.empty()) check_header(input, s, format == "smi", reader);
+}
+
+// The reader settings a format implies on top of the command line's.
+reader_options reader_for(const std::string& format, reader_options reader) {
+  if (format == "tsv" || format == "cxsmiles") reader.delimiter = '\t';
+  // Enamine's tab-separated CXSMILES files use no quoting; a '"' there is data.
+  if (format == "cxsmiles") reader.quoting = false;
+  return reader;
 }
 
 }  // namespace
@@ -496,7 +506,7 @@ pack_summary pack_compounds(const pack_options& options) {
       throw usage_error("pack: --keep-columns needs delimited inputs with a header; '" + input +
                         "' is an SD file");
     }
-    check_content(input, format);
+    check_content(input, format, reader_for(format, options.csv));
     formats.push_back(format);
   }
   auto fields = io::compound_fields;
@@ -519,13 +529,10 @@ pack_summary pack_compounds(const pack_options& options) {
     lib.begin_input(i);
     n_records = n_rejects = 0;
     read_counts counts;
-    auto reader = options.csv;
+    const auto reader = reader_for(format, options.csv);
     if (format == "smi") {
       counts = read_smi(input, reader, on_record, on_reject);
     } else if (format == "csv" || format == "tsv" || format == "cxsmiles") {
-      if (format != "csv") reader.delimiter = '\t';
-      // Enamine's tab-separated CXSMILES files use no quoting; a '"' there is data.
-      if (format == "cxsmiles") reader.quoting = false;
       counts = read_csv(input, reader, on_record, on_reject);
     } else {
       counts.n_records = chem::read_sdf(input, {options.sdf_id_field}, on_record, on_reject);

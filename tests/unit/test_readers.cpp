@@ -333,6 +333,15 @@ TEST(columns, explicit_columns_win_and_match_any_case) {
   EXPECT_EQ(c.records[0].smiles, "CCO");
   o.id_column = "missing";
   EXPECT_TRUE(has(what_of([&] { read_csv(dir / "in.csv", o); }), "no id column named 'missing'"));
+
+  // pack checks every input's header before it writes anything.
+  write_bytes(dir / "other.csv", "smiles,title\nCCO,x\n");
+  pack::pack_options p;
+  p.inputs = {(dir / "other.csv").string(), (dir / "in.csv").string()};
+  p.out_dir = (dir / "lib").string();
+  p.csv.id_column = "title";
+  EXPECT_TRUE(has(what_of([&] { pack::pack_compounds(p); }), "no id column named 'title'"));
+  EXPECT_FALSE(fs::exists(dir / "lib"));
 }
 
 TEST(encoding, latin1_byte_is_kept_for_the_screen_to_reject) {

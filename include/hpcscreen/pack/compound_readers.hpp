@@ -66,6 +66,11 @@ read_counts read_smi(const std::string& path, const reader_options& options,
 read_counts read_csv(const std::string& path, const reader_options& options,
                      const record_sink& on_record, const reject_sink& on_reject);
 
+// Checks, before any row is read, that the header at the start of `text` (a file's first
+// bytes) has the columns the options need; throws usage_error as read_smi/read_csv would.
+void check_header(const std::string& path, const std::string& text, bool smi,
+                  const reader_options& options);
+
 // Splits one CSV record (already joined across quoted newlines) into fields.
 // Returns false if a quote is left open.
 bool split_csv_record(const std::string& record, char delimiter, std::vector<std::string>& fields);
