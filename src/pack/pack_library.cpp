@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -132,7 +133,7 @@ struct journal_shard {
 // records of one input only, so an input's shards are the same whatever came before it.
 class shard_builder {
  public:
-  using commit_fn = std::function<void(const io::shard_entry&, bool kept)>;
+  using commit_fn = std::function<void(const io::shard_entry&, std::size_t index, bool kept)>;
   shard_builder(const pack_options& o, io::manifest& m, commit_fn on_commit)
       : options_(o), manifest_(m), columns_(m.fields.size()), on_commit_(std::move(on_commit)) {}
 
@@ -153,8 +154,11 @@ class shard_builder {
     if (columns_[0].size() >= options_.shard_records) flush();
   }
 
+  // Hands a full shard to the writer thread (one shard is written while the next is read) and
+  // commits the one written before it.
   void flush() {
     if (columns_[0].size() == 0) return;
+    wait_for_writer();
     const auto index = manifest_.shards.size();
     const auto name = shard_file_name(index);
     const auto path = (fs::path(options_.out_dir) / name).string();
@@ -168,23 +172,45 @@ class shard_builder {
       }
       manifest_.shards.push_back(earlier->second);
       reusable_.erase(earlier);
-      on_commit_(manifest_.shards.back(), true);
-    } else {
-      const auto tmp = path + ".tmp";
-      io::write_shard(tmp, manifest_.shard_schema, manifest_.fields, columns_);
-      fsync_path(tmp);
-      fs::rename(tmp, path);
-      manifest_.shards.push_back({name, n, file_checksum(path)});
-      on_commit_(manifest_.shards.back(), false);
+      on_commit_(manifest_.shards.back(), index, true);
+      for (auto& c : columns_) c.clear();
+      return;
     }
-    for (auto& c : columns_) c.clear();
+    manifest_.shards.push_back({name, n, ""});
+    writing_index_ = index;
+    // HDF5 is called from this one writer at a time, never from two threads at once.
+    writing_ = std::async(std::launch::async,
+                          [columns = std::move(columns_), path, schema = manifest_.shard_schema,
+                           fields = manifest_.fields] {
+                            const auto tmp = path + ".tmp";
+                            io::write_shard(tmp, schema, fields, columns);
+                            fsync_path(tmp);
+                            fs::rename(tmp, path);
+                            return file_checksum(path);
+                          });
+    columns_.assign(manifest_.fields.size(), string_column());
+  }
+
+  // Flushes the last shard and waits until every shard is written and committed.
+  void drain() {
+    flush();
+    wait_for_writer();
   }
 
  private:
+  void wait_for_writer() {
+    if (!writing_.valid()) return;
+    auto& entry = manifest_.shards[writing_index_];
+    entry.checksum = writing_.get();  // rethrows the writer's error
+    on_commit_(entry, writing_index_, false);
+  }
+
   const pack_options& options_;
   io::manifest& manifest_;
   std::vector<string_column> columns_;
   commit_fn on_commit_;
+  std::future<std::string> writing_;
+  std::size_t writing_index_ = 0;
   std::map<std::size_t, io::shard_entry> reusable_;
 };
 
@@ -234,7 +260,7 @@ class library_writer {
     }
     rejects_ = std::fopen(rejects_path_.c_str(), "a");
     if (!rejects_) throw error("cannot append to '" + rejects_path_ + "'");
-    builder_.emplace(o, manifest_, [this](const io::shard_entry& e, bool kept) {
+    builder_.emplace(o, manifest_, [this](const io::shard_entry& e, std::size_t index, bool kept) {
       if (kept) {
         ++summary_.n_shards_kept;
       } else {
@@ -244,7 +270,7 @@ class library_writer {
                                            {"checksum", e.checksum}}
                                           .dump());
       }
-      if (options_.after_shard_commit) options_.after_shard_commit(manifest_.shards.size() - 1);
+      if (options_.after_shard_commit) options_.after_shard_commit(index);
     });
   }
 
@@ -274,7 +300,7 @@ class library_writer {
   // so; a resumed pack starts after it.
   void end_input(const std::string& input, const std::string& format, const read_counts& c,
                  std::uint64_t n_records, std::uint64_t n_rejects) {
-    builder_->flush();
+    builder_->drain();
     if (!builder_->unreached().empty()) {
       throw error("pack --resume: '" + input +
                   "' now gives fewer shards than the earlier attempt "
@@ -306,7 +332,7 @@ class library_writer {
   }
 
   pack_summary finish() {
-    builder_->flush();
+    builder_->drain();
     std::fclose(rejects_);
     rejects_ = nullptr;
     summary_.n_shards = manifest_.shards.size();

@@ -10,8 +10,12 @@
 #include <boost/iostreams/filtering_streambuf.hpp>
 #include <boost/iostreams/read.hpp>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "hpcscreen/core/error.hpp"
@@ -141,6 +145,57 @@ struct text_source::impl {
   bool at_eof = false;
   bool pending_cr = false;  // the last line ended at '\r': a '\n' right after it belongs to it
   std::string head;         // the first bytes of the text, for probe_content
+
+  // Compressed inputs are decompressed ahead on a thread of their own, so that decompression
+  // (bzip2: the slowest stage of a pack) overlaps splitting and shard writing. At most
+  // max_blocks_ahead blocks wait, so memory stays bounded.
+  static constexpr std::size_t block_bytes = 1 << 20;
+  static constexpr std::size_t max_blocks_ahead = 4;
+  std::thread decompressor;
+  std::mutex mutex;
+  std::condition_variable block_ready, space_free;
+  std::deque<std::string> blocks;
+  bool decompressor_done = false;
+  bool stop = false;
+  std::string failure;  // the decompressor's error, reported when its blocks are used up
+
+  void decompress_ahead() {
+    for (;;) {
+      std::string block(block_bytes, '\0');
+      std::streamsize got = 0;
+      try {
+        got = chain.sgetn(block.data(), static_cast<std::streamsize>(block.size()));
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex);
+        failure = e.what();
+        decompressor_done = true;
+        block_ready.notify_all();
+        return;
+      }
+      std::unique_lock<std::mutex> lock(mutex);
+      if (got <= 0) {
+        decompressor_done = true;
+        block_ready.notify_all();
+        return;
+      }
+      block.resize(static_cast<std::size_t>(got));
+      space_free.wait(lock, [&] { return stop || blocks.size() < max_blocks_ahead; });
+      if (stop) return;
+      blocks.push_back(std::move(block));
+      block_ready.notify_one();
+    }
+  }
+
+  ~impl() {
+    if (decompressor.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        stop = true;
+      }
+      space_free.notify_all();
+      decompressor.join();
+    }
+  }
 };
 
 text_source::text_source(const std::string& path, const text_source_options& options)
@@ -168,6 +223,7 @@ text_source::text_source(const std::string& path, const text_source_options& opt
   } catch (const std::exception& e) {
     throw usage_error("cannot open input '" + path + "': " + e.what());
   }
+  if (s.kind != compression::none) s.decompressor = std::thread([&s] { s.decompress_ahead(); });
   // Look at a whole first block before handing out any line, so that a binary file is refused
   // rather than read as one garbage record.
   while (s.end < 4096 && fill()) {
@@ -204,6 +260,34 @@ bool text_source::fill() {
     std::memmove(s.buffer.data(), s.buffer.data() + s.pos, s.end - s.pos);
     s.end -= s.pos;
     s.pos = 0;
+  }
+  if (s.decompressor.joinable()) {
+    std::string block;
+    {
+      std::unique_lock<std::mutex> lock(s.mutex);
+      s.block_ready.wait(lock, [&] { return !s.blocks.empty() || s.decompressor_done; });
+      if (s.blocks.empty()) {
+        if (!s.failure.empty()) {
+          throw error("input '" + path_ + "' near line " + std::to_string(line_number_ + 1) +
+                      ": the " + compression_name(s.kind) + " data is corrupt or truncated (" +
+                      s.failure + ")");
+        }
+        s.at_eof = true;
+        return false;
+      }
+      block = std::move(s.blocks.front());
+      s.blocks.pop_front();
+    }
+    s.space_free.notify_one();
+    if (s.pos > 0) {
+      std::memmove(s.buffer.data(), s.buffer.data() + s.pos, s.end - s.pos);
+      s.end -= s.pos;
+      s.pos = 0;
+    }
+    if (s.end + block.size() > s.buffer.size()) s.buffer.resize(s.end + block.size());
+    std::memcpy(s.buffer.data() + s.end, block.data(), block.size());
+    s.end += block.size();
+    return true;
   }
   std::streamsize got = 0;
   try {
