@@ -27,8 +27,9 @@ std::string top_usage() {
       "usage: hpcscreen <command> [options]\n"
       "\n"
       "commands:\n"
-      "  pack compounds   pack .smi/.csv/.tsv/.sdf (optionally .gz) into HDF5 shards + manifest\n"
-      "  pack proteins    pack FASTA (optionally .gz) into HDF5 shards + manifest\n";
+      "  pack compounds   pack .smi/.csv/.tsv/.cxsmiles/.sdf (plain, gzip, bzip2, xz or zstd)\n"
+      "                   into HDF5 shards + manifest\n"
+      "  pack proteins    pack FASTA (plain or compressed) into HDF5 shards + manifest\n";
   for (const auto& w : pipeline::workload_kinds()) {
     std::string name = w.name;
     name.resize(std::max<std::size_t>(name.size() + 1, 17), ' ');
@@ -122,21 +123,29 @@ int pack_command(const std::vector<std::string>& args) {
   }
   const bool proteins = args[0] == "proteins";
   pack::pack_options o;
+  std::string keep_columns;
   po::options_description desc(proteins ? "pack proteins options" : "pack compounds options");
   desc.add_options()("help,h", "show this help")(
       "input,i", po::value(&o.inputs)->required()->multitoken(),
-      proteins ? "FASTA file(s), optionally .gz"
-               : "input file(s): .smi, .csv, .tsv, .sdf, optionally .gz")(
+      proteins ? "FASTA file(s), plain or gzip/bzip2/xz/zstd-compressed"
+               : "input file(s): .smi, .csv, .tsv, .cxsmiles (Enamine REAL), .sdf; plain or "
+                 "gzip/bzip2/xz/zstd-compressed (told from the content)")(
       "out,o", po::value(&o.out_dir)->required(),
       "library folder to create (must not exist or be empty)")(
+      "resume", po::bool_switch(&o.resume),
+      "continue a pack of the same inputs into --out that did not complete")(
       "shard-size", in_range(o.shard_records, "shard-size", 1, rows_max), "records per shard");
   if (!proteins) {
     desc.add_options()("format", po::value(&o.format),
-                       "smi|csv|tsv|sdf (default: from the extension)")(
+                       "smi|csv|tsv|cxsmiles|sdf (default: from the name)")(
         "smiles-column", po::value(&o.csv.smiles_column),
-        "CSV column holding SMILES (default: 'smiles')")(
+        "column holding SMILES, any case (default: 'smiles', 'cxsmiles', ...)")(
         "id-column", po::value(&o.csv.id_column),
-        "CSV column holding ids (default: 'id' or 'name' if present)")(
+        "column holding ids, any case (default: 'id', 'idnumber', 'zinc_id', 'name', ... if "
+        "present)")("keep-columns", po::value(&keep_columns),
+                    "comma-separated columns to store in the shards as well, e.g. MW,slogP")(
+        "max-line-bytes", in_range(o.csv.max_line_bytes, "max-line-bytes", 1, 1LL << 30),
+        "longer lines (or quoted records) are pack rejects")(
         "sdf-id-field", po::value(&o.sdf_id_field),
         "SD property holding ids (default: the title line)");
   }
@@ -146,14 +155,26 @@ int pack_command(const std::vector<std::string>& args) {
                       : "usage: hpcscreen pack compounds --input FILE... --out DIR")) {
     return 0;
   }
+  for (std::size_t begin = 0; !keep_columns.empty() && begin <= keep_columns.size();) {
+    auto end = keep_columns.find(',', begin);
+    if (end == std::string::npos) end = keep_columns.size();
+    o.csv.keep_columns.push_back(keep_columns.substr(begin, end - begin));
+    begin = end + 1;
+  }
   const auto s = proteins ? pack::pack_proteins(o) : pack::pack_compounds(o);
-  std::printf("packed %llu records into %zu shard(s) in %s",
-              static_cast<unsigned long long>(s.n_records), s.n_shards, o.out_dir.c_str());
+  std::printf("read %llu rows: %llu records packed into %zu shard(s) in %s, %llu pack rejects",
+              static_cast<unsigned long long>(s.n_rows_read),
+              static_cast<unsigned long long>(s.n_records), s.n_shards, o.out_dir.c_str(),
+              static_cast<unsigned long long>(s.n_pack_rejects));
   if (s.n_comments)
     std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
   std::printf("\n");
+  if (o.resume && (s.n_shards_kept || s.n_inputs_skipped)) {
+    std::printf("resumed: %zu input(s) finished earlier, %zu shard(s) kept\n", s.n_inputs_skipped,
+                s.n_shards_kept);
+  }
   if (s.n_pack_rejects) {
-    std::printf("%llu input records could not be packed; see %s/pack_rejects.csv\n",
+    std::printf("%llu input rows could not be packed; see %s/pack_rejects.csv\n",
                 static_cast<unsigned long long>(s.n_pack_rejects), o.out_dir.c_str());
   }
   return 0;

@@ -9,7 +9,8 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   librdkit-dev rdkit-data
   libmemkind-dev libjemalloc-dev
-  libboost-program-options-dev
+  libboost-program-options-dev libboost-iostreams-dev libbz2-dev liblzma-dev libzstd-dev
+  bzip2 xz-utils zstd                   # the compressed-input tests and the pack benchmark
   libgtest-dev
   nlohmann-json3-dev zlib1g-dev
   python3 python3-torch python3-rdkit python3-h5py python3-numpy

@@ -90,6 +90,64 @@ featurize_result reject(std::string reason, std::string detail) {
   return r;
 }
 
+// Limits checked before RDKit sees a string, so that no single record can hold a thread for
+// long (a 1 MB SMILES took RDKit over 20 minutes and 2.6 GB). A heavy atom needs at most about
+// a dozen bytes of SMILES: its longest usual token is a bracket atom such as [13C@@H+] (9),
+// plus a bond, a branch and a ring closure (%nn). 20 bytes per allowed atom is generous; the
+// floor keeps tiny --max-atoms values usable. A CXSMILES extension with 2D/3D coordinates
+// takes about 30 bytes per atom.
+constexpr std::size_t max_smiles_bytes_per_atom = 20;
+constexpr std::size_t max_extension_bytes_per_atom = 64;
+constexpr std::size_t min_byte_limit = 256;
+
+bool is_control_or_space(unsigned char c) {
+  return c <= 0x20 || c == 0x7f;
+}
+
+// Atom tokens of a SMILES, counted without parsing: organic-subset symbols (Cl and Br count
+// once, by their first letter), aromatic symbols, '*' and bracket atoms other than hydrogen.
+// Every one of them is a heavy (or dummy) atom RDKit keeps, so the count never exceeds the
+// parsed molecule's atom count: rejecting on it rejects nothing RDKit would accept.
+std::size_t count_atom_tokens(std::string_view s) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '[') {
+      auto close = s.find(']', i + 1);
+      if (close == std::string_view::npos) close = s.size();
+      std::size_t j = i + 1;
+      while (j < close && s[j] >= '0' && s[j] <= '9') ++j;  // isotope
+      const bool hydrogen =
+          j < close && s[j] == 'H' && (j + 1 == close || s[j + 1] < 'a' || s[j + 1] > 'z');
+      if (!hydrogen) ++n;
+      i = close;
+      continue;
+    }
+    switch (c) {
+      case 'B':
+      case 'C':
+      case 'N':
+      case 'O':
+      case 'P':
+      case 'S':
+      case 'F':
+      case 'I':
+      case 'b':
+      case 'c':
+      case 'n':
+      case 'o':
+      case 'p':
+      case 's':
+      case '*':
+        ++n;
+        break;
+      default:
+        break;
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 void silence_rdkit_logs() {
@@ -122,25 +180,63 @@ featurize_result featurize_smiles(std::string_view smiles, const featurize_optio
       all_space = false;
   }
   if (all_space) return reject("whitespace_only", "the SMILES is whitespace only");
-  for (const unsigned char c : smiles) {
-    if (c <= 0x20 || c == 0x7f) {
-      return reject("invalid_character",
-                    "the SMILES contains whitespace or a control character (byte " +
-                        std::to_string(static_cast<int>(c)) + ")");
+  // A CXSMILES extension (Enamine REAL's enhanced stereo: "C[C@H](N)C(=O)O |&1:1|") follows
+  // the SMILES after one space, between '|'s, with no whitespace inside.
+  std::string_view core = smiles;
+  std::string_view extension;
+  const auto space = smiles.find(' ');
+  if (space != std::string_view::npos && space + 2 < smiles.size() && smiles[space + 1] == '|' &&
+      smiles.back() == '|') {
+    core = smiles.substr(0, space);
+    extension = smiles.substr(space + 1);
+  }
+  for (const std::string_view part : {core, extension}) {
+    for (const unsigned char c : part) {
+      if (is_control_or_space(c)) {
+        return reject("invalid_character",
+                      "the SMILES contains whitespace or a control character (byte " +
+                          std::to_string(static_cast<int>(c)) + ")");
+      }
     }
   }
+  const auto max_atoms = static_cast<std::size_t>(std::max<std::int64_t>(options.max_atoms, 0));
+  const auto max_core_bytes = std::max(max_smiles_bytes_per_atom * max_atoms, min_byte_limit);
+  const auto max_extension_bytes =
+      std::max(max_extension_bytes_per_atom * max_atoms, min_byte_limit);
+  if (core.size() > max_core_bytes) {
+    return reject("too_long", "the SMILES is " + std::to_string(core.size()) +
+                                  " bytes, more than " + std::to_string(max_core_bytes) + " (" +
+                                  std::to_string(max_smiles_bytes_per_atom) +
+                                  " per atom of --max-atoms)");
+  }
+  if (extension.size() > max_extension_bytes) {
+    return reject("too_long", "the CXSMILES extension is " + std::to_string(extension.size()) +
+                                  " bytes, more than " + std::to_string(max_extension_bytes) +
+                                  " (" + std::to_string(max_extension_bytes_per_atom) +
+                                  " per atom of --max-atoms)");
+  }
 
-  const auto n_dummy = std::count(smiles.begin(), smiles.end(), '*');
+  const auto n_dummy = std::count(core.begin(), core.end(), '*');
   if (n_dummy > max_dummy_atoms) {
     return reject("too_many_dummy_atoms", std::to_string(n_dummy) + " dummy atoms '*', more than " +
                                               std::to_string(max_dummy_atoms) +
                                               " (RDKit's kekulization is exponential in them)");
+  }
+  const auto n_atom_tokens = count_atom_tokens(core);
+  if (n_atom_tokens > max_atoms) {
+    return reject("too_many_atoms", std::to_string(n_atom_tokens) + " atoms exceed --max-atoms " +
+                                        std::to_string(options.max_atoms) +
+                                        " (counted in the SMILES before parsing)");
   }
   std::unique_ptr<RDKit::RWMol> mol;
   try {
     // Parse with sanitization, as OGB's Chem.MolFromSmiles does: it also assigns and cleans
     // stereochemistry, which the chirality and bond-stereo features depend on.
     RDKit::SmilesParserParams params;
+    // The extension is parsed as CXSMILES (stereo groups and all); a name after the SMILES
+    // never is: the check above allows no text outside the extension.
+    params.allowCXSMILES = true;
+    params.parseName = false;
     mol.reset(RDKit::SmilesToMol(std::string(smiles), params));
     if (!mol) return reject("smiles_syntax", "RDKit could not parse the SMILES");
   } catch (const RDKit::AtomValenceException& e) {

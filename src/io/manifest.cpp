@@ -39,6 +39,12 @@ void refuse_duplicate_shards(const manifest& m) {
 
 manifest read_manifest(const std::string& library_dir) {
   const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
+  // pack keeps this marker (pack::incomplete_marker) in the folder until the library is whole;
+  // it is checked before the manifest, which a pack killed while finishing may have written.
+  if (std::filesystem::exists(std::filesystem::path(library_dir) / "INCOMPLETE")) {
+    throw shard_error("library '" + library_dir +
+                      "': this library's pack did not complete; rerun pack with --resume");
+  }
   std::ifstream in(path);
   if (!in) {
     throw shard_error("cannot open library manifest '" + path +

@@ -137,8 +137,9 @@ TEST(readers, smi_lines_ids_comments_blank_and_crlf) {
   write_text(dir / "in.smi",
              "# header comment\r\nCCO ethanol\r\nc1ccccc1\tbenzene extra words\n\n   \nC\n");
   std::vector<pack::compound_record> got;
-  const auto counts = pack::read_smi((dir / "in.smi").string(),
-                                     [&](pack::compound_record&& r) { got.push_back(r); });
+  const auto counts = pack::read_smi((dir / "in.smi").string(), {},
+                                     [&](pack::compound_record&& r) { got.push_back(r); },
+                                     [](pack::pack_reject&&) { FAIL(); });
   EXPECT_EQ(counts.n_comments, 1u);
   ASSERT_EQ(got.size(), 5u);
   EXPECT_EQ(got[0].smiles, "CCO");
@@ -157,7 +158,8 @@ TEST(readers, smi_gzip_reads_like_plain) {
   gzputs(gz, "CCO a\nCCN b\n");
   gzclose(gz);
   std::vector<pack::compound_record> got;
-  pack::read_smi(path, [&](pack::compound_record&& r) { got.push_back(r); });
+  pack::read_smi(
+      path, {}, [&](pack::compound_record&& r) { got.push_back(r); }, [](auto&&) {});
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[1].smiles, "CCN");
 }

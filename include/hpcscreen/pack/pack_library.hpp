@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,30 +12,52 @@ struct pack_options {
   std::vector<std::string> inputs;
   std::string out_dir;
   std::uint64_t shard_records = 1'000'000;  // records per shard; one shard is buffered at a time
-  std::string format;                       // smi|csv|tsv|sdf; empty: from each file's extension
-  csv_options csv;
+  std::string format;  // smi|csv|tsv|cxsmiles|sdf; empty: from each file's extension
+  reader_options csv;  // columns, delimiter, line limit (.smi with a header uses it too)
   std::string sdf_id_field;
+  bool resume = false;  // continue a pack that did not complete (see pack_compounds)
+  // Called after each shard is committed, with its index; tests stop a pack there.
+  std::function<void(std::size_t)> after_shard_commit;
 };
 
 struct pack_summary {
+  std::uint64_t n_rows_read = 0;     // input rows (records and rejects; not headers or comments)
   std::uint64_t n_records = 0;       // packed into shards
   std::uint64_t n_pack_rejects = 0;  // written to pack_rejects.csv
   std::uint64_t n_comments = 0;      // '#' lines of .smi inputs
   std::size_t n_shards = 0;
+  std::size_t n_shards_kept = 0;     // --resume: shards of the earlier attempt kept as they were
+  std::size_t n_inputs_skipped = 0;  // --resume: inputs the earlier attempt had finished
 };
 
 // Writes protein shards (fields id, description, sequence) from FASTA inputs, as below.
 pack_summary pack_proteins(const pack_options& options);
 
-// Writes shards and manifest.json into out_dir, which must not exist or be empty.
-// Records that cannot be packed (SDF records RDKit cannot read, CSV rows with the wrong
-// field count) go to out_dir/pack_rejects.csv with file, line and reason.
+// Writes shards, pack_rejects.csv and manifest.json into out_dir, which must not exist or be
+// empty. Records that cannot be packed (SDF records RDKit cannot read, CSV rows with the wrong
+// field count or an unterminated quote, lines over the line limit) go to pack_rejects.csv with
+// file, line and reason. Shards never span two inputs, and are numbered in input order.
+//
+// Until the manifest is written the folder holds an INCOMPLETE marker (the options the pack
+// was started with) and a journal of committed shards and finished inputs. With
+// options.resume, a folder with the marker is continued: the same options and inputs are
+// required, finished inputs are skipped, the committed shards of the unfinished one are kept
+// (their checksums checked) and the rest is redone. Throws error (after everything is written
+// except the manifest) when rows read != records + pack rejects.
 pack_summary pack_compounds(const pack_options& options);
+
+// The marker a pack leaves in its folder until the library is complete.
+inline constexpr const char* incomplete_marker = "INCOMPLETE";
 
 // The id given to a record packed without one: "<shard file stem>:<row>".
 std::string derived_id(const std::string& shard_file, std::uint64_t row);
 
 // Formats a record count as a shard file name: shard-00000.h5.
 std::string shard_file_name(std::size_t index);
+
+// The format a file's name says: .smi/.smiles/.txt, .csv, .tsv, .cxsmiles, .sdf/.sd/.mol,
+// each optionally followed by .gz, .bz2, .xz or .zst (the compression itself is detected from
+// the content). Throws usage_error for anything else.
+std::string format_from_name(const std::string& path);
 
 }  // namespace hpcscreen::pack
