@@ -185,7 +185,7 @@ void add_run_options(po::options_description& desc, pipeline::run_options& o,
                      std::string& stop_after, const char* model_help) {
   desc.add_options()("help,h", "show this help")("library,l", po::value(&o.library_dir)->required(),
                                                  "library folder written by 'hpcscreen pack'")(
-      "model,m", po::value(&o.model_path)->required(), model_help)(
+      "model,m", po::value(&o.model_paths)->required()->composing(), model_help)(
       "out,o", po::value(&o.out_dir)->required(),
       "run folder to create (or continue with --resume)")(
       "top-k,k", in_range(o.top_k, "top-k", 1, int32_max), "hits to keep")(
@@ -291,7 +291,9 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
   infer::tier_config tier;
   po::options_description desc("screen options");
   add_run_options(desc, o, stop_after,
-                  "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md)");
+                  "TorchScript GNN with hpcscreen.json (data_schemas/model_contract.md); give "
+                  "--model several times to score each record with several models, featurized "
+                  "once");
   add_tier_options(desc, budget, tier, pmem_max);
   desc.add_options()(
       "max-atoms", in_range(settings.featurize.max_atoms, "max-atoms", 1, 100000),
@@ -300,14 +302,23 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
       "molecules per inference batch, at most")(
       "batch-atoms", in_range(settings.budget.max_atoms, "batch-atoms", 1, int32_max),
       "atoms per inference batch, at most")("all-scores", po::bool_switch(&settings.all_scores),
-                                            "also keep every score of every task in RUN/scores/");
+                                            "also keep every score of every task in RUN/scores/")(
+      "rank-by", po::value(&settings.rank_by)->composing(),
+      "MODEL:TASK to rank hits.csv by (default: the first model's rank_by); each further "
+      "--rank-by writes hits-MODEL-TASK.csv; with --ensemble also mean, lcb:K, ucb:K")(
+      "where", po::value(&settings.where)->composing(),
+      "'MODEL:TASK < VALUE' or '>': only records that pass every --where enter the hit lists")(
+      "ensemble", po::bool_switch(&settings.ensemble),
+      "the models are members of one ensemble (same tasks): mean and sd per task");
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]"))
     return 0;
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
-  settings.model_path = o.model_path;
+  settings.model_paths = o.model_paths;
+  if (settings.ensemble && o.model_paths.size() < 2)
+    throw usage_error("--ensemble needs at least two --model members");
   return run_with_mpi(argc, argv, o, tier,
                       [&](int threads) { return screen::make_screen_workload(settings, threads); });
 }
@@ -347,7 +358,8 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   settings.hits = vm.count("top-k") && !vm["top-k"].defaulted();
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
-  settings.model_path = o.model_path;
+  if (o.model_paths.size() != 1) throw usage_error("annotate takes exactly one --model");
+  settings.model_path = o.model_paths.front();
   return run_with_mpi(argc, argv, o, tier, [&](int threads) {
     return annotate::make_annotate_workload(settings, threads);
   });

@@ -108,8 +108,8 @@ class annotate_workload : public pipeline::workload {
   // annotation files (no score vector, no hit list).
   pipeline::score_layout scores() const override {
     const auto& m = model_.metadata();
-    if (m.per_residue) return {{}, 0, m.higher_is_better, false};
-    return {m.labels, m.rank_label_index(), m.higher_is_better, settings_.hits};
+    if (m.per_residue) return {{}, {}, false, {}};
+    return {m.labels, {{m.rank_label_index(), m.higher_is_better}}, settings_.hits, {}};
   }
   json identity() const override {
     return {{"long_sequences", policy_name(settings_.long_sequences)},

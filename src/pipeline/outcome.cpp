@@ -8,6 +8,16 @@
 
 namespace hpcscreen::pipeline {
 
+std::string score_layout::hits_file(std::size_t k) const {
+  if (k == 0) return "hits.csv";
+  std::string name = names[keys[k].index];
+  for (auto& ch : name) {
+    const bool plain = std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    if (!plain) ch = '-';
+  }
+  return "hits-" + name + ".csv";
+}
+
 const string_column& chunk_input::operator[](const std::string& name) const {
   for (std::size_t k = 0; k < names.size(); ++k)
     if (names[k] == name) return columns[k];
@@ -72,22 +82,41 @@ run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& ou
   rec.counts.n_rejected = rec.rejects.size();
   rec.counts.n_scored = outcomes.count(chunk_outcomes::state::scored);
 
-  const bool has_scores = outcomes.n_scores() > 0;
-  if (has_scores) HPCSCREEN_ASSERT(layout.rank_index < outcomes.n_scores());
+  const bool has_scores = outcomes.n_scores() > 0 && !layout.keys.empty();
+  for (const auto& k : layout.keys) HPCSCREEN_ASSERT(k.index < outcomes.n_scores());
+  for (const auto& f : layout.filters) HPCSCREEN_ASSERT(f.index < outcomes.n_scores());
   std::vector<const string_column*> shown;
   for (const auto& f : hit_fields) shown.push_back(&input[f]);
-  rank::topk top(layout.ranked && has_scores ? top_k : 0, layout.higher_is_better);
+  std::vector<rank::topk> tops;
+  for (const auto& k : layout.keys)
+    tops.emplace_back(layout.ranked && has_scores ? top_k : 0, k.higher_is_better);
   for (std::size_t i = 0; i < outcomes.n_rows(); ++i) {
     if (outcomes.at(i) != chunk_outcomes::state::scored || !has_scores) continue;
     const float* v = outcomes.scores(i);
     const auto row = c.row_begin + i;
-    if (row % run::chunk_record::sample_every == 0) rec.score_sample.push_back(v[layout.rank_index]);
+    if (row % run::chunk_record::sample_every == 0)
+      rec.score_sample.push_back(v[layout.keys[0].index]);
     if (!layout.ranked) continue;
-    rank::hit h{v[layout.rank_index], {c.shard, row}, std::string(ids[i]), {}, {v, v + outcomes.n_scores()}};
+    bool passes = true;
+    for (const auto& f : layout.filters) passes = passes && f.passes(v[f.index]);
+    if (!passes) {
+      ++rec.counts.n_filtered;
+      continue;
+    }
+    rank::hit h{0, {c.shard, row}, std::string(ids[i]), {}, {v, v + outcomes.n_scores()}};
     for (const auto* col : shown) h.fields.emplace_back((*col)[i]);
-    top.offer(std::move(h));
+    for (std::size_t k = 0; k < tops.size(); ++k) {
+      h.score = v[layout.keys[k].index];
+      tops[k].offer(h);
+    }
   }
-  rec.hits = top.sorted();
+  for (std::size_t k = 0; k < tops.size(); ++k) {
+    if (k == 0) {
+      rec.hits = tops[k].sorted();
+    } else {
+      rec.extra_hits.push_back(tops[k].sorted());
+    }
+  }
   return rec;
 }
 

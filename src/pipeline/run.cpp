@@ -107,7 +107,9 @@ json identity_of(const run_options& o, const run_setup& s) {
   id["library"] = fs::absolute(o.library_dir).string();
   id["manifest_checksum"] =
       file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
-  id["model_checksum"] = file_checksum(o.model_path);
+  auto checksums = json::array();
+  for (const auto& p : o.model_paths) checksums.push_back(file_checksum(p));
+  id["model_checksums"] = checksums;
   id["n_records"] = s.manifest.n_records();
   id["chunk_rows"] = o.chunk_rows;
   id["n_chunks"] = s.plan.chunks.size();

@@ -63,7 +63,7 @@ struct run_books {
   run::chunk_counts totals, this_attempt;
   std::map<std::string, std::uint64_t> reject_reasons;
   json failed_shards = json::object();
-  std::vector<std::vector<rank::hit>> hit_lists;
+  std::vector<std::vector<std::vector<rank::hit>>> hit_lists;  // [rank key][chunk]
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv.
@@ -79,7 +79,10 @@ run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
       const auto rec = run::read_chunk_record(o.out_dir, id);
       b.totals += rec.counts;
       if (rec.attempt == attempt) b.this_attempt += rec.counts;
-      b.hit_lists.push_back(rec.hits);
+      b.hit_lists.resize(1 + rec.extra_hits.size());
+      b.hit_lists[0].push_back(rec.hits);
+      for (std::size_t k = 0; k < rec.extra_hits.size(); ++k)
+        b.hit_lists[k + 1].push_back(rec.extra_hits[k]);
       const auto& shard_file = s.manifest.shards[rec.shard].file;
       for (const auto& x : rec.rejects) {
         rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ','
@@ -99,14 +102,17 @@ run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
   return b;
 }
 
+// Every hit list carries every score of its records, then the fields shown (e.g. SMILES).
 std::string hits_csv(const run_setup& s, const std::vector<rank::hit>& hits) {
   std::string csv = "rank,id,score,shard,row";
+  for (const auto& n : s.layout.names) csv += ',' + csv_field(n);
   for (const auto& f : s.library->hit_fields) csv += ',' + csv_field(f);
   csv += '\n';
   for (std::size_t i = 0; i < hits.size(); ++i) {
     const auto& h = hits[i];
     csv += std::to_string(i + 1) + ',' + csv_field(h.id) + ',' + format_score(h.score) + ',' +
            csv_field(s.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row);
+    for (const auto v : h.scores) csv += ',' + format_score(v);
     for (const auto& f : h.fields) csv += ',' + csv_field(f);
     csv += '\n';
   }
@@ -154,12 +160,21 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
 
   run_books b;
   attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
-  const auto hits = rank::merge(b.hit_lists, o.top_k, s.layout.higher_is_better);
-  const bool has_hits = s.layout.ranked && !s.layout.names.empty();
-  if (has_hits) {
-    attempt_to("hits.csv", [&] {
-      run::write_file_atomically((fs::path(o.out_dir) / "hits.csv").string(), hits_csv(s, hits));
+  const bool has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
+  std::vector<rank::hit> hits;  // by the first key: hits.csv
+  json hit_files = json::array();
+  for (std::size_t k = 0; has_hits && k < s.layout.keys.size(); ++k) {
+    const auto merged = rank::merge(k < b.hit_lists.size() ? b.hit_lists[k] : decltype(b.hit_lists)::value_type{},
+                                    o.top_k, s.layout.keys[k].higher_is_better);
+    const auto file = s.layout.hits_file(k);
+    attempt_to(file.c_str(), [&] {
+      run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));
     });
+    hit_files.push_back({{"file", file},
+                         {"rank_by", s.layout.names[s.layout.keys[k].index]},
+                         {"higher_is_better", s.layout.keys[k].higher_is_better},
+                         {"hits", merged.size()}});
+    if (k == 0) hits = merged;
   }
 
   run::chunk_counts live;
@@ -201,6 +216,7 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   report["records_scored"] = t.n_scored;
   report["records_rejected"] = t.n_rejected;
   report["records_failed"] = t.n_failed;
+  report["records_filtered"] = t.n_filtered;
   report["records_pending"] = s.manifest.n_records() - std::min(s.manifest.n_records(), t.n_read);
   report["accounting_ok"] = problems.empty();
   report["accounting_problems"] = problems;
@@ -241,11 +257,17 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   report["top_k"] = o.top_k;
   report["hits"] = has_hits ? hits.size() : 0;
   report["score_columns"] = s.layout.names;
+  report["hit_files"] = hit_files;
+  json filters = json::array();
+  for (const auto& f : s.layout.filters) filters.push_back(f.text);
+  report["filters"] = filters;
   report["hit_fields"] = s.library->hit_fields;
   report["reject_reasons"] = b.reject_reasons;
   report["failed_shards"] = b.failed_shards;
   report["per_rank"] = per_rank;
-  report["model"] = {{"path", fs::absolute(o.model_path).string()}};
+  auto paths = json::array();
+  for (const auto& p : o.model_paths) paths.push_back(fs::absolute(p).string());
+  report["model"] = {{"path", paths.empty() ? json("") : paths[0]}, {"paths", paths}};
   report["library"] = {{"path", fs::absolute(o.library_dir).string()},
                        {"shards", s.manifest.shards.size()}};
   report["config"] = {{"chunk_rows", o.chunk_rows},

@@ -86,11 +86,15 @@ std::string to_json(const chunk_record& r) {
   j["n_scored"] = r.counts.n_scored;
   j["n_rejected"] = r.counts.n_rejected;
   j["n_failed"] = r.counts.n_failed;
+  j["n_filtered"] = r.counts.n_filtered;
   j["failure"] = text_json(r.failure);
   j["elapsed_s"] = r.elapsed_s;
   j["end_time_s"] = r.end_time_s;
   j["score_sample"] = r.score_sample;
   j["hits"] = hits_json(r.hits);
+  auto extra = nlohmann::json::array();
+  for (const auto& h : r.extra_hits) extra.push_back(hits_json(h));
+  j["extra_hits"] = std::move(extra);
   auto rejects = nlohmann::json::array();
   for (const auto& x : r.rejects) {
     rejects.push_back({x.row, text_json(x.id), x.stage, x.reason, text_json(x.detail)});
@@ -112,11 +116,13 @@ chunk_record chunk_record_from_json(const std::string& text) {
   r.counts.n_scored = j.at("n_scored").get<std::uint64_t>();
   r.counts.n_rejected = j.at("n_rejected").get<std::uint64_t>();
   r.counts.n_failed = j.at("n_failed").get<std::uint64_t>();
+  r.counts.n_filtered = j.value("n_filtered", std::uint64_t{0});
   r.failure = text_parse(j.at("failure"));
   r.elapsed_s = j.at("elapsed_s").get<double>();
   r.end_time_s = j.value("end_time_s", 0.0);
   r.score_sample = j.value("score_sample", std::vector<float>{});
   r.hits = hits_parse(j.at("hits"));
+  for (const auto& h : j.value("extra_hits", nlohmann::json::array())) r.extra_hits.push_back(hits_parse(h));
   for (const auto& x : j.at("rejects")) {
     r.rejects.push_back({x.at(0).get<std::uint64_t>(), text_parse(x.at(1)),
                          x.at(2).get<std::string>(), x.at(3).get<std::string>(),

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
@@ -20,11 +23,185 @@ using hpcscreen::pipeline::json;
 namespace hpcscreen::screen {
 namespace {
 
+// One model of the screen, named by its hpcscreen.json "name" (the file stem when empty).
+struct scoring_model {
+  std::string name;
+  std::unique_ptr<infer::gnn_model> model;
+  std::size_t offset = 0;  // its first score in the record's vector
+  std::atomic<std::uint64_t> infer_ns{0};
+};
+
+// An ensemble's derived score: mean − K·sd (lcb) or mean + K·sd (ucb) of the ranked task.
+struct bound_column {
+  double k = 0;  // signed: negative for lcb
+  std::size_t mean_index = 0, sd_index = 0;
+};
+
+// The layout of a record's score vector: every model's tasks ("MODEL:TASK"), then with an
+// ensemble "mean:TASK" and "sd:TASK" per task and the bound columns the rank keys ask for.
+class score_plan {
+ public:
+  score_plan(std::vector<scoring_model>& models, const screen_settings& s) {
+    for (auto& m : models) {
+      m.offset = names_.size();
+      for (const auto& t : m.model->metadata().tasks) names_.push_back(m.name + ":" + t);
+    }
+    n_model_scores_ = names_.size();
+    const auto& first = models.front().model->metadata();
+    if (s.ensemble) {
+      for (const auto& m : models) {
+        const auto& meta = m.model->metadata();
+        if (meta.tasks != first.tasks || meta.higher_is_better != first.higher_is_better) {
+          throw usage_error("--ensemble: every member must have the same tasks and direction; '" +
+                            m.name + "' has tasks " + json(meta.tasks).dump() + ", '" +
+                            models.front().name + "' has " + json(first.tasks).dump());
+        }
+      }
+      for (const auto& t : first.tasks) {
+        mean_of_[t] = names_.size();
+        names_.push_back("mean:" + t);
+        sd_of_[t] = names_.size();
+        names_.push_back("sd:" + t);
+      }
+      n_members_ = models.size();
+      task_count_ = first.tasks.size();
+    }
+    const auto ranked_task = first.tasks[first.rank_task_index()];
+    auto direction_of = [&](std::size_t index) {
+      for (const auto& m : models) {
+        const auto n = m.model->metadata().tasks.size();
+        if (index >= m.offset && index < m.offset + n) return m.model->metadata().higher_is_better;
+      }
+      return first.higher_is_better;  // an ensemble column: the members' direction
+    };
+    std::vector<std::string> keys = s.rank_by;
+    if (keys.empty()) keys.push_back(models.front().name + ":" + ranked_task);
+    for (const auto& key : keys) {
+      std::size_t index = names_.size();
+      if (s.ensemble && (key == "mean" || key.rfind("lcb:", 0) == 0 || key.rfind("ucb:", 0) == 0)) {
+        if (key == "mean") {
+          index = mean_of_.at(ranked_task);
+        } else {
+          const auto k_text = key.substr(4);
+          std::size_t used = 0;
+          double k = -1;
+          try {
+            k = std::stod(k_text, &used);
+          } catch (const std::exception&) {
+            used = 0;
+          }
+          if (used != k_text.size() || !(k >= 0) || k > 1e6) {
+            throw usage_error("--rank-by " + key + ": K must be a number 0 or more, as in lcb:2");
+          }
+          index = column(key + ":" + ranked_task);
+          if (index == names_.size()) {
+            names_.push_back(key + ":" + ranked_task);
+            bounds_.push_back({key[0] == 'l' ? -k : k, mean_of_.at(ranked_task), sd_of_.at(ranked_task)});
+          }
+        }
+      } else {
+        index = column(key);
+        if (index == names_.size()) {
+          throw usage_error("--rank-by '" + key + "' is not a score of this screen; the scores are " +
+                            json(names_).dump() +
+                            (s.ensemble ? " (and mean, lcb:K, ucb:K with --ensemble)" : ""));
+        }
+      }
+      keys_.push_back({index, direction_of(index)});
+    }
+    for (const auto& w : s.where) filters_.push_back(parse_filter(w));
+  }
+
+  const std::vector<std::string>& names() const { return names_; }
+  std::size_t n_model_scores() const { return n_model_scores_; }
+  pipeline::score_layout layout() const { return {names_, keys_, true, filters_}; }
+
+  // Fills the ensemble and bound columns of one record's vector from its model scores.
+  void derive(float* v) const {
+    for (std::size_t t = 0; t < task_count_; ++t) {
+      double sum = 0, sq = 0;
+      for (std::size_t m = 0; m < n_members_; ++m) sum += v[m * task_count_ + t];
+      const double mean = sum / static_cast<double>(n_members_);
+      for (std::size_t m = 0; m < n_members_; ++m) {
+        const double d = v[m * task_count_ + t] - mean;
+        sq += d * d;
+      }
+      v[n_model_scores_ + 2 * t] = static_cast<float>(mean);
+      v[n_model_scores_ + 2 * t + 1] = static_cast<float>(std::sqrt(sq / static_cast<double>(n_members_)));
+    }
+    for (std::size_t b = 0; b < bounds_.size(); ++b) {
+      v[names_.size() - bounds_.size() + b] =
+          static_cast<float>(static_cast<double>(v[bounds_[b].mean_index]) +
+                             bounds_[b].k * static_cast<double>(v[bounds_[b].sd_index]));
+    }
+  }
+
+ private:
+  std::size_t column(const std::string& name) const {
+    return static_cast<std::size_t>(std::find(names_.begin(), names_.end(), name) - names_.begin());
+  }
+
+  pipeline::score_filter parse_filter(const std::string& text) const {
+    const auto op = text.find_first_of("<>");
+    auto trim = [](std::string x) {
+      x.erase(0, x.find_first_not_of(" \t"));
+      x.erase(x.find_last_not_of(" \t") + 1);
+      return x;
+    };
+    if (op == std::string::npos || text.find_first_of("<>", op + 1) != std::string::npos) {
+      throw usage_error("--where '" + text + "' must read 'MODEL:TASK < VALUE' or 'MODEL:TASK > VALUE'");
+    }
+    const auto name = trim(text.substr(0, op)), value_text = trim(text.substr(op + 1));
+    const auto index = column(name);
+    if (index == names_.size()) {
+      throw usage_error("--where '" + text + "': '" + name + "' is not a score of this screen; the scores are " +
+                        json(names_).dump());
+    }
+    std::size_t used = 0;
+    float value = 0;
+    try {
+      value = std::stof(value_text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != value_text.size() || !std::isfinite(value)) {
+      throw usage_error("--where '" + text + "': '" + value_text + "' is not a number");
+    }
+    return {index, text[op] == '<', value, text};
+  }
+
+  std::vector<std::string> names_;
+  std::size_t n_model_scores_ = 0, n_members_ = 0, task_count_ = 0;
+  std::map<std::string, std::size_t> mean_of_, sd_of_;
+  std::vector<bound_column> bounds_;
+  std::vector<pipeline::rank_key> keys_;
+  std::vector<pipeline::score_filter> filters_;
+};
+
+// Loads models[i] from paths[i] (models is sized already: its counters cannot move).
+std::vector<scoring_model>& load_models(const std::vector<std::string>& paths,
+                                        std::vector<scoring_model>& models) {
+  if (paths.empty()) throw usage_error("screen needs at least one --model");
+  std::map<std::string, std::string> path_of;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    models[i].model = std::make_unique<infer::gnn_model>(paths[i]);
+    const auto& declared = models[i].model->metadata().name;
+    models[i].name = declared.empty() ? fs::path(paths[i]).stem().string() : declared;
+    if (const auto [it, fresh] = path_of.emplace(models[i].name, paths[i]); !fresh) {
+      throw usage_error("two models are named '" + models[i].name + "' ('" + it->second +
+                        "' and '" + paths[i] +
+                        "'): give each a distinct \"name\" in its hpcscreen.json, or distinct "
+                        "file names if the name is empty");
+    }
+  }
+  return models;
+}
+
 class screen_workload : public pipeline::workload {
  public:
-  // Threads come from the rank's stage pool; each scores one batch at a time.
+  // Threads come from the rank's stage pool; each scores one batch with one model at a time.
   screen_workload(const screen_settings& s, int /*threads*/)
-      : settings_(s), model_(s.model_path) {
+      : settings_(s), models_(s.model_paths.size()), plan_(load_models(s.model_paths, models_), s) {
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -32,12 +209,13 @@ class screen_workload : public pipeline::workload {
   const pipeline::workload_kind& kind() const override {
     return pipeline::find_workload_kind("screen");
   }
-  pipeline::score_layout scores() const override {
-    const auto& m = model_.metadata();
-    return {m.tasks, m.rank_task_index(), m.higher_is_better, true};
-  }
+  pipeline::score_layout scores() const override { return plan_.layout(); }
   json identity() const override {
-    return {{"max_atoms", settings_.featurize.max_atoms}, {"all_scores", settings_.all_scores}};
+    return {{"max_atoms", settings_.featurize.max_atoms},
+            {"all_scores", settings_.all_scores},
+            {"score_columns", plan_.names()},
+            {"rank_by", settings_.rank_by},
+            {"where", settings_.where}};
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
@@ -55,12 +233,23 @@ class screen_workload : public pipeline::workload {
   json rank_report() const override {
     auto j = infer::inference_report(backoffs_);
     j["batches"] = n_batches_;
+    json per_model = json::object();
+    for (const auto& m : models_)
+      per_model[m.name] = {{"infer_thread_s", static_cast<double>(m.infer_ns.load()) * 1e-9}};
+    j["models"] = per_model;
     return j;
   }
 
   json finish(const pipeline::run_view&, const json& summed) const override {
     json section = summed;
-    section["model"] = json::parse(model_.metadata().raw_json);
+    json models = json::array();
+    for (const auto& m : models_) {
+      models.push_back({{"name", m.name}, {"metadata", json::parse(m.model->metadata().raw_json)}});
+    }
+    section["models"] = summed.value("models", json::object());
+    section["model_list"] = models;
+    section["model"] = json::parse(models_.front().model->metadata().raw_json);
+    section["ensemble"] = settings_.ensemble;
     section["config"] = {{"max_atoms", settings_.featurize.max_atoms},
                          {"batch_molecules", settings_.budget.max_molecules},
                          {"batch_atoms", settings_.budget.max_atoms},
@@ -74,26 +263,28 @@ class screen_workload : public pipeline::workload {
   }
 
   const screen_settings& settings() const { return settings_; }
-  std::size_t n_tasks() const { return model_.metadata().tasks.size(); }
-  infer::gnn_model& model() { return model_; }
+  std::vector<scoring_model>& models() { return models_; }
+  const score_plan& plan() const { return plan_; }
   infer::backoff_counters& backoffs() { return backoffs_; }
   std::string scores_header() const {
     std::string header = "shard,row,id";
-    for (const auto& t : model_.metadata().tasks) header += ',' + csv_field(t);
+    for (const auto& n : plan_.names()) header += ',' + csv_field(n);
     return header + '\n';
   }
 
  private:
   screen_settings settings_;
-  infer::gnn_model model_;
+  std::vector<scoring_model> models_;
+  score_plan plan_;
   std::uint64_t n_batches_ = 0;
   infer::backoff_counters backoffs_;
   bool spilling_announced_ = false;
 };
 
-// One chunk: featurize in blocks of molecules, then score the batches planned from the graphs'
-// sizes. The batches are fixed by the chunk alone, so scoring them on any threads, in any order,
-// beside any other chunk, gives the same numbers.
+// One chunk: featurize in blocks of molecules once, then score the batches planned from the
+// graphs' sizes with every model (one task per batch and model). The batches are fixed by the
+// chunk alone, so scoring them on any threads, in any order, beside any other chunk, gives the
+// same numbers, and each model sees the batches it would see alone.
 class screen_job : public pipeline::chunk_work {
  public:
   static constexpr std::size_t block = 32;  // molecules per featurize task
@@ -117,8 +308,8 @@ class screen_job : public pipeline::chunk_work {
         atom_counts.push_back(features_[i].graph.n_atoms);
       }
       ranges_ = batch::plan_batches(atom_counts, w_.settings().budget);
-      results_.resize(ranges_.size());
-      return {"infer", ranges_.size(), 0};
+      results_.assign(ranges_.size() * w_.models().size(), {});
+      return {"infer", results_.size(), 0};
     }
     return {"done", 0, 0};
   }
@@ -131,37 +322,56 @@ class screen_job : public pipeline::chunk_work {
         features_[k] = chem::featurize_smiles(smiles_[k], w_.settings().featurize);
       return;
     }
-    const auto [begin, end] = ranges_[i];
+    auto& m = w_.models()[i / ranges_.size()];
+    const auto [begin, end] = ranges_[i % ranges_.size()];
     auto& r = results_[i];
-    const auto n_tasks = w_.n_tasks();
+    const auto n_tasks = m.model->metadata().tasks.size();
     r.scores.assign((end - begin) * n_tasks, 0.0f);
+    const auto t0 = std::chrono::steady_clock::now();
     infer::run_isolating(
         0, end - begin,
         [&](std::size_t b, std::size_t e) {
           std::vector<const chem::mol_graph*> graphs;
           for (auto k = begin + b; k < begin + e; ++k) graphs.push_back(&features_[good_[k]].graph);
-          const auto part = w_.model().score(batch::assemble(graphs));
+          const auto part = m.model->score(batch::assemble(graphs));
           std::copy(part.begin(), part.end(), r.scores.begin() + static_cast<std::ptrdiff_t>(b * n_tasks));
         },
         [&](std::size_t k, const char* reason, std::string detail) {
           r.failures.push_back({k, reason, std::move(detail)});
         },
         w_.backoffs());
+    m.infer_ns += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
   }
 
   void collect(pipeline::chunk_outcomes& out) override {
     for (std::size_t i = 0; i < features_.size(); ++i) {
-      if (!features_[i].ok)
-        out.reject(i, "featurize", features_[i].reason, features_[i].detail);
+      if (!features_[i].ok) out.reject(i, "featurize", features_[i].reason, features_[i].detail);
     }
-    const auto n_tasks = w_.n_tasks();
+    const auto& models = w_.models();
+    const bool several = models.size() > 1;
+    for (std::size_t t = 0; t < results_.size(); ++t) {  // a record fails if any model failed on it
+      const auto begin = ranges_[t % ranges_.size()].first;
+      for (auto& f : results_[t].failures) {
+        const auto row = good_[begin + f.item];
+        if (out.at(row) != pipeline::chunk_outcomes::state::pending) continue;
+        out.reject(row, "infer", f.reason,
+                   several ? "model '" + models[t / ranges_.size()].name + "': " + f.detail : f.detail);
+      }
+    }
+    std::vector<float> v(w_.plan().names().size());
     for (std::size_t b = 0; b < ranges_.size(); ++b) {
       const auto [begin, end] = ranges_[b];
-      auto& r = results_[b];
-      for (auto& f : r.failures) out.reject(good_[begin + f.item], "infer", f.reason, std::move(f.detail));
       for (auto k = begin; k < end; ++k) {
-        if (out.at(good_[k]) == pipeline::chunk_outcomes::state::pending)
-          out.score(good_[k], &r.scores[(k - begin) * n_tasks]);
+        if (out.at(good_[k]) != pipeline::chunk_outcomes::state::pending) continue;
+        for (std::size_t m = 0; m < models.size(); ++m) {
+          const auto n_tasks = models[m].model->metadata().tasks.size();
+          const auto& scores = results_[m * ranges_.size() + b].scores;
+          std::copy_n(&scores[(k - begin) * n_tasks], n_tasks, v.begin() + static_cast<std::ptrdiff_t>(models[m].offset));
+        }
+        w_.plan().derive(v.data());
+        out.score(good_[k], v.data());
       }
     }
   }
@@ -191,7 +401,7 @@ class screen_job : public pipeline::chunk_work {
     std::string reason, detail;
   };
   struct batch_result {
-    std::vector<float> scores;  // [n, n_tasks]
+    std::vector<float> scores;  // [n, n_tasks of its model]
     std::vector<failure> failures;
   };
   enum class phase { start, featurize, infer };
@@ -202,7 +412,7 @@ class screen_job : public pipeline::chunk_work {
   std::vector<chem::featurize_result> features_;
   std::vector<std::size_t> good_;  // rows that featurized, in batch order
   std::vector<std::pair<std::size_t, std::size_t>> ranges_;
-  std::vector<batch_result> results_;
+  std::vector<batch_result> results_;  // [model * n_batches + batch]
 };
 
 std::unique_ptr<pipeline::chunk_work> screen_workload::start(pipeline::chunk_input input) {

@@ -113,7 +113,7 @@ class fake_workload : public pipeline::workload {
   const pipeline::workload_kind& kind() const override {
     return pipeline::find_workload_kind("screen");
   }
-  pipeline::score_layout scores() const override { return {{"activity"}, 0, true, true}; }
+  pipeline::score_layout scores() const override { return {{"activity"}, {{0, true}}, true, {}}; }
   json identity() const override { return json::object(); }
   std::map<std::string, int> stage_split(int, int) const override { return {}; }
   std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input in) override {
@@ -168,7 +168,7 @@ class conductor_test : public ::testing::Test {
   pipeline::run_options options(const std::string& out) const {
     pipeline::run_options o;
     o.library_dir = (dir_ / "lib").string();
-    o.model_path = (dir_ / "model.pt").string();
+    o.model_paths = {(dir_ / "model.pt").string()};
     o.out_dir = (dir_ / out).string();
     o.top_k = 3;
     o.threads = 2;

@@ -63,7 +63,7 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   r.row_end = 110;
   r.rank = 2;
   r.attempt = 5;
-  r.counts = {10, 6, 3, 1};
+  r.counts = {10, 6, 3, 1, 2};
   r.failure = "s3.h5: Fletcher-32 checksum mismatch";
   rank::hit first;
   first.score = 1.25f;
@@ -78,6 +78,7 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   second.fields = {"C"};
   second.scores = {0.75f, -3.5e-7f};
   r.hits = {first, second};
+  r.extra_hits = {{second}, {second, first}};
   r.rejects = {{105, "bad", "featurize", "valence", "too many bonds"},
                {106, "worse", "read", "smiles_syntax", "unclosed ring"},
                {108, "worst", "infer", "non_finite", "score is NaN"}};
@@ -96,7 +97,14 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   EXPECT_EQ(back.counts.n_scored, 6u);
   EXPECT_EQ(back.counts.n_rejected, 3u);
   EXPECT_EQ(back.counts.n_failed, 1u);
+  EXPECT_EQ(back.counts.n_filtered, 2u);
   EXPECT_EQ(back.failure, r.failure);
+  ASSERT_EQ(back.extra_hits.size(), 2u);
+  ASSERT_EQ(back.extra_hits[0].size(), 1u);
+  ASSERT_EQ(back.extra_hits[1].size(), 2u);
+  EXPECT_EQ(back.extra_hits[0][0].key, second.key);
+  EXPECT_EQ(back.extra_hits[1][0].id, "b");
+  EXPECT_EQ(back.extra_hits[1][1].scores, first.scores);
   ASSERT_EQ(back.hits.size(), r.hits.size());
   for (std::size_t i = 0; i < r.hits.size(); ++i) {
     SCOPED_TRACE("hit " + std::to_string(i));

@@ -13,12 +13,32 @@
 
 namespace hpcscreen::pipeline {
 
+// A ranking of records by one of their scores.
+struct rank_key {
+  std::size_t index = 0;  // into score_layout::names
+  bool higher_is_better = true;
+};
+
+// A condition a record's score must meet to enter the hit lists ("activity > 0.5"). Records that
+// fail it were still scored: they are counted as filtered, not rejected.
+struct score_filter {
+  std::size_t index = 0;
+  bool less = true;  // score < value; otherwise score > value
+  float value = 0;
+  std::string text;  // as the user wrote it
+  bool passes(float score) const { return less ? score < value : score > value; }
+};
+
 // What each record's score vector holds and how records are ranked by it.
 struct score_layout {
   std::vector<std::string> names;  // one per score; empty: the workload keeps its own outputs
-  std::size_t rank_index = 0;      // hits are ranked by names[rank_index]
-  bool higher_is_better = true;
-  bool ranked = true;  // false: no hit list (e.g. per-residue annotation)
+  // keys[0] ranks hits.csv (and the score sample); each further key its own hit list. Empty:
+  // nothing to rank.
+  std::vector<rank_key> keys;
+  bool ranked = true;  // false: no hit lists (e.g. annotate without --top-k)
+  std::vector<score_filter> filters;  // all must pass for a record to enter a hit list
+  // hits.csv's file name for key k: hits.csv, then hits-<name with ':' as '-'>.csv
+  std::string hits_file(std::size_t k) const;
 };
 
 // A chunk's rows as read from its shard, by field name.

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/pipeline/workload.hpp"
@@ -26,7 +27,7 @@ enum exit_status : int {
 
 struct run_options {
   std::string library_dir;
-  std::string model_path;
+  std::vector<std::string> model_paths;  // their checksums fix the run's identity
   std::string out_dir;
   std::size_t top_k = 100;
   int threads = 0;  // per rank; 0: from the scheduler or the machine

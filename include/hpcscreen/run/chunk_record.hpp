@@ -16,11 +16,13 @@ struct chunk_counts {
   std::uint64_t n_scored = 0;
   std::uint64_t n_rejected = 0;
   std::uint64_t n_failed = 0;  // rows of a shard that could not be read
+  std::uint64_t n_filtered = 0;  // scored rows kept out of the hit lists by --where (not in the balance)
   chunk_counts& operator+=(const chunk_counts& o) {
     n_read += o.n_read;
     n_scored += o.n_scored;
     n_rejected += o.n_rejected;
     n_failed += o.n_failed;
+    n_filtered += o.n_filtered;
     return *this;
   }
   bool balanced() const { return n_read == n_scored + n_rejected + n_failed; }
@@ -33,7 +35,8 @@ struct chunk_record {
   int rank = 0, attempt = 0;
   chunk_counts counts;
   std::string failure;          // the shard error when counts.n_failed > 0
-  std::vector<rank::hit> hits;  // this chunk's top-K, best first
+  std::vector<rank::hit> hits;  // this chunk's top-K by the first rank key, best first
+  std::vector<std::vector<rank::hit>> extra_hits;  // by each further rank key
   std::vector<reject> rejects;  // in row order
   double elapsed_s = 0;
   double end_time_s = 0;  // Unix time of the commit, for throughput over time

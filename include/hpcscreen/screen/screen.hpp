@@ -2,6 +2,7 @@
 // `hpcscreen screen`: compound rows → RDKit graphs → TorchScript GNN → scores and hits.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "hpcscreen/batch/graph_batch.hpp"
 #include "hpcscreen/chem/featurize.hpp"
@@ -10,7 +11,13 @@
 namespace hpcscreen::screen {
 
 struct screen_settings {
-  std::string model_path;
+  std::vector<std::string> model_paths;  // one or more: each record featurized once, scored by each
+  // What the hit lists are ranked by: "MODEL:TASK", or with `ensemble` "mean", "lcb:K", "ucb:K"
+  // (the ensemble's ranked task). Empty: the first model's rank_by. Each key after the first
+  // writes its own hits-<key>.csv.
+  std::vector<std::string> rank_by;
+  std::vector<std::string> where;  // "MODEL:TASK < VALUE" or ">": all must hold to enter hit lists
+  bool ensemble = false;           // the models are members of one ensemble: mean and sd per task
   chem::featurize_options featurize;
   batch::graph_budget budget;
   bool all_scores = false;  // every score of every task, in RUN/scores/chunk-N.csv
