@@ -177,10 +177,10 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
            e.what();
   };
 
-  std::optional<stage_pool> pool;
+  std::unique_ptr<stage_pool> pool;
   if (result.error.empty()) {
     try {
-      pool.emplace(s.threads, [w = s.work.get()] { w->on_thread_start(); });
+      pool = std::make_unique<stage_pool>(s.threads, [w = s.work.get()] { w->on_thread_start(); });
       if (o.featurize_threads > 0) {
         for (const auto& [stage_name, cap] : s.work->stage_split(o.featurize_threads, s.threads))
           pool->set_cap(stage_name, cap);
@@ -258,7 +258,17 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
     result.pool_threads = pool->n_threads();
     result.pool_idle_thread_s = pool->idle_thread_s();
   }
-  pool.reset();  // abandoned tasks end at their next check; nothing new starts
+  // Abandoned tasks end at their next check; nothing new starts. After a stop request a thread
+  // stuck inside one record (RDKit, a user's model) is not waited for beyond the grace period.
+  if (pool && !pool->stop(result.interrupted || stop_requested() ? stop_grace_s : 1e9)) {
+    std::fprintf(stderr,
+                 "hpcscreen: rank %d: a thread is still inside a record after %.0f s; leaving it "
+                 "behind (its chunk is not committed)\n",
+                 ctx.rank(), stop_grace_s);
+    result.threads_abandoned = true;
+    (void)pool.release();  // its detached threads still use it
+  }
+  pool.reset();
   mine[3] = 0;
   board->publish(mine);
   ctx.barrier();

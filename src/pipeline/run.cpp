@@ -179,6 +179,14 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
   }
 
   const auto r = conduct(ctx, o, s, a, t_start);
+  // Threads left inside a record still use the workload: it must never be destroyed.
+  struct keep_alive {
+    run_setup& s;
+    bool abandoned;
+    ~keep_alive() {
+      if (abandoned) (void)s.work.release();
+    }
+  } keep{s, r.threads_abandoned};
   // A stop on any rank counts for the run.
   const bool interrupted = !ctx.all_ok(!r.interrupted && !stop_requested());
   if (const int status = agree(ctx, {r.error.empty() ? exit_ok : exit_error, r.error});

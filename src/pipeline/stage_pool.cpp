@@ -32,6 +32,24 @@ stage_pool::~stage_pool() {
   for (auto& t : threads_) t.join();
 }
 
+bool stage_pool::stop(double grace_s) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  stopping_ = true;
+  work_ready_.notify_all();
+  const bool all_ended = exited_.wait_for(lock, std::chrono::duration<double>(grace_s),
+                                          [&] { return n_exited_ == threads_.size(); });
+  lock.unlock();
+  for (auto& t : threads_) {
+    if (all_ended) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  threads_.clear();
+  return all_ended;
+}
+
 void stage_pool::submit(std::uint64_t tag, std::unique_ptr<chunk_job> job) {
   auto s = std::make_unique<slot>();
   s->tag = tag;
@@ -129,6 +147,8 @@ void stage_pool::work(std::function<void()> on_thread_start) {
     while (job == nullptr) {
       if (stopping_) {
         idle_s_ += seconds_since(waiting_since);
+        ++n_exited_;
+        exited_.notify_all();
         return;
       }
       for (auto& s : jobs_) {  // oldest first

@@ -28,7 +28,8 @@ def screen_args(a, lib, rd, *extra):
 def outputs(rd):
     rows = []
     for path in sorted(glob.glob(os.path.join(rd, "scores", "*.csv"))):
-        rows += [(r["shard"], int(r["row"]), r["activity"], r["toxicity"]) for r in read_csv(path)]
+        # every score column (MODEL:TASK) of every scored record
+        rows += [(r["shard"], int(r["row"]), *(v for k, v in r.items() if ":" in k)) for r in read_csv(path)]
     return (open(os.path.join(rd, "hits.csv")).read(), open(os.path.join(rd, "rejects.csv")).read(), rows)
 
 

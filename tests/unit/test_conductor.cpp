@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <map>
+#include <future>
 #include <mutex>
 #include <filesystem>
 #include <fstream>
@@ -44,7 +45,12 @@ std::string slurp(const fs::path& p) {
 //   "nan"         → the model returns NaN
 //   "abort"       → the task throws a plain error (a workload bug): the run ends
 //   "stop"        → a stop request (SIGUSR1) arrives while the chunk is in flight
+//   "stuck"       → a stop request arrives, then the task stays inside this record (as RDKit or
+//                   a model can on a pathological input) until the test releases it
 // Batches with more than `oom_above` records run out of memory (0: never).
+std::promise<void> g_release_stuck;
+std::shared_future<void> g_stuck_released = g_release_stuck.get_future().share();
+
 struct fake_settings {
   std::size_t oom_above = 0;
   std::size_t batch = 4;
@@ -63,7 +69,6 @@ class fake_job : public pipeline::chunk_work {
     if (pipeline::stop_requested()) return;
     const auto& text = in_["smiles"];
     const auto begin = t * s_.batch, end = std::min(in_.n_rows(), begin + s_.batch);
-    std::lock_guard<std::mutex> lock(mutex_);
     infer::run_isolating(
         begin, end,
         [&](std::size_t b, std::size_t e) {
@@ -73,13 +78,19 @@ class fake_job : public pipeline::chunk_work {
             if (text[i] == "huge") throw out_of_memory_error("fake: cannot allocate");
             if (text[i] == "abort") throw std::runtime_error("fake workload bug");
             if (text[i] == "stop") std::raise(SIGUSR1);
+            if (text[i] == "stuck") {
+              std::raise(SIGUSR1);
+              g_stuck_released.wait();
+            }
           }
+          std::lock_guard<std::mutex> lock(mutex_);
           for (auto i = b; i < e; ++i) {
             if (text[i] == "bad") continue;
             scores_[i] = text[i] == "nan" ? NAN : std::stof(std::string(text[i]));
           }
         },
         [&](std::size_t i, const char* reason, std::string detail) {
+          std::lock_guard<std::mutex> lock(mutex_);
           failures_[i] = {reason, detail};
         },
         counters_);
@@ -193,10 +204,10 @@ class conductor_test : public ::testing::Test {
 const std::vector<std::vector<std::string>> library_a = {
     {"1", "5", "bad", "2", "6", "poison"}, {"9", "nan", "3", "4"}};
 const std::string hits_a =
-    "rank,id,score,shard,row,smiles\n"
-    "1,m1-0,9,shard-1.h5,0,9\n"
-    "2,m0-4,6,shard-0.h5,4,6\n"
-    "3,m0-1,5,shard-0.h5,1,5\n";
+    "rank,id,score,shard,row,activity,smiles\n"
+    "1,m1-0,9,shard-1.h5,0,9,9\n"
+    "2,m0-4,6,shard-0.h5,4,6,6\n"
+    "3,m0-1,5,shard-0.h5,1,5,5\n";
 
 TEST_F(conductor_test, books_count_every_record_and_rank_the_scores) {
   write_library(library_a);
@@ -313,6 +324,22 @@ TEST_F(conductor_test, stop_request_abandons_chunks_in_flight) {
   EXPECT_TRUE(rj["accounting_ok"].get<bool>());
 }
 
+// Regression: a thread inside RDKit's parser on a one-megabyte SMILES ignored SIGTERM for over
+// 20 minutes. A stop now ends the attempt after a grace period with the thread left behind.
+TEST_F(conductor_test, stop_request_does_not_wait_for_a_thread_stuck_in_a_record) {
+  write_library({{"1", "2", "3", "4", "5", "stuck"}});
+  auto o = options("run");
+  o.threads = 1;
+  o.chunks_in_flight = 1;
+  // Without the grace period this call never returns (the record is released only below).
+  ASSERT_EQ(run(o), pipeline::exit_interrupted);
+  const auto rj = run_json("run");
+  EXPECT_EQ(rj["chunks_committed"], 1);
+  EXPECT_EQ(rj["records_read"], 4);
+  EXPECT_FALSE(rj["complete"].get<bool>());
+  g_release_stuck.set_value();
+}
+
 TEST_F(conductor_test, failing_chunk_ends_the_run_and_keeps_what_was_committed) {
   write_library({{"1", "2", "3", "4", "abort", "5"}});
   auto o = options("run");
@@ -353,7 +380,7 @@ TEST_F(conductor_test, record_too_large_even_alone_is_rejected) {
 TEST_F(conductor_test, latin1_id_is_kept_byte_for_byte) {
   write_library({{"1", "2"}}, {{"caf\xe9", "plain"}});
   ASSERT_EQ(run(options("run")), pipeline::exit_ok);
-  EXPECT_NE(hits("run").find("2,caf\xe9,1,shard-0.h5,0,1\n"), std::string::npos) << hits("run");
+  EXPECT_NE(hits("run").find("2,caf\xe9,1,shard-0.h5,0,1,1\n"), std::string::npos) << hits("run");
   EXPECT_TRUE(run_json("run")["complete"].get<bool>());
 }
 

@@ -49,6 +49,8 @@ TEST(memory_tier, kmem_unavailable_is_said) {
     // A node with persistent memory in system-RAM mode would get here; this machine has none.
     GTEST_SKIP() << "MEMKIND_DAX_KMEM is available here";
   } catch (const usage_error& e) {
+    ADD_FAILURE() << "the machine lacking DAX KMEM is not a command-line error: " << e.what();
+  } catch (const error& e) {
     EXPECT_NE(std::string(e.what()).find("MEMKIND_DAX_KMEM is not available"), std::string::npos)
         << e.what();
   }

@@ -107,7 +107,7 @@ def main():
     p.add_argument("--n", type=int, default=1_000_000, help="compounds for the end-to-end screen")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,tier")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,tier,models")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -260,6 +260,31 @@ def main():
                       {"batch_vs_largest_fitting_the_budget": batch / max(1, fits), "records_per_s": rj["records_read"] / rj["outer_wall_s"], "peak_rss_mib": rj["peak_rss_bytes_max"] / 2**20,
                        "dram_peak_mib": t.get("dram_peak_bytes_max", 0) / 2**20, "spill_peak_mib": t.get("spill_peak_bytes_max", 0) / 2**20,
                        "spill_total_mib": t.get("spill_total_bytes", 0) / 2**20})
+
+    if "models" in sections:  # N models in one screen (featurized once) against N separate screens
+        import torch
+        m = 2000 if a.smoke else 200_000
+        _, mlib = b.compounds(m, f"gen{m}")
+        copies = []
+        for k in range(4):  # the same network under other names: the same cost per model
+            files = {"hpcscreen.json": ""}
+            module = torch.jit.load(gnn, _extra_files=files)
+            meta = json.loads(files["hpcscreen.json"])
+            meta["name"] = f"{meta.get('name') or 'gnn'}-copy{k}"
+            path = os.path.join(a.work, f"gnn-copy{k}.pt")
+            torch.jit.save(module, path, _extra_files={"hpcscreen.json": json.dumps(meta)})
+            copies.append(path)
+        for n_models in (1, 2, 4):
+            extra = [arg for path in copies[1:n_models] for arg in ("--model", path)]
+            rj = b.screen(mlib, copies[0], 1, cores, f"models-{n_models}", *extra)
+            together = rj["outer_wall_s"]
+            separate = sum(b.screen(mlib, path, 1, cores, f"models-{n_models}-alone-{i}")["outer_wall_s"]
+                           for i, path in enumerate(copies[:n_models]))
+            infer = {k: v["infer_thread_s"] for k, v in rj["screen"]["models"].items()}
+            b.row("several_models", {"records": m, "models": n_models, "ranks": 1, "threads": cores, "model": os.path.basename(gnn)},
+                  {"together_wall_s": together, "separate_wall_s": separate, "speedup": separate / together,
+                   "records_per_s_together": rj["records_read"] / together, "infer_thread_s_per_model": infer,
+                   **stage_split(rj)})
 
     if not a.smoke:
         print(f"{len(b.rows)} rows appended to {a.out}")

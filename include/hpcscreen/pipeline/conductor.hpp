@@ -46,7 +46,14 @@ struct rank_result {
   int pool_threads = 0;
   double pool_idle_thread_s = 0;
   json stages = json::object();  // thread-seconds and tasks per stage
+  // A stop request found a thread still inside a record after the grace period: it was left
+  // running, so the workload must outlive this run (never destroyed).
+  bool threads_abandoned = false;
 };
+
+// How long a stop request waits for threads still inside a record (RDKit, a model) before the
+// rank leaves them running and ends the attempt anyway.
+inline constexpr double stop_grace_s = 3.0;
 
 // Collective (the counter and progress board are created and freed by every rank). Never throws:
 // any failure is in the result, for the ranks to agree on.

@@ -56,6 +56,10 @@ class stage_pool {
   // on_thread_start runs first on every worker thread (e.g. to set its intra-op threads).
   stage_pool(int n_threads, std::function<void()> on_thread_start = {});
   ~stage_pool();  // lets running tasks end, runs no new ones, joins the threads
+  // Runs no new tasks and waits up to grace_s for running ones to end. Returns false when some
+  // thread is still inside a task (a record stuck in RDKit or a model): its threads are then
+  // detached, and the pool (and the jobs it holds) must be left alive, never destroyed.
+  bool stop(double grace_s);
   stage_pool(const stage_pool&) = delete;
   stage_pool& operator=(const stage_pool&) = delete;
 
@@ -84,6 +88,8 @@ class stage_pool {
   std::map<std::string, stage_time> times_;
   double idle_s_ = 0;
   bool stopping_ = false;
+  std::size_t n_exited_ = 0;  // worker threads that have returned
+  std::condition_variable exited_;
   std::vector<std::thread> threads_;
 };
 
