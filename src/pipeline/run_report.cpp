@@ -119,65 +119,20 @@ std::string hits_csv(const run_setup& s, const std::vector<rank::hit>& hits) {
   return csv;
 }
 
-}  // namespace
-
-json combine_rank_reports(const std::vector<json>& reports) {
-  json out = json::object();
-  for (const auto& r : reports) combine_into(out, r);
-  return out;
-}
-
-json rank_report_json(const rank_result& r, const run_setup& s, int rank, double busy_s) {
-  return {{"rank", rank},
-          {"host", host_name()},
-          {"n_chunks", r.n_chunks},
-          {"n_read", r.totals.n_read},
-          {"n_scored", r.totals.n_scored},
-          {"n_rejected", r.totals.n_rejected},
-          {"n_failed", r.totals.n_failed},
-          {"read_s", r.read_s},
-          {"commit_s", r.commit_s},
-          {"busy_s", busy_s},
-          {"stages", r.stages},
-          {"pool_threads", r.pool_threads},
-          {"pool_idle_thread_s", r.pool_idle_thread_s},
-          {"peak_rss_bytes", peak_rss_bytes()},
-          {"coordination_s", r.coordination_s},
-          {"workload", s.work->rank_report()}};
-}
-
-int write_run_outputs(const run_options& o, const run_setup& s, const attempt_summary& a,
-                      const std::vector<json>& rank_reports) {
-  const auto& kind = s.work->kind();
-  std::vector<std::string> write_errors;  // an output that could not be written
-  auto attempt_to = [&](const char* what, auto&& f) {
-    try {
-      f();
-    } catch (const std::exception& e) {
-      write_errors.push_back(std::string(what) + ": " + e.what());
-    }
-  };
-
-  run_books b;
-  attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
-  const bool has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
-  std::vector<rank::hit> hits;  // by the first key: hits.csv
+// What rank 0 found at the end of an attempt, for run.json and the closing lines.
+struct run_state {
+  run_books books;
+  run::chunk_counts live;  // what the ranks counted themselves in this attempt
+  std::vector<rank::hit> hits;  // hits.csv's
   json hit_files = json::array();
-  for (std::size_t k = 0; has_hits && k < s.layout.keys.size(); ++k) {
-    const auto merged = rank::merge(k < b.hit_lists.size() ? b.hit_lists[k] : decltype(b.hit_lists)::value_type{},
-                                    o.top_k, s.layout.keys[k].higher_is_better);
-    const auto file = s.layout.hits_file(k);
-    attempt_to(file.c_str(), [&] {
-      run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));
-    });
-    hit_files.push_back({{"file", file},
-                         {"rank_by", s.layout.names[s.layout.keys[k].index]},
-                         {"higher_is_better", s.layout.keys[k].higher_is_better},
-                         {"hits", merged.size()}});
-    if (k == 0) hits = merged;
-  }
+  std::vector<std::string> problems, write_errors;
+  bool has_hits = false, all_committed = false, complete = false;
+};
 
-  run::chunk_counts live;
+// The accounting invariants over the committed chunk records.
+void check_accounting(const run_setup& s, const std::vector<json>& rank_reports, run_state& st) {
+  const auto& b = st.books;
+  auto& live = st.live;
   for (const auto& r : rank_reports) {
     live.n_read += r.value("n_read", std::uint64_t{0});
     live.n_scored += r.value("n_scored", std::uint64_t{0});
@@ -185,24 +140,72 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
     live.n_failed += r.value("n_failed", std::uint64_t{0});
   }
   const auto& t = b.totals;
-  const bool all_committed = b.committed.size() == s.plan.chunks.size();
-  const bool complete = all_committed && t.n_failed == 0 && write_errors.empty();
-  std::vector<std::string> problems;
+  st.all_committed = b.committed.size() == s.plan.chunks.size();
+  st.complete = st.all_committed && t.n_failed == 0 && st.write_errors.empty();
+  auto& problems = st.problems;
   if (!t.balanced()) {
     problems.push_back("records_read " + std::to_string(t.n_read) + " != scored " +
                        std::to_string(t.n_scored) + " + rejected " +
                        std::to_string(t.n_rejected) + " + failed " + std::to_string(t.n_failed));
   }
   const auto& x = b.this_attempt;
-  if (write_errors.empty() && !(x.n_read == live.n_read && x.n_scored == live.n_scored &&
-                                x.n_rejected == live.n_rejected && x.n_failed == live.n_failed)) {
+  if (st.write_errors.empty() && !(x.n_read == live.n_read && x.n_scored == live.n_scored &&
+                                   x.n_rejected == live.n_rejected && x.n_failed == live.n_failed)) {
     problems.push_back("the chunk records of this attempt disagree with the ranks' own counts");
   }
-  if (all_committed && write_errors.empty() && t.n_read != s.manifest.n_records()) {
+  if (st.all_committed && st.write_errors.empty() && t.n_read != s.manifest.n_records()) {
     problems.push_back("records_read " + std::to_string(t.n_read) + " differs from the manifest's " +
                        std::to_string(s.manifest.n_records()));
   }
+}
 
+// The ranks' own figures: coordination cost, memory, load balance, and each rank's report.
+void add_rank_figures(json& report, const std::vector<json>& rank_reports, const attempt_summary& a) {
+  double coordination_max_s = 0, records_max = 0, records_sum = 0;
+  std::uint64_t rss_max = 0;
+  json chunks_per_rank = json::array(), per_rank = json::array();
+  for (const auto& r : rank_reports) {
+    coordination_max_s = std::max(coordination_max_s, r.value("coordination_s", 0.0));
+    rss_max = std::max(rss_max, r.value("peak_rss_bytes", std::uint64_t{0}));
+    const auto n = static_cast<double>(r.value("n_read", std::uint64_t{0}));
+    records_max = std::max(records_max, n);
+    records_sum += n;
+    chunks_per_rank.push_back(r.value("n_chunks", std::uint64_t{0}));
+    per_rank.push_back(r);
+  }
+  report["coordination"] = {
+      {"max_rank_s", coordination_max_s + a.gather_s},
+      {"gather_s", a.gather_s},
+      {"fraction_of_wall", a.wall_s > 0 ? (coordination_max_s + a.gather_s) / a.wall_s : 0.0}};
+  report["peak_rss_bytes_max"] = rss_max;
+  const double records_mean =
+      rank_reports.empty() ? 0 : records_sum / static_cast<double>(rank_reports.size());
+  report["load_balance"] = {
+      {"chunks_per_rank", chunks_per_rank},
+      {"records_max_over_mean", records_mean > 0 ? records_max / records_mean : 1.0}};
+  report["per_rank"] = per_rank;
+}
+
+// run.json: the shared keys from the books, the ranks' figures, and the workload's own section.
+json run_json(const run_options& o, const run_setup& s, const attempt_summary& a,
+              const std::vector<json>& rank_reports, run_state& st) {
+  const auto& kind = s.work->kind();
+  const auto& b = st.books;
+  const auto& t = b.totals;
+  const auto& live = st.live;
+  const auto& problems = st.problems;
+  auto& write_errors = st.write_errors;
+  const bool complete = st.complete;
+  const bool has_hits = st.has_hits;
+  const auto& hits = st.hits;
+  const auto& hit_files = st.hit_files;
+  auto attempt_to = [&](const char* what, auto&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      write_errors.push_back(std::string(what) + ": " + e.what());
+    }
+  };
   json report;
   report["schema"] = "hpcscreen.run_report/2";
   report["workload"] = kind.name;
@@ -228,30 +231,9 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   report["chunks_this_attempt"] = chunks_this_attempt;
   report["wall_time_s"] = a.wall_s;
   report["throughput_records_per_s"] = a.wall_s > 0 ? static_cast<double>(live.n_read) / a.wall_s : 0.0;
-  double coordination_max_s = 0, records_max = 0, records_sum = 0;
-  std::uint64_t rss_max = 0;
-  json chunks_per_rank = json::array(), per_rank = json::array(), workload_reports = json::array();
   std::vector<json> workload_parts;
-  for (const auto& r : rank_reports) {
-    coordination_max_s = std::max(coordination_max_s, r.value("coordination_s", 0.0));
-    rss_max = std::max(rss_max, r.value("peak_rss_bytes", std::uint64_t{0}));
-    const auto n = static_cast<double>(r.value("n_read", std::uint64_t{0}));
-    records_max = std::max(records_max, n);
-    records_sum += n;
-    chunks_per_rank.push_back(r.value("n_chunks", std::uint64_t{0}));
-    workload_parts.push_back(r.value("workload", json::object()));
-    per_rank.push_back(r);
-  }
-  report["coordination"] = {
-      {"max_rank_s", coordination_max_s + a.gather_s},
-      {"gather_s", a.gather_s},
-      {"fraction_of_wall", a.wall_s > 0 ? (coordination_max_s + a.gather_s) / a.wall_s : 0.0}};
-  report["peak_rss_bytes_max"] = rss_max;
-  const double records_mean =
-      rank_reports.empty() ? 0 : records_sum / static_cast<double>(rank_reports.size());
-  report["load_balance"] = {
-      {"chunks_per_rank", chunks_per_rank},
-      {"records_max_over_mean", records_mean > 0 ? records_max / records_mean : 1.0}};
+  for (const auto& r : rank_reports) workload_parts.push_back(r.value("workload", json::object()));
+  add_rank_figures(report, rank_reports, a);
   report["ranks"] = a.n_ranks;
   report["threads_per_rank"] = s.threads;
   report["top_k"] = o.top_k;
@@ -264,7 +246,6 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   report["hit_fields"] = s.library->hit_fields;
   report["reject_reasons"] = b.reject_reasons;
   report["failed_shards"] = b.failed_shards;
-  report["per_rank"] = per_rank;
   auto paths = json::array();
   for (const auto& p : o.model_paths) paths.push_back(fs::absolute(p).string());
   report["model"] = {{"path", paths.empty() ? json("") : paths[0]}, {"paths", paths}};
@@ -291,12 +272,19 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
     report["output_errors"] = write_errors;
     report["complete"] = false;
   }
-  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
-  attempt_to("run.json", [&] {
-    run::write_file_atomically((fs::path(o.out_dir) / "run.json").string(),
-                               report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-  });
+  return report;
+}
 
+// The closing lines on stderr and the run's exit status.
+int closing_status(const run_options& o, const run_setup& s, const attempt_summary& a,
+                   const run_state& st) {
+  const auto& kind = s.work->kind();
+  const auto& b = st.books;
+  const auto& t = b.totals;
+  const auto& hits = st.hits;
+  const bool has_hits = st.has_hits, all_committed = st.all_committed;
+  const auto& write_errors = st.write_errors;
+  const auto& problems = st.problems;
   std::string hits_note;
   if (has_hits) {
     hits_note = "; " + std::to_string(hits.size()) + " hits in " +
@@ -339,6 +327,71 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
     if (!o.allow_failed_shards) return exit_incomplete;
   }
   return exit_ok;
+}
+
+}  // namespace
+
+json combine_rank_reports(const std::vector<json>& reports) {
+  json out = json::object();
+  for (const auto& r : reports) combine_into(out, r);
+  return out;
+}
+
+json rank_report_json(const rank_result& r, const run_setup& s, int rank, double busy_s) {
+  return {{"rank", rank},
+          {"host", host_name()},
+          {"n_chunks", r.n_chunks},
+          {"n_read", r.totals.n_read},
+          {"n_scored", r.totals.n_scored},
+          {"n_rejected", r.totals.n_rejected},
+          {"n_failed", r.totals.n_failed},
+          {"read_s", r.read_s},
+          {"commit_s", r.commit_s},
+          {"busy_s", busy_s},
+          {"stages", r.stages},
+          {"pool_threads", r.pool_threads},
+          {"pool_idle_thread_s", r.pool_idle_thread_s},
+          {"peak_rss_bytes", peak_rss_bytes()},
+          {"coordination_s", r.coordination_s},
+          {"workload", s.work->rank_report()}};
+}
+
+int write_run_outputs(const run_options& o, const run_setup& s, const attempt_summary& a,
+                      const std::vector<json>& rank_reports) {
+  run_state st;
+  // An output that cannot be written is named in run.json (and stderr); the others still are.
+  auto attempt_to = [&](const char* what, auto&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      st.write_errors.push_back(std::string(what) + ": " + e.what());
+    }
+  };
+  auto& b = st.books;
+  attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
+  st.has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
+  for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {
+    const auto merged =
+        rank::merge(k < b.hit_lists.size() ? b.hit_lists[k] : decltype(b.hit_lists)::value_type{},
+                    o.top_k, s.layout.keys[k].higher_is_better);
+    const auto file = s.layout.hits_file(k);
+    attempt_to(file.c_str(), [&] {
+      run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));
+    });
+    st.hit_files.push_back({{"file", file},
+                            {"rank_by", s.layout.names[s.layout.keys[k].index]},
+                            {"higher_is_better", s.layout.keys[k].higher_is_better},
+                            {"hits", merged.size()}});
+    if (k == 0) st.hits = merged;
+  }
+  check_accounting(s, rank_reports, st);
+  json report = run_json(o, s, a, rank_reports, st);
+  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
+  attempt_to("run.json", [&] {
+    run::write_file_atomically((fs::path(o.out_dir) / "run.json").string(),
+                               report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  });
+  return closing_status(o, s, a, st);
 }
 
 }  // namespace hpcscreen::pipeline
