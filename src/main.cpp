@@ -12,6 +12,7 @@
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/report/report.hpp"
 #include "hpcscreen/screen/screen.hpp"
@@ -101,7 +102,10 @@ std::string join_args(int argc, char** argv) {
 // Parses args; prints help and returns false when --help was given.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc,
            po::variables_map& vm, const char* usage_line) {
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  // No positional arguments: a stray word (a second model without --model) is an error, not
+  // silently dropped.
+  const po::positional_options_description none;
+  po::store(po::command_line_parser(args).options(desc).positional(none).run(), vm);
   if (vm.count("help")) {
     std::cout << usage_line << "\n\n" << desc << '\n';
     return false;
@@ -226,6 +230,8 @@ void add_tier_options(po::options_description& desc, std::string& budget, infer:
 infer::tier_config finish_tier(infer::tier_config tier, const std::string& budget,
                                const std::string& pmem_max) {
   if (!budget.empty()) tier.dram_budget_bytes = parse_bytes(budget, "dram-budget");
+  if (budget.empty() && !pmem_max.empty())
+    throw usage_error("--pmem-max caps the spill tier, which needs --dram-budget and a spill tier");
   if (!pmem_max.empty()) tier.pmem_max_bytes = parse_bytes(pmem_max, "pmem-max");
   if (budget.empty() && (!tier.pmem_dir.empty() || tier.pmem_kmem)) {
     throw usage_error(
@@ -236,6 +242,8 @@ infer::tier_config finish_tier(infer::tier_config tier, const std::string& budge
 
 pipeline::run_options finish_run_options(pipeline::run_options o, const std::string& stop_after,
                                          int argc, char** argv) {
+  if (o.out_dir.empty()) throw usage_error("--out must name a run folder (it is empty)");
+  if (o.library_dir.empty()) throw usage_error("--library must name a library folder (it is empty)");
   o.command_line = join_args(argc, argv);
   o.version = HPCSCREEN_VERSION;
   if (!stop_after.empty()) o.stop_after_s = parse_duration_s(stop_after, "stop-after");
@@ -245,6 +253,9 @@ pipeline::run_options finish_run_options(pipeline::run_options o, const std::str
 // The memory tier is installed inside the run's set-up, where ranks agree on errors.
 int run_with_mpi(int argc, char** argv, const pipeline::run_options& o,
                  const infer::tier_config& tier, const pipeline::workload_factory& make) {
+  // Before MPI and the models start: a scheduler's signal during start-up still ends in a
+  // clean, resumable stop (exit 75) rather than the default action.
+  pipeline::install_stop_handlers();
   dist::mpi_session mpi(argc, argv);
   auto world = mpi.world();
   const int status = pipeline::run(*world, o, [&](int threads) {

@@ -112,8 +112,12 @@ class annotate_workload : public pipeline::workload {
     return {m.labels, {{m.rank_label_index(), m.higher_is_better}}, settings_.hits, {}};
   }
   json identity() const override {
+    // Batches decide a record's rounding, so they are part of what a resume must keep.
     return {{"long_sequences", policy_name(settings_.long_sequences)},
-            {"window_overlap", overlap_}};
+            {"window_overlap", overlap_},
+            {"max_tokens", settings_.budget.max_tokens},
+            {"max_sequences", settings_.budget.max_sequences},
+            {"length_aware", settings_.length_aware}};
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");

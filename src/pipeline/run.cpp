@@ -90,7 +90,7 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
   s.library = &find_library_kind(kind.library_kind);
   s.layout = s.work->scores();
   if (s.manifest.kind != s.library->name) {
-    throw usage_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
+    throw shard_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
                       kind.name + "' needs " + s.library->name);
   }
   for (const auto& f : s.library->fields) {
@@ -104,7 +104,7 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
 json identity_of(const run_options& o, const run_setup& s) {
   auto id = s.work->identity();
   id["workload"] = s.work->kind().name;
-  id["library"] = fs::absolute(o.library_dir).string();
+  id["library"] = fs::weakly_canonical(fs::absolute(o.library_dir)).string();
   id["manifest_checksum"] =
       file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
   auto checksums = json::array();
@@ -128,7 +128,7 @@ json begin_attempt(const run_options& o, const run_setup& s, int n_ranks) {
                         {"job_id", s.scheduler.job_id}};
   const int number =
       run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
-  auto done = run::committed_chunks(o.out_dir);
+  auto done = run::usable_committed_chunks(o.out_dir, s.plan.chunks.size());
   std::size_t n_retried = 0;
   if (o.retry_failed) {
     for (auto it = done.begin(); it != done.end();) {

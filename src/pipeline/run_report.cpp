@@ -63,26 +63,28 @@ struct run_books {
   run::chunk_counts totals, this_attempt;
   std::map<std::string, std::uint64_t> reject_reasons;
   json failed_shards = json::object();
-  std::vector<std::vector<std::vector<rank::hit>>> hit_lists;  // [rank key][chunk]
+  std::vector<rank::topk> tops;  // per rank key, over every committed chunk's hits
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv.
 run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
   run_books b;
-  b.committed = run::committed_chunks(o.out_dir);
+  for (const auto& k : s.layout.keys) b.tops.emplace_back(o.top_k, k.higher_is_better);
+  b.committed = run::usable_committed_chunks(o.out_dir, s.plan.chunks.size());
   const auto path = (fs::path(o.out_dir) / "rejects.csv").string();
   const auto tmp = path + ".tmp";
   {
     std::ofstream rejects(tmp, std::ios::binary);
     rejects << "shard,row,id,stage,reason\n";
+    // One record at a time: memory stays bounded by top-K, whatever the run's size.
     for (const auto id : b.committed) {
       const auto rec = run::read_chunk_record(o.out_dir, id);
       b.totals += rec.counts;
       if (rec.attempt == attempt) b.this_attempt += rec.counts;
-      b.hit_lists.resize(1 + rec.extra_hits.size());
-      b.hit_lists[0].push_back(rec.hits);
-      for (std::size_t k = 0; k < rec.extra_hits.size(); ++k)
-        b.hit_lists[k + 1].push_back(rec.extra_hits[k]);
+      for (std::size_t k = 0; k < b.tops.size(); ++k) {  // a failed chunk's record has no hits
+        if (k > 0 && k - 1 >= rec.extra_hits.size()) break;
+        for (const auto& h : k == 0 ? rec.hits : rec.extra_hits[k - 1]) b.tops[k].offer(h);
+      }
       const auto& shard_file = s.manifest.shards[rec.shard].file;
       for (const auto& x : rec.rejects) {
         rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ','
@@ -371,9 +373,7 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
   st.has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
   for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {
-    const auto merged =
-        rank::merge(k < b.hit_lists.size() ? b.hit_lists[k] : decltype(b.hit_lists)::value_type{},
-                    o.top_k, s.layout.keys[k].higher_is_better);
+    const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<rank::hit>{};
     const auto file = s.layout.hits_file(k);
     attempt_to(file.c_str(), [&] {
       run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));

@@ -160,7 +160,8 @@ std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
 
 // A run cut off hard (SIGKILL, node failure) has committed chunks but no run.json: its summary
 // comes from run_config.json and the chunk records alone.
-json summary_from_records(const std::string& run_dir, const std::vector<run::chunk_record>& recs) {
+json summary_from_records(const std::string& run_dir, const std::vector<run::chunk_record>& recs,
+                          const std::map<std::string, std::uint64_t>& reasons) {
   const auto config_path = fs::path(run_dir) / "run_config.json";
   std::ifstream in(config_path);
   if (!in) {
@@ -173,13 +174,11 @@ json summary_from_records(const std::string& run_dir, const std::vector<run::chu
   json r;
   r["workload"] = id.value("workload", "");
   std::uint64_t read = 0, scored = 0, rejected = 0, failed = 0;
-  std::map<std::string, std::uint64_t> reasons;
   for (const auto& c : recs) {
     read += c.counts.n_read;
     scored += c.counts.n_scored;
     rejected += c.counts.n_rejected;
     failed += c.counts.n_failed;
-    for (const auto& x : c.rejects) ++reasons[x.reason];
   }
   const auto total = id.value("n_records", std::uint64_t{0});
   r["complete"] = false;
@@ -205,20 +204,37 @@ json summary_from_records(const std::string& run_dir, const std::vector<run::chu
 
 std::string write_report(const std::string& run_dir, const report_options& options) {
   if (!fs::is_directory(run_dir)) {
-    throw run_error("'" + run_dir +
-                    "' does not exist: give a run folder (one with run.json or run_config.json)");
+    throw run_error("'" + run_dir + "' " + (fs::exists(run_dir) ? "is not a folder" : "does not exist") +
+                    ": give a run folder (one with run.json or run_config.json)");
   }
   std::vector<run::chunk_record> recs;
   std::vector<float> sample;
+  std::map<std::string, std::uint64_t> reasons_by_code;  // for a run without run.json
   for (const auto id : run::committed_chunks(run_dir)) {
-    recs.push_back(run::read_chunk_record(run_dir, id));
-    sample.insert(sample.end(), recs.back().score_sample.begin(), recs.back().score_sample.end());
+    try {
+      auto rec = run::read_chunk_record(run_dir, id);
+      for (const auto& x : rec.rejects) ++reasons_by_code[x.reason];
+      sample.insert(sample.end(), rec.score_sample.begin(), rec.score_sample.end());
+      rec.hits.clear();  // the page needs counts and times of each chunk, not its lists
+      rec.extra_hits.clear();
+      rec.rejects.clear();
+      rec.score_sample.clear();
+      recs.push_back(std::move(rec));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hpcscreen: warning: chunk record '%s' cannot be read (%s); left out\n",
+                   run::chunk_record_path(run_dir, id).c_str(), e.what());
+    }
   }
   json r;
-  if (std::ifstream in(fs::path(run_dir) / "run.json"); in) {
-    r = json::parse(in);
-  } else {
-    r = summary_from_records(run_dir, recs);
+  try {
+    if (std::ifstream in(fs::path(run_dir) / "run.json"); in) {
+      r = json::parse(in);
+      if (!r.is_object()) throw run_error("it is not a JSON object");
+    } else {
+      r = summary_from_records(run_dir, recs, reasons_by_code);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw run_error("'" + run_dir + "': run.json or run_config.json is malformed: " + e.what());
   }
 
   std::ostringstream h;

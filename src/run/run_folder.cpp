@@ -1,9 +1,11 @@
 #include "hpcscreen/run/run_folder.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -74,6 +76,21 @@ void publish_file(const std::string& tmp, const std::string& path) {
   fsync_dir(fs::path(path).parent_path().string());
 }
 
+void lock_run_folder(const std::string& dir) {
+  static int held_fd = -1;  // held until the process ends: the lock goes with it
+  if (held_fd >= 0) return;
+  const auto path = (fs::path(dir) / "lock").string();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw run_error("cannot open '" + path + "': " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    throw run_error("run folder '" + dir +
+                    "' is in use by another hpcscreen run (it holds " + path +
+                    "); wait for it to end, or choose another --out");
+  }
+  held_fd = fd;
+}
+
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                   const std::string& attempt_json) {
   const auto config_path = (fs::path(dir) / "run_config.json").string();
@@ -113,6 +130,7 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
     config["identity"] = identity;
     config["attempts"] = nlohmann::json::array();
   }
+  lock_run_folder(dir);
   config["attempts"].push_back(nlohmann::json::parse(attempt_json));
   write_file_atomically(config_path, config.dump(2) + "\n");
   return static_cast<int>(config["attempts"].size());
@@ -130,8 +148,47 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir) {
       const auto end = text.find('\n', begin);
       if (end == std::string::npos) break;  // a torn last line was never committed
       const auto line = text.substr(begin, end - begin);
-      if (!line.empty()) out.insert(std::stoull(line));
       begin = end + 1;
+      if (line.empty()) continue;
+      // A line that is not a chunk id (a disk that lost power can leave NUL bytes) commits
+      // nothing: its chunk is done again.
+      const bool digits = line.size() <= 19 && line.find_first_not_of("0123456789") == std::string::npos;
+      if (!digits) {
+        std::fprintf(stderr,
+                     "hpcscreen: warning: journal '%s' has a line that is not a chunk id; ignored "
+                     "(that chunk, if any, is done again)\n",
+                     entry.path().string().c_str());
+        continue;
+      }
+      out.insert(std::stoull(line));
+    }
+  }
+  return out;
+}
+
+std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, std::uint64_t n_chunks,
+                                                std::map<std::uint64_t, chunk_record>* records) {
+  std::set<std::uint64_t> out;
+  for (const auto id : committed_chunks(dir)) {
+    if (id >= n_chunks) {
+      std::fprintf(stderr,
+                   "hpcscreen: warning: a journal of '%s' names chunk %llu, but the run has %llu "
+                   "chunks; ignored\n",
+                   dir.c_str(), static_cast<unsigned long long>(id),
+                   static_cast<unsigned long long>(n_chunks));
+      continue;
+    }
+    try {
+      auto rec = read_chunk_record(dir, id);
+      if (rec.chunk_id != id) throw run_error("it holds chunk " + std::to_string(rec.chunk_id));
+      if (records) records->emplace(id, std::move(rec));
+      out.insert(id);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr,
+                   "hpcscreen: warning: the record of committed chunk %llu ('%s') cannot be read "
+                   "(%s); the chunk counts as not done and is done again\n",
+                   static_cast<unsigned long long>(id), chunk_record_path(dir, id).c_str(),
+                   e.what());
     }
   }
   return out;

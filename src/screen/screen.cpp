@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
@@ -51,10 +52,14 @@ class score_plan {
     if (s.ensemble) {
       for (const auto& m : models) {
         const auto& meta = m.model->metadata();
+        auto describe = [](const infer::model_metadata& x) {
+          return "tasks " + json(x.tasks).dump() + " (" +
+                 (x.higher_is_better ? "higher" : "lower") + " is better)";
+        };
         if (meta.tasks != first.tasks || meta.higher_is_better != first.higher_is_better) {
           throw usage_error("--ensemble: every member must have the same tasks and direction; '" +
-                            m.name + "' has tasks " + json(meta.tasks).dump() + ", '" +
-                            models.front().name + "' has " + json(first.tasks).dump());
+                            m.name + "' has " + describe(meta) + ", '" + models.front().name +
+                            "' has " + describe(first));
         }
       }
       for (const auto& t : first.tasks) {
@@ -157,14 +162,12 @@ class score_plan {
       throw usage_error("--where '" + text + "': '" + name + "' is not a score of this screen; the scores are " +
                         json(names_).dump());
     }
-    std::size_t used = 0;
-    float value = 0;
-    try {
-      value = std::stof(value_text, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != value_text.size() || !std::isfinite(value)) {
+    char* end = nullptr;
+    const double parsed = std::strtod(value_text.c_str(), &end);
+    const auto value = static_cast<float>(parsed);
+    const bool decimal = value_text.find_first_of("xX") == std::string::npos;
+    if (value_text.empty() || end != value_text.c_str() + value_text.size() || !decimal ||
+        !std::isfinite(value)) {
       throw usage_error("--where '" + text + "': '" + value_text + "' is not a number");
     }
     return {index, text[op] == '<', value, text};
@@ -187,6 +190,13 @@ std::vector<scoring_model>& load_models(const std::vector<std::string>& paths,
     models[i].model = std::make_unique<infer::gnn_model>(paths[i]);
     const auto& declared = models[i].model->metadata().name;
     models[i].name = declared.empty() ? fs::path(paths[i]).stem().string() : declared;
+    // Names become column names ("NAME:TASK") beside the ensemble's own ("mean:TASK", ...).
+    const auto& n = models[i].name;
+    if (n.find(':') != std::string::npos || n == "mean" || n == "sd" || n == "lcb" || n == "ucb") {
+      throw usage_error("model '" + paths[i] + "' is named '" + n +
+                        "': a model's name may not contain ':' or be mean, sd, lcb or ucb "
+                        "(they name score columns); set another \"name\" in its hpcscreen.json");
+    }
     if (const auto [it, fresh] = path_of.emplace(models[i].name, paths[i]); !fresh) {
       throw usage_error("two models are named '" + models[i].name + "' ('" + it->second +
                         "' and '" + paths[i] +
@@ -211,7 +221,10 @@ class screen_workload : public pipeline::workload {
   }
   pipeline::score_layout scores() const override { return plan_.layout(); }
   json identity() const override {
+    // Batches decide a record's rounding, so they are part of what a resume must keep.
     return {{"max_atoms", settings_.featurize.max_atoms},
+            {"batch_molecules", settings_.budget.max_molecules},
+            {"batch_atoms", settings_.budget.max_atoms},
             {"all_scores", settings_.all_scores},
             {"score_columns", plan_.names()},
             {"rank_by", settings_.rank_by},

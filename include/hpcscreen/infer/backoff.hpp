@@ -21,6 +21,15 @@ struct backoff_counters {
   std::atomic<std::uint64_t> error_splits{0};   // batches split to isolate a model error
 };
 
+// The part of a model's error worth a reject row: TorchScript puts its traceback first and the
+// exception ("RuntimeError: ...") last.
+inline std::string condensed(const std::string& message) {
+  auto end = message.find_last_not_of(" \n");
+  if (end == std::string::npos) return message;
+  const auto begin = message.rfind('\n', end);
+  return begin == std::string::npos ? message : message.substr(begin + 1, end - begin);
+}
+
 // run(begin, end) infers items [begin, end) and throws out_of_memory_error or model_error;
 // fail(i, reason, detail) is told of item i that could not be inferred.
 template <class Run, class Fail>
@@ -43,7 +52,7 @@ void run_isolating(std::size_t begin, std::size_t end, Run&& run, Fail&& fail,
     }
   } catch (const model_error& e) {
     if (end - begin == 1) {
-      fail(begin, "model_error", e.what());
+      fail(begin, "model_error", condensed(e.what()));
       return;
     }
     ++counters.error_splits;

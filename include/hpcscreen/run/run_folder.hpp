@@ -5,6 +5,7 @@
 //   parts/chunk-NNNNNNNNNN.json     one chunk_record per committed chunk
 //   hits.csv, rejects.csv, run.json written by rank 0 at the end of each attempt
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 
@@ -19,8 +20,19 @@ namespace hpcscreen::run {
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                   const std::string& attempt_json);
 
-// Chunk ids committed in any journal of the folder. A torn last line is not a commit.
+// Takes an exclusive lock on the run folder for the rest of the process (rank 0), so that two
+// runs never write one folder at once. Throws run_error when another process holds it.
+void lock_run_folder(const std::string& dir);
+
+// Chunk ids committed in any journal of the folder. A torn last line is not a commit, nor is a
+// line that is not a number (warned about).
 std::set<std::uint64_t> committed_chunks(const std::string& dir);
+
+// The committed chunks that can be used: ids within [0, n_chunks) whose record reads back (each
+// one that does not is warned about, naming the file, and counts as not done). Their records go
+// to `records` when given.
+std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, std::uint64_t n_chunks,
+                                                std::map<std::uint64_t, chunk_record>* records = nullptr);
 
 // Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
 class journal {
