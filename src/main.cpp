@@ -202,7 +202,10 @@ int pack_command(const std::vector<std::string>& args, int argc, char** argv) {
   po::variables_map vm;
   if (!parse({args.begin() + 1, args.end()}, desc, vm,
              proteins ? "usage: hpcscreen pack proteins --input FILE.fasta[.gz]... --out DIR"
-                      : "usage: hpcscreen pack compounds --input FILE... --out DIR")) {
+                      : "usage: hpcscreen pack compounds --input FILE... --out DIR\n"
+                        "       mpirun -np N hpcscreen pack compounds --input FILE... --out DIR\n"
+                        "       (under MPI every rank packs whole input files; the library is the\n"
+                        "       same for any rank count)")) {
     return 0;
   }
   for (std::size_t begin = 0; !keep_columns.empty() && begin <= keep_columns.size();) {

@@ -519,6 +519,55 @@ TEST(pack_resume, killed_pack_is_marked_incomplete_and_resumes_to_the_same_libra
   EXPECT_TRUE(has(what_of([&] { pack::pack_compounds(o); }), "nothing to resume"));
 }
 
+TEST(pack_resume, finished_inputs_are_kept_by_their_completion_record_and_checked) {
+  const auto dir = fresh_dir("resume_records");
+  std::vector<std::string> inputs;
+  for (int f = 0; f < 3; ++f) {
+    std::string text = "CCO\n";
+    for (int i = 0; i < 12; ++i) text += "C" + std::string(static_cast<std::size_t>(i % 4), 'C') + "\n";
+    const auto p = dir / ("in" + std::to_string(f) + ".smi");
+    write_bytes(p, text);  // no ids: they derive from the shard names
+    inputs.push_back(p.string());
+  }
+  pack::pack_options o;
+  o.inputs = inputs;
+  o.shard_records = 5;
+  o.out_dir = (dir / "whole").string();
+  pack::pack_compounds(o);
+
+  // Killed once input 2's first shard is on disk: inputs 0 and 1 have completion records.
+  o.out_dir = (dir / "killed").string();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    o.after_shard_commit = [](std::size_t input, std::size_t) {
+      if (input == 2) ::raise(SIGKILL);
+    };
+    try {
+      pack::pack_compounds(o);
+    } catch (...) {
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_TRUE(fs::exists(dir / "killed" / "pack_parts" / "input-00000.json"));
+  EXPECT_TRUE(fs::exists(dir / "killed" / "pack_parts" / "input-00001.json"));
+  EXPECT_FALSE(fs::exists(dir / "killed" / "pack_parts" / "input-00002.json"));
+  EXPECT_TRUE(fs::exists(dir / "killed" / "shard-00002-00000.h5"));
+  // A shard of a finished input that is gone: that input is packed again, the other kept.
+  fs::remove(dir / "killed" / "shard-00000-00001.h5");
+  o.resume = true;
+  const auto resumed = pack::pack_compounds(o);
+  EXPECT_EQ(resumed.n_inputs_skipped, 1u);
+  EXPECT_EQ(resumed.n_shards_kept, 3u);
+  EXPECT_EQ(resumed.n_records, 39u);
+  EXPECT_EQ(library_rows(dir / "killed"), library_rows(dir / "whole"));
+  EXPECT_EQ(library_rows(dir / "killed")[5][0], "shard-00000-00001:0");
+  EXPECT_FALSE(fs::exists(dir / "killed" / "pack_parts"));
+}
+
 TEST(featurize_limits, megabyte_smiles_is_rejected_as_too_long_before_rdkit) {
   // Regression: a 1,000,000-character SMILES held RDKit's parser for over 20 minutes.
   const std::string huge(1'000'000, 'C');
