@@ -151,8 +151,9 @@ failure attempt(F&& f) {
 }
 
 // Collective: when any rank failed, every rank throws the same exception, with every rank's
-// message (named by rank when not all ranks failed alike). No rank throws before all agree.
-void agree(dist::context& ctx, const failure& local) {
+// message (with name_ranks, named by rank when not all ranks failed alike). No rank throws
+// before all agree.
+void agree(dist::context& ctx, const failure& local, bool name_ranks = true) {
   if (ctx.all_ok(local.kind == 0)) return;
   const auto all = ctx.gather(json{{"kind", local.kind}, {"message", local.message}}.dump(
       -1, ' ', false, json::error_handler_t::replace));
@@ -171,7 +172,7 @@ void agree(dist::context& ctx, const failure& local) {
     for (const auto& [m, ranks] : by_message) {
       if (!message.empty()) message += "\n";
       message += m;
-      if (ranks.size() != all.size()) {
+      if (name_ranks && ranks.size() != all.size()) {
         message += " (rank " + std::to_string(ranks.front()) +
                    (ranks.size() > 1 ? " and others" : "") + ")";
       }
@@ -520,7 +521,7 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
       plan = {{"formats", formats}, {"todo", todo}};
     });
   }
-  agree(ctx, prepared);
+  agree(ctx, prepared, false);  // rank 0's alone
   plan = json::parse(ctx.broadcast(plan.dump()));
   const auto formats = plan.at("formats").get<std::vector<std::string>>();
   const auto todo = plan.at("todo").get<std::vector<std::size_t>>();
@@ -545,7 +546,7 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
 
   failure assembled;
   if (ctx.rank() == 0) assembled = attempt([&] { assemble(o, layout, summary); });
-  agree(ctx, assembled);
+  agree(ctx, assembled, false);
   return summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
 }
 

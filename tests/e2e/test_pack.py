@@ -12,6 +12,7 @@ screen what was packed.
   finished (its completion record on disk) and before its manifest exists; screen refuses the folder with "this library's pack
   did not complete; rerun pack with --resume"; pack --resume (on 3 ranks) gives the library of
   an uninterrupted pack.
+- An input that turns out to be truncated on one of 3 ranks: exit 1, one report, no manifest.
 - A 1 MB SMILES in a library is rejected by screen as too_long and the rest is scored.
 
 Nothing here depends on timing; the waits have a guard only so that a hang fails the test."""
@@ -220,6 +221,26 @@ def kill_resume_test(a, work):
     check(got[0]["n_records"] == n_good, f"every good row packed ({n_good})")
 
 
+def failure_test(a, work):
+    print("== an input that breaks mid-way on one of 3 ranks: all ranks agree, one report, no manifest")
+    files = []
+    for k in range(3):
+        path = os.path.join(work, f"fail{k}.cxsmiles.bz2")
+        write_enamine(path, 30000 if k == 1 else 3000, 20 + k)  # several bzip2 blocks: the first reads fine
+        files.append(path)
+    with open(files[1], "rb") as f:
+        data = f.read()
+    with open(files[1], "wb") as f:  # cut short: its start reads fine, its end is missing
+        f.write(data[:len(data) * 2 // 3])
+    lib = os.path.join(work, "lib_fail")
+    r = mpirun(3, pack_cmd(a, files, lib, "--shard-size", "500"), threads=None, timeout=HANG_GUARD_S)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("hpcscreen pack: error")]
+    check(r.returncode == 1 and len(errors) == 1 and "fail1.cxsmiles.bz2" in errors[0],
+          f"exit 1, the error reported once and naming the file (exit {r.returncode}: {errors})")
+    check(not os.path.exists(os.path.join(lib, "manifest.json")) and os.path.exists(os.path.join(lib, "INCOMPLETE")),
+          "no manifest; the folder stays INCOMPLETE")
+
+
 def long_smiles_test(a, work):
     print("== a 1 MB SMILES is rejected by screen (too_long), the rest is scored")
     smi = os.path.join(work, "long.smi")
@@ -248,6 +269,7 @@ def main():
     lib, stereo = formats_test(a, work)
     screen_test(a, work, lib, stereo)
     kill_resume_test(a, work)
+    failure_test(a, work)
     long_smiles_test(a, work)
     finish()
 
