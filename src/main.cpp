@@ -1,5 +1,6 @@
 // hpcscreen's command-line front: parses options and hands over to a stage.
 #include <algorithm>
+#include <cstdlib>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -114,7 +115,56 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
   return true;
 }
 
-int pack_command(const std::vector<std::string>& args) {
+// Started by mpirun, srun (PMI/PMIx) or another MPI launcher: pack with every rank. Without
+// one, pack runs as a single process and never initialises MPI.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(v)) return true;
+  }
+  return false;
+}
+
+void print_pack_summary(const pack::pack_summary& s, const pack::pack_options& o) {
+  std::printf("read %llu rows: %llu records packed into %zu shard(s) in %s, %llu pack rejects",
+              static_cast<unsigned long long>(s.n_rows_read),
+              static_cast<unsigned long long>(s.n_records), s.n_shards, o.out_dir.c_str(),
+              static_cast<unsigned long long>(s.n_pack_rejects));
+  if (s.n_comments)
+    std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
+  std::printf("\n");
+  if (o.resume && (s.n_shards_kept || s.n_inputs_skipped)) {
+    std::printf("resumed: %zu input(s) finished earlier, %zu shard(s) kept\n", s.n_inputs_skipped,
+                s.n_shards_kept);
+  }
+  if (s.n_pack_rejects) {
+    std::printf("%llu input rows could not be packed; see %s/pack_rejects.csv\n",
+                static_cast<unsigned long long>(s.n_pack_rejects), o.out_dir.c_str());
+  }
+}
+
+// Under MPI every rank packs; a failure is agreed by all ranks inside pack (every rank throws
+// the same), so it is caught here, reported once by rank 0, and MPI is finalised normally.
+int pack_with_mpi(int argc, char** argv, const pack::pack_options& o, bool proteins) {
+  dist::mpi_session mpi(argc, argv);
+  auto world = mpi.world();
+  const bool report = world->rank() == 0;
+  try {
+    const auto s = proteins ? pack::pack_proteins(*world, o) : pack::pack_compounds(*world, o);
+    if (report) {
+      print_pack_summary(s, o);
+      std::printf("packed by %d ranks\n", world->size());
+    }
+    return 0;
+  } catch (const usage_error& e) {
+    if (report) std::fprintf(stderr, "hpcscreen pack: %s\n", e.what());
+    return pipeline::exit_usage;
+  } catch (const std::exception& e) {
+    if (report) std::fprintf(stderr, "hpcscreen pack: error: %s\n", e.what());
+    return pipeline::exit_error;
+  }
+}
+
+int pack_command(const std::vector<std::string>& args, int argc, char** argv) {
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
     std::cout << "usage: hpcscreen pack compounds|proteins --input FILE... --out DIR\n"
                  "'hpcscreen pack compounds --help' and 'hpcscreen pack proteins --help' list "
@@ -156,7 +206,10 @@ int pack_command(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse({args.begin() + 1, args.end()}, desc, vm,
              proteins ? "usage: hpcscreen pack proteins --input FILE.fasta[.gz]... --out DIR"
-                      : "usage: hpcscreen pack compounds --input FILE... --out DIR")) {
+                      : "usage: hpcscreen pack compounds --input FILE... --out DIR\n"
+                        "       mpirun -np N hpcscreen pack compounds --input FILE... --out DIR\n"
+                        "       (under MPI every rank packs whole input files; the library is the\n"
+                        "       same for any rank count)")) {
     return 0;
   }
   for (std::size_t begin = 0; !keep_columns.empty() && begin <= keep_columns.size();) {
@@ -165,22 +218,8 @@ int pack_command(const std::vector<std::string>& args) {
     o.csv.keep_columns.push_back(keep_columns.substr(begin, end - begin));
     begin = end + 1;
   }
-  const auto s = proteins ? pack::pack_proteins(o) : pack::pack_compounds(o);
-  std::printf("read %llu rows: %llu records packed into %zu shard(s) in %s, %llu pack rejects",
-              static_cast<unsigned long long>(s.n_rows_read),
-              static_cast<unsigned long long>(s.n_records), s.n_shards, o.out_dir.c_str(),
-              static_cast<unsigned long long>(s.n_pack_rejects));
-  if (s.n_comments)
-    std::printf("; %llu comment lines skipped", static_cast<unsigned long long>(s.n_comments));
-  std::printf("\n");
-  if (o.resume && (s.n_shards_kept || s.n_inputs_skipped)) {
-    std::printf("resumed: %zu input(s) finished earlier, %zu shard(s) kept\n", s.n_inputs_skipped,
-                s.n_shards_kept);
-  }
-  if (s.n_pack_rejects) {
-    std::printf("%llu input rows could not be packed; see %s/pack_rejects.csv\n",
-                static_cast<unsigned long long>(s.n_pack_rejects), o.out_dir.c_str());
-  }
+  if (launched_by_mpi()) return pack_with_mpi(argc, argv, o, proteins);
+  print_pack_summary(proteins ? pack::pack_proteins(o) : pack::pack_compounds(o), o);
   return 0;
 }
 
@@ -386,7 +425,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
   try {
-    if (command == "pack") return pack_command(args);
+    if (command == "pack") return pack_command(args, argc, argv);
     if (command == "screen") return screen_command(args, argc, argv);
     if (command == "annotate") return annotate_command(args, argc, argv);
     if (command == "report") return report_command(args);

@@ -17,6 +17,7 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/io/manifest.hpp"
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pack/fasta_reader.hpp"
@@ -27,9 +28,9 @@ using nlohmann::json;
 
 namespace hpcscreen::pack {
 
-std::string shard_file_name(std::size_t index) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "shard-%05zu.h5", index);
+std::string shard_file_name(std::size_t input, std::size_t index) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "shard-%05zu-%05zu.h5", input, index);
   return buf;
 }
 
@@ -58,7 +59,7 @@ std::string format_from_name(const std::string& path) {
 
 namespace {
 
-constexpr const char* journal_file = "pack_journal.jsonl";
+constexpr const char* journal_file = "pack_journal.jsonl";  // written by earlier versions
 constexpr const char* rejects_file = "pack_rejects.csv";
 constexpr const char* rejects_header = "file,line,reason\n";
 
@@ -68,17 +69,6 @@ void fsync_path(const std::string& path) {
     ::fsync(fd);
     ::close(fd);
   }
-}
-
-// Appends one line and makes it durable before returning: a line in the journal means what it
-// describes is on disk.
-void append_durably(const std::string& path, const std::string& line) {
-  std::FILE* f = std::fopen(path.c_str(), "a");
-  if (!f) throw error("cannot append to '" + path + "'");
-  const bool ok = std::fputs(line.c_str(), f) >= 0 && std::fputc('\n', f) != EOF &&
-                  std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  std::fclose(f);
-  if (!ok) throw error("cannot append to '" + path + "'");
 }
 
 void write_durably(const std::string& path, const std::string& content) {
@@ -124,28 +114,89 @@ std::string first_difference(const json& was, const json& now) {
   return "the options";
 }
 
-struct journal_shard {
-  io::shard_entry entry;
-  std::size_t input = 0;
+constexpr const char* parts_dir = "pack_parts";
+
+std::string input_tag(std::size_t input) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%05zu", input);
+  return buf;
+}
+
+// pack_parts/input-<i>.json: input i is finished; its shards and rejects are on disk.
+fs::path done_record_path(const std::string& out_dir, std::size_t input) {
+  return fs::path(out_dir) / parts_dir / ("input-" + input_tag(input) + ".json");
+}
+
+// pack_parts/rejects-<i>.csv: input i's rows of pack_rejects.csv, without the header.
+fs::path rejects_part_path(const std::string& out_dir, std::size_t input) {
+  return fs::path(out_dir) / parts_dir / ("rejects-" + input_tag(input) + ".csv");
+}
+
+// A local failure: kind 0 none, 1 an error, 2 a usage error (the user's to fix, so it wins).
+struct failure {
+  int kind = 0;
+  std::string message;
 };
 
-// Buffers one shard of records (field 0 is the id) and writes it when full. A shard holds
-// records of one input only, so an input's shards are the same whatever came before it.
+template <class F>
+failure attempt(F&& f) {
+  try {
+    f();
+    return {};
+  } catch (const usage_error& e) {
+    return {2, e.what()};
+  } catch (const std::exception& e) {
+    return {1, e.what()};
+  }
+}
+
+// Collective: when any rank failed, every rank throws the same exception, with every rank's
+// message (with name_ranks, named by rank when not all ranks failed alike). No rank throws
+// before all agree.
+void agree(dist::context& ctx, const failure& local, bool name_ranks = true) {
+  if (ctx.all_ok(local.kind == 0)) return;
+  const auto all = ctx.gather(json{{"kind", local.kind}, {"message", local.message}}.dump(
+      -1, ' ', false, json::error_handler_t::replace));
+  json verdict;
+  if (ctx.rank() == 0) {
+    int worst = 0;
+    std::map<std::string, std::vector<int>> by_message;
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      const auto f = json::parse(all[r]);
+      const int kind = f["kind"].get<int>();
+      if (kind == 0) continue;
+      worst = std::max(worst, kind);
+      by_message[f["message"].get<std::string>()].push_back(static_cast<int>(r));
+    }
+    std::string message;
+    for (const auto& [m, ranks] : by_message) {
+      if (!message.empty()) message += "\n";
+      message += m;
+      if (name_ranks && ranks.size() != all.size()) {
+        message += " (rank " + std::to_string(ranks.front()) +
+                   (ranks.size() > 1 ? " and others" : "") + ")";
+      }
+    }
+    verdict = {{"kind", worst}, {"message", message}};
+  }
+  verdict = json::parse(ctx.broadcast(verdict.dump(-1, ' ', false, json::error_handler_t::replace)));
+  const auto message = verdict["message"].get<std::string>();
+  if (verdict["kind"].get<int>() == 2) throw usage_error(message);
+  throw error(message);
+}
+
+// Buffers one shard of one input's records (field 0 is the id) and writes it when full, on a
+// writer thread: one shard is written while the next is read. An input's shards are
+// shard-<input>-<k>.h5 whatever rank packs it and whatever came before it.
 class shard_builder {
  public:
-  using commit_fn = std::function<void(const io::shard_entry&, std::size_t index, bool kept)>;
-  shard_builder(const pack_options& o, io::manifest& m, commit_fn on_commit)
-      : options_(o), manifest_(m), columns_(m.fields.size()), on_commit_(std::move(on_commit)) {}
-
-  // Shards an earlier attempt committed for the input being read: kept, not written again.
-  void reuse(std::map<std::size_t, io::shard_entry> shards) { reusable_ = std::move(shards); }
-  // Shards the earlier attempt committed that this reading of the input did not reach.
-  const std::map<std::size_t, io::shard_entry>& unreached() const { return reusable_; }
+  shard_builder(const pack_options& o, const io::manifest& layout, std::size_t input)
+      : options_(o), layout_(layout), input_(input), columns_(layout.fields.size()) {}
 
   void add(std::string id, std::initializer_list<std::string_view> rest,
            const std::vector<std::string>& kept = {}) {
     const auto row = columns_[0].size();
-    if (id.empty()) id = derived_id(shard_file_name(manifest_.shards.size()), row);
+    if (id.empty()) id = derived_id(shard_file_name(input_, shards_.size()), row);
     columns_[0].push_back(id);
     std::size_t f = 1;
     for (const auto v : rest) columns_[f++].push_back(v);
@@ -154,317 +205,350 @@ class shard_builder {
     if (columns_[0].size() >= options_.shard_records) flush();
   }
 
-  // Hands a full shard to the writer thread (one shard is written while the next is read) and
-  // commits the one written before it.
+  // Writes the last shard and waits until every shard of the input is on disk.
+  const std::vector<io::shard_entry>& drain() {
+    flush();
+    wait_for_writer();
+    return shards_;
+  }
+
+ private:
+  // Hands a full shard to the writer thread and commits the one written before it.
   void flush() {
     if (columns_[0].size() == 0) return;
     wait_for_writer();
-    const auto index = manifest_.shards.size();
-    const auto name = shard_file_name(index);
+    const auto name = shard_file_name(input_, shards_.size());
     const auto path = (fs::path(options_.out_dir) / name).string();
-    const auto n = columns_[0].size();
-    const auto earlier = reusable_.find(index);
-    if (earlier != reusable_.end()) {
-      if (earlier->second.n_records != n) {
-        throw error("pack --resume: shard '" + path + "' held " +
-                    std::to_string(earlier->second.n_records) + " records, the input now gives " +
-                    std::to_string(n) + "; has an input changed? Pack into a new folder");
-      }
-      manifest_.shards.push_back(earlier->second);
-      reusable_.erase(earlier);
-      on_commit_(manifest_.shards.back(), index, true);
-      for (auto& c : columns_) c.clear();
-      return;
-    }
-    manifest_.shards.push_back({name, n, ""});
-    writing_index_ = index;
+    shards_.push_back({name, columns_[0].size(), ""});
     // HDF5 is called from this one writer at a time, never from two threads at once.
     writing_ = std::async(std::launch::async,
-                          [columns = std::move(columns_), path, schema = manifest_.shard_schema,
-                           fields = manifest_.fields] {
+                          [columns = std::move(columns_), path, schema = layout_.shard_schema,
+                           fields = layout_.fields] {
                             const auto tmp = path + ".tmp";
                             io::write_shard(tmp, schema, fields, columns);
                             fsync_path(tmp);
                             fs::rename(tmp, path);
                             return file_checksum(path);
                           });
-    columns_.assign(manifest_.fields.size(), string_column());
+    columns_.assign(layout_.fields.size(), string_column());
   }
 
-  // Flushes the last shard and waits until every shard is written and committed.
-  void drain() {
-    flush();
-    wait_for_writer();
-  }
-
- private:
   void wait_for_writer() {
     if (!writing_.valid()) return;
-    auto& entry = manifest_.shards[writing_index_];
-    entry.checksum = writing_.get();  // rethrows the writer's error
-    on_commit_(entry, writing_index_, false);
+    shards_.back().checksum = writing_.get();  // rethrows the writer's error
+    if (options_.after_shard_commit) options_.after_shard_commit(input_, shards_.size() - 1);
   }
 
   const pack_options& options_;
-  io::manifest& manifest_;
+  const io::manifest& layout_;
+  std::size_t input_;
   std::vector<string_column> columns_;
-  commit_fn on_commit_;
+  std::vector<io::shard_entry> shards_;
   std::future<std::string> writing_;
-  std::size_t writing_index_ = 0;
-  std::map<std::size_t, io::shard_entry> reusable_;
 };
 
-// What every pack run shares: the output folder and its INCOMPLETE marker, the journal,
-// pack_rejects.csv, provenance, the accounting and the manifest.
-class library_writer {
+// One input packed by one rank: its shards, its part of pack_rejects.csv and, once both are
+// on disk, its completion record.
+class input_packer {
  public:
-  library_writer(const pack_options& o, const char* kind, const char* schema,
-                 const std::vector<std::string>& fields)
-      : options_(o) {
-    if (o.inputs.empty()) throw usage_error("pack: no --input given");
-    if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
-    for (const auto& in : o.inputs) {
-      if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
-    }
-    manifest_.kind = kind;
-    manifest_.shard_schema = schema;
-    manifest_.fields = fields;
-    const fs::path dir(o.out_dir);
-    marker_path_ = (dir / incomplete_marker).string();
-    journal_path_ = (dir / journal_file).string();
-    rejects_path_ = (dir / rejects_file).string();
-    const auto config = pack_config(o, kind, fields);
-
-    const bool unfinished = fs::exists(marker_path_);
-    if (unfinished && o.resume) {
-      resume_from(config);
-    } else {
-      if (fs::exists(dir)) {
-        if (!fs::is_directory(dir) || !fs::is_empty(dir)) {
-          if (unfinished) {
-            throw usage_error("output folder '" + o.out_dir +
-                              "' holds a pack that did not complete; continue it with --resume "
-                              "(same inputs and options) or choose another folder");
-          }
-          throw usage_error("output folder '" + o.out_dir + "' already exists and is not empty" +
-                            (o.resume && fs::exists(dir / io::manifest_file_name)
-                                 ? std::string(": its pack completed, there is nothing to resume")
-                                 : std::string("; pack never overwrites a library")));
-        }
-      } else {
-        fs::create_directories(dir);
-      }
-      write_durably(marker_path_, config.dump(2) + "\n");
-      write_durably(journal_path_, "");
-      write_durably(rejects_path_, rejects_header);
-    }
-    rejects_ = std::fopen(rejects_path_.c_str(), "a");
-    if (!rejects_) throw error("cannot append to '" + rejects_path_ + "'");
-    builder_.emplace(o, manifest_, [this](const io::shard_entry& e, std::size_t index, bool kept) {
-      if (kept) {
-        ++summary_.n_shards_kept;
-      } else {
-        append_durably(journal_path_, json{{"shard", e.file},
-                                           {"input", current_input_},
-                                           {"n_records", e.n_records},
-                                           {"checksum", e.checksum}}
-                                          .dump());
-      }
-      if (options_.after_shard_commit) options_.after_shard_commit(index);
-    });
+  input_packer(const pack_options& o, const io::manifest& layout, std::size_t input)
+      : options_(o),
+        input_(input),
+        builder_(o, layout, input),
+        rejects_path_(rejects_part_path(o.out_dir, input).string()) {
+    rejects_ = std::fopen((rejects_path_ + ".tmp").c_str(), "w");
+    if (!rejects_) throw error("cannot write '" + rejects_path_ + ".tmp'");
   }
-
-  ~library_writer() {
+  ~input_packer() {
     if (rejects_) std::fclose(rejects_);
   }
+  input_packer(const input_packer&) = delete;
+  input_packer& operator=(const input_packer&) = delete;
 
-  // Inputs [0, first_input()) were finished by an earlier attempt.
-  std::size_t first_input() const { return first_input_; }
-
-  void begin_input(std::size_t index) {
-    current_input_ = index;
-    if (auto it = partial_.find(index); it != partial_.end())
-      builder_->reuse(std::move(it->second));
+  void add(std::string id, std::initializer_list<std::string_view> rest,
+           const std::vector<std::string>& kept = {}) {
+    ++n_records_;
+    builder_.add(std::move(id), rest, kept);
   }
-  shard_builder& shards() { return *builder_; }
-  pack_summary& summary() { return summary_; }
 
   void reject(pack_reject&& r) {
-    ++summary_.n_pack_rejects;
+    ++n_rejects_;
     const auto line =
         csv_field(r.source) + ',' + std::to_string(r.line) + ',' + csv_field(r.reason) + '\n';
     if (std::fputs(line.c_str(), rejects_) < 0) throw error("cannot write '" + rejects_path_ + "'");
   }
+  std::uint64_t n_rejects() const { return n_rejects_; }
 
-  // Ends an input: its last shard is written, its rejects are on disk, and the journal says
-  // so; a resumed pack starts after it.
-  void end_input(const std::string& input, const std::string& format, const read_counts& c,
-                 std::uint64_t n_records, std::uint64_t n_rejects) {
-    builder_->drain();
-    if (!builder_->unreached().empty()) {
-      throw error("pack --resume: '" + input +
-                  "' now gives fewer shards than the earlier attempt "
-                  "committed (" +
-                  builder_->unreached().begin()->second.file +
-                  " was not reached); has it changed? Pack into a new folder");
-    }
-    if (std::fflush(rejects_) != 0 || ::fsync(fileno(rejects_)) != 0) {
-      throw error("cannot write '" + rejects_path_ + "'");
-    }
-    json source{{"file", fs::absolute(input).string()},
-                {"format", format},
-                {"compression", compression_name(probe_content(input, 0).kind)},
-                {"n_rows", c.n_rows},
-                {"n_records", n_records},
-                {"n_pack_rejects", n_rejects},
-                {"n_comment_lines", c.n_comments},
-                {"n_header_lines", c.n_header_lines}};
-    summary_.n_rows_read += c.n_rows;
-    summary_.n_comments += c.n_comments;
-    sources_.push_back(source);
-    append_durably(journal_path_, json{{"input_done", current_input_},
-                                       {"n_shards", manifest_.shards.size()},
-                                       {"rejects_bytes", std::ftell(rejects_)},
-                                       {"n_records_total", summary_.n_records},
-                                       {"n_rejects_total", summary_.n_pack_rejects},
-                                       {"source", source}}
-                                      .dump());
-  }
-
-  pack_summary finish() {
-    builder_->drain();
+  // The input is read: its last shard and its rejects go to disk, then the completion record
+  // (written atomically) says so.
+  void finish(const std::string& input, const std::string& format, const read_counts& c) {
+    const auto& shards = builder_.drain();
+    const bool ok = std::fflush(rejects_) == 0 && ::fsync(fileno(rejects_)) == 0;
+    const long rejects_bytes = std::ftell(rejects_);
     std::fclose(rejects_);
     rejects_ = nullptr;
-    summary_.n_shards = manifest_.shards.size();
-    if (summary_.n_rows_read != summary_.n_records + summary_.n_pack_rejects ||
-        manifest_.n_records() != summary_.n_records) {
-      throw error("pack: the accounting does not add up: " + std::to_string(summary_.n_rows_read) +
-                  " rows read, " + std::to_string(manifest_.n_records()) + " records in shards, " +
-                  std::to_string(summary_.n_pack_rejects) +
-                  " pack rejects; the library is left incomplete (no manifest)");
+    if (!ok || rejects_bytes < 0) throw error("cannot write '" + rejects_path_ + "'");
+    fs::rename(rejects_path_ + ".tmp", rejects_path_);
+    json shard_list = json::array();
+    for (const auto& s : shards) {
+      shard_list.push_back({{"file", s.file},
+                            {"n_records", s.n_records},
+                            {"checksum", s.checksum},
+                            {"bytes", fs::file_size(fs::path(options_.out_dir) / s.file)}});
     }
-    manifest_.provenance_json = json{
-        {"sources", sources_},
-        {"n_rows_read", summary_.n_rows_read},
-        {"n_pack_rejects", summary_.n_pack_rejects},
-        {"pack_rejects",
-         rejects_file}}.dump();
-    io::write_manifest(options_.out_dir, manifest_);
-    fs::remove(journal_path_);
-    fs::remove(marker_path_);
-    return summary_;
+    const json source{{"file", fs::absolute(input).string()},
+                      {"format", format},
+                      {"compression", compression_name(probe_content(input, 0).kind)},
+                      {"n_rows", c.n_rows},
+                      {"n_records", n_records_},
+                      {"n_pack_rejects", n_rejects_},
+                      {"n_comment_lines", c.n_comments},
+                      {"n_header_lines", c.n_header_lines}};
+    write_durably(done_record_path(options_.out_dir, input_).string(),
+                  json{{"input", input_},
+                       {"shards", shard_list},
+                       {"rejects_bytes", rejects_bytes},
+                       {"source", source}}
+                          .dump() +
+                      "\n");
   }
 
  private:
-  // Continues an unfinished pack: keeps what the journal says was committed and still checks
-  // out, removes everything else the earlier attempt left.
-  void resume_from(const json& config) {
-    json was;
-    try {
-      std::ifstream in(marker_path_);
-      was = json::parse(in);
-    } catch (const json::exception& e) {
-      throw usage_error("pack --resume: cannot read '" + marker_path_ + "': " + e.what());
+  const pack_options& options_;
+  std::size_t input_;
+  shard_builder builder_;
+  std::string rejects_path_;
+  std::FILE* rejects_ = nullptr;
+  std::uint64_t n_records_ = 0, n_rejects_ = 0;
+};
+
+// The completion record of input i if it is there and everything it lists is on disk as it
+// was written; null otherwise.
+json finished_input(const std::string& out_dir, std::size_t input) {
+  const auto path = done_record_path(out_dir, input);
+  if (!fs::exists(path)) return nullptr;
+  json r;
+  try {
+    std::ifstream in(path);
+    r = json::parse(in);
+    if (r.at("input").get<std::size_t>() != input) return nullptr;
+    const auto rejects = rejects_part_path(out_dir, input);
+    if (!fs::exists(rejects) || fs::file_size(rejects) != r.at("rejects_bytes").get<std::uint64_t>())
+      return nullptr;
+    for (const auto& s : r.at("shards")) {
+      const auto shard = fs::path(out_dir) / s.at("file").get<std::string>();
+      if (!fs::exists(shard) || fs::file_size(shard) != s.at("bytes").get<std::uint64_t>())
+        return nullptr;
     }
-    if (was != config) {
-      throw usage_error("pack --resume: '" + options_.out_dir + "' was started with different " +
-                        first_difference(was, config) +
-                        "; rerun the same command with --resume, or pack into a new folder");
-    }
-    std::vector<json> entries;
-    {
-      std::ifstream in(journal_path_);
-      std::string line;
-      while (std::getline(in, line)) {
-        try {
-          entries.push_back(json::parse(line));
-        } catch (const json::exception&) {
-          break;  // a line cut short by the kill: nothing after it was committed
+  } catch (const std::exception&) {
+    return nullptr;  // cut short or damaged: the input is packed again
+  }
+  return r;
+}
+
+// Rank 0: the output folder, fresh or continued. Returns the inputs still to pack.
+std::vector<std::size_t> prepare_folder(const pack_options& o, const json& config,
+                                        pack_summary& summary) {
+  const fs::path dir(o.out_dir);
+  const auto marker = dir / incomplete_marker;
+  const bool unfinished = fs::exists(marker);
+  std::vector<std::size_t> todo;
+  if (!(unfinished && o.resume)) {
+    if (fs::exists(dir)) {
+      if (!fs::is_directory(dir) || !fs::is_empty(dir)) {
+        if (unfinished) {
+          throw usage_error("output folder '" + o.out_dir +
+                            "' holds a pack that did not complete; continue it with --resume "
+                            "(same inputs and options) or choose another folder");
         }
+        throw usage_error("output folder '" + o.out_dir + "' already exists and is not empty" +
+                          (o.resume && fs::exists(dir / io::manifest_file_name)
+                               ? std::string(": its pack completed, there is nothing to resume")
+                               : std::string("; pack never overwrites a library")));
       }
+    } else {
+      fs::create_directories(dir);
     }
-    // Walk the journal in order; stop at the first shard that is missing or altered.
-    std::vector<json> kept_entries;
-    std::vector<journal_shard> shards;
-    json last_done;
-    std::uint64_t rejects_bytes = std::char_traits<char>::length(rejects_header);
-    for (const auto& e : entries) {
-      if (e.contains("shard")) {
-        const auto name = e.at("shard").get<std::string>();
-        const auto path = (fs::path(options_.out_dir) / name).string();
-        const auto checksum = e.at("checksum").get<std::string>();
-        if (name != shard_file_name(shards.size()) || !fs::exists(path) ||
-            file_checksum(path) != checksum) {
-          break;
-        }
-        shards.push_back({{name, e.at("n_records").get<std::uint64_t>(), checksum},
-                          e.at("input").get<std::size_t>()});
-      } else if (e.contains("input_done")) {
-        if (e.at("input_done").get<std::size_t>() != first_input_) break;
-        last_done = e;
-        ++first_input_;
-        rejects_bytes = e.at("rejects_bytes").get<std::uint64_t>();
-        sources_.push_back(e.at("source"));
-      }
-      kept_entries.push_back(e);
-    }
-    if (!fs::exists(rejects_path_) || fs::file_size(rejects_path_) < rejects_bytes) {
-      // pack_rejects.csv lost rows the journal counts: redo everything.
-      kept_entries.clear();
-      shards.clear();
-      sources_ = json::array();
-      first_input_ = 0;
-      last_done = json();
-      rejects_bytes = std::char_traits<char>::length(rejects_header);
-      write_durably(rejects_path_, rejects_header);
-    }
-    fs::resize_file(rejects_path_, rejects_bytes);
-    const std::size_t n_done_shards =
-        last_done.is_null() ? 0 : last_done.at("n_shards").get<std::size_t>();
-    std::set<std::string> keep;
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      keep.insert(shards[i].entry.file);
-      if (i < n_done_shards) {
-        manifest_.shards.push_back(shards[i].entry);
-      } else {
-        partial_[shards[i].input][i] = shards[i].entry;
-      }
-    }
-    if (!last_done.is_null()) {
-      summary_.n_records = last_done.at("n_records_total").get<std::uint64_t>();
-      summary_.n_pack_rejects = last_done.at("n_rejects_total").get<std::uint64_t>();
-      for (const auto& s : sources_) {
-        summary_.n_rows_read += s.at("n_rows").get<std::uint64_t>();
-        summary_.n_comments += s.at("n_comment_lines").get<std::uint64_t>();
-      }
-    }
-    summary_.n_inputs_skipped = first_input_;
-    summary_.n_shards_kept = n_done_shards;
-    for (const auto& f : fs::directory_iterator(options_.out_dir)) {
-      const auto name = f.path().filename().string();
-      if (name == incomplete_marker || name == journal_file || name == rejects_file) continue;
-      if (!keep.count(name)) fs::remove_all(f.path());
-    }
-    std::string journal;
-    for (const auto& e : kept_entries) {
-      // Only the shards of finished inputs and the kept shards of the next one stay listed.
-      if (e.contains("shard") && !keep.count(e.at("shard").get<std::string>())) continue;
-      journal += e.dump() + "\n";
-    }
-    write_durably(journal_path_, journal);
+    write_durably(marker.string(), config.dump(2) + "\n");
+    fs::create_directories(dir / parts_dir);
+    for (std::size_t i = 0; i < o.inputs.size(); ++i) todo.push_back(i);
+    return todo;
   }
 
-  const pack_options& options_;
-  io::manifest manifest_;
-  std::optional<shard_builder> builder_;
-  pack_summary summary_;
-  std::string marker_path_, journal_path_, rejects_path_;
-  std::FILE* rejects_ = nullptr;
-  json sources_ = json::array();
-  std::size_t first_input_ = 0;
-  std::size_t current_input_ = 0;
-  std::map<std::size_t, std::map<std::size_t, io::shard_entry>> partial_;  // input -> shards
+  json was;
+  try {
+    std::ifstream in(marker);
+    was = json::parse(in);
+  } catch (const json::exception& e) {
+    throw usage_error("pack --resume: cannot read '" + marker.string() + "': " + e.what());
+  }
+  if (was != config) {
+    throw usage_error("pack --resume: '" + o.out_dir + "' was started with different " +
+                      first_difference(was, config) +
+                      "; rerun the same command with --resume, or pack into a new folder");
+  }
+  // Inputs with a completion record are kept; everything else is removed and redone.
+  std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts;
+  for (std::size_t i = 0; i < o.inputs.size(); ++i) {
+    const auto r = finished_input(o.out_dir, i);
+    if (r.is_null()) {
+      todo.push_back(i);
+      continue;
+    }
+    ++summary.n_inputs_skipped;
+    for (const auto& s : r.at("shards")) {
+      keep_top.insert(s.at("file").get<std::string>());
+      ++summary.n_shards_kept;
+    }
+    keep_parts.insert(done_record_path(o.out_dir, i).filename().string());
+    keep_parts.insert(rejects_part_path(o.out_dir, i).filename().string());
+  }
+  fs::create_directories(dir / parts_dir);
+  for (const auto& f : fs::directory_iterator(dir)) {
+    if (!keep_top.count(f.path().filename().string())) fs::remove_all(f.path());
+  }
+  for (const auto& f : fs::directory_iterator(dir / parts_dir)) {
+    if (!keep_parts.count(f.path().filename().string())) fs::remove_all(f.path());
+  }
+  return todo;
+}
+
+// Rank 0, once every input is finished: pack_rejects.csv in input order, the accounting, and
+// the manifest, last.
+void assemble(const pack_options& o, io::manifest manifest, pack_summary& summary) {
+  const fs::path dir(o.out_dir);
+  json sources = json::array();
+  const auto rejects_path = (dir / rejects_file).string();
+  {
+    std::ofstream out(rejects_path + ".tmp", std::ios::binary | std::ios::trunc);
+    out << rejects_header;
+    for (std::size_t i = 0; i < o.inputs.size(); ++i) {
+      const auto r = finished_input(o.out_dir, i);
+      if (r.is_null()) {
+        throw error("pack: input '" + o.inputs[i] +
+                    "' has no complete record of its shards; rerun with --resume");
+      }
+      for (const auto& s : r.at("shards")) {
+        manifest.shards.push_back({s.at("file").get<std::string>(),
+                                   s.at("n_records").get<std::uint64_t>(),
+                                   s.at("checksum").get<std::string>()});
+      }
+      const auto& source = r.at("source");
+      summary.n_rows_read += source.at("n_rows").get<std::uint64_t>();
+      summary.n_records += source.at("n_records").get<std::uint64_t>();
+      summary.n_pack_rejects += source.at("n_pack_rejects").get<std::uint64_t>();
+      summary.n_comments += source.at("n_comment_lines").get<std::uint64_t>();
+      sources.push_back(source);
+      if (r.at("rejects_bytes").get<std::uint64_t>() > 0) {  // (<< of an empty rdbuf fails)
+        std::ifstream part(rejects_part_path(o.out_dir, i), std::ios::binary);
+        out << part.rdbuf();
+      }
+    }
+    out.flush();
+    if (!out) throw error("cannot write '" + rejects_path + ".tmp'");
+  }
+  fsync_path(rejects_path + ".tmp");
+  fs::rename(rejects_path + ".tmp", rejects_path);
+  summary.n_shards = manifest.shards.size();
+  if (summary.n_rows_read != summary.n_records + summary.n_pack_rejects ||
+      manifest.n_records() != summary.n_records) {
+    throw error("pack: the accounting does not add up: " + std::to_string(summary.n_rows_read) +
+                " rows read, " + std::to_string(manifest.n_records()) + " records in shards, " +
+                std::to_string(summary.n_pack_rejects) +
+                " pack rejects; the library is left incomplete (no manifest)");
+  }
+  manifest.provenance_json = json{{"sources", sources},
+                                  {"n_rows_read", summary.n_rows_read},
+                                  {"n_pack_rejects", summary.n_pack_rejects},
+                                  {"pack_rejects", rejects_file}}
+                                 .dump();
+  io::write_manifest(o.out_dir, manifest);
+  fs::remove_all(dir / parts_dir);
+  fs::remove(dir / journal_file);  // left by a pack of an earlier version
+  fs::remove(dir / incomplete_marker);
+}
+
+json summary_json(const pack_summary& s) {
+  return {{"n_rows_read", s.n_rows_read},       {"n_records", s.n_records},
+          {"n_pack_rejects", s.n_pack_rejects}, {"n_comments", s.n_comments},
+          {"n_shards", s.n_shards},             {"n_shards_kept", s.n_shards_kept},
+          {"n_inputs_skipped", s.n_inputs_skipped}};
+}
+
+pack_summary summary_from(const json& j) {
+  pack_summary s;
+  s.n_rows_read = j.at("n_rows_read").get<std::uint64_t>();
+  s.n_records = j.at("n_records").get<std::uint64_t>();
+  s.n_pack_rejects = j.at("n_pack_rejects").get<std::uint64_t>();
+  s.n_comments = j.at("n_comments").get<std::uint64_t>();
+  s.n_shards = j.at("n_shards").get<std::size_t>();
+  s.n_shards_kept = j.at("n_shards_kept").get<std::size_t>();
+  s.n_inputs_skipped = j.at("n_inputs_skipped").get<std::size_t>();
+  return s;
+}
+
+// What a kind of library (compounds, proteins) brings to the shared pack below.
+struct library_kind {
+  const char* kind;
+  const char* schema;
+  std::vector<std::string> fields;
+  // Rank 0, before anything is written: checks the inputs and says each one's format.
+  std::function<std::vector<std::string>()> check_inputs;
+  // Reads input i (of the given format) into the packer.
+  std::function<read_counts(std::size_t, const std::string&, input_packer&)> read_input;
 };
+
+// Every rank: rank 0 prepares the folder, the ranks pack the inputs they take from a shared
+// counter, rank 0 assembles the library. Ranks agree after each step.
+pack_summary pack_library(dist::context& ctx, const pack_options& o, const library_kind& k) {
+  io::manifest layout;
+  layout.kind = k.kind;
+  layout.shard_schema = k.schema;
+  layout.fields = k.fields;
+  pack_summary summary;
+
+  json plan;
+  failure prepared;
+  if (ctx.rank() == 0) {
+    prepared = attempt([&] {
+      if (o.inputs.empty()) throw usage_error("pack: no --input given");
+      if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
+      for (const auto& in : o.inputs) {
+        if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
+      }
+      const auto formats = k.check_inputs();
+      const auto todo = prepare_folder(o, pack_config(o, k.kind, k.fields), summary);
+      plan = {{"formats", formats}, {"todo", todo}};
+    });
+  }
+  agree(ctx, prepared, false);  // rank 0's alone
+  plan = json::parse(ctx.broadcast(plan.dump()));
+  const auto formats = plan.at("formats").get<std::vector<std::string>>();
+  const auto todo = plan.at("todo").get<std::vector<std::size_t>>();
+
+  // Inputs are handed out in input order as ranks become free; a rank that fails stops taking
+  // more, the others go on (what they finish is kept for --resume).
+  failure packed;
+  {
+    auto counter = ctx.make_counter();
+    while (packed.kind == 0) {
+      const auto t = counter->next();
+      if (t >= todo.size()) break;
+      const auto i = todo[t];
+      packed = attempt([&] {
+        input_packer p(o, layout, i);
+        const auto counts = k.read_input(i, formats[i], p);
+        p.finish(o.inputs[i], formats[i], counts);
+      });
+    }
+  }  // every rank drops the counter here (collective)
+  agree(ctx, packed);
+
+  failure assembled;
+  if (ctx.rank() == 0) assembled = attempt([&] { assemble(o, layout, summary); });
+  agree(ctx, assembled, false);
+  return summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
+}
 
 void check_keep_columns(const std::vector<std::string>& keep) {
   std::set<std::string> seen;
@@ -517,82 +601,78 @@ reader_options reader_for(const std::string& format, reader_options reader) {
 
 }  // namespace
 
-pack_summary pack_compounds(const pack_options& options) {
-  check_keep_columns(options.csv.keep_columns);
-  std::vector<std::string> formats;
-  for (const auto& input : options.inputs) {
-    if (!fs::exists(input)) throw usage_error("pack: input '" + input + "' does not exist");
-    const auto format = options.format.empty() ? format_from_name(input) : options.format;
-    if (format != "smi" && format != "csv" && format != "tsv" && format != "cxsmiles" &&
-        format != "sdf") {
-      throw usage_error("pack compounds: unknown --format '" + format +
-                        "' (smi, csv, tsv, cxsmiles, sdf)");
+pack_summary pack_compounds(dist::context& ctx, const pack_options& options) {
+  library_kind k;
+  k.kind = "compounds";
+  k.schema = io::compound_shard_schema;
+  k.fields = io::compound_fields;
+  k.fields.insert(k.fields.end(), options.csv.keep_columns.begin(), options.csv.keep_columns.end());
+  k.check_inputs = [&] {
+    check_keep_columns(options.csv.keep_columns);
+    std::vector<std::string> formats;
+    for (const auto& input : options.inputs) {
+      const auto format = options.format.empty() ? format_from_name(input) : options.format;
+      if (format != "smi" && format != "csv" && format != "tsv" && format != "cxsmiles" &&
+          format != "sdf") {
+        throw usage_error("pack compounds: unknown --format '" + format +
+                          "' (smi, csv, tsv, cxsmiles, sdf)");
+      }
+      if (format == "sdf" && !options.csv.keep_columns.empty()) {
+        throw usage_error("pack: --keep-columns needs delimited inputs with a header; '" + input +
+                          "' is an SD file");
+      }
+      check_content(input, format, reader_for(format, options.csv));
+      formats.push_back(format);
     }
-    if (format == "sdf" && !options.csv.keep_columns.empty()) {
-      throw usage_error("pack: --keep-columns needs delimited inputs with a header; '" + input +
-                        "' is an SD file");
-    }
-    check_content(input, format, reader_for(format, options.csv));
-    formats.push_back(format);
-  }
-  auto fields = io::compound_fields;
-  fields.insert(fields.end(), options.csv.keep_columns.begin(), options.csv.keep_columns.end());
-  library_writer lib(options, "compounds", io::compound_shard_schema, fields);
-  auto& summary = lib.summary();
-  std::uint64_t n_records = 0, n_rejects = 0;  // of the current input, as the sinks saw them
-  auto on_record = [&](compound_record&& r) {
-    ++n_records;
-    ++summary.n_records;
-    lib.shards().add(std::move(r.id), {r.smiles}, r.kept);
+    return formats;
   };
-  auto on_reject = [&](pack_reject&& r) {
-    ++n_rejects;
-    lib.reject(std::move(r));
-  };
-  for (std::size_t i = lib.first_input(); i < options.inputs.size(); ++i) {
+  k.read_input = [&](std::size_t i, const std::string& format, input_packer& p) {
     const auto& input = options.inputs[i];
-    const auto& format = formats[i];
-    lib.begin_input(i);
-    n_records = n_rejects = 0;
-    read_counts counts;
+    auto on_record = [&](compound_record&& r) { p.add(std::move(r.id), {r.smiles}, r.kept); };
+    auto on_reject = [&](pack_reject&& r) { p.reject(std::move(r)); };
     const auto reader = reader_for(format, options.csv);
+    read_counts counts;
     if (format == "smi") {
       counts = read_smi(input, reader, on_record, on_reject);
     } else if (format == "csv" || format == "tsv" || format == "cxsmiles") {
       counts = read_csv(input, reader, on_record, on_reject);
     } else {
       counts.n_records = chem::read_sdf(input, {options.sdf_id_field}, on_record, on_reject);
-      counts.n_rejects = n_rejects;
+      counts.n_rejects = p.n_rejects();
       counts.n_rows = counts.n_records + counts.n_rejects;
     }
-    lib.end_input(input, format, counts, n_records, n_rejects);
-  }
-  return lib.finish();
+    return counts;
+  };
+  return pack_library(ctx, options, k);
+}
+
+pack_summary pack_compounds(const pack_options& options) {
+  const auto ctx = dist::make_local_context();
+  return pack_compounds(*ctx, options);
+}
+
+pack_summary pack_proteins(dist::context& ctx, const pack_options& options) {
+  library_kind k;
+  k.kind = "proteins";
+  k.schema = io::protein_shard_schema;
+  k.fields = io::protein_fields;
+  k.check_inputs = [&] { return std::vector<std::string>(options.inputs.size(), "fasta"); };
+  k.read_input = [&](std::size_t i, const std::string&, input_packer& p) {
+    read_counts counts;
+    counts.n_records = read_fasta(
+        options.inputs[i],
+        [&](protein_record&& r) { p.add(std::move(r.id), {r.description, r.sequence}); },
+        [&](pack_reject&& r) { p.reject(std::move(r)); });
+    counts.n_rejects = p.n_rejects();
+    counts.n_rows = counts.n_records + counts.n_rejects;
+    return counts;
+  };
+  return pack_library(ctx, options, k);
 }
 
 pack_summary pack_proteins(const pack_options& options) {
-  library_writer lib(options, "proteins", io::protein_shard_schema, io::protein_fields);
-  auto& summary = lib.summary();
-  for (std::size_t i = lib.first_input(); i < options.inputs.size(); ++i) {
-    const auto& input = options.inputs[i];
-    lib.begin_input(i);
-    std::uint64_t n_rejects = 0;
-    read_counts counts;
-    counts.n_records = read_fasta(
-        input,
-        [&](protein_record&& r) {
-          ++summary.n_records;
-          lib.shards().add(std::move(r.id), {r.description, r.sequence});
-        },
-        [&](pack_reject&& r) {
-          ++n_rejects;
-          lib.reject(std::move(r));
-        });
-    counts.n_rejects = n_rejects;
-    counts.n_rows = counts.n_records + n_rejects;
-    lib.end_input(input, "fasta", counts, counts.n_records, n_rejects);
-  }
-  return lib.finish();
+  const auto ctx = dist::make_local_context();
+  return pack_proteins(*ctx, options);
 }
 
 }  // namespace hpcscreen::pack

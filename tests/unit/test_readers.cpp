@@ -428,20 +428,23 @@ TEST(pack_accounting, every_row_is_in_a_shard_or_in_pack_rejects) {
   EXPECT_EQ(s.n_records, 5u);
   EXPECT_EQ(s.n_pack_rejects, 2u);
   EXPECT_EQ(s.n_comments, 1u);
-  // Shards never span inputs: a.csv -> 1 shard of 2, b.smi -> 2 + 1.
+  // Shards never span inputs: a.csv -> 1 shard of 2, b.smi -> 2 + 1, named by input.
   EXPECT_EQ(s.n_shards, 3u);
+  for (const char* name : {"shard-00000-00000.h5", "shard-00001-00000.h5", "shard-00001-00001.h5"})
+    EXPECT_TRUE(fs::exists(dir / "lib" / name)) << name;
   EXPECT_EQ(slurp(dir / "lib" / "pack_rejects.csv"),
             "file,line,reason\n" + (dir / "a.csv").string() +
                 ",3,unterminated quote: no closing quote before the end of the file\n" +
                 (dir / "a.csv").string() + ",4,\"row has 3 fields, header has 2\"\n");
   EXPECT_FALSE(fs::exists(dir / "lib" / pack::incomplete_marker));
   EXPECT_FALSE(fs::exists(dir / "lib" / "pack_journal.jsonl"));
+  EXPECT_FALSE(fs::exists(dir / "lib" / "pack_parts"));
   const auto rows = library_rows(dir / "lib");
   ASSERT_EQ(rows.size(), 5u);
   EXPECT_EQ(rows[0], (std::vector<std::string>{"x1", "CCO"}));
   EXPECT_EQ(rows[1], (std::vector<std::string>{"x4", "C"}));
   EXPECT_EQ(rows[2], (std::vector<std::string>{"y1", "CCO"}));
-  EXPECT_EQ(rows[3], (std::vector<std::string>{"shard-00001:1", ""}));  // the blank line
+  EXPECT_EQ(rows[3], (std::vector<std::string>{"shard-00001-00000:1", ""}));  // the blank line
   EXPECT_EQ(rows[4], (std::vector<std::string>{"y2", "CCN"}));
 }
 
@@ -472,13 +475,13 @@ TEST(pack_resume, killed_pack_is_marked_incomplete_and_resumes_to_the_same_libra
   EXPECT_EQ(whole.n_pack_rejects, 3u);
   EXPECT_EQ(whole.n_shards, 9u);
 
-  // The same pack, killed (SIGKILL: no unwinding, no flushing) after shard 4 (input 1's second).
+  // The same pack, killed (SIGKILL: no unwinding, no flushing) after input 1's second shard.
   o.out_dir = (dir / "killed").string();
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    o.after_shard_commit = [](std::size_t index) {
-      if (index == 4) ::raise(SIGKILL);
+    o.after_shard_commit = [](std::size_t input, std::size_t shard) {
+      if (input == 1 && shard == 1) ::raise(SIGKILL);
     };
     try {
       pack::pack_compounds(o);
@@ -504,7 +507,7 @@ TEST(pack_resume, killed_pack_is_marked_incomplete_and_resumes_to_the_same_libra
   o.resume = true;
   const auto resumed = pack::pack_compounds(o);
   EXPECT_EQ(resumed.n_inputs_skipped, 1u);  // input 0 finished before the kill
-  EXPECT_EQ(resumed.n_shards_kept, 5u);     // its 3 shards and input 1's first 2
+  EXPECT_EQ(resumed.n_shards_kept, 3u);     // its 3 shards; input 1 is packed again
   EXPECT_EQ(resumed.n_records, 72u);
   EXPECT_EQ(resumed.n_pack_rejects, 3u);
   EXPECT_EQ(resumed.n_rows_read, 75u);
@@ -514,6 +517,55 @@ TEST(pack_resume, killed_pack_is_marked_incomplete_and_resumes_to_the_same_libra
   EXPECT_EQ(rejects(dir / "killed"), rejects(dir / "whole"));
   // A complete library has nothing to resume.
   EXPECT_TRUE(has(what_of([&] { pack::pack_compounds(o); }), "nothing to resume"));
+}
+
+TEST(pack_resume, finished_inputs_are_kept_by_their_completion_record_and_checked) {
+  const auto dir = fresh_dir("resume_records");
+  std::vector<std::string> inputs;
+  for (int f = 0; f < 3; ++f) {
+    std::string text = "CCO\n";
+    for (int i = 0; i < 12; ++i) text += "C" + std::string(static_cast<std::size_t>(i % 4), 'C') + "\n";
+    const auto p = dir / ("in" + std::to_string(f) + ".smi");
+    write_bytes(p, text);  // no ids: they derive from the shard names
+    inputs.push_back(p.string());
+  }
+  pack::pack_options o;
+  o.inputs = inputs;
+  o.shard_records = 5;
+  o.out_dir = (dir / "whole").string();
+  pack::pack_compounds(o);
+
+  // Killed once input 2's first shard is on disk: inputs 0 and 1 have completion records.
+  o.out_dir = (dir / "killed").string();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    o.after_shard_commit = [](std::size_t input, std::size_t) {
+      if (input == 2) ::raise(SIGKILL);
+    };
+    try {
+      pack::pack_compounds(o);
+    } catch (...) {
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_TRUE(fs::exists(dir / "killed" / "pack_parts" / "input-00000.json"));
+  EXPECT_TRUE(fs::exists(dir / "killed" / "pack_parts" / "input-00001.json"));
+  EXPECT_FALSE(fs::exists(dir / "killed" / "pack_parts" / "input-00002.json"));
+  EXPECT_TRUE(fs::exists(dir / "killed" / "shard-00002-00000.h5"));
+  // A shard of a finished input that is gone: that input is packed again, the other kept.
+  fs::remove(dir / "killed" / "shard-00000-00001.h5");
+  o.resume = true;
+  const auto resumed = pack::pack_compounds(o);
+  EXPECT_EQ(resumed.n_inputs_skipped, 1u);
+  EXPECT_EQ(resumed.n_shards_kept, 3u);
+  EXPECT_EQ(resumed.n_records, 39u);
+  EXPECT_EQ(library_rows(dir / "killed"), library_rows(dir / "whole"));
+  EXPECT_EQ(library_rows(dir / "killed")[5][0], "shard-00000-00001:0");
+  EXPECT_FALSE(fs::exists(dir / "killed" / "pack_parts"));
 }
 
 TEST(featurize_limits, megabyte_smiles_is_rejected_as_too_long_before_rdkit) {

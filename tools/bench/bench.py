@@ -8,7 +8,9 @@ bench/results.jsonl with the commit, machine, ranks, threads, batch settings and
 
 Sections: stage limits, end-to-end screen vs the ideal, a Python baseline, rank scaling and
 coordination cost, peak RSS vs library size, annotate vs the matmul rate for a ProtBert-shaped
-BERT, length-aware vs fixed batching, and the memory tier's batch sweep."""
+BERT, length-aware vs fixed batching, the memory tier's batch sweep, and pack of an Enamine
+REAL-format .cxsmiles.bz2 against `bzip2 -dc` of the same file, on 1 rank and on 2 ranks with 2
+files (--sections pack --pack-rows N; 10 M rows by default)."""
 import argparse
 import datetime
 import json
@@ -97,6 +99,71 @@ def stage_split(rj):
     return out
 
 
+ENAMINE_HEADER = ("smiles\tidnumber\treagent1\treagent2\treaction\tMW\tHAC\tslogP\tHBA\tHBD\tRotBonds\tFSP3\tTPSA\t"
+                  "lead-like\t350/3_lead-like\tfragments\tstrict_fragments\tPPI_modulators\tnatural_product-like\t"
+                  "mol_name\tInChiKey\n")
+
+
+def write_enamine_bz2(path, n):
+    """A synthetic Enamine REAL-format .cxsmiles.bz2 (tab-separated, header, an enhanced-stereo
+    extension on some rows), compressed by the bzip2 command as Enamine's files are."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import gen_library
+    import random
+    with open(path, "wb") as out:
+        z = subprocess.Popen(["bzip2", "-c", "-9"], stdin=subprocess.PIPE, stdout=out)
+        buf = [ENAMINE_HEADER]
+        for i, line in enumerate(gen_library.compounds(n, random.Random(7))):
+            smi = line.split(" ", 1)[0]
+            if i % 13 == 0:
+                smi = "C[C@H](N)C(=O)O |&1:1|" if i % 2 else "C[C@@H](O)c1ccc(cc1)C(=O)N |o1:1|"
+            buf.append(f"{smi}\tPV-{i:012d}\t{i % 99991}\t{i % 7919}\tm_{i % 97}\t{200 + i % 300}.{i % 10}\t{10 + i % 25}\t"
+                       f"{(i % 600) / 100:.2f}\t{i % 8}\t{i % 4}\t{i % 9}\t0.{i % 100:02d}\t{i % 140}.{i % 10}\t"
+                       f"TRUE\tFALSE\tFALSE\tFALSE\tFALSE\tFALSE\tPV-{i:012d}\tABCDEFGHIJKLMN-UHFFFAOYSA-N\n")
+            if len(buf) >= 100000:
+                z.stdin.write("".join(buf).encode())
+                buf = []
+        z.stdin.write("".join(buf).encode())
+        z.stdin.close()
+        if z.wait() != 0:
+            raise SystemExit("bzip2 failed")
+
+
+def pack_section(b, n):
+    """pack against the machine's own decompression of the same file, and 2 ranks on 2 files."""
+    work = os.path.join(b.a.work, f"pack{n}")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    src = os.path.join(work, "Enamine_REAL_synthetic.cxsmiles.bz2")
+    t = time.monotonic()
+    write_enamine_bz2(src, n)
+    print(f"pack: wrote {n} rows in {time.monotonic() - t:.0f} s ({os.path.getsize(src) / 2**20:.0f} MiB)", flush=True)
+    second = os.path.join(work, "Enamine_REAL_synthetic_copy.cxsmiles.bz2")
+    os.link(src, second)  # the same bytes under a second name: the second rank's file
+
+    def timed(cmd, **kw):
+        t = time.monotonic()
+        sh(cmd, **kw)
+        return time.monotonic() - t
+
+    with open(os.devnull, "wb") as null:
+        t = time.monotonic()
+        subprocess.run(["bzip2", "-dc", src], stdout=null, check=True)
+        decompress_s = time.monotonic() - t
+    mpi = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np"]
+    one_s = timed([*mpi, "1", b.hpcscreen, "pack", "compounds", "--input", src, "--out", os.path.join(work, "lib1")])
+    two_s = timed([*mpi, "2", b.hpcscreen, "pack", "compounds", "--input", src, second, "--out", os.path.join(work, "lib2")])
+    one, two, dec = n / one_s, 2 * n / two_s, n / decompress_s
+    real_rows, real_files, nodes = 6e9, 20, 20
+    # One rank per node, one file per rank: the time of the slowest node, one file of 300 M rows.
+    real_h = real_rows / real_files / one / 3600
+    b.row("pack", {"rows": n, "format": "cxsmiles.bz2", "bytes": os.path.getsize(src), "shard_size": 1_000_000},
+          {"bzip2_dc_rows_per_s": dec, "pack_1_rank_rows_per_s": one, "pack_1_rank_vs_bzip2_dc": one / dec,
+           "pack_2_ranks_2_files_rows_per_s": two, "scaling_2_ranks": two / one,
+           "real_6e9_rows_20_files_20_nodes_hours": real_h, "real_node_hours": real_h * nodes})
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -105,9 +172,10 @@ def main():
     p.add_argument("--gnn", help="compound model to use instead of <models>/hiv_gnn.pt")
     p.add_argument("--tier-batches", help="comma-separated batch sizes for the memory-tier sweep")
     p.add_argument("--n", type=int, default=1_000_000, help="compounds for the end-to-end screen")
+    p.add_argument("--pack-rows", type=int, default=10_000_000, help="rows of the synthetic Enamine file for the pack section")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,tier,models")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,tier,models,pack")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -116,7 +184,7 @@ def main():
     dense = os.path.join(a.models, "hiv_gnn_dense.pt" if os.path.exists(os.path.join(a.models, "hiv_gnn_dense.pt")) else "gnn_dense.pt")
     n = 3000 if a.smoke else a.n
     sections = a.sections.split(",")
-    smi, lib = b.compounds(n, f"gen{n}")
+    smi, lib = b.compounds(n, f"gen{n}") if set(sections) != {"pack"} else (None, None)
 
     stage = None
     if "stage" in sections or "screen" in sections:
@@ -285,6 +353,9 @@ def main():
                   {"together_wall_s": together, "separate_wall_s": separate, "speedup": separate / together,
                    "records_per_s_together": rj["records_read"] / together, "infer_thread_s_per_model": infer,
                    **stage_split(rj)})
+
+    if "pack" in sections:
+        pack_section(b, 2000 if a.smoke else a.pack_rows)
 
     if not a.smoke:
         print(f"{len(b.rows)} rows appended to {a.out}")

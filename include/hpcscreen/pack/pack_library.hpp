@@ -6,6 +6,10 @@
 
 #include "hpcscreen/pack/compound_readers.hpp"
 
+namespace hpcscreen::dist {
+class context;
+}
+
 namespace hpcscreen::pack {
 
 struct pack_options {
@@ -16,8 +20,9 @@ struct pack_options {
   reader_options csv;  // columns, delimiter, line limit (.smi with a header uses it too)
   std::string sdf_id_field;
   bool resume = false;  // continue a pack that did not complete (see pack_compounds)
-  // Called after each shard is committed, with its index; tests stop a pack there.
-  std::function<void(std::size_t)> after_shard_commit;
+  // Called after each shard is committed, with its input's index and its index within that
+  // input; tests stop a pack there.
+  std::function<void(std::size_t input, std::size_t shard)> after_shard_commit;
 };
 
 struct pack_summary {
@@ -30,21 +35,30 @@ struct pack_summary {
   std::size_t n_inputs_skipped = 0;  // --resume: inputs the earlier attempt had finished
 };
 
-// Writes protein shards (fields id, description, sequence) from FASTA inputs, as below.
-pack_summary pack_proteins(const pack_options& options);
-
 // Writes shards, pack_rejects.csv and manifest.json into out_dir, which must not exist or be
 // empty. Records that cannot be packed (SDF records RDKit cannot read, CSV rows with the wrong
 // field count or an unterminated quote, lines over the line limit) go to pack_rejects.csv with
-// file, line and reason. Shards never span two inputs, and are numbered in input order.
+// file, line and reason. Shards never span two inputs: input i's shards are
+// shard-<i>-<k>.h5, k = 0, 1, ..., and the manifest lists them in input order.
 //
-// Until the manifest is written the folder holds an INCOMPLETE marker (the options the pack
-// was started with) and a journal of committed shards and finished inputs. With
-// options.resume, a folder with the marker is continued: the same options and inputs are
-// required, finished inputs are skipped, the committed shards of the unfinished one are kept
-// (their checksums checked) and the rest is redone. Throws error (after everything is written
-// except the manifest) when rows read != records + pack rejects.
+// With a context of several ranks (collective: every rank calls it with the same options),
+// ranks take inputs from a shared counter; the library is the same for any rank count. Rank 0
+// owns the folder: it checks the inputs, writes the INCOMPLETE marker (the options the pack
+// was started with) or checks it on --resume, and at the end concatenates the per-input
+// rejects into pack_rejects.csv and writes the manifest, last. Every finished input leaves a
+// completion record (pack_parts/input-<i>.json, written atomically). With options.resume, a
+// folder with the marker is continued: the same options and inputs are required, inputs with
+// a completion record (and their shards) are kept, and the others are packed again from the
+// start (their partial shards replaced). Failures are agreed by all ranks before any throws,
+// so every rank throws the same exception (usage_error or error). Throws error (after
+// everything is written except the manifest) when rows read != records + pack rejects.
+pack_summary pack_compounds(dist::context& ctx, const pack_options& options);
+// The same on one process.
 pack_summary pack_compounds(const pack_options& options);
+
+// Writes protein shards (fields id, description, sequence) from FASTA inputs, as above.
+pack_summary pack_proteins(dist::context& ctx, const pack_options& options);
+pack_summary pack_proteins(const pack_options& options);
 
 // The marker a pack leaves in its folder until the library is complete.
 inline constexpr const char* incomplete_marker = "INCOMPLETE";
@@ -52,8 +66,8 @@ inline constexpr const char* incomplete_marker = "INCOMPLETE";
 // The id given to a record packed without one: "<shard file stem>:<row>".
 std::string derived_id(const std::string& shard_file, std::uint64_t row);
 
-// Formats a record count as a shard file name: shard-00000.h5.
-std::string shard_file_name(std::size_t index);
+// The file name of input `input`'s shard `index`: shard-00003-00000.h5.
+std::string shard_file_name(std::size_t input, std::size_t index);
 
 // The format a file's name says: .smi/.smiles/.txt, .csv, .tsv, .cxsmiles, .sdf/.sd/.mol,
 // each optionally followed by .gz, .bz2, .xz or .zst (the compression itself is detected from
