@@ -349,6 +349,8 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
     return 0;
   settings.long_sequences = annotate::parse_long_policy(long_sequences);
   if (!embeddings.empty()) annotate::parse_embeddings(embeddings, settings);
+  if (embeddings.empty() && !vm["embedding-dtype"].defaulted())
+    throw usage_error("--embedding-dtype is the precision of --embeddings; give --embeddings too");
   annotate::parse_embedding_dtype(embedding_dtype, settings);
   if (batching != "length" && batching != "fixed") {
     throw usage_error("the argument ('" + batching +

@@ -8,8 +8,8 @@
 #include <map>
 
 #include "hpcscreen/core/csv.hpp"
-#include "hpcscreen/core/half.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/half.hpp"
 #include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/infer/bert_model.hpp"
@@ -179,7 +179,9 @@ class annotate_workload : public pipeline::workload {
   std::int64_t overlap() const { return overlap_; }
 
   json rank_report() const override {
-    return {{"tokens", counts_.to_json()}, {"inference", infer::inference_report(backoffs_)}};
+    return {{"tokens", counts_.to_json()},
+            {"inference", infer::inference_report(backoffs_)},
+            {"output_write_s", write_s_}};
   }
 
   json finish(const pipeline::run_view& run, const json& summed) const override {
@@ -195,7 +197,7 @@ class annotate_workload : public pipeline::workload {
                          {"long_sequences", policy_name(settings_.long_sequences)},
                          {"window_overlap", overlap_}};
     section["versions"] = {{"libtorch", infer::libtorch_version()}};
-    if (meta_is_embedding()) section["config"]["embeddings"] = embeddings_name(settings_);
+    if (model_.metadata().embedding) section["config"]["embeddings"] = embeddings_name(settings_);
 
     // The map from every record to where its result lives: one file per committed chunk.
     const auto& meta = model_.metadata();
@@ -232,8 +234,6 @@ class annotate_workload : public pipeline::workload {
   infer::backoff_counters& backoffs() { return backoffs_; }
 
  private:
-  bool meta_is_embedding() const { return model_.metadata().embedding; }
-
   // An encoder needs --embeddings; --embeddings needs an encoder; an encoder has nothing to rank
   // (--top-k) and no labels to print (--tsv). All are command-line errors, found before any work.
   void check_embedding_options() const {
@@ -337,6 +337,7 @@ class annotate_workload : public pipeline::workload {
   tokenize::tokenizer tokenizer_;
   std::int64_t overlap_ = 0;
   token_counts counts_;
+  double write_s_ = 0;  // writing chunk files (HDF5, compression), this attempt
   infer::backoff_counters backoffs_;
 };
 
@@ -408,6 +409,12 @@ class annotate_job : public pipeline::chunk_work {
 
   void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
                      const pipeline::chunk_outcomes& out) override {
+    const auto t_write = clock_type::now();
+    struct add_on_exit {  // the cost of writing the chunk's outputs, for run.json
+      double& total;
+      clock_type::time_point t;
+      ~add_on_exit() { total += seconds_since(t); }
+    } timed{write_s_, t_write};
     if (w_.model().metadata().embedding) return write_embeddings(out_dir, chunk_id, out);
     const auto& ids = in_["id"];
     const auto& meta = w_.model().metadata();
@@ -437,6 +444,7 @@ class annotate_job : public pipeline::chunk_work {
   }
 
   const token_counts& counts() const { return counts_; }
+  double write_s() const { return write_s_; }
 
  private:
   // Work items: whole sequences, or windows of long ones.
@@ -684,6 +692,7 @@ class annotate_job : public pipeline::chunk_work {
   std::vector<record_reject> rejects_;                 // from tokenizing, by record
   std::vector<std::vector<record_reject>> failures_;  // from inference, per batch
   token_counts counts_;
+  double write_s_ = 0;
 };
 
 std::unique_ptr<pipeline::chunk_work> annotate_workload::start(pipeline::chunk_input input) {
@@ -692,6 +701,7 @@ std::unique_ptr<pipeline::chunk_work> annotate_workload::start(pipeline::chunk_i
 
 void annotate_workload::on_committed(pipeline::chunk_work& work) {
   counts_ += static_cast<annotate_job&>(work).counts();
+  write_s_ += static_cast<annotate_job&>(work).write_s();
 }
 
 }  // namespace

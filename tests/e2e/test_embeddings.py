@@ -288,6 +288,8 @@ def main():
     check(r.returncode == 2 and "--embeddings" in r.stderr, "a bad --embeddings value is named")
     r = run([hp, "annotate", "--library", lib, "--model", enc, "--out", rd, "--embeddings", "both", "--embedding-dtype", "bfloat16"])
     check(r.returncode == 2 and "--embedding-dtype" in r.stderr, "a bad --embedding-dtype value is named")
+    r = run([hp, "annotate", "--library", lib, "--model", enc, "--out", rd, "--embedding-dtype", "float32"])
+    check(r.returncode == 2 and "give --embeddings too" in r.stderr, "--embedding-dtype without --embeddings: exit 2")
     finish()
 
 

@@ -272,7 +272,7 @@ def main():
             files = sum(os.path.getsize(os.path.join(out, "annotations", f)) for f in os.listdir(os.path.join(out, "annotations")))
             residues = rj["annotate"]["tokens"]["residues"]
             results[name] = {"residues_per_s": residues / rj["wall_time_s"], "wall_s": rj["wall_time_s"],
-                             "commit_s": sum(r["commit_s"] for r in rj["per_rank"]),
+                             "write_s": rj["annotate"]["output_write_s"],
                              "file_bytes": files, "file_bytes_per_residue": files / max(1, residues),
                              "residues": residues}
             if name != "logits":
