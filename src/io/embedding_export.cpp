@@ -30,7 +30,8 @@ nlohmann::json read_manifest(const std::string& run_dir) {
   const auto path = (fs::path(run_dir) / "annotations.json").string();
   std::ifstream in(path);
   if (!in) {
-    throw run_error("'" + run_dir + "' has no annotations.json: not a finished 'hpcscreen annotate' run");
+    throw run_error("'" + run_dir +
+                    "' has no annotations.json: not a finished 'hpcscreen annotate' run");
   }
   try {
     return nlohmann::json::parse(in);
@@ -69,7 +70,8 @@ embedding_export_summary export_embeddings(const embedding_export_options& o) {
   }
   const auto& info = manifest["embeddings"];
   embedding_export_summary sum;
-  const bool has_seq = info.value("per_sequence", false), has_res = info.value("per_residue", false);
+  const bool has_seq = info.value("per_sequence", false),
+             has_res = info.value("per_residue", false);
   sum.level = o.level.empty() ? (has_seq ? "per-sequence" : "per-residue") : o.level;
   if (sum.level != "per-sequence" && sum.level != "per-residue")
     throw usage_error("--level must be per-sequence or per-residue (got '" + sum.level + "')");
@@ -121,9 +123,11 @@ embedding_export_summary export_embeddings(const embedding_export_options& o) {
         }
         if (per_residue) {
           const auto b = a.residue_offsets[i], e = a.residue_offsets[i + 1];
-          out.add(name, id, e - b, a.hidden_size, a.float16, a.per_residue_bytes.data() + b * row_bytes);
+          out.add(name, id, e - b, a.hidden_size, a.float16,
+                  a.per_residue_bytes.data() + b * row_bytes);
         } else {
-          out.add(name, id, 0, a.hidden_size, a.float16, a.per_sequence_bytes.data() + i * row_bytes);
+          out.add(name, id, 0, a.hidden_size, a.float16,
+                  a.per_sequence_bytes.data() + i * row_bytes);
         }
       }
     }

@@ -86,7 +86,8 @@ TEST(embedding_file, round_trip_and_extent) {
   a.residue_offsets = {0, 2, 3};
   for (int k = 0; k < 6; ++k) {
     const auto h = float_to_half(0.5f * static_cast<float>(k));
-    a.per_sequence_bytes.insert(a.per_sequence_bytes.end(), reinterpret_cast<const std::uint8_t*>(&h),
+    a.per_sequence_bytes.insert(a.per_sequence_bytes.end(),
+                                reinterpret_cast<const std::uint8_t*>(&h),
                                 reinterpret_cast<const std::uint8_t*>(&h) + 2);
   }
   for (int k = 0; k < 9; ++k) {

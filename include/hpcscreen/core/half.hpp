@@ -25,14 +25,16 @@ inline std::uint16_t float_to_half(float value) {
     const std::uint32_t kept = mantissa >> shift;
     const std::uint32_t rest = mantissa & ((1u << shift) - 1u);
     const std::uint32_t halfway = 1u << (shift - 1);
-    const std::uint32_t rounded = kept + ((rest > halfway || (rest == halfway && (kept & 1u))) ? 1u : 0u);
+    const std::uint32_t rounded =
+        kept + ((rest > halfway || (rest == halfway && (kept & 1u))) ? 1u : 0u);
     return static_cast<std::uint16_t>(sign | rounded);
   }
   // Normal: rebias the exponent (127 → 15) and round the 23-bit mantissa to 10 bits.
   const std::uint32_t rebased = abs - 0x38000000u;  // (127 - 15) << 23
   const std::uint32_t kept = rebased >> 13;
   const std::uint32_t rest = rebased & 0x1fffu;
-  const std::uint32_t rounded = kept + ((rest > 0x1000u || (rest == 0x1000u && (kept & 1u))) ? 1u : 0u);
+  const std::uint32_t rounded =
+      kept + ((rest > 0x1000u || (rest == 0x1000u && (kept & 1u))) ? 1u : 0u);
   return static_cast<std::uint16_t>(sign | rounded);  // a carry into the exponent is correct
 }
 
