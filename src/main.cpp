@@ -12,6 +12,7 @@
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
+#include "hpcscreen/io/embedding_export.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
@@ -37,7 +38,9 @@ std::string top_usage() {
     name.resize(std::max<std::size_t>(name.size() + 1, 17), ' ');
     u += "  " + name + w.summary + "\n";
   }
-  u += "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
+  u += "  export embeddings RUN --out FILE.h5\n"
+       "                   an annotate run's embeddings, one dataset per id (bio_embeddings)\n"
+       "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
        "  version          print versions\n"
        "\n"
        "'hpcscreen <command> --help' lists a command's options.\n";
@@ -377,6 +380,7 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   pipeline::run_options o;
   annotate::annotate_settings settings;
   std::string stop_after, long_sequences = "reject", batching = "length", budget, pmem_max;
+  std::string embeddings, embedding_dtype = "float16";
   infer::tier_config tier;
   po::options_description desc("annotate options");
   add_run_options(desc, o, stop_after,
@@ -394,12 +398,21 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
       "window-overlap", in_range(settings.window_overlap, "window-overlap", -1, int32_max),
       "residues shared by consecutive windows (-1: a quarter of the window)")(
       "tsv", po::bool_switch(&settings.tsv),
-      "also write annotations.tsv (id, length, predicted labels) for small runs");
+      "also write annotations.tsv (id, length, predicted labels) for small runs")(
+      "embeddings", po::value(&embeddings),
+      "with an encoder (output_level 'embedding'): keep per-sequence (mean over residues), "
+      "per-residue or both")(
+      "embedding-dtype", po::value(&embedding_dtype)->default_value(embedding_dtype),
+      "float16 (2 bytes a value) or float32");
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "usage: hpcscreen annotate --library DIR --model M.pt --out RUN [--top-k K]"))
     return 0;
   settings.long_sequences = annotate::parse_long_policy(long_sequences);
+  if (!embeddings.empty()) annotate::parse_embeddings(embeddings, settings);
+  if (embeddings.empty() && !vm["embedding-dtype"].defaulted())
+    throw usage_error("--embedding-dtype is the precision of --embeddings; give --embeddings too");
+  annotate::parse_embedding_dtype(embedding_dtype, settings);
   if (batching != "length" && batching != "fixed") {
     throw usage_error("the argument ('" + batching +
                       "') for option '--batching' is invalid: expected length or fixed");
@@ -413,6 +426,40 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   return run_with_mpi(argc, argv, o, tier, [&](int threads) {
     return annotate::make_annotate_workload(settings, threads);
   });
+}
+
+int export_command(const std::vector<std::string>& args) {
+  io::embedding_export_options o;
+  std::string what, max_bytes = "4G";
+  po::options_description desc("export embeddings options");
+  desc.add_options()("help,h", "show this help")("what", po::value(&what), "embeddings")(
+      "run", po::value(&o.run_dir), "a finished annotate run with --embeddings")(
+      "out,o", po::value(&o.out_path), "HDF5 file to write: one dataset per id, named by id")(
+      "level", po::value(&o.level),
+      "per-sequence ([H] per id) or per-residue ([L, H] per id); default: per-sequence if the "
+      "run has it")("max-bytes", po::value(&max_bytes)->default_value(max_bytes),
+                    "refuse runs whose embeddings take more (e.g. 500M, 8G)");
+  po::positional_options_description pos;
+  pos.add("what", 1).add("run", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: hpcscreen export embeddings RUN --out FILE.h5 [--level per-residue]\n\n"
+              << desc << '\n';
+    return 0;
+  }
+  po::notify(vm);
+  if (what != "embeddings")
+    throw usage_error("export needs a kind: 'hpcscreen export embeddings RUN --out FILE.h5'");
+  if (o.run_dir.empty() || o.out_path.empty())
+    throw usage_error("export embeddings needs a run folder and --out FILE.h5");
+  o.max_bytes = parse_bytes(max_bytes, "max-bytes");
+  const auto s = io::export_embeddings(o);
+  std::printf("wrote %llu %s embeddings of %llu dimensions (%s, %llu bytes of values) to %s\n",
+              static_cast<unsigned long long>(s.n_records), s.level.c_str(),
+              static_cast<unsigned long long>(s.hidden_size), s.float16 ? "float16" : "float32",
+              static_cast<unsigned long long>(s.payload_bytes), o.out_path.c_str());
+  return 0;
 }
 
 }  // namespace
@@ -429,6 +476,7 @@ int main(int argc, char** argv) {
     if (command == "screen") return screen_command(args, argc, argv);
     if (command == "annotate") return annotate_command(args, argc, argv);
     if (command == "report") return report_command(args);
+    if (command == "export") return export_command(args);
     if (command == "version" || command == "--version") {
       std::printf("hpcscreen %s\n", HPCSCREEN_VERSION);
       return 0;

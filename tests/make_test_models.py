@@ -20,6 +20,21 @@ class OneDim(torch.nn.Module):
         return torch.zeros(num_graphs)
 
 
+class Overflowing(torch.nn.Module):
+    """An encoder whose hidden states are scaled by 1e6 in sequences holding a W: finite in
+    float32, beyond float16's range (65504)."""
+
+    def __init__(self, encoder, w_id):
+        super().__init__()
+        self.encoder = encoder
+        self.w_id = w_id
+
+    def forward(self, input_ids, attention_mask):
+        h = self.encoder(input_ids, attention_mask)
+        has_w = (input_ids == self.w_id).any(dim=1).to(h.dtype)
+        return h * (1.0 + 1e6 * has_w)[:, None, None]
+
+
 class TwoArgs(torch.nn.Module):
     def forward(self, x, edge_index):
         return torch.zeros(1, 1)
@@ -64,6 +79,14 @@ def main(out):
     protein.save_traced(seq, os.path.join(out, "bert_sequence.pt"),
                         protein.metadata(["membrane", "soluble"], "sequence", 48, name="test-loc", rank_by="membrane"))
     protein.save_traced(seq, os.path.join(out, "bert_wrong_level.pt"), protein.metadata(["C", "E", "H"], "residue", 48))
+    # Encoders ("output_level": "embedding"): the per-residue model without its head (hidden 16),
+    # the same returning a Hugging Face-style tuple, and one whose output is [B, C], not [B, L, H].
+    protein.save_traced(protein.Encoder(res), os.path.join(out, "bert_encoder.pt"), protein.encoder_metadata(48, name="test-encoder"))
+    protein.save_traced(protein.Encoder(res, hf_tuple=True), os.path.join(out, "bert_encoder_tuple.pt"),
+                        protein.encoder_metadata(48, name="test-encoder-tuple"))
+    protein.save_traced(seq, os.path.join(out, "bert_encoder_wrong_shape.pt"), protein.encoder_metadata(48))
+    protein.save_traced(Overflowing(protein.Encoder(res), protein.PROTBERT_TOKENS.index("W")),
+                        os.path.join(out, "bert_encoder_overflow.pt"), protein.encoder_metadata(48))
     expected = {}
     with torch.no_grad():
         for s in PROBE_SMILES:

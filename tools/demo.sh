@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, packs the 5,000 NCI compounds Debian ships
 # (rdkit-data) and screens them with the shipped HIV-activity GNN on 2 MPI ranks, then
-# annotates four well-known proteins with the shipped secondary-structure model.
+# annotates four well-known proteins with the shipped secondary-structure model and embeds them
+# with its encoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
@@ -23,5 +24,16 @@ mpirun -np 2 --oversubscribe --bind-to none ./build/hpcscreen annotate \
 echo
 echo "Predicted secondary structure (C coil, E strand, H helix) of tools/demo/proteins.fa ($demo/annotate/annotations.tsv):"
 cut -f1,4,5 "$demo/annotate/annotations.tsv" | column -t | cut -c1-150
+
+# Embeddings: the same model's encoder without its head (64 dimensions), per sequence and per residue.
+/usr/bin/python3 tools/make_encoder.py --source models/ss3_bert.pt --out "$demo/ss3_encoder.pt" 2>/dev/null
+mpirun -np 2 --oversubscribe --bind-to none ./build/hpcscreen annotate \
+  --library "$demo/proteins" --model "$demo/ss3_encoder.pt" --out "$demo/embed" --embeddings both --threads 1
+./build/hpcscreen export embeddings "$demo/embed" --out "$demo/embeddings.h5"
+echo
+echo "Per-sequence embeddings of the same proteins ($demo/embed, read with tools/hpcscreen_py/embeddings.py):"
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tools"); from hpcscreen_py import embeddings
+ids, X = embeddings.load(sys.argv[1])
+for i, x in zip(ids, X): print(f"  {i:12s} [{len(x)}] {x[:4]} ...")' "$demo/embed"
 echo
 echo "Reports for people: $demo/screen/report.html and $demo/annotate/report.html"

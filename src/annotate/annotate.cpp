@@ -2,12 +2,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/half.hpp"
 #include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/infer/bert_model.hpp"
@@ -31,10 +33,48 @@ long_policy parse_long_policy(const std::string& text) {
       "') for option '--long-sequences' is invalid: expected reject, truncate or window");
 }
 
+void parse_embeddings(const std::string& text, annotate_settings& s) {
+  if (text != "per-sequence" && text != "per-residue" && text != "both") {
+    throw usage_error("the argument ('" + text +
+                      "') for option '--embeddings' is invalid: expected per-sequence, "
+                      "per-residue or both");
+  }
+  s.embed_per_sequence = text != "per-residue";
+  s.embed_per_residue = text != "per-sequence";
+}
+
+void parse_embedding_dtype(const std::string& text, annotate_settings& s) {
+  if (text != "float16" && text != "float32") {
+    throw usage_error("the argument ('" + text +
+                      "') for option '--embedding-dtype' is invalid: expected float16 or float32");
+  }
+  s.embed_float16 = text == "float16";
+}
+
 namespace {
 
 const char* policy_name(long_policy p) {
   return p == long_policy::reject ? "reject" : p == long_policy::truncate ? "truncate" : "window";
+}
+
+const char* embeddings_name(const annotate_settings& s) {
+  return s.embed_per_sequence && s.embed_per_residue ? "both"
+         : s.embed_per_sequence                      ? "per-sequence"
+                                                     : "per-residue";
+}
+
+// Appends n floats to `out` as float16 bits or float32, little-endian as in memory.
+void append_values(std::vector<std::uint8_t>& out, const float* v, std::size_t n, bool float16) {
+  const auto at = out.size();
+  out.resize(at + n * (float16 ? 2 : 4));
+  if (!float16) {
+    std::memcpy(out.data() + at, v, n * 4);
+    return;
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto h = float_to_half(v[k]);
+    std::memcpy(out.data() + at + 2 * k, &h, 2);
+  }
 }
 
 std::string chunk_file_name(std::uint64_t chunk_id) {
@@ -99,6 +139,7 @@ class annotate_workload : public pipeline::workload {
       throw usage_error(
           "--top-k ranks per-sequence outputs; this model's output_level is 'residue'");
     }
+    check_embedding_options();
   }
 
   const pipeline::workload_kind& kind() const override {
@@ -108,16 +149,21 @@ class annotate_workload : public pipeline::workload {
   // annotation files (no score vector, no hit list).
   pipeline::score_layout scores() const override {
     const auto& m = model_.metadata();
-    if (m.per_residue) return {{}, {}, false, {}};
+    if (m.per_residue || m.embedding) return {{}, {}, false, {}};
     return {m.labels, {{m.rank_label_index(), m.higher_is_better}}, settings_.hits, {}};
   }
   json identity() const override {
     // Batches decide a record's rounding, so they are part of what a resume must keep.
-    return {{"long_sequences", policy_name(settings_.long_sequences)},
-            {"window_overlap", overlap_},
-            {"max_tokens", settings_.budget.max_tokens},
-            {"max_sequences", settings_.budget.max_sequences},
-            {"length_aware", settings_.length_aware}};
+    json id = {{"long_sequences", policy_name(settings_.long_sequences)},
+               {"window_overlap", overlap_},
+               {"max_tokens", settings_.budget.max_tokens},
+               {"max_sequences", settings_.budget.max_sequences},
+               {"length_aware", settings_.length_aware}};
+    if (model_.metadata().embedding) {  // a resumed run must not mix what its files hold
+      id["embeddings"] = embeddings_name(settings_);
+      id["embedding_dtype"] = settings_.embed_float16 ? "float16" : "float32";
+    }
+    return id;
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");
@@ -137,7 +183,9 @@ class annotate_workload : public pipeline::workload {
   std::int64_t overlap() const { return overlap_; }
 
   json rank_report() const override {
-    return {{"tokens", counts_.to_json()}, {"inference", infer::inference_report(backoffs_)}};
+    return {{"tokens", counts_.to_json()},
+            {"inference", infer::inference_report(backoffs_)},
+            {"output_write_s", write_s_}};
   }
 
   json finish(const pipeline::run_view& run, const json& summed) const override {
@@ -153,6 +201,7 @@ class annotate_workload : public pipeline::workload {
                          {"long_sequences", policy_name(settings_.long_sequences)},
                          {"window_overlap", overlap_}};
     section["versions"] = {{"libtorch", infer::libtorch_version()}};
+    if (model_.metadata().embedding) section["config"]["embeddings"] = embeddings_name(settings_);
 
     // The map from every record to where its result lives: one file per committed chunk.
     const auto& meta = model_.metadata();
@@ -166,11 +215,20 @@ class annotate_workload : public pipeline::workload {
                        {"row_begin", c.row_begin},
                        {"row_end", c.row_end}});
     }
-    const json manifest = {{"schema", "hpcscreen.annotations_manifest/1"},
-                           {"output_level", meta.per_residue ? "residue" : "sequence"},
-                           {"labels", meta.labels},
-                           {"complete", run.committed.size() == run.plan.chunks.size()},
-                           {"files", files}};
+    json manifest = {{"schema", "hpcscreen.annotations_manifest/1"},
+                     {"output_level", meta.embedding     ? "embedding"
+                                      : meta.per_residue ? "residue"
+                                                         : "sequence"},
+                     {"labels", meta.labels},
+                     {"complete", run.committed.size() == run.plan.chunks.size()},
+                     {"files", files}};
+    if (meta.embedding) {
+      manifest["embeddings"] = {{"per_sequence", settings_.embed_per_sequence},
+                                {"per_residue", settings_.embed_per_residue},
+                                {"dtype", settings_.embed_float16 ? "float16" : "float32"},
+                                {"hidden_size", meta.hidden_size}};
+      section["embeddings"] = embedding_report(run.out_dir, files);
+    }
     run::write_file_atomically((fs::path(run.out_dir) / "annotations.json").string(),
                                manifest.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     if (settings_.tsv) write_tsv(run.out_dir, files);
@@ -180,6 +238,68 @@ class annotate_workload : public pipeline::workload {
   infer::backoff_counters& backoffs() { return backoffs_; }
 
  private:
+  // An encoder needs --embeddings; --embeddings needs an encoder; an encoder has nothing to rank
+  // (--top-k) and no labels to print (--tsv). All are command-line errors, found before any work.
+  void check_embedding_options() const {
+    const bool wanted = settings_.embed_per_sequence || settings_.embed_per_residue;
+    const auto& m = model_.metadata();
+    const std::string path = settings_.model_path;
+    if (m.embedding && !wanted) {
+      throw usage_error("model '" + path +
+                        "' is an encoder (output_level 'embedding'): choose what to keep with "
+                        "--embeddings per-sequence|per-residue|both");
+    }
+    if (!m.embedding && wanted) {
+      throw usage_error("--embeddings needs an encoder whose hpcscreen.json says output_level "
+                        "'embedding'; model '" + path + "' has output_level '" +
+                        (m.per_residue ? "residue" : "sequence") +
+                        "' (export one with tools/make_encoder.py; see "
+                        "data_schemas/bert_contract.md)");
+    }
+    if (m.embedding && settings_.hits) {
+      throw usage_error("--top-k ranks per-sequence scores; an encoder (output_level "
+                        "'embedding') has none: there is nothing to rank");
+    }
+    if (m.embedding && settings_.tsv) {
+      throw usage_error("--tsv writes predicted labels; an encoder has none (read embeddings with "
+                        "tools/hpcscreen_py/embeddings.py or 'hpcscreen export embeddings')");
+    }
+  }
+
+  // Shapes and sizes over every committed chunk file of the run (earlier attempts included).
+  json embedding_report(const std::string& out_dir, const json& files) const {
+    const auto H = model_.metadata().hidden_size;
+    const std::uint64_t value_bytes = settings_.embed_float16 ? 2 : 4;
+    std::uint64_t records = 0, residues = 0, file_bytes = 0;
+    for (const auto& f : files) {
+      const auto path = (fs::path(out_dir) / f["file"].get<std::string>()).string();
+      const auto e = io::read_embedding_extent(path);
+      records += e.n_records;
+      residues += e.n_residues;
+      file_bytes += fs::file_size(path);
+    }
+    json levels = json::array();
+    json r = {{"dtype", settings_.embed_float16 ? "float16" : "float32"},
+              {"hidden_size", H},
+              {"records", records},
+              {"file_bytes", file_bytes}};
+    std::uint64_t payload = 0;
+    if (settings_.embed_per_sequence) {
+      levels.push_back("per-sequence");
+      r["per_sequence_shape"] = {records, H};
+      payload += records * static_cast<std::uint64_t>(H) * value_bytes;
+    }
+    if (settings_.embed_per_residue) {
+      levels.push_back("per-residue");
+      r["per_residue_shape"] = {residues, H};
+      r["bytes_per_residue"] = static_cast<std::uint64_t>(H) * value_bytes;
+      payload += residues * static_cast<std::uint64_t>(H) * value_bytes;
+    }
+    r["levels"] = levels;
+    r["payload_bytes"] = payload;  // the values alone, before compression
+    return r;
+  }
+
   void write_tsv(const std::string& out_dir, const json& files) const {
     const auto& meta = model_.metadata();
     const auto tmp = (fs::path(out_dir) / "annotations.tsv.tmp").string();
@@ -221,6 +341,7 @@ class annotate_workload : public pipeline::workload {
   tokenize::tokenizer tokenizer_;
   std::int64_t overlap_ = 0;
   token_counts counts_;
+  double write_s_ = 0;  // writing chunk files (HDF5, compression), this attempt
   infer::backoff_counters backoffs_;
 };
 
@@ -278,6 +399,7 @@ class annotate_job : public pipeline::chunk_work {
           out.reject(f.record, "infer", f.reason, std::move(f.detail));
       }
     }
+    if (w_.model().metadata().embedding) return collect_embeddings(out);
     const bool per_residue = w_.model().metadata().per_residue;
     for (std::size_t i = 0; i < out_.size(); ++i) {
       if (!annotated_[i] || out.at(i) != pipeline::chunk_outcomes::state::pending) continue;
@@ -291,6 +413,13 @@ class annotate_job : public pipeline::chunk_work {
 
   void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
                      const pipeline::chunk_outcomes& out) override {
+    const auto t_write = clock_type::now();
+    struct add_on_exit {  // the cost of writing the chunk's outputs, for run.json
+      double& total;
+      clock_type::time_point t;
+      ~add_on_exit() { total += seconds_since(t); }
+    } timed{write_s_, t_write};
+    if (w_.model().metadata().embedding) return write_embeddings(out_dir, chunk_id, out);
     const auto& ids = in_["id"];
     const auto& meta = w_.model().metadata();
     const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
@@ -319,6 +448,7 @@ class annotate_job : public pipeline::chunk_work {
   }
 
   const token_counts& counts() const { return counts_; }
+  double write_s() const { return write_s_; }
 
  private:
   // Work items: whole sequences, or windows of long ones.
@@ -326,6 +456,104 @@ class annotate_job : public pipeline::chunk_work {
     std::size_t record;
     tokenize::window w;
   };
+
+  // Embeddings are checked outputs: a record with a NaN or inf anywhere is rejected
+  // (non_finite_output). With float16 the values checked are those stored, so a value beyond
+  // float16's range (|x| > 65504) is an inf and rejected too, never written.
+  void collect_embeddings(pipeline::chunk_outcomes& out) {
+    const auto& s = w_.settings();
+    std::vector<float> checked;
+    for (std::size_t i = 0; i < out_.size(); ++i) {
+      if (!annotated_[i] || out.at(i) != pipeline::chunk_outcomes::state::pending) continue;
+      checked.clear();
+      if (s.embed_per_sequence) {
+        if (s.embed_float16)
+          for (auto& v : out_[i]) v = half_to_float(float_to_half(v));
+        checked.insert(checked.end(), out_[i].begin(), out_[i].end());
+      }
+      if (s.embed_per_residue) {
+        const auto& b = residue_emb_[i];
+        const auto at = checked.size();
+        checked.resize(at + b.size() / (s.embed_float16 ? 2 : 4));
+        if (s.embed_float16) {
+          for (std::size_t k = at; k < checked.size(); ++k) {
+            std::uint16_t h;
+            std::memcpy(&h, b.data() + 2 * (k - at), 2);
+            checked[k] = half_to_float(h);
+          }
+        } else {
+          std::memcpy(checked.data() + at, b.data(), b.size());
+        }
+      }
+      out.score(i, nullptr, checked.data(), checked.size());
+    }
+  }
+
+  void write_embeddings(const std::string& out_dir, std::uint64_t chunk_id,
+                        const pipeline::chunk_outcomes& out) {
+    const auto& s = w_.settings();
+    const auto& ids = in_["id"];
+    io::annotation_chunk result;
+    result.shard_file = in_.shard_file;
+    result.row_begin = in_.chunk.row_begin;
+    result.row_end = in_.chunk.row_end;
+    result.embedding = true;
+    result.per_residue = false;
+    result.float16 = s.embed_float16;
+    result.hidden_size = static_cast<std::uint64_t>(w_.model().metadata().hidden_size);
+    result.has_per_sequence = s.embed_per_sequence;
+    result.has_per_residue = s.embed_per_residue;
+    for (std::size_t i = 0; i < out_.size(); ++i) {
+      if (out.at(i) != pipeline::chunk_outcomes::state::scored) continue;
+      result.rows.push_back(in_.chunk.row_begin + i);
+      result.ids.push_back(std::string(ids[i]));
+      result.lengths.push_back(static_cast<std::uint64_t>(kept_len_[i]));
+      if (s.embed_per_sequence)
+        append_values(result.per_sequence_bytes, out_[i].data(), out_[i].size(), s.embed_float16);
+      if (s.embed_per_residue) {
+        auto& b = residue_emb_[i];
+        result.per_residue_bytes.insert(result.per_residue_bytes.end(), b.begin(), b.end());
+        std::vector<std::uint8_t>().swap(b);  // the chunk's largest buffer: do not hold it twice
+        result.residue_offsets.push_back(result.residue_offsets.back() +
+                                         static_cast<std::uint64_t>(kept_len_[i]));
+      }
+    }
+    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(chunk_id)).string();
+    io::write_annotation_chunk(path + ".tmp", result);
+    run::publish_file(path + ".tmp", path);
+  }
+
+  // One window's (or whole sequence's) hidden states, `hidden` = [window residues, H] starting at
+  // its first residue (special and padding tokens are not in it): per residue, the rows it keeps
+  // go to their residues; per sequence, its mean over all its residues is added, weighted by the
+  // residues it keeps, so a windowed sequence gets the residue-weighted mean of its windows.
+  void place_embeddings(const item& it, const float* hidden, std::int64_t H) {
+    const auto& s = w_.settings();
+    const auto n_window = it.w.end - it.w.begin;
+    if (s.embed_per_sequence) {
+      std::vector<double> sum(static_cast<std::size_t>(H), 0.0);
+      for (std::int64_t p = 0; p < n_window; ++p)
+        for (std::int64_t k = 0; k < H; ++k) sum[static_cast<std::size_t>(k)] += hidden[p * H + k];
+      const double weight = static_cast<double>(it.w.keep_end - it.w.keep_begin) /
+                            static_cast<double>(kept_len_[it.record]) /
+                            static_cast<double>(n_window);
+      auto& dst = out_[it.record];
+      for (std::int64_t k = 0; k < H; ++k)
+        dst[static_cast<std::size_t>(k)] +=
+            static_cast<float>(weight * sum[static_cast<std::size_t>(k)]);
+    }
+    if (s.embed_per_residue) {
+      const std::size_t row_bytes = static_cast<std::size_t>(H) * (s.embed_float16 ? 2 : 4);
+      auto& dst = residue_emb_[it.record];
+      std::vector<std::uint8_t> row;
+      for (auto res = it.w.keep_begin; res < it.w.keep_end; ++res) {
+        row.clear();
+        append_values(row, hidden + (res - it.w.begin) * H, static_cast<std::size_t>(H),
+                      s.embed_float16);
+        std::memcpy(dst.data() + static_cast<std::size_t>(res) * row_bytes, row.data(), row_bytes);
+      }
+    }
+  }
 
   // After tokenizing: rejects, windows, result buffers and the batches.
   void plan() {
@@ -374,12 +602,21 @@ class annotate_job : public pipeline::chunk_work {
 
     // Results per record: per residue [len (kept), C], per sequence [C] weighted by residues kept.
     out_.resize(n);
+    if (meta.embedding) residue_emb_.resize(n);
     kept_len_.assign(n, 0);
     for (std::size_t i = 0; i < n; ++i) {
       if (!annotated_[i]) continue;
       kept_len_[i] =
           std::min<std::int64_t>(static_cast<std::int64_t>(enc_[i].ids.size()),
                                  s.long_sequences == long_policy::truncate ? max_res : INT64_MAX);
+      if (meta.embedding) {
+        const auto H = meta.hidden_size;
+        out_[i].assign(s.embed_per_sequence ? static_cast<std::size_t>(H) : 0, 0.0f);
+        if (s.embed_per_residue)
+          residue_emb_[i].assign(
+              static_cast<std::size_t>(kept_len_[i] * H) * (s.embed_float16 ? 2 : 4), 0);
+        continue;
+      }
       out_[i].assign(
           static_cast<std::size_t>(meta.per_residue ? kept_len_[i] * n_labels : n_labels), 0.0f);
     }
@@ -413,8 +650,14 @@ class annotate_job : public pipeline::chunk_work {
       std::fill(mask.begin() + r * L, mask.begin() + static_cast<std::int64_t>(p), 1);
     }
     const auto result = w_.model().run(input, mask, B, L);
+    const auto n_out = result.n_labels;  // C, or H for an encoder
     for (std::int64_t r = 0; r < B; ++r) {
       const auto& it = items_[b[static_cast<std::size_t>(r)]];
+      if (meta.embedding) {
+        place_embeddings(it, &result.values[static_cast<std::size_t>((r * L + first) * n_out)],
+                         n_out);
+        continue;
+      }
       auto& dst = out_[it.record];
       if (meta.per_residue) {
         for (auto res = it.w.keep_begin; res < it.w.keep_end; ++res) {
@@ -446,12 +689,14 @@ class annotate_job : public pipeline::chunk_work {
   std::vector<item> items_;
   std::vector<std::int64_t> lengths_;
   std::vector<bool> annotated_;
-  std::vector<std::vector<float>> out_;
+  std::vector<std::vector<float>> out_;  // per record: [len, C], [C], or per-sequence embedding [H]
+  std::vector<std::vector<std::uint8_t>> residue_emb_;  // per record: [len, H] float16 or float32
   std::vector<std::int64_t> kept_len_;
   std::vector<std::vector<std::size_t>> batches_;
   std::vector<record_reject> rejects_;                 // from tokenizing, by record
   std::vector<std::vector<record_reject>> failures_;  // from inference, per batch
   token_counts counts_;
+  double write_s_ = 0;
 };
 
 std::unique_ptr<pipeline::chunk_work> annotate_workload::start(pipeline::chunk_input input) {
@@ -460,6 +705,7 @@ std::unique_ptr<pipeline::chunk_work> annotate_workload::start(pipeline::chunk_i
 
 void annotate_workload::on_committed(pipeline::chunk_work& work) {
   counts_ += static_cast<annotate_job&>(work).counts();
+  write_s_ += static_cast<annotate_job&>(work).write_s();
 }
 
 }  // namespace

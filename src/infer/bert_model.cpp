@@ -34,7 +34,9 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
       throw model_error(where + "kind is '" + kind + "', but 'annotate' needs kind 'bert'");
     m.name = j.value("name", "");
     level = j.at("output_level").get<std::string>();
-    m.labels = j.at("labels").get<std::vector<std::string>>();
+    // An encoder has no output columns to name.
+    if (level != "embedding" || j.contains("labels"))
+      m.labels = j.at("labels").get<std::vector<std::string>>();
     m.rank_by = j.value("rank_by", m.labels.empty() ? std::string() : m.labels.front());
     m.higher_is_better = j.value("higher_is_better", true);
   } catch (const nlohmann::json::exception& e) {
@@ -42,10 +44,18 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
   }
   if (contract != bert_contract)
     throw model_error(where + "contract is '" + contract + "', expected '" + bert_contract + "'");
-  if (level != "residue" && level != "sequence") {
-    throw model_error(where + "output_level is '" + level + "', expected 'residue' or 'sequence'");
+  if (level != "residue" && level != "sequence" && level != "embedding") {
+    throw model_error(where + "output_level is '" + level +
+                      "', expected 'residue', 'sequence' or 'embedding'");
   }
   m.per_residue = level == "residue";
+  m.embedding = level == "embedding";
+  if (m.embedding) {
+    m.labels.clear();
+    m.rank_by.clear();
+    m.tokenizer = tokenize::parse_tokenizer_config(text, path);
+    return m;
+  }
   if (m.labels.empty()) throw model_error(where + "'labels' is empty; list the output columns");
   if (std::find(m.labels.begin(), m.labels.end(), m.rank_by) == m.labels.end()) {
     throw model_error(where + "rank_by '" + m.rank_by + "' is not one of the labels");
@@ -71,7 +81,26 @@ struct bert_model::impl {
     return out.toTensor();
   }
 
-  void check_output(const at::Tensor& t, std::int64_t b, std::int64_t l) const {
+  // The probe batch fixes an encoder's H; every later batch must return the same.
+  void check_embedding(const at::Tensor& t, std::int64_t b, std::int64_t l) {
+    const auto h = metadata.hidden_size;
+    if (t.scalar_type() == torch::kFloat && t.dim() == 3 && t.size(0) == b && t.size(1) == l &&
+        t.size(2) > 0 && (h == 0 || t.size(2) == h)) {
+      if (h == 0) metadata.hidden_size = t.size(2);
+      return;
+    }
+    std::ostringstream found;
+    found << t.sizes() << " " << t.scalar_type();
+    throw model_error("model '" + path + "': forward() on a " +
+                      (h == 0 ? std::string("probe batch") : "batch") + " returned " + found.str() +
+                      ", expected float32 [" + std::to_string(b) + ", " + std::to_string(l) + ", " +
+                      (h == 0 ? std::string("H") : std::to_string(h)) +
+                      "] (output_level 'embedding': the last hidden states, one H-vector per "
+                      "token, as a Hugging Face BertModel returns first)");
+  }
+
+  void check_output(const at::Tensor& t, std::int64_t b, std::int64_t l) {
+    if (metadata.embedding) return check_embedding(t, b, l);
     const auto c = static_cast<std::int64_t>(metadata.labels.size());
     const bool ok =
         t.scalar_type() == torch::kFloat &&
@@ -140,7 +169,8 @@ bert_output bert_model::run(const std::vector<std::int64_t>& input_ids,
   bert_output r;
   r.batch = batch;
   r.length = length;
-  r.n_labels = static_cast<std::int64_t>(impl_->metadata.labels.size());
+  r.n_labels = impl_->metadata.embedding ? impl_->metadata.hidden_size
+                                         : static_cast<std::int64_t>(impl_->metadata.labels.size());
   r.values.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
   return r;
 }

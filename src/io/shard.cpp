@@ -68,7 +68,8 @@ class handle {
 void write_string_attribute(hid_t obj, const char* name, const std::string& value,
                             const std::string& path) {
   handle type(check(H5Tcopy(H5T_C_S1), "H5Tcopy", path), H5Tclose);
-  check(H5Tset_size(type.get(), value.size()), "H5Tset_size", path);
+  // An empty value is stored as one NUL (HDF5 has no zero-size strings); readers stop at NUL.
+  check(H5Tset_size(type.get(), std::max<std::size_t>(1, value.size())), "H5Tset_size", path);
   handle space(check(H5Screate(H5S_SCALAR), "H5Screate", path), H5Sclose);
   handle attr(check(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
                     std::string("creating attribute ") + name, path),
@@ -334,6 +335,76 @@ void write_array(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,
     check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "writing", path);
 }
 
+// IEEE binary16 as HDF5 1.10 has no predefined type for it; h5py builds the same one and reads
+// it as numpy float16.
+handle float16_type(const std::string& path) {
+  handle t(check(H5Tcopy(H5T_IEEE_F32LE), "H5Tcopy", path), H5Tclose);
+  check(H5Tset_fields(t.get(), 15, 10, 5, 0, 10), "H5Tset_fields", path);
+  check(H5Tset_size(t.get(), 2), "H5Tset_size", path);
+  check(H5Tset_ebias(t.get(), 15), "H5Tset_ebias", path);
+  return t;
+}
+
+// A [rows, cols] matrix of float16 or float32, chunked by about 1 MiB of rows (whole rows), with
+// byte shuffling, deflate and Fletcher-32. Embeddings are noisy floats: shuffle + a low deflate
+// level saves what can be saved without making the write the bottleneck.
+void write_matrix(hid_t loc, const char* name, bool float16, const void* data, std::uint64_t rows,
+                  std::uint64_t cols, const std::string& path) {
+  const auto f16 = float16 ? float16_type(path) : handle();
+  const hid_t type = float16 ? f16.get() : H5T_IEEE_F32LE;
+  const hid_t mem_type = float16 ? f16.get() : H5T_NATIVE_FLOAT;
+  const std::uint64_t row_bytes = std::max<std::uint64_t>(1, cols) * (float16 ? 2 : 4);
+  hsize_t dims[2] = {rows, cols};
+  hsize_t maxdims[2] = {H5S_UNLIMITED, cols};
+  handle space(check(H5Screate_simple(2, dims, maxdims), "H5Screate_simple", path), H5Sclose);
+  handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path), H5Pclose);
+  hsize_t chunk_dims[2] = {
+      std::max<hsize_t>(1, std::min<hsize_t>(std::max<hsize_t>(1, (1u << 20) / row_bytes),
+                                             std::max<hsize_t>(rows, 1))),
+      std::max<hsize_t>(cols, 1)};
+  check(H5Pset_chunk(dcpl.get(), 2, chunk_dims), "H5Pset_chunk", path);
+  check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", path);
+  check(H5Pset_deflate(dcpl.get(), 1), "H5Pset_deflate", path);
+  check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
+  handle dset(check(H5Dcreate2(loc, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                    std::string("creating dataset ") + name, path),
+              H5Dclose);
+  if (rows > 0 && cols > 0)
+    check(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+          std::string("writing dataset ") + name, path);
+}
+
+// Rows and columns of a 2-D dataset.
+std::pair<std::uint64_t, std::uint64_t> matrix_shape(hid_t file, const char* name,
+                                                     const std::string& path) {
+  handle dset(check(H5Dopen2(file, name, H5P_DEFAULT), std::string("opening ") + name, path),
+              H5Dclose);
+  handle space(check(H5Dget_space(dset.get()), "H5Dget_space", path), H5Sclose);
+  hsize_t dims[2] = {0, 0};
+  if (H5Sget_simple_extent_ndims(space.get()) != 2)
+    throw shard_error("'" + path + "': /" + name + " is not a matrix");
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  return {dims[0], dims[1]};
+}
+
+std::vector<std::uint8_t> read_matrix_bytes(hid_t file, const char* name, bool float16,
+                                            const std::string& path) {
+  const auto [rows, cols] = matrix_shape(file, name, path);
+  std::vector<std::uint8_t> out(rows * cols * (float16 ? 2 : 4));
+  if (out.empty()) return out;
+  handle dset(check(H5Dopen2(file, name, H5P_DEFAULT), std::string("opening ") + name, path),
+              H5Dclose);
+  const auto f16 = float16 ? float16_type(path) : handle();
+  check(H5Dread(dset.get(), float16 ? f16.get() : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                out.data()),
+        std::string("reading ") + name, path);
+  return out;
+}
+
+bool has_link(hid_t file, const char* name, const std::string& path) {
+  return check(H5Lexists(file, name, H5P_DEFAULT), "H5Lexists", path) > 0;
+}
+
 template <class T>
 std::vector<T> read_array(hid_t file, const char* name, hid_t mem_type, const std::string& path) {
   handle dset(check(H5Dopen2(file, name, H5P_DEFAULT), std::string("opening ") + name, path),
@@ -355,7 +426,8 @@ void write_annotation_chunk(const std::string& path, const annotation_chunk& a) 
       H5Fclose);
   write_string_attribute(file.get(), "schema", annotation_schema, path);
   write_string_attribute(file.get(), "shard", a.shard_file, path);
-  write_string_attribute(file.get(), "output_level", a.per_residue ? "residue" : "sequence", path);
+  write_string_attribute(file.get(), "output_level",
+                         a.embedding ? "embedding" : a.per_residue ? "residue" : "sequence", path);
   std::string labels;
   for (const auto& l : a.labels) labels += (labels.empty() ? "" : "\n") + l;
   write_string_attribute(file.get(), "labels", labels, path);
@@ -372,7 +444,25 @@ void write_annotation_chunk(const std::string& path, const annotation_chunk& a) 
   write_array(group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.ids.offsets, 1 << 16,
               path);
   const auto n_labels = a.labels.size();
-  if (a.per_residue) {
+  if (a.embedding) {
+    write_string_attribute(file.get(), "embedding_dtype", a.float16 ? "float16" : "float32", path);
+    write_u64_attribute(file.get(), "hidden_size", a.hidden_size, path);
+    const std::uint64_t value_bytes = a.float16 ? 2 : 4;
+    if (a.has_per_sequence) {
+      HPCSCREEN_ASSERT(a.per_sequence_bytes.size() == a.rows.size() * a.hidden_size * value_bytes);
+      write_matrix(file.get(), "embedding_per_sequence", a.float16, a.per_sequence_bytes.data(),
+                   a.rows.size(), a.hidden_size, path);
+    }
+    if (a.has_per_residue) {
+      HPCSCREEN_ASSERT(a.residue_offsets.size() == a.rows.size() + 1 &&
+                       a.per_residue_bytes.size() ==
+                           a.residue_offsets.back() * a.hidden_size * value_bytes);
+      write_matrix(file.get(), "embedding_per_residue", a.float16, a.per_residue_bytes.data(),
+                   a.residue_offsets.back(), a.hidden_size, path);
+      write_array(file.get(), "residue_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                  a.residue_offsets, 1 << 16, path);
+    }
+  } else if (a.per_residue) {
     write_array(file.get(), "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path,
                 n_labels);
     write_array(file.get(), "residue_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, a.residue_offsets,
@@ -396,7 +486,9 @@ annotation_chunk read_annotation_chunk(const std::string& path) {
     throw shard_error("'" + path + "' is not an hpcscreen annotation file");
   }
   a.shard_file = read_string_attribute(file.get(), "shard", path);
-  a.per_residue = read_string_attribute(file.get(), "output_level", path) == "residue";
+  const auto level = read_string_attribute(file.get(), "output_level", path);
+  a.per_residue = level == "residue";
+  a.embedding = level == "embedding";
   const auto labels = read_string_attribute(file.get(), "labels", path);
   std::size_t b = 0;
   while (b <= labels.size()) {
@@ -411,7 +503,20 @@ annotation_chunk read_annotation_chunk(const std::string& path) {
   const auto id_bytes = read_array<std::uint8_t>(file.get(), "id/bytes", H5T_NATIVE_UINT8, path);
   a.ids.bytes.assign(id_bytes.begin(), id_bytes.end());
   a.ids.offsets = read_array<std::uint64_t>(file.get(), "id/offsets", H5T_NATIVE_UINT64, path);
-  if (a.per_residue) {
+  if (a.embedding) {
+    a.float16 = read_string_attribute(file.get(), "embedding_dtype", path) == "float16";
+    a.hidden_size = read_u64_attribute(file.get(), "hidden_size", path);
+    a.labels.clear();
+    a.has_per_sequence = has_link(file.get(), "embedding_per_sequence", path);
+    a.has_per_residue = has_link(file.get(), "embedding_per_residue", path);
+    if (a.has_per_sequence)
+      a.per_sequence_bytes = read_matrix_bytes(file.get(), "embedding_per_sequence", a.float16, path);
+    if (a.has_per_residue) {
+      a.per_residue_bytes = read_matrix_bytes(file.get(), "embedding_per_residue", a.float16, path);
+      a.residue_offsets =
+          read_array<std::uint64_t>(file.get(), "residue_offsets", H5T_NATIVE_UINT64, path);
+    }
+  } else if (a.per_residue) {
     a.values = read_array<float>(file.get(), "logits", H5T_NATIVE_FLOAT, path);
     a.residue_offsets =
         read_array<std::uint64_t>(file.get(), "residue_offsets", H5T_NATIVE_UINT64, path);
@@ -420,6 +525,58 @@ annotation_chunk read_annotation_chunk(const std::string& path) {
     a.values = read_array<float>(file.get(), "scores", H5T_NATIVE_FLOAT, path);
   }
   return a;
+}
+
+embedding_extent read_embedding_extent(const std::string& path) {
+  silence_hdf5();
+  handle file(
+      check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path),
+      H5Fclose);
+  if (read_string_attribute(file.get(), "output_level", path) != "embedding")
+    throw shard_error("'" + path + "' holds no embeddings (output_level is not 'embedding')");
+  embedding_extent e;
+  e.float16 = read_string_attribute(file.get(), "embedding_dtype", path) == "float16";
+  e.hidden_size = read_u64_attribute(file.get(), "hidden_size", path);
+  e.n_records = read_u64_attribute(file.get(), "n_records", path);
+  e.has_per_sequence = has_link(file.get(), "embedding_per_sequence", path);
+  e.has_per_residue = has_link(file.get(), "embedding_per_residue", path);
+  if (e.has_per_residue) e.n_residues = matrix_shape(file.get(), "embedding_per_residue", path).first;
+  return e;
+}
+
+named_array_file::named_array_file(const std::string& path) : path_(path) {
+  silence_hdf5();
+  file_ = check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating", path);
+}
+
+named_array_file::~named_array_file() {
+  if (file_ >= 0) H5Fclose(file_);
+}
+
+void named_array_file::add(const std::string& name, const std::string& original_id,
+                           std::uint64_t rows, std::uint64_t cols, bool float16, const void* data) {
+  const auto f16 = float16 ? float16_type(path_) : handle();
+  const hid_t type = float16 ? f16.get() : H5T_IEEE_F32LE;
+  hsize_t dims[2] = {rows ? rows : cols, cols};
+  handle space(check(H5Screate_simple(rows ? 2 : 1, dims, nullptr), "H5Screate_simple", path_),
+               H5Sclose);
+  handle dset(check(H5Dcreate2(file_, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                               H5P_DEFAULT),
+                    "creating dataset '" + name + "'", path_),
+              H5Dclose);
+  if (dims[0] > 0 && cols > 0)
+    check(H5Dwrite(dset.get(), float16 ? f16.get() : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+                   H5P_DEFAULT, data),
+          "writing dataset '" + name + "'", path_);
+  write_string_attribute(dset.get(), "original_id", original_id, path_);
+}
+
+void named_array_file::close() {
+  if (file_ < 0) return;
+  const auto f = file_;
+  file_ = -1;
+  check(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing", path_);
+  check(H5Fclose(f), "closing", path_);
 }
 
 }  // namespace hpcscreen::io

@@ -6,6 +6,7 @@
 
 #include "hpcscreen/chem/featurize.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/infer/bert_model.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
 
 using namespace hpcscreen;
@@ -83,4 +84,29 @@ TEST(gnn_model, contract_violations_are_refused_with_what_was_expected) {
   EXPECT_NE(load_error("three_tasks_declared.pt").find("expected float32 [2, 3]"),
             std::string::npos);
   EXPECT_NE(load_error("wrong_arity.pt").find("takes 2 inputs, expected 5"), std::string::npos);
+}
+
+// An encoder ("output_level": "embedding") needs no labels; the probe batch fixes H, and a
+// Hugging Face-style tuple's first element is used.
+TEST(bert_model, encoder_returns_hidden_states_of_the_size_the_probe_found) {
+  for (const auto* name : {"bert_encoder.pt", "bert_encoder_tuple.pt"}) {
+    infer::bert_model m(model(name));
+    EXPECT_TRUE(m.metadata().embedding);
+    EXPECT_FALSE(m.metadata().per_residue);
+    EXPECT_TRUE(m.metadata().labels.empty());
+    EXPECT_EQ(m.metadata().hidden_size, 16);
+    const std::vector<std::int64_t> ids = {2, 6, 5, 3}, mask = {1, 1, 1, 1};
+    const auto out = m.run(ids, mask, 1, 4);
+    EXPECT_EQ(out.n_labels, 16);
+    EXPECT_EQ(out.values.size(), 4u * 16u);
+  }
+}
+
+TEST(bert_model, encoder_whose_output_is_not_B_L_H_is_refused_at_load) {
+  try {
+    infer::bert_model m(model("bert_encoder_wrong_shape.pt"));
+    FAIL() << "loaded";
+  } catch (const model_error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected float32 [2, 7, H]"), std::string::npos) << e.what();
+  }
 }

@@ -8,9 +8,10 @@ bench/results.jsonl with the commit, machine, ranks, threads, batch settings and
 
 Sections: stage limits, end-to-end screen vs the ideal, a Python baseline, rank scaling and
 coordination cost, peak RSS vs library size, annotate vs the matmul rate for a ProtBert-shaped
-BERT, length-aware vs fixed batching, the memory tier's batch sweep, and pack of an Enamine
-REAL-format .cxsmiles.bz2 against `bzip2 -dc` of the same file, on 1 rank and on 2 ranks with 2
-files (--sections pack --pack-rows N; 10 M rows by default)."""
+BERT, length-aware vs fixed batching, embeddings (per-sequence, per-residue) vs logits only, the
+memory tier's batch sweep, several models in one screen against separate screens, and pack of an
+Enamine REAL-format .cxsmiles.bz2 against `bzip2 -dc` of the same file, on 1 rank and on 2 ranks
+with 2 files (--sections pack --pack-rows N; 10 M rows by default)."""
 import argparse
 import datetime
 import json
@@ -175,7 +176,8 @@ def main():
     p.add_argument("--pack-rows", type=int, default=10_000_000, help="rows of the synthetic Enamine file for the pack section")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,tier,models,pack")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack")
+    p.add_argument("--embedding-proteins", type=int, default=400, help="proteins for the embeddings section")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -256,7 +258,7 @@ def main():
         b.row("memory", {"sizes": sizes, "ranks": 2},
               {"peak_rss_mib": {str(k): v / 2**20 for k, v in rss.items()}, "growth": rss[sizes[-1]] / rss[sizes[0]] - 1})
 
-    if "lengths" in sections or "annotate" in sections:
+    if "lengths" in sections or "annotate" in sections or "embeddings" in sections:
         fa = os.path.join(a.work, "proteins.fa")
         m = 200 if a.smoke else 1500
         with open(fa, "w") as f:
@@ -304,6 +306,53 @@ def main():
         b.row("annotate_protbert_shape", {"hidden": hidden, "layers": layers, "heads": heads, "threads": cores, "sequences": rj["records_scored"]},
               {"tokens_per_s": rate, "model_gflops": gflops, "matmul_gflops_all_cores": mm["matmul_gflops_all_cores"],
                "fraction_of_matmul": gflops / mm["matmul_gflops_all_cores"], "padding": rj["annotate"]["padding_fraction"]})
+
+    if "embeddings" in sections:
+        # The cost of keeping embeddings: one BERT (ProtBert's width, 1,024, so the bytes per
+        # residue are a real encoder's; few layers, so inference is cheap and the writing shows)
+        # run with its per-residue head (logits only) and as an encoder without it.
+        hidden, layers, heads = (64, 1, 4) if a.smoke else (1024, 2, 16)
+        n_prot = 30 if a.smoke else a.embedding_proteins
+        logits_model = os.path.join(a.work, f"bert-emb-{hidden}x{layers}.pt")
+        encoder = os.path.join(a.work, f"bert-emb-{hidden}x{layers}-encoder.pt")
+        if not os.path.exists(encoder):
+            sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", logits_model, "--hidden", str(hidden),
+                "--layers", str(layers), "--heads", str(heads), "--max-length", "1024"])
+            sh([PY, os.path.join(ROOT, "tools", "make_encoder.py"), "--source", logits_model, "--out", encoder,
+                "--heads", str(heads)])
+        efa = os.path.join(a.work, f"proteins-emb{n_prot}.fa")
+        elib = os.path.join(a.work, f"proteins-emb{n_prot}-lib")
+        if not os.path.exists(elib):
+            with open(efa, "w") as f:
+                subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_library.py"), "proteins", str(n_prot)],
+                               stdout=f, check=True)
+            sh([b.hpcscreen, "pack", "proteins", "--input", efa, "--out", elib])
+        results = {}
+        for name, model, extra in (("logits", logits_model, []),
+                                   ("per-sequence", encoder, ["--embeddings", "per-sequence"]),
+                                   ("per-residue", encoder, ["--embeddings", "per-residue"])):
+            out = os.path.join(a.work, f"emb-{name}")
+            shutil.rmtree(out, ignore_errors=True)
+            sh(["mpirun", "-np", "1", "--bind-to", "none", b.hpcscreen, "annotate", "--library", elib, "--model", model,
+                "--out", out, "--threads", str(cores), "--long-sequences", "window", "--progress-interval", "0",
+                "--chunk-rows", "50", *extra])
+            rj = json.load(open(os.path.join(out, "run.json")))
+            files = sum(os.path.getsize(os.path.join(out, "annotations", f)) for f in os.listdir(os.path.join(out, "annotations")))
+            residues = rj["annotate"]["tokens"]["residues"]
+            results[name] = {"residues_per_s": residues / rj["wall_time_s"], "wall_s": rj["wall_time_s"],
+                             "write_s": rj["annotate"]["output_write_s"],
+                             "file_bytes": files, "file_bytes_per_residue": files / max(1, residues),
+                             "residues": residues}
+            if name != "logits":
+                e = rj["annotate"]["embeddings"]
+                results[name]["payload_bytes"] = e["payload_bytes"]
+                results[name]["file_over_payload"] = e["file_bytes"] / max(1, e["payload_bytes"])
+        base = results["logits"]["residues_per_s"]
+        for name, r in results.items():
+            r["relative_to_logits"] = r["residues_per_s"] / base
+        b.row("embeddings", {"proteins": n_prot, "hidden": hidden, "layers": layers, "threads": cores, "dtype": "float16",
+                             "chunk_rows": 50},
+              {k.replace("-", "_"): v for k, v in results.items()})
 
     if "tier" in sections:
         m = 3000 if a.smoke else 5000

@@ -119,7 +119,8 @@ class TinyBert(nn.Module):
         self.head = nn.Linear(hidden, n_labels)
         self.per_residue = per_residue
 
-    def forward(self, input_ids, attention_mask):
+    def encode(self, input_ids, attention_mask):
+        """The last hidden states [B, L, hidden], before any head."""
         positions = torch.arange(input_ids.size(1), device=input_ids.device).unsqueeze(0)
         h = self.tok(input_ids) + self.pos(positions)
         maskf = attention_mask.unsqueeze(-1).to(h.dtype)
@@ -128,10 +129,41 @@ class TinyBert(nn.Module):
         bias = (1.0 - attention_mask[:, None, None, :].to(h.dtype)) * -1e9
         for layer in self.layers:
             h = layer(h, bias)
+        return h
+
+    def forward(self, input_ids, attention_mask):
+        h = self.encode(input_ids, attention_mask)
+        maskf = attention_mask.unsqueeze(-1).to(h.dtype)
         if self.per_residue:
             return self.head(h)
         pooled = (h * maskf).sum(1) / maskf.sum(1).clamp(min=1.0)
         return self.head(pooled)
+
+
+class Encoder(nn.Module):
+    """A TinyBert without its head, for "output_level": "embedding": forward returns the last
+    hidden states [B, L, hidden], or (hidden states, mean over real tokens) with hf_tuple, the
+    way a Hugging Face BertModel traced with torchscript=True returns (last_hidden_state, pooled)."""
+
+    def __init__(self, bert, hf_tuple=False):
+        super().__init__()
+        self.bert = bert
+        self.hf_tuple = hf_tuple
+
+    def forward(self, input_ids, attention_mask):
+        h = self.bert.encode(input_ids, attention_mask)
+        if self.hf_tuple:
+            maskf = attention_mask.unsqueeze(-1).to(h.dtype)
+            return h, (h * maskf).sum(1) / maskf.sum(1).clamp(min=1.0)
+        return h
+
+
+def encoder_metadata(max_length, name="", tokenizer=None, **extra):
+    """hpcscreen.json of an encoder: no labels, no ranking."""
+    meta = {"contract": CONTRACT, "kind": "bert", "name": name, "output_level": "embedding",
+            "tokenizer": tokenizer or tokenizer_config(max_length)}
+    meta.update(extra)
+    return meta
 
 
 def save_traced(model, path, meta, example_lengths=(7, 12)):

@@ -21,7 +21,16 @@ struct annotate_settings {
   std::int64_t window_overlap = -1;  // residues; -1: a quarter of the model's window
   bool hits = false;                 // per-sequence models: rank and write hits.csv
   bool tsv = false;                  // also write annotations.tsv (small runs)
+  // --embeddings with an encoder model (output_level "embedding"): what to keep, and in which
+  // precision (data_schemas/annotations.md).
+  bool embed_per_sequence = false, embed_per_residue = false;
+  bool embed_float16 = true;
 };
+
+// --embeddings per-sequence|per-residue|both and --embedding-dtype float16|float32; throw
+// usage_error naming the option.
+void parse_embeddings(const std::string& text, annotate_settings& s);
+void parse_embedding_dtype(const std::string& text, annotate_settings& s);
 
 std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings,
                                                            int threads);

@@ -1,6 +1,7 @@
 #pragma once
 // A user's TorchScript BERT behind the hpcscreen.bert/1 contract (data_schemas/bert_contract.md):
-// forward(input_ids int64[B,L], attention_mask int64[B,L]) -> float32 [B,L,C] or [B,C].
+// forward(input_ids int64[B,L], attention_mask int64[B,L]) -> float32 [B,L,C] or [B,C], or for an
+// encoder ("output_level": "embedding") its last hidden states float32 [B,L,H].
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,7 +16,9 @@ inline constexpr const char* bert_contract = "hpcscreen.bert/1";
 struct bert_metadata {
   std::string name;
   bool per_residue = true;  // "output_level": "residue" | "sequence"
-  std::vector<std::string> labels;
+  bool embedding = false;   // "output_level": "embedding" (per_residue is then false)
+  std::int64_t hidden_size = 0;  // embedding: H, as the probe batch found it
+  std::vector<std::string> labels;  // empty for an encoder
   std::string rank_by;  // sequence-level models: the label hits are ranked by
   bool higher_is_better = true;
   tokenize::tokenizer_config tokenizer;
@@ -24,8 +27,8 @@ struct bert_metadata {
 };
 
 struct bert_output {
-  std::vector<float> values;  // [B, L, C] (per residue) or [B, C], row-major
-  std::int64_t batch = 0, length = 0, n_labels = 0;
+  std::vector<float> values;  // [B, L, C] (per residue), [B, C], or [B, L, H] (embedding)
+  std::int64_t batch = 0, length = 0, n_labels = 0;  // n_labels: C, or H for an encoder
 };
 
 class bert_model {
