@@ -84,7 +84,7 @@ class annotate_workload : public pipeline::workload {
   annotate_workload(const annotate_settings& s, int threads)
       : settings_(s),
         threads_(threads),
-        model_(s.model_path),
+        model_(s.model_path, s.precision),
         tokenizer_(model_.metadata().tokenizer) {
     infer::configure_threads(threads);
     infer::keep_freed_tensor_memory();
@@ -112,8 +112,12 @@ class annotate_workload : public pipeline::workload {
     return {m.labels, m.rank_label_index(), m.higher_is_better, settings_.hits};
   }
   json identity() const override {
-    return {{"long_sequences", policy_name(settings_.long_sequences)},
-            {"window_overlap", overlap_}};
+    json id = {{"long_sequences", policy_name(settings_.long_sequences)},
+               {"window_overlap", overlap_}};
+    // As in screen: a resumed run keeps its precision; FP32 adds no key (older runs resume).
+    if (model_.precision().used != infer::precision::fp32)
+      id["precision"] = infer::precision_name(model_.precision().used);
+    return id;
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");
@@ -143,6 +147,7 @@ class annotate_workload : public pipeline::workload {
     section["padding_fraction"] =
         padded ? 1.0 - double(tokens.at("real_tokens").get<std::uint64_t>()) / double(padded) : 0.0;
     section["model"] = json::parse(model_.metadata().raw_json);
+    section["precision"] = infer::precision_report(model_.precision());
     section["config"] = {{"max_tokens", settings_.budget.max_tokens},
                          {"max_sequences", settings_.budget.max_sequences},
                          {"batching", settings_.length_aware ? "length-aware" : "fixed"},

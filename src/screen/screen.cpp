@@ -24,7 +24,7 @@ class screen_workload : public pipeline::workload {
  public:
   // Threads come from the rank's stage pool; each scores one batch at a time.
   screen_workload(const screen_settings& s, int /*threads*/)
-      : settings_(s), model_(s.model_path) {
+      : settings_(s), model_(s.model_path, s.precision) {
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -37,7 +37,12 @@ class screen_workload : public pipeline::workload {
     return {m.tasks, m.rank_task_index(), m.higher_is_better, true};
   }
   json identity() const override {
-    return {{"max_atoms", settings_.featurize.max_atoms}, {"all_scores", settings_.all_scores}};
+    json id = {{"max_atoms", settings_.featurize.max_atoms}, {"all_scores", settings_.all_scores}};
+    // Scores differ slightly between precisions: a resumed run keeps its own. (FP32 adds no key,
+    // so run folders from before precisions existed still resume.)
+    if (model_.precision().used != infer::precision::fp32)
+      id["precision"] = infer::precision_name(model_.precision().used);
+    return id;
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
@@ -61,6 +66,7 @@ class screen_workload : public pipeline::workload {
   json finish(const pipeline::run_view&, const json& summed) const override {
     json section = summed;
     section["model"] = json::parse(model_.metadata().raw_json);
+    section["precision"] = infer::precision_report(model_.precision());
     section["config"] = {{"max_atoms", settings_.featurize.max_atoms},
                          {"batch_molecules", settings_.budget.max_molecules},
                          {"batch_atoms", settings_.budget.max_atoms},

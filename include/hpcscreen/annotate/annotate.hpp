@@ -21,6 +21,7 @@ struct annotate_settings {
   std::int64_t window_overlap = -1;  // residues; -1: a quarter of the model's window
   bool hits = false;                 // per-sequence models: rank and write hits.csv
   bool tsv = false;                  // also write annotations.tsv (small runs)
+  std::string precision = "fp32";    // fp32, bf16, int8, auto (infer/precision.hpp)
 };
 
 std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings,
