@@ -40,12 +40,20 @@ double rate(std::size_t n,
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: hpcscreen-stage-bench LIBRARY MODEL [N=20000] [--quick]\n");
+    std::fprintf(stderr,
+                 "usage: hpcscreen-stage-bench LIBRARY MODEL [N=20000] [--quick] [--precision P]\n");
     return 2;
   }
   const std::string lib = argv[1], model_path = argv[2];
-  const std::size_t want = argc > 3 ? std::stoul(argv[3]) : 20000;
-  const bool quick = argc > 4 && std::string(argv[4]) == "--quick";
+  std::size_t want = 20000;
+  bool quick = false;
+  std::string precision = "fp32";
+  for (int i = 3; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") quick = true;
+    else if (arg == "--precision" && i + 1 < argc) precision = argv[++i];
+    else want = std::stoul(arg);
+  }
   chem::silence_rdkit_logs();
   infer::configure_threads(1);
   infer::keep_freed_tensor_memory();
@@ -85,10 +93,13 @@ int main(int argc, char** argv) {
       batches.push_back(batch::assemble({graphs.begin() + b, graphs.begin() + e}));
     sink += batches.size();
   });
-  infer::gnn_model model(model_path);
+  infer::gnn_model model(model_path, precision);
+  out["precision"] = infer::precision_name(model.precision().used);
   out["inference_per_core_per_s"] = rate(graphs.size(), [&] {
     for (const auto& b : batches) sink += model.score(b).size();
   });
+  // Scores of the first batch, to compare precisions and graph passes with each other.
+  if (!batches.empty()) out["first_batch_scores"] = model.score(batches.front());
 
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> u(0, 1);

@@ -13,6 +13,7 @@
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/io/embedding_export.hpp"
+#include "hpcscreen/infer/precision.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
@@ -269,6 +270,15 @@ void add_tier_options(po::options_description& desc, std::string& budget, infer:
       "pmem-max", po::value(&pmem_max), "cap on the spill tier per rank (default: unlimited)");
 }
 
+// --precision, checked where parsed (exit 2); whether the CPU runs it is checked at model load.
+void add_precision_option(po::options_description& desc, std::string& precision) {
+  desc.add_options()("precision", po::value(&precision)->default_value(precision)->notifier(
+                                      [](const std::string& v) { infer::check_precision_text(v); }),
+                     "fp32, bf16, int8 or auto: the precision the model runs at, converted once "
+                     "at load (bf16 needs AVX512_BF16, int8 AVX512_VNNI; auto: the fastest the "
+                     "CPU has; outputs stay float32)");
+}
+
 infer::tier_config finish_tier(infer::tier_config tier, const std::string& budget,
                                const std::string& pmem_max) {
   if (!budget.empty()) tier.dram_budget_bytes = parse_bytes(budget, "dram-budget");
@@ -348,6 +358,7 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
                   "--model several times to score each record with several models, featurized "
                   "once");
   add_tier_options(desc, budget, tier, pmem_max);
+  add_precision_option(desc, settings.precision);
   desc.add_options()(
       "max-atoms", in_range(settings.featurize.max_atoms, "max-atoms", 1, 100000),
       "reject molecules with more heavy atoms")(
@@ -386,6 +397,7 @@ int annotate_command(const std::vector<std::string>& args, int argc, char** argv
   add_run_options(desc, o, stop_after,
                   "TorchScript BERT with hpcscreen.json (data_schemas/bert_contract.md)");
   add_tier_options(desc, budget, tier, pmem_max);
+  add_precision_option(desc, settings.precision);
   desc.add_options()(
       "max-tokens", in_range(settings.budget.max_tokens, "max-tokens", 1, int32_max),
       "padded tokens per inference batch, at most")(

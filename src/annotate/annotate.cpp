@@ -124,7 +124,7 @@ class annotate_workload : public pipeline::workload {
   annotate_workload(const annotate_settings& s, int threads)
       : settings_(s),
         threads_(threads),
-        model_(s.model_path),
+        model_(s.model_path, s.precision),
         tokenizer_(model_.metadata().tokenizer) {
     infer::configure_threads(threads);
     infer::keep_freed_tensor_memory();
@@ -163,6 +163,9 @@ class annotate_workload : public pipeline::workload {
       id["embeddings"] = embeddings_name(settings_);
       id["embedding_dtype"] = settings_.embed_float16 ? "float16" : "float32";
     }
+    // As in screen: a resumed run keeps its precision; FP32 adds no key (older runs resume).
+    if (model_.precision().used != infer::precision::fp32)
+      id["precision"] = infer::precision_name(model_.precision().used);
     return id;
   }
   void prepare_run_folder(const std::string& out_dir) const override {
@@ -195,6 +198,7 @@ class annotate_workload : public pipeline::workload {
     section["padding_fraction"] =
         padded ? 1.0 - double(tokens.at("real_tokens").get<std::uint64_t>()) / double(padded) : 0.0;
     section["model"] = json::parse(model_.metadata().raw_json);
+    section["precision"] = infer::precision_report(model_.precision());
     section["config"] = {{"max_tokens", settings_.budget.max_tokens},
                          {"max_sequences", settings_.budget.max_sequences},
                          {"batching", settings_.length_aware ? "length-aware" : "fixed"},

@@ -10,6 +10,7 @@
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/model_metadata.hpp"
+#include "graph_passes.hpp"
 #include "torchscript_archive.hpp"
 
 namespace hpcscreen::infer {
@@ -69,6 +70,7 @@ struct bert_model::impl {
   std::string path;
   torch::jit::Module module;
   bert_metadata metadata;
+  precision_choice precision;
 
   at::Tensor forward(at::Tensor ids, at::Tensor mask) {
     auto out = module.forward({ids, mask});
@@ -78,7 +80,7 @@ struct bert_model::impl {
       throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
                         ", expected a float32 tensor");
     }
-    return out.toTensor();
+    return detail::to_float32(out.toTensor(), precision);
   }
 
   // The probe batch fixes an encoder's H; every later batch must return the same.
@@ -121,8 +123,11 @@ struct bert_model::impl {
   }
 };
 
-bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()) {
+bert_model::bert_model(const std::string& path, const std::string& precision)
+    : impl_(std::make_unique<impl>()) {
   impl_->path = path;
+  impl_->precision = choose_precision(precision, model_family::bert, detect_cpu_features());
+  impl_->precision.quantized_engine = detail::select_quantized_engine();
   auto a = detail::load_archive(path, "data_schemas/bert_contract.md");
   impl_->module = std::move(a.module);
   impl_->metadata = parse_bert_metadata(a.metadata_json, path);
@@ -132,6 +137,9 @@ bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()
     throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
                       " inputs, expected 2: (input_ids int64[B,L], attention_mask int64[B,L])");
   }
+  impl_->module = detail::guarded(
+      "model '" + path + "': cannot prepare it for " + precision_name(impl_->precision.used),
+      [&] { return detail::prepare_module(impl_->module, impl_->precision); });
   // Two sequences, 3 and 5 residues: [CLS] x x x [SEP] [PAD] [PAD] and [CLS] x x x x x [SEP].
   const std::int64_t l = 5 + tok.n_special();
   std::vector<std::int64_t> ids(2 * l, tok.pad_id()), mask(2 * l, 0);
@@ -151,6 +159,9 @@ bert_model::bert_model(const std::string& path) : impl_(std::make_unique<impl>()
 bert_model::~bert_model() = default;
 const bert_metadata& bert_model::metadata() const {
   return impl_->metadata;
+}
+const precision_choice& bert_model::precision() const {
+  return impl_->precision;
 }
 
 bert_output bert_model::run(const std::vector<std::int64_t>& input_ids,

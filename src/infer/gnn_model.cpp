@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "hpcscreen/core/error.hpp"
+#include "graph_passes.hpp"
 #include "torchscript_archive.hpp"
 
 namespace hpcscreen::infer {
@@ -70,6 +71,7 @@ struct gnn_model::impl {
   std::string path;
   torch::jit::Module module;
   model_metadata metadata;
+  precision_choice precision;
 
   at::Tensor run(const batch::graph_batch& b) {
     auto as_tensor = [](const std::vector<std::int64_t>& v, std::vector<std::int64_t> shape) {
@@ -87,7 +89,7 @@ struct gnn_model::impl {
       throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
                         ", expected a float32 tensor [B, T]");
     }
-    return out.toTensor();
+    return detail::to_float32(out.toTensor(), precision);
   }
 
   void check_output(const at::Tensor& t, std::int64_t n_graphs) const {
@@ -124,8 +126,11 @@ chem::mol_graph probe_graph(std::int64_t n_atoms) {
 }
 }  // namespace
 
-gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) {
+gnn_model::gnn_model(const std::string& path, const std::string& precision)
+    : impl_(std::make_unique<impl>()) {
   impl_->path = path;
+  impl_->precision = choose_precision(precision, model_family::gnn, detect_cpu_features());
+  impl_->precision.quantized_engine = detail::select_quantized_engine();
   auto a = detail::load_archive(path, "data_schemas/model_contract.md");
   impl_->module = std::move(a.module);
   impl_->metadata = parse_gnn_metadata(a.metadata_json, path);
@@ -135,6 +140,9 @@ gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) 
                       " inputs, expected 5: (x int64[N,9], edge_index int64[2,E], edge_attr "
                       "int64[E,3], batch int64[N], num_graphs int)");
   }
+  impl_->module = detail::guarded(
+      "model '" + path + "': cannot prepare it for " + precision_name(impl_->precision.used),
+      [&] { return detail::prepare_module(impl_->module, impl_->precision); });
   const auto g1 = probe_graph(1), g2 = probe_graph(3);
   const auto probe = batch::assemble({&g1, &g2});
   detail::guarded("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
@@ -146,6 +154,9 @@ gnn_model::gnn_model(const std::string& path) : impl_(std::make_unique<impl>()) 
 gnn_model::~gnn_model() = default;
 const model_metadata& gnn_model::metadata() const {
   return impl_->metadata;
+}
+const precision_choice& gnn_model::precision() const {
+  return impl_->precision;
 }
 
 std::vector<float> gnn_model::score(const batch::graph_batch& b) {

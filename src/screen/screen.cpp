@@ -183,11 +183,12 @@ class score_plan {
 
 // Loads models[i] from paths[i] (models is sized already: its counters cannot move).
 std::vector<scoring_model>& load_models(const std::vector<std::string>& paths,
+                                        const std::string& precision,
                                         std::vector<scoring_model>& models) {
   if (paths.empty()) throw usage_error("screen needs at least one --model");
   std::map<std::string, std::string> path_of;
   for (std::size_t i = 0; i < paths.size(); ++i) {
-    models[i].model = std::make_unique<infer::gnn_model>(paths[i]);
+    models[i].model = std::make_unique<infer::gnn_model>(paths[i], precision);
     const auto& declared = models[i].model->metadata().name;
     models[i].name = declared.empty() ? fs::path(paths[i]).stem().string() : declared;
     // Names become column names ("NAME:TASK") beside the ensemble's own ("mean:TASK", ...).
@@ -211,7 +212,9 @@ class screen_workload : public pipeline::workload {
  public:
   // Threads come from the rank's stage pool; each scores one batch with one model at a time.
   screen_workload(const screen_settings& s, int /*threads*/)
-      : settings_(s), models_(s.model_paths.size()), plan_(load_models(s.model_paths, models_), s) {
+      : settings_(s),
+        models_(s.model_paths.size()),
+        plan_(load_models(s.model_paths, s.precision, models_), s) {
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -222,13 +225,18 @@ class screen_workload : public pipeline::workload {
   pipeline::score_layout scores() const override { return plan_.layout(); }
   json identity() const override {
     // Batches decide a record's rounding, so they are part of what a resume must keep.
-    return {{"max_atoms", settings_.featurize.max_atoms},
-            {"batch_molecules", settings_.budget.max_molecules},
-            {"batch_atoms", settings_.budget.max_atoms},
-            {"all_scores", settings_.all_scores},
-            {"score_columns", plan_.names()},
-            {"rank_by", settings_.rank_by},
-            {"where", settings_.where}};
+    json id = {{"max_atoms", settings_.featurize.max_atoms},
+               {"batch_molecules", settings_.budget.max_molecules},
+               {"batch_atoms", settings_.budget.max_atoms},
+               {"all_scores", settings_.all_scores},
+               {"score_columns", plan_.names()},
+               {"rank_by", settings_.rank_by},
+               {"where", settings_.where}};
+    // Scores differ slightly between precisions: a resumed run keeps its own. (FP32 adds no key,
+    // so run folders from before precisions existed still resume.)
+    const auto used = models_.front().model->precision().used;
+    if (used != infer::precision::fp32) id["precision"] = infer::precision_name(used);
+    return id;
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
@@ -263,6 +271,7 @@ class screen_workload : public pipeline::workload {
     section["model_list"] = models;
     section["model"] = json::parse(models_.front().model->metadata().raw_json);
     section["ensemble"] = settings_.ensemble;
+    section["precision"] = infer::precision_report(models_.front().model->precision());
     section["config"] = {{"max_atoms", settings_.featurize.max_atoms},
                          {"batch_molecules", settings_.budget.max_molecules},
                          {"batch_atoms", settings_.budget.max_atoms},

@@ -8,6 +8,7 @@
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/bert_model.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
+#include "hpcscreen/infer/precision.hpp"
 
 using namespace hpcscreen;
 
@@ -109,4 +110,120 @@ TEST(bert_model, encoder_whose_output_is_not_B_L_H_is_refused_at_load) {
   } catch (const model_error& e) {
     EXPECT_NE(std::string(e.what()).find("expected float32 [2, 7, H]"), std::string::npos) << e.what();
   }
+}
+
+// Reduced precision: each precision this CPU runs is converted from the same FP32 file and
+// scores like FP32 within a stated tolerance; a precision the CPU lacks is refused by name.
+namespace {
+// The test models are random (hidden 16), their outputs logits of order 1. BF16 keeps 8
+// significant bits (relative error 2^-8 per rounding, a few roundings deep) and INT8 weights
+// 1/255 of each row's range: 0.05 absolute is several times what either gives here.
+constexpr float reduced_precision_tolerance = 0.05f;
+
+bool cpu_runs(infer::precision p) {
+  const auto cpu = infer::detect_cpu_features();
+  return p == infer::precision::bf16 ? cpu.runs_bf16() : cpu.runs_int8();
+}
+
+struct fake_cpu {  // HPCSCREEN_FAKE_CPU_FEATURES for one scope
+  explicit fake_cpu(const char* list) { setenv("HPCSCREEN_FAKE_CPU_FEATURES", list, 1); }
+  ~fake_cpu() { unsetenv("HPCSCREEN_FAKE_CPU_FEATURES"); }
+};
+
+std::vector<float> bert_logits(infer::bert_model& m, std::int64_t& batch, std::int64_t& length) {
+  tokenize::tokenizer tok(m.metadata().tokenizer);
+  const std::vector<std::string> seqs = {"MKTAYIAKQRQISFVKSHFSRQ", "GGSGG", "ACDEFGHIKLMNPQRSTVWY"};
+  length = 0;
+  for (const auto& s : seqs) length = std::max<std::int64_t>(length, s.size() + tok.n_special());
+  batch = static_cast<std::int64_t>(seqs.size());
+  std::vector<std::int64_t> ids(batch * length, tok.pad_id()), mask(batch * length, 0);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const auto enc = tok.encode(seqs[b]);
+    std::int64_t p = b * length;
+    ids[p++] = tok.cls_id();
+    for (auto id : enc.ids) ids[p++] = id;
+    ids[p++] = tok.sep_id();
+    std::fill(mask.begin() + b * length, mask.begin() + p, 1);
+  }
+  return m.run(ids, mask, batch, length).values;
+}
+}  // namespace
+
+class reduced_precision : public ::testing::TestWithParam<infer::precision> {};
+
+TEST_P(reduced_precision, gnn_scores_agree_with_fp32) {
+  const auto p = GetParam();
+  if (!cpu_runs(p)) {
+    GTEST_SKIP() << "this CPU lacks the ISA for " << infer::precision_name(p)
+                 << " (CPUID: no AVX512_BF16 / AVX512_VNNI)";
+  }
+  infer::configure_threads(1);
+  infer::gnn_model fp32(model("gnn.pt")), reduced(model("gnn.pt"), infer::precision_name(p));
+  EXPECT_EQ(reduced.precision().used, p);
+  EXPECT_GT(reduced.precision().n_converted, 0u);
+  EXPECT_EQ(reduced.precision().quantized_engine, "onednn");
+  std::vector<chem::mol_graph> keep;
+  const auto b = batch_of({"CCO", "c1ccccc1O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "[Na+].[Cl-]", "C#N",
+                           "O=C1NC(=O)C(=O)N1", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"},
+                          keep);
+  const auto a = fp32.score(b), r = reduced.score(b);
+  ASSERT_EQ(a.size(), r.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], r[i], reduced_precision_tolerance);
+}
+
+TEST_P(reduced_precision, bert_logits_agree_with_fp32) {
+  const auto p = GetParam();
+  if (!cpu_runs(p)) {
+    GTEST_SKIP() << "this CPU lacks the ISA for " << infer::precision_name(p);
+  }
+  infer::configure_threads(1);
+  infer::bert_model fp32(model("bert_residue.pt")),
+      reduced(model("bert_residue.pt"), infer::precision_name(p));
+  EXPECT_EQ(reduced.precision().used, p);
+  std::int64_t batch = 0, length = 0;
+  const auto a = bert_logits(fp32, batch, length), r = bert_logits(reduced, batch, length);
+  ASSERT_EQ(a.size(), r.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], r[i], reduced_precision_tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(precisions, reduced_precision,
+                         ::testing::Values(infer::precision::bf16, infer::precision::int8),
+                         [](const auto& info) { return infer::precision_name(info.param); });
+
+TEST(precision, a_precision_the_cpu_lacks_is_refused_naming_the_isa) {
+  fake_cpu none("");
+  auto refusal = [](const char* p) {
+    try {
+      infer::gnn_model m(model("gnn.pt"), p);
+    } catch (const infer::precision_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(refusal("bf16").find("AVX512_BF16"), std::string::npos) << refusal("bf16");
+  EXPECT_NE(refusal("int8").find("AVX512_VNNI"), std::string::npos) << refusal("int8");
+  EXPECT_NE(refusal("int8").find("HPCSCREEN_FAKE_CPU_FEATURES"), std::string::npos);
+  infer::gnn_model automatic(model("gnn.pt"), "auto");
+  EXPECT_EQ(automatic.precision().used, infer::precision::fp32);
+  EXPECT_FALSE(automatic.precision().reason.empty());
+}
+
+TEST(precision, auto_follows_the_cpu_features) {
+  infer::cpu_features none, vnni, bf16;
+  vnni.avx512_vnni = vnni.os_avx512 = true;
+  bf16 = vnni;
+  bf16.avx512_bf16 = true;
+  using infer::model_family;
+  using infer::precision;
+  EXPECT_EQ(infer::choose_precision("auto", model_family::bert, none).used, precision::fp32);
+  EXPECT_EQ(infer::choose_precision("auto", model_family::bert, vnni).used, precision::int8);
+  EXPECT_EQ(infer::choose_precision("auto", model_family::bert, bf16).used, precision::bf16);
+  EXPECT_EQ(infer::choose_precision("auto", model_family::gnn, bf16).used, precision::bf16);
+  EXPECT_EQ(infer::choose_precision("fp32", model_family::gnn, none).used, precision::fp32);
+  EXPECT_THROW(infer::choose_precision("bf16", model_family::gnn, vnni), infer::precision_error);
+  EXPECT_THROW(infer::choose_precision("fp16", model_family::gnn, bf16), usage_error);
+  // AVX-512 instructions the kernel has not enabled (XCR0) do not count.
+  auto disabled = bf16;
+  disabled.os_avx512 = false;
+  EXPECT_THROW(infer::choose_precision("int8", model_family::gnn, disabled), infer::precision_error);
 }

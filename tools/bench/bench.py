@@ -9,9 +9,10 @@ bench/results.jsonl with the commit, machine, ranks, threads, batch settings and
 Sections: stage limits, end-to-end screen vs the ideal, a Python baseline, rank scaling and
 coordination cost, peak RSS vs library size, annotate vs the matmul rate for a ProtBert-shaped
 BERT, length-aware vs fixed batching, embeddings (per-sequence, per-residue) vs logits only, the
-memory tier's batch sweep, several models in one screen against separate screens, and pack of an
+memory tier's batch sweep, several models in one screen against separate screens, pack of an
 Enamine REAL-format .cxsmiles.bz2 against `bzip2 -dc` of the same file, on 1 rank and on 2 ranks
-with 2 files (--sections pack --pack-rows N; 10 M rows by default)."""
+with 2 files (--sections pack --pack-rows N; 10 M rows by default), and reduced precision
+(`--sections precision`: each model at fp32, bf16 and int8 in the same run)."""
 import argparse
 import datetime
 import json
@@ -176,7 +177,7 @@ def main():
     p.add_argument("--pack-rows", type=int, default=10_000_000, help="rows of the synthetic Enamine file for the pack section")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision")
     p.add_argument("--embedding-proteins", type=int, default=400, help="proteins for the embeddings section")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
@@ -406,8 +407,95 @@ def main():
     if "pack" in sections:
         pack_section(b, 2000 if a.smoke else a.pack_rows)
 
+    if "precision" in sections:
+        precision_section(a, b, lib, gnn, cores)
+
     if not a.smoke:
         print(f"{len(b.rows)} rows appended to {a.out}")
+
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def precision_section(a, b, lib, gnn, cores):
+    """Each model at each precision in the same run, on the same input: screen compounds/s (the
+    model alone on one thread, from the stage benchmark, and end to end) for the shipped GNN and a
+    Chemprop-sized one (hidden 300, 5 layers); annotate tokens/s for a 12 x 768 BERT and the
+    shipped BERTs. Each against FP32 and against this machine's FP32 torch::mm rate. A precision
+    the CPU lacks is recorded as refused."""
+    stage_bench = os.path.join(a.build, "hpcscreen-stage-bench")
+    wide = os.path.join(a.work, "gnn-300x5.pt")
+    if not os.path.exists(wide):
+        sh([PY, os.path.join(ROOT, "tools", "make_gnn.py"), "--out", wide, "--hidden", "300", "--layers", "5"])
+    m = 2000 if a.smoke else 20000
+    _, sub_lib = b.compounds(m, f"gen{m}")
+    mm = None
+    for model, hidden, layers in ((gnn, 96, 4), (wide, 300, 5)):
+        if a.smoke:
+            hidden, layers = 16, 2
+        base = None
+        for prec in PRECISIONS:
+            r = subprocess.run([stage_bench, sub_lib, model, str(m), "--precision", prec, *(["--quick"] if a.smoke or mm else [])],
+                               capture_output=True, text=True, env=ENV)
+            if r.returncode != 0:
+                b.row("precision_screen", {"model": os.path.basename(model), "precision": prec}, {"refused": r.stderr.strip()[-300:]})
+                continue
+            st = json.loads(r.stdout)
+            mm = mm or st  # the matmul rate measured once, in full, by the first run
+            rj = b.screen(sub_lib, model, 2, max(1, cores // 2), f"precision-{os.path.basename(model)}-{prec}", "--precision", prec)
+            rate = st["inference_per_core_per_s"]
+            # Multiply-adds of the message-passing MLPs (h -> 2h -> h) per atom and layer.
+            gflops = rate * st["mean_atoms"] * layers * 8 * hidden * hidden / 1e9
+            base = base or {"rate": rate, "scores": st.get("first_batch_scores", []), "e2e": rj["records_read"] / rj["outer_wall_s"]}
+            delta = max((abs(x - y) for x, y in zip(st.get("first_batch_scores", []), base["scores"])), default=0.0)
+            b.row("precision_screen", {"model": os.path.basename(model), "hidden": hidden, "layers": layers, "precision": prec,
+                                       "records": m, "inference_threads": 1, "ranks": 2, "threads_per_rank": max(1, cores // 2)},
+                  {"inference_per_core_per_s": rate, "vs_fp32": rate / base["rate"], "model_gflops_1_thread": gflops,
+                   "fraction_of_fp32_matmul_1_thread": gflops / mm["matmul_gflops_1_thread"],
+                   "end_to_end_records_per_s": rj["records_read"] / rj["outer_wall_s"],
+                   "end_to_end_vs_fp32": rj["records_read"] / rj["outer_wall_s"] / base["e2e"],
+                   "max_abs_score_delta_first_batch": delta, "ran": rj["screen"]["precision"]["used"],
+                   "isa_found": rj["screen"]["precision"]["isa_found"]})
+
+    fa = os.path.join(a.work, "precision-proteins.fa")
+    n_prot = 40 if a.smoke else 400
+    with open(fa, "w") as f:
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_library.py"), "proteins", str(n_prot)], stdout=f, check=True)
+    plib = os.path.join(a.work, f"precision-proteins{n_prot}-lib")
+    if not os.path.exists(plib):
+        sh([b.hpcscreen, "pack", "proteins", "--input", fa, "--out", plib])
+    hidden, layers, heads, length = (64, 2, 4, 128) if a.smoke else (768, 12, 12, 512)
+    bert = os.path.join(a.work, f"bert-{hidden}x{layers}-{length}.pt")
+    if not os.path.exists(bert):
+        sh([PY, os.path.join(ROOT, "tools", "make_bert.py"), "--out", bert, "--hidden", str(hidden), "--layers", str(layers),
+            "--heads", str(heads), "--max-length", str(length)])
+    bert_models = [(bert, hidden, layers, ["--max-chunks", "1", "--chunk-rows", "8" if a.smoke else "32"])]
+    for shipped in ("ss3_bert.pt", "membrane_bert.pt"):
+        path = os.path.join(ROOT, "models", shipped)
+        if os.path.exists(path):
+            bert_models.append((path, 64, 2, ["--max-chunks", "2", "--chunk-rows", "100"]))
+    for model, hidden, layers, extra in bert_models:
+        base = None
+        for prec in PRECISIONS:
+            out = os.path.join(a.work, f"precision-{os.path.basename(model)}-{prec}")
+            shutil.rmtree(out, ignore_errors=True)
+            r = subprocess.run(["mpirun", "-np", "1", "--bind-to", "none", b.hpcscreen, "annotate", "--library", plib, "--model", model,
+                                "--out", out, "--threads", str(cores), "--long-sequences", "window", "--progress-interval", "0",
+                                "--precision", prec, *extra], capture_output=True, text=True, env=ENV)
+            if r.returncode not in (0, 75):
+                b.row("precision_annotate", {"model": os.path.basename(model), "precision": prec}, {"refused": r.stderr.strip()[-300:]})
+                continue
+            rj = json.load(open(os.path.join(out, "run.json")))
+            infer_s = sum(x["stages"]["infer"]["thread_s"] for x in rj["per_rank"])
+            rate = rj["annotate"]["tokens"]["real_tokens"] / infer_s
+            base = base or rate
+            mean_len = rj["annotate"]["tokens"]["real_tokens"] / max(1, rj["records_scored"])
+            gflops = rate * layers * (2 * 12 * hidden * hidden + 4 * mean_len * hidden) / 1e9
+            b.row("precision_annotate", {"model": os.path.basename(model), "hidden": hidden, "layers": layers, "precision": prec,
+                                         "threads": cores, "sequences": rj["records_scored"]},
+                  {"tokens_per_s": rate, "vs_fp32": rate / base, "model_gflops": gflops,
+                   "fraction_of_fp32_matmul_all_cores": gflops / mm["matmul_gflops_all_cores"],
+                   "ran": rj["annotate"]["precision"]["used"], "graph_passes": rj["annotate"]["precision"]["graph_passes"]})
 
 
 if __name__ == "__main__":

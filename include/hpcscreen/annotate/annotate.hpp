@@ -25,6 +25,7 @@ struct annotate_settings {
   // precision (data_schemas/annotations.md).
   bool embed_per_sequence = false, embed_per_residue = false;
   bool embed_float16 = true;
+  std::string precision = "fp32";    // fp32, bf16, int8, auto (infer/precision.hpp)
 };
 
 // --embeddings per-sequence|per-residue|both and --embedding-dtype float16|float32; throw

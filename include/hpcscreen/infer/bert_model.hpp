@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "hpcscreen/infer/precision.hpp"
 #include "hpcscreen/tokenize/tokenizer.hpp"
 
 namespace hpcscreen::infer {
@@ -34,12 +35,14 @@ struct bert_output {
 class bert_model {
  public:
   // Loads, reads hpcscreen.json and probes forward() on two sequences of different lengths.
-  explicit bert_model(const std::string& path);
+  // `precision` (fp32, bf16, int8, auto) as for gnn_model: checked, converted once, float32 out.
+  explicit bert_model(const std::string& path, const std::string& precision = "fp32");
   ~bert_model();
   bert_model(const bert_model&) = delete;
   bert_model& operator=(const bert_model&) = delete;
 
   const bert_metadata& metadata() const;
+  const precision_choice& precision() const;
   // input_ids and attention_mask: [batch, length] row-major.
   bert_output run(const std::vector<std::int64_t>& input_ids,
                   const std::vector<std::int64_t>& attention_mask, std::int64_t batch,

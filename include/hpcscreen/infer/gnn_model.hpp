@@ -7,6 +7,7 @@
 
 #include "hpcscreen/batch/graph_batch.hpp"
 #include "hpcscreen/infer/model_metadata.hpp"
+#include "hpcscreen/infer/precision.hpp"
 
 namespace hpcscreen::infer {
 
@@ -14,13 +15,15 @@ class gnn_model {
  public:
   // Loads the archive, reads and checks hpcscreen.json, checks forward()'s arity and probes
   // it on two tiny graphs for a float32 [B, T] output. Throws model_error with LibTorch's own
-  // message kept.
-  explicit gnn_model(const std::string& path);
+  // message kept. `precision` (fp32, bf16, int8, auto) is checked against the CPU first
+  // (precision_error) and the model converted once, here; scores stay float32.
+  explicit gnn_model(const std::string& path, const std::string& precision = "fp32");
   ~gnn_model();
   gnn_model(const gnn_model&) = delete;
   gnn_model& operator=(const gnn_model&) = delete;
 
   const model_metadata& metadata() const;
+  const precision_choice& precision() const;
   // Scores one batch: returns [n_graphs, n_tasks] float32, row-major, in batch order.
   std::vector<float> score(const batch::graph_batch& b);
 

@@ -6,6 +6,7 @@
 
 #include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
+#include "hpcscreen/infer/precision.hpp"
 
 namespace hpcscreen::infer {
 
@@ -26,6 +27,19 @@ inline nlohmann::json inference_report(const backoff_counters& c) {
                       {"dram_allocations", t.dram_allocations},
                       {"spill_allocations", t.spill_allocations},
                       {"failed_allocations", t.failed_allocations}};
+  return j;
+}
+
+// run.json["<workload>"]["precision"]: what the model ran at, what the CPU offered, how.
+inline nlohmann::json precision_report(const precision_choice& c) {
+  nlohmann::json j = {{"requested", c.requested},
+                      {"used", precision_name(c.used)},
+                      {"isa_found", c.cpu.names()},
+                      {"quantized_engine", c.quantized_engine},
+                      {"graph_passes", c.graph_passes},
+                      {"converted", c.n_converted}};
+  if (!c.reason.empty()) j["reason"] = c.reason;
+  if (c.cpu.faked) j["isa_faked"] = true;  // HPCSCREEN_FAKE_CPU_FEATURES (tests)
   return j;
 }
 

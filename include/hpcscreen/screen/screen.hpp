@@ -21,6 +21,7 @@ struct screen_settings {
   chem::featurize_options featurize;
   batch::graph_budget budget;
   bool all_scores = false;  // every score of every task, in RUN/scores/chunk-N.csv
+  std::string precision = "fp32";  // fp32, bf16, int8, auto (infer/precision.hpp)
 };
 
 // Loads and checks the model; throws model_error.
