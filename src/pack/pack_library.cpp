@@ -513,8 +513,20 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
     prepared = attempt([&] {
       if (o.inputs.empty()) throw usage_error("pack: no --input given");
       if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
+      std::map<std::string, std::string> seen;  // canonical path → as given
       for (const auto& in : o.inputs) {
         if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
+        if (!fs::is_regular_file(in)) {
+          throw usage_error("pack: input '" + in +
+                            "' is not a regular file (a pipe or device cannot be read twice, "
+                            "which packing needs); write it to a file first");
+        }
+        // The same file twice would put every record in the library twice.
+        const auto canonical = fs::weakly_canonical(in).string();
+        if (const auto [it, fresh] = seen.emplace(canonical, in); !fresh) {
+          throw usage_error("pack: input '" + in + "' is given twice (also as '" + it->second +
+                            "'): its records would be packed twice");
+        }
       }
       const auto formats = k.check_inputs();
       const auto todo = prepare_folder(o, pack_config(o, k.kind, k.fields), summary);
@@ -656,7 +668,18 @@ pack_summary pack_proteins(dist::context& ctx, const pack_options& options) {
   k.kind = "proteins";
   k.schema = io::protein_shard_schema;
   k.fields = io::protein_fields;
-  k.check_inputs = [&] { return std::vector<std::string>(options.inputs.size(), "fasta"); };
+  k.check_inputs = [&] {
+    for (const auto& in : options.inputs) {  // a FASTA file has a '>' header near its start
+      const auto probe = probe_content(in);
+      if (!probe.refusal.empty()) throw usage_error("pack: " + probe.refusal + "; expected FASTA text");
+      if (!probe.sample.empty() && probe.sample.find('>') == std::string::npos) {
+        throw usage_error("pack proteins: input '" + in + "' (" + compression_name(probe.kind) +
+                          ") is not FASTA: no '>' header line in its first " +
+                          std::to_string(probe.sample.size()) + " bytes");
+      }
+    }
+    return std::vector<std::string>(options.inputs.size(), "fasta");
+  };
   k.read_input = [&](std::size_t i, const std::string&, input_packer& p) {
     read_counts counts;
     counts.n_records = read_fasta(

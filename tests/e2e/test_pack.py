@@ -263,6 +263,19 @@ def long_smiles_test(a, work):
     check(rj["complete"] and rj["records_scored"] == 60, f"the other 60 records scored ({rj['records_scored']})")
 
 
+def refusal_test(a, work):
+    print("== inputs pack refuses before writing anything")
+    smi = os.path.join(work, "twice.smi")
+    with open(smi, "w") as f:
+        f.write("CCO a\nCCN b\n")
+    for inputs, kind, words in [([smi, os.path.join(work, ".", "twice.smi")], "compounds", "given twice"),
+                                ([smi], "proteins", "is not FASTA")]:
+        out = os.path.join(work, "refused")
+        r = run([a.hpcscreen, "pack", kind, "--input", *inputs, "--out", out])
+        check(r.returncode == 2 and words in r.stderr and not os.path.exists(os.path.join(out, "manifest.json")),
+              f"pack {kind} {' '.join(os.path.basename(i) for i in inputs)}: exit 2, '{words}'")
+
+
 def main():
     a = e2e_args()
     work = a.work
@@ -271,6 +284,7 @@ def main():
     kill_resume_test(a, work)
     failure_test(a, work)
     long_smiles_test(a, work)
+    refusal_test(a, work)
     finish()
 
 
