@@ -64,13 +64,17 @@ failure attempt(F&& f) {
   return {};
 }
 
-void check_options(const run_options& o, int threads) {
+void check_options(const run_options& o, int threads, const scheduler_info& scheduler) {
   if (o.top_k == 0) throw usage_error("--top-k must be at least 1");
   if (o.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
   if (o.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
   if (threads < 1 || threads > max_threads_per_rank) {
-    throw usage_error("--threads must be between 1 and " + std::to_string(max_threads_per_rank) +
-                      " (got " + std::to_string(threads) + ")");
+    const std::string from =
+        o.threads > 0 ? "--threads " + std::to_string(threads)
+                      : std::to_string(threads) + " threads per rank from the environment (" +
+                            scheduler.name + ": SLURM_CPUS_PER_TASK, NCPUS or OMP_NUM_THREADS)";
+    throw usage_error(from + " is out of range: threads per rank must be between 1 and " +
+                      std::to_string(max_threads_per_rank) + "; set --threads");
   }
   if (o.featurize_threads < 0 || (o.featurize_threads > 0 && o.featurize_threads >= threads)) {
     throw usage_error("--featurize-threads " + std::to_string(o.featurize_threads) +
@@ -83,7 +87,7 @@ void check_options(const run_options& o, int threads) {
 void set_up(const run_options& o, const workload_factory& make_workload, run_setup& s) {
   s.scheduler = detect_scheduler();
   s.threads = o.threads > 0 ? o.threads : default_threads(s.scheduler);
-  check_options(o, s.threads);
+  check_options(o, s.threads, s.scheduler);
   s.manifest = io::read_manifest(o.library_dir);
   s.work = make_workload(s.threads);
   const auto& kind = s.work->kind();

@@ -191,7 +191,12 @@ json summary_from_records(const std::string& run_dir, const std::vector<run::chu
   r["records_pending"] = total - std::min(total, read);
   r["chunks_committed"] = recs.size();
   r["chunks_total"] = id.value("n_chunks", std::uint64_t{0});
-  r["attempt"] = config.value("attempts", json::array()).size();
+  const auto attempts = config.value("attempts", json::array());
+  r["attempt"] = attempts.size();
+  if (!attempts.empty()) {  // what the last attempt started with
+    r["ranks"] = attempts.back().value("ranks", 0);
+    r["threads_per_rank"] = attempts.back().value("threads_per_rank", 0);
+  }
   r["reject_reasons"] = reasons;
   r["failed_shards"] = json::object();
   r["library"] = {{"path", id.value("library", "")}};
