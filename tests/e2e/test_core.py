@@ -123,6 +123,27 @@ def main():
     for name in ("hits.csv", "rejects.csv"):
         check(open(os.path.join(rd, name)).read() == open(os.path.join(good, name)).read(), f"{name} equals the undamaged run's")
 
+    print("== a second run on a folder in use is refused")
+    import signal
+    import subprocess
+    import time
+    busy = fresh(os.path.join(work, "busy"))
+    args = [a.hpcscreen, "screen", "--library", blib, "--model", model, "--out", busy, "--threads", "1", "--chunk-rows", "100"]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = os.path.join(busy, "journal")
+    deadline = time.monotonic() + 300  # a guard against a hung run only; no check depends on it
+    while not (os.path.isdir(journal) and any(open(os.path.join(journal, j)).read() for j in os.listdir(journal))):
+        if first.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the first run ended before it could be frozen")
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding the folder
+    try:
+        r = run(args + ["--resume"])
+        check(r.returncode == 1 and "in use" in r.stderr, f"--resume while another run holds the folder: exit 1, 'in use' (exit {r.returncode})")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    check(first.wait(timeout=600) == 0, "the first run then finishes normally")
+
     print("== report of a run without run.json")
     part = fresh(os.path.join(work, "partial"))
     mpirun(1, [a.hpcscreen, "screen", "--library", dlib, "--model", model, "--out", part, "--chunk-rows", "300", "--max-chunks", "2"], expect=75)

@@ -264,6 +264,24 @@ TEST_F(conductor_test, interrupted_run_resumes_to_the_same_result) {
   EXPECT_EQ(hits("run"), hits_a);
 }
 
+// Regression: one unreadable chunk record made --resume rewrite hits.csv empty and fail.
+TEST_F(conductor_test, lost_chunk_record_and_journal_garbage_are_done_again_on_resume) {
+  write_library(library_a);
+  auto o = options("run");
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  fs::remove(dir_ / "run" / "parts" / "chunk-0000000001.json");
+  std::ofstream(dir_ / "run" / "journal" / "attempt-1.rank-0.log", std::ios::app)
+      << std::string("\0\0\0\0\n", 5) << "99999\n";
+  o.resume = true;
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  const auto rj = run_json("run");
+  EXPECT_EQ(rj["chunks_committed"], 3);
+  EXPECT_EQ(rj["chunks_this_attempt"], 1) << "only the chunk whose record was lost is done again";
+  EXPECT_EQ(rj["records_read"], 10);
+  EXPECT_TRUE(rj["complete"].get<bool>());
+  EXPECT_EQ(hits("run"), hits_a);
+}
+
 TEST_F(conductor_test, resume_of_a_missing_folder_is_refused) {
   write_library(library_a);
   auto o = options("nowhere");
