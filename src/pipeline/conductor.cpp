@@ -29,7 +29,7 @@ class rank_books {
   // The chunk's fields; nullopt when its shard cannot be read (rec then counts every row failed).
   std::optional<chunk_input> read(const plan::chunk& c, run::chunk_record& rec) {
     const auto t0 = clock_type::now();
-    chunk_input in{c, s_.manifest.shards[c.shard].file, s_.library->fields, {}};
+    chunk_input in{c, s_.manifest.shards[c.shard].file, s_.read_fields, {}};
     try {
       const auto& entry = s_.manifest.shards[c.shard];
       if (!reader_ || reader_shard_ != c.shard) {
@@ -76,7 +76,7 @@ class rank_books {
   run::chunk_record close(const chunk_input& in, chunk_work& work) {
     chunk_outcomes outcomes(in.n_rows(), s_.layout.names.size());
     work.collect(outcomes);
-    auto rec = close_chunk(in, outcomes, s_.layout, o_.top_k, s_.library->hit_fields);
+    auto rec = close_chunk(in, outcomes, s_.layout, o_.top_k, s_.hit_fields);
     refuse_broken_model(in, outcomes);
     work.write_outputs(o_.out_dir, in.chunk.id, outcomes);
     return rec;

@@ -101,6 +101,13 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
     if (std::find(s.manifest.fields.begin(), s.manifest.fields.end(), f) == s.manifest.fields.end())
       throw shard_error("library '" + o.library_dir + "' has no field '" + f + "'");
   }
+  s.read_fields = s.library->fields;
+  s.hit_fields = s.library->hit_fields;
+  for (const auto& f : s.manifest.fields) {  // columns kept by pack --keep-columns
+    if (std::find(s.read_fields.begin(), s.read_fields.end(), f) != s.read_fields.end()) continue;
+    s.read_fields.push_back(f);
+    s.hit_fields.push_back(f);
+  }
   s.plan = plan::make_chunk_plan(s.manifest, o.chunk_rows);
   plan::check(s.plan, s.manifest);
 }

@@ -108,7 +108,7 @@ run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
 std::string hits_csv(const run_setup& s, const std::vector<rank::hit>& hits) {
   std::string csv = "rank,id,score,shard,row";
   for (const auto& n : s.layout.names) csv += ',' + csv_field(n);
-  for (const auto& f : s.library->hit_fields) csv += ',' + csv_field(f);
+  for (const auto& f : s.hit_fields) csv += ',' + csv_field(f);
   csv += '\n';
   for (std::size_t i = 0; i < hits.size(); ++i) {
     const auto& h = hits[i];
@@ -245,7 +245,7 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
   json filters = json::array();
   for (const auto& f : s.layout.filters) filters.push_back(f.text);
   report["filters"] = filters;
-  report["hit_fields"] = s.library->hit_fields;
+  report["hit_fields"] = s.hit_fields;
   report["reject_reasons"] = b.reject_reasons;
   report["failed_shards"] = b.failed_shards;
   auto paths = json::array();

@@ -263,6 +263,28 @@ def long_smiles_test(a, work):
     check(rj["complete"] and rj["records_scored"] == 60, f"the other 60 records scored ({rj['records_scored']})")
 
 
+def keep_columns_test(a, work):
+    print("== --keep-columns: kept in the shards and shown in hits.csv after smiles")
+    csv_path = os.path.join(work, "kept.csv")
+    rows = [(s, f"k{i}", f"{100 + i}.5", f"{i / 10:.1f}") for i, s in enumerate(smiles_list(40, 7))]
+    with open(csv_path, "w") as f:
+        f.write("SMILES,ID,MW,slogP,unused\n")
+        for s, ident, mw, logp in rows:
+            f.write(f"{s},{ident},{mw},{logp},x\n")
+    lib = os.path.join(work, "lib_kept")
+    run([a.hpcscreen, "pack", "compounds", "--input", csv_path, "--out", lib, "--keep-columns", "MW,slogP"], expect=0)
+    rd = fresh(os.path.join(work, "screen_kept"))
+    mpirun(2, [a.hpcscreen, "screen", "--library", lib, "--model", os.path.join(a.models, "gnn.pt"), "--out", rd,
+               "--top-k", "10", "--chunk-rows", "16"], expect=0)
+    with open(os.path.join(rd, "hits.csv")) as f:
+        header = f.readline().strip().split(",")
+    hits = read_csv(os.path.join(rd, "hits.csv"))
+    expect = {ident: (mw, logp) for _, ident, mw, logp in rows}
+    check(header[-3:] == ["smiles", "MW", "slogP"], f"hits.csv ends with smiles,MW,slogP ({header})")
+    check(len(hits) == 10 and all((h["MW"], h["slogP"]) == expect[h["id"]] for h in hits),
+          f"each hit carries its own row's MW and slogP ({len(hits)} hits)")
+
+
 def refusal_test(a, work):
     print("== inputs pack refuses before writing anything")
     smi = os.path.join(work, "twice.smi")
@@ -285,6 +307,7 @@ def main():
     failure_test(a, work)
     long_smiles_test(a, work)
     refusal_test(a, work)
+    keep_columns_test(a, work)
     finish()
 
 

@@ -23,6 +23,9 @@ struct run_setup {
   io::manifest manifest;
   std::unique_ptr<workload> work;
   const library_kind* library = nullptr;
+  // Fields read from each chunk: the kind's, then columns the library kept besides them
+  // (pack --keep-columns), which hits.csv shows after the kind's own hit fields.
+  std::vector<std::string> read_fields, hit_fields;
   score_layout layout;
   plan::chunk_plan plan;
   scheduler_info scheduler;
