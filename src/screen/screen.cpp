@@ -1,3 +1,6 @@
+// The screen workload: compound rows → RDKit graphs (once) → every model's TorchScript GNN →
+// one score vector per record (each model's tasks, an ensemble's mean/sd/bounds). The pipeline
+// ranks, filters and keeps the books from those vectors.
 #include "hpcscreen/screen/screen.hpp"
 
 #include <algorithm>
