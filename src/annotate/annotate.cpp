@@ -357,7 +357,7 @@ class annotate_job : public pipeline::chunk_work {
   static constexpr std::size_t block = 16;  // sequences per tokenize task
 
   annotate_job(annotate_workload& w, pipeline::chunk_input input)
-      : w_(w), in_(std::move(input)), sequences_(in_["sequence"]) {
+      : chunk_work(std::move(input)), w_(w), sequences_(in_["sequence"]) {
     enc_.resize(in_.n_rows());
   }
 
@@ -686,7 +686,6 @@ class annotate_job : public pipeline::chunk_work {
   };
   enum class phase { start, tokenize, infer };
   annotate_workload& w_;
-  pipeline::chunk_input in_;
   const string_column& sequences_;
   phase phase_ = phase::start;
   std::vector<tokenize::encoded> enc_;

@@ -47,7 +47,7 @@ class rank_books {
       for (const auto& f : in.names) in.columns.push_back(reader_->read(f, c.row_begin, c.row_end));
     } catch (const shard_error& e) {
       reader_.reset();
-      rec = new_record(c);
+      rec = open_record(c);
       rec.counts.n_failed = c.n_rows();
       rec.failure = e.what();
       // One line per shard and rank: a broken shard of a million rows is not a thousand lines.
@@ -60,16 +60,6 @@ class rank_books {
     }
     read_s_ += seconds_since(t0);
     return in;
-  }
-
-  run::chunk_record new_record(const plan::chunk& c) const {
-    run::chunk_record rec;
-    rec.chunk_id = c.id;
-    rec.shard = c.shard;
-    rec.row_begin = c.row_begin;
-    rec.row_end = c.row_end;
-    rec.counts.n_read = c.n_rows();
-    return rec;
   }
 
   // The chunk's outcomes, its books and its outputs; throws model_error for a broken model.
@@ -134,7 +124,7 @@ class rank_books {
 };
 
 struct in_flight {
-  chunk_input input;
+  plan::chunk chunk;
   clock_type::time_point started;
 };
 
@@ -223,7 +213,7 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
           publish();
           continue;
         }
-        flight.emplace(c.id, in_flight{*input, clock_type::now()});
+        flight.emplace(c.id, in_flight{c, clock_type::now()});
         pool->submit(c.id, s.work->start(std::move(*input)));
       } catch (const std::exception& e) {
         result.error = chunk_error(c, e);
@@ -243,12 +233,12 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
     try {
       if (done->error) std::rethrow_exception(done->error);
       auto& work = static_cast<chunk_work&>(*done->job);
-      auto rec = books->close(f.input, work);
+      auto rec = books->close(work.input(), work);
       books->commit(rec, seconds_since(f.started));
       s.work->on_committed(work);
       publish();
     } catch (const std::exception& e) {
-      result.error = chunk_error(f.input.chunk, e);
+      result.error = chunk_error(f.chunk, e);
       break;
     }
   }

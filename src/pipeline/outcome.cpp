@@ -61,6 +61,16 @@ std::size_t chunk_outcomes::count(state s) const {
   return n;
 }
 
+run::chunk_record open_record(const plan::chunk& c) {
+  run::chunk_record rec;
+  rec.chunk_id = c.id;
+  rec.shard = c.shard;
+  rec.row_begin = c.row_begin;
+  rec.row_end = c.row_end;
+  rec.counts.n_read = c.n_rows();
+  return rec;
+}
+
 run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& outcomes,
                               const score_layout& layout, std::size_t top_k,
                               const std::vector<std::string>& hit_fields) {
@@ -70,12 +80,7 @@ run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& ou
                            std::to_string(c.n_rows()) + " rows");
   HPCSCREEN_ASSERT_MSG(outcomes.count(chunk_outcomes::state::pending) == 0,
                        "chunk " + std::to_string(c.id) + " has rows without an outcome");
-  run::chunk_record rec;
-  rec.chunk_id = c.id;
-  rec.shard = c.shard;
-  rec.row_begin = c.row_begin;
-  rec.row_end = c.row_end;
-  rec.counts.n_read = c.n_rows();
+  auto rec = open_record(c);
   const auto& ids = input["id"];
   for (const auto& [i, r] : outcomes.rejections())
     rec.rejects.push_back({c.row_begin + i, std::string(ids[i]), r.stage, r.reason, r.detail});

@@ -139,17 +139,11 @@ json begin_attempt(const run_options& o, const run_setup& s, int n_ranks) {
                         {"job_id", s.scheduler.job_id}};
   const int number =
       run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
-  auto done = run::usable_committed_chunks(o.out_dir, s.plan.chunks.size());
-  std::size_t n_retried = 0;
+  std::set<std::uint64_t> failed;
+  auto done = run::usable_committed_chunks(o.out_dir, s.plan.chunks.size(), &failed);
+  const std::size_t n_retried = o.retry_failed ? failed.size() : 0;
   if (o.retry_failed) {
-    for (auto it = done.begin(); it != done.end();) {
-      if (run::read_chunk_record(o.out_dir, *it).counts.n_failed > 0) {
-        it = done.erase(it);
-        ++n_retried;
-      } else {
-        ++it;
-      }
-    }
+    for (const auto id : failed) done.erase(id);
   }
   s.work->prepare_run_folder(o.out_dir);
   if (o.resume && number > 1) {

@@ -70,15 +70,17 @@ struct run_books {
 run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
   run_books b;
   for (const auto& k : s.layout.keys) b.tops.emplace_back(o.top_k, k.higher_is_better);
-  b.committed = run::usable_committed_chunks(o.out_dir, s.plan.chunks.size());
   const auto path = (fs::path(o.out_dir) / "rejects.csv").string();
   const auto tmp = path + ".tmp";
   {
     std::ofstream rejects(tmp, std::ios::binary);
     rejects << "shard,row,id,stage,reason\n";
     // One record at a time: memory stays bounded by top-K, whatever the run's size.
-    for (const auto id : b.committed) {
-      const auto rec = run::read_chunk_record(o.out_dir, id);
+    for (const auto id : run::committed_chunks(o.out_dir)) {
+      const auto usable = run::read_usable_chunk_record(o.out_dir, id, s.plan.chunks.size());
+      if (!usable) continue;
+      const auto& rec = *usable;
+      b.committed.insert(id);
       b.totals += rec.counts;
       if (rec.attempt == attempt) b.this_attempt += rec.counts;
       for (std::size_t k = 0; k < b.tops.size(); ++k) {  // a failed chunk's record has no hits
@@ -119,6 +121,17 @@ std::string hits_csv(const run_setup& s, const std::vector<rank::hit>& hits) {
     csv += '\n';
   }
   return csv;
+}
+
+// Runs f; a failure is added to `errors` as "what: message" instead of ending the books, so
+// the other outputs are still written.
+template <class F>
+void attempt_output(std::vector<std::string>& errors, const std::string& what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    errors.push_back(what + ": " + e.what());
+  }
 }
 
 // What rank 0 found at the end of an attempt, for run.json and the closing lines.
@@ -201,13 +214,6 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
   const bool has_hits = st.has_hits;
   const auto& hits = st.hits;
   const auto& hit_files = st.hit_files;
-  auto attempt_to = [&](const char* what, auto&& f) {
-    try {
-      f();
-    } catch (const std::exception& e) {
-      write_errors.push_back(std::string(what) + ": " + e.what());
-    }
-  };
   json report;
   report["schema"] = "hpcscreen.run_report/2";
   report["workload"] = kind.name;
@@ -265,7 +271,7 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
                          {"job_id", s.scheduler.job_id},
                          {"nodes", s.scheduler.n_nodes},
                          {"cpus_per_task", s.scheduler.cpus_per_task}};
-  attempt_to("workload outputs", [&] {
+  attempt_output(write_errors, "workload outputs", [&] {
     report[kind.name] =
         s.work->finish(run_view{o.out_dir, s.manifest, s.plan, b.committed},
                        combine_rank_reports(workload_parts));
@@ -362,12 +368,8 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
                       const std::vector<json>& rank_reports) {
   run_state st;
   // An output that cannot be written is named in run.json (and stderr); the others still are.
-  auto attempt_to = [&](const char* what, auto&& f) {
-    try {
-      f();
-    } catch (const std::exception& e) {
-      st.write_errors.push_back(std::string(what) + ": " + e.what());
-    }
+  auto attempt_to = [&](const std::string& what, auto&& f) {
+    attempt_output(st.write_errors, what, std::forward<decltype(f)>(f));
   };
   auto& b = st.books;
   attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
@@ -375,7 +377,7 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {
     const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<rank::hit>{};
     const auto file = s.layout.hits_file(k);
-    attempt_to(file.c_str(), [&] {
+    attempt_to(file, [&] {
       run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));
     });
     st.hit_files.push_back({{"file", file},

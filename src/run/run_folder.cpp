@@ -166,30 +166,38 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir) {
   return out;
 }
 
+std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
+                                                     std::uint64_t n_chunks) {
+  if (id >= n_chunks) {
+    std::fprintf(stderr,
+                 "hpcscreen: warning: a journal of '%s' names chunk %llu, but the run has %llu "
+                 "chunks; ignored\n",
+                 dir.c_str(), static_cast<unsigned long long>(id),
+                 static_cast<unsigned long long>(n_chunks));
+    return std::nullopt;
+  }
+  try {
+    auto rec = read_chunk_record(dir, id);
+    if (rec.chunk_id != id) throw run_error("it holds chunk " + std::to_string(rec.chunk_id));
+    return rec;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr,
+                 "hpcscreen: warning: the record of committed chunk %llu ('%s') cannot be read "
+                 "(%s); the chunk counts as not done and is done again\n",
+                 static_cast<unsigned long long>(id), chunk_record_path(dir, id).c_str(),
+                 e.what());
+    return std::nullopt;
+  }
+}
+
 std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, std::uint64_t n_chunks,
-                                                std::map<std::uint64_t, chunk_record>* records) {
+                                                std::set<std::uint64_t>* with_failed_rows) {
   std::set<std::uint64_t> out;
   for (const auto id : committed_chunks(dir)) {
-    if (id >= n_chunks) {
-      std::fprintf(stderr,
-                   "hpcscreen: warning: a journal of '%s' names chunk %llu, but the run has %llu "
-                   "chunks; ignored\n",
-                   dir.c_str(), static_cast<unsigned long long>(id),
-                   static_cast<unsigned long long>(n_chunks));
-      continue;
-    }
-    try {
-      auto rec = read_chunk_record(dir, id);
-      if (rec.chunk_id != id) throw run_error("it holds chunk " + std::to_string(rec.chunk_id));
-      if (records) records->emplace(id, std::move(rec));
-      out.insert(id);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr,
-                   "hpcscreen: warning: the record of committed chunk %llu ('%s') cannot be read "
-                   "(%s); the chunk counts as not done and is done again\n",
-                   static_cast<unsigned long long>(id), chunk_record_path(dir, id).c_str(),
-                   e.what());
-    }
+    const auto rec = read_usable_chunk_record(dir, id, n_chunks);
+    if (!rec) continue;
+    out.insert(id);
+    if (with_failed_rows && rec->counts.n_failed > 0) with_failed_rows->insert(id);
   }
   return out;
 }

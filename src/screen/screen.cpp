@@ -35,6 +35,14 @@ struct scoring_model {
   std::atomic<std::uint64_t> infer_ns{0};
 };
 
+// A decimal number written in full (no hex, nothing after it), finite as a float.
+bool parse_decimal(const std::string& text, double& value) {
+  char* end = nullptr;
+  value = std::strtod(text.c_str(), &end);
+  return !text.empty() && end == text.c_str() + text.size() &&
+         text.find_first_of("xX") == std::string::npos && std::isfinite(static_cast<float>(value));
+}
+
 // An ensemble's derived score: mean − K·sd (lcb) or mean + K·sd (ucb) of the ranked task.
 struct bound_column {
   double k = 0;  // signed: negative for lcb
@@ -90,15 +98,8 @@ class score_plan {
         if (key == "mean") {
           index = mean_of_.at(ranked_task);
         } else {
-          const auto k_text = key.substr(4);
-          std::size_t used = 0;
           double k = -1;
-          try {
-            k = std::stod(k_text, &used);
-          } catch (const std::exception&) {
-            used = 0;
-          }
-          if (used != k_text.size() || !(k >= 0) || k > 1e6) {
+          if (!parse_decimal(key.substr(4), k) || !(k >= 0) || k > 1e6) {
             throw usage_error("--rank-by " + key + ": K must be a number 0 or more, as in lcb:2");
           }
           index = column(key + ":" + ranked_task);
@@ -165,15 +166,11 @@ class score_plan {
       throw usage_error("--where '" + text + "': '" + name + "' is not a score of this screen; the scores are " +
                         json(names_).dump());
     }
-    char* end = nullptr;
-    const double parsed = std::strtod(value_text.c_str(), &end);
-    const auto value = static_cast<float>(parsed);
-    const bool decimal = value_text.find_first_of("xX") == std::string::npos;
-    if (value_text.empty() || end != value_text.c_str() + value_text.size() || !decimal ||
-        !std::isfinite(value)) {
+    double parsed = 0;
+    if (!parse_decimal(value_text, parsed)) {
       throw usage_error("--where '" + text + "': '" + value_text + "' is not a number");
     }
-    return {index, text[op] == '<', value, text};
+    return {index, text[op] == '<', static_cast<float>(parsed), text};
   }
 
   std::vector<std::string> names_;
@@ -315,7 +312,7 @@ class screen_job : public pipeline::chunk_work {
   static constexpr std::size_t block = 32;  // molecules per featurize task
 
   screen_job(screen_workload& w, pipeline::chunk_input input)
-      : w_(w), in_(std::move(input)), smiles_(in_["smiles"]) {
+      : chunk_work(std::move(input)), w_(w), smiles_(in_["smiles"]) {
     features_.resize(in_.n_rows());
   }
 
@@ -431,7 +428,6 @@ class screen_job : public pipeline::chunk_work {
   };
   enum class phase { start, featurize, infer };
   screen_workload& w_;
-  pipeline::chunk_input in_;
   const string_column& smiles_;
   phase phase_ = phase::start;
   std::vector<chem::featurize_result> features_;

@@ -59,7 +59,7 @@ struct fake_settings {
 class fake_job : public pipeline::chunk_work {
  public:
   fake_job(pipeline::chunk_input in, const fake_settings& s, infer::backoff_counters& c)
-      : in_(std::move(in)), s_(s), counters_(c) {}
+      : chunk_work(std::move(in)), s_(s), counters_(c) {}
 
   pipeline::stage next_stage() override {
     if (phase_++ == 0) return {"infer", (in_.n_rows() + s_.batch - 1) / s_.batch, 0};
@@ -109,7 +109,6 @@ class fake_job : public pipeline::chunk_work {
   }
 
  private:
-  pipeline::chunk_input in_;
   fake_settings s_;
   infer::backoff_counters& counters_;
   int phase_ = 0;

@@ -82,6 +82,9 @@ class chunk_outcomes {
   std::map<std::size_t, rejection> rejects_;
 };
 
+// A chunk's record before its books: where it lies and every row counted as read.
+run::chunk_record open_record(const plan::chunk& c);
+
 // The books of one chunk: counts, rejects in row order, the score sample, and the chunk's best
 // top_k (with the fields shown beside each hit). Every row must have an outcome.
 run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& outcomes,

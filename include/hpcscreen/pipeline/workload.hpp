@@ -24,12 +24,19 @@ using json = nlohmann::json;
 // tasks. Tasks return at once when pipeline::stop_requested(); the chunk is then abandoned.
 class chunk_work : public chunk_job {
  public:
+  explicit chunk_work(chunk_input input) : in_(std::move(input)) {}
+  // The rows the chunk was read with; the conductor closes the chunk's books from them.
+  const chunk_input& input() const { return in_; }
+
   // Gives every row of the chunk its outcome.
   virtual void collect(chunk_outcomes& outcomes) = 0;
   // Durably writes the chunk's own outputs (named by chunk id, so a chunk done again replaces
   // them) before it is committed. `outcomes` are final: rows with non-finite outputs are rejects.
   virtual void write_outputs(const std::string& /*out_dir*/, std::uint64_t /*chunk_id*/,
                              const chunk_outcomes& /*outcomes*/) {}
+
+ protected:
+  chunk_input in_;
 };
 
 // What rank 0 knows at the end of a run, for workload outputs that span it.

@@ -5,7 +5,7 @@
 //   parts/chunk-NNNNNNNNNN.json     one chunk_record per committed chunk
 //   hits.csv, rejects.csv, run.json written by rank 0 at the end of each attempt
 #include <cstdint>
-#include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -28,11 +28,15 @@ void lock_run_folder(const std::string& dir);
 // line that is not a number (warned about).
 std::set<std::uint64_t> committed_chunks(const std::string& dir);
 
-// The committed chunks that can be used: ids within [0, n_chunks) whose record reads back (each
-// one that does not is warned about, naming the file, and counts as not done). Their records go
-// to `records` when given.
+// The record of committed chunk `id` if it can be used: an id within [0, n_chunks) whose record
+// reads back. One that cannot is warned about, naming the file, and counts as not done.
+std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
+                                                     std::uint64_t n_chunks);
+
+// The committed chunks that can be used (read_usable_chunk_record); those whose records count
+// failed rows (a shard that could not be read) also go to `with_failed_rows` when given.
 std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, std::uint64_t n_chunks,
-                                                std::map<std::uint64_t, chunk_record>* records = nullptr);
+                                                std::set<std::uint64_t>* with_failed_rows = nullptr);
 
 // Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
 class journal {
