@@ -162,6 +162,9 @@ int pack_with_mpi(int argc, char** argv, const pack::pack_options& o, bool prote
   } catch (const usage_error& e) {
     if (report) std::fprintf(stderr, "hpcscreen pack: %s\n", e.what());
     return pipeline::exit_usage;
+  } catch (const stopped_error& e) {
+    if (report) std::fprintf(stderr, "hpcscreen pack: %s\n", e.what());
+    return pipeline::exit_interrupted;
   } catch (const std::exception& e) {
     if (report) std::fprintf(stderr, "hpcscreen pack: error: %s\n", e.what());
     return pipeline::exit_error;
@@ -222,8 +225,16 @@ int pack_command(const std::vector<std::string>& args, int argc, char** argv) {
     o.csv.keep_columns.push_back(keep_columns.substr(begin, end - begin));
     begin = end + 1;
   }
+  // SIGTERM, SIGINT, SIGUSR1 and SIGHUP stop the pack cleanly (exit 75, --resume finishes it).
+  pipeline::install_stop_handlers();
+  o.stop_requested = [] { return pipeline::stop_requested(); };
   if (launched_by_mpi()) return pack_with_mpi(argc, argv, o, proteins);
-  print_pack_summary(proteins ? pack::pack_proteins(o) : pack::pack_compounds(o), o);
+  try {
+    print_pack_summary(proteins ? pack::pack_proteins(o) : pack::pack_compounds(o), o);
+  } catch (const stopped_error& e) {
+    std::fprintf(stderr, "hpcscreen pack: %s\n", e.what());
+    return pipeline::exit_interrupted;
+  }
   return 0;
 }
 

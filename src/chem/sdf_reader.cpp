@@ -4,7 +4,9 @@
 #include <GraphMol/GraphMol.h>
 #include <GraphMol/SmilesParse/SmilesWrite.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "hpcscreen/chem/featurize.hpp"
 #include "hpcscreen/pack/text_source.hpp"
@@ -16,8 +18,16 @@ std::uint64_t read_sdf(const std::string& path, const sdf_options& options,
   silence_rdkit_logs();
   pack::text_source in(path);
   std::string line, block, title, wanted_value;
+  std::vector<std::size_t> line_starts;  // where each of the block's lines begins in `block`
   std::uint64_t n = 0, first_line = 0;
-  bool in_block = false, in_props = false, capture_next = false;
+  bool in_block = false, in_props = false, in_data = false, capture_next = false;
+  auto reset = [&] {
+    block.clear();
+    line_starts.clear();
+    title.clear();
+    wanted_value.clear();
+    in_block = in_props = in_data = capture_next = false;
+  };
   auto finish = [&] {
     pack::compound_record r;
     r.line = first_line;
@@ -39,10 +49,16 @@ std::uint64_t read_sdf(const std::string& path, const sdf_options& options,
     } else {
       on_reject({path, first_line, why});
     }
-    block.clear();
-    title.clear();
-    wanted_value.clear();
-    in_block = in_props = capture_next = false;
+    reset();
+  };
+  // A counts line ("... V2000" / "... V3000") after a record's "M  END", outside a data item,
+  // means the record's "$$$$" is missing and the next molecule has begun three lines above.
+  // Reading on would merge the two (RDKit parses the first and drops the second), so the
+  // unterminated record is rejected and the next one is read from its own header.
+  auto is_counts_line = [](const std::string& l) {
+    const auto end = l.find_last_not_of(" \t\r");
+    return end != std::string::npos && end >= 4 &&
+           (l.compare(end - 4, 5, "V2000") == 0 || l.compare(end - 4, 5, "V3000") == 0);
   };
   while (in.next_line(line)) {
     if (!in_block) {
@@ -54,8 +70,33 @@ std::uint64_t read_sdf(const std::string& path, const sdf_options& options,
       finish();
       continue;
     }
-    if (line.rfind("M  END", 0) == 0) in_props = true;
-    if (in_props) {
+    if (in_props && !in_data && is_counts_line(line)) {
+      const std::size_t header = std::min<std::size_t>(3, line_starts.size() - 1);
+      const std::size_t split = line_starts[line_starts.size() - header];
+      const std::uint64_t next_first = in.line_number() - header;
+      on_reject({path, first_line,
+                 "the record has no '$$$$' terminator: another molecule starts at line " +
+                     std::to_string(next_first) + " (the record is left out, not merged)"});
+      const std::string next = block.substr(split);
+      reset();
+      in_block = true;
+      first_line = next_first;
+      for (std::size_t b = 0; b < next.size();) {
+        const auto e = next.find('\n', b);
+        line_starts.push_back(block.size());
+        block.append(next, b, e - b + 1);
+        b = e + 1;
+      }
+      title = block.substr(0, block.find('\n'));
+    }
+    if (line.rfind("M  END", 0) == 0) {
+      in_props = true;
+    } else if (in_props) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) {
+        in_data = false;  // a blank line closes a data item
+      } else if (line.rfind(">", 0) == 0) {
+        in_data = true;
+      }
       if (capture_next) {
         wanted_value = line;
         capture_next = false;
@@ -64,6 +105,7 @@ std::uint64_t read_sdf(const std::string& path, const sdf_options& options,
         capture_next = true;
       }
     }
+    line_starts.push_back(block.size());
     block += line;
     block += '\n';
   }

@@ -80,7 +80,15 @@ std::uint64_t parse_bytes(const std::string& text, const std::string& option) {
   else
     throw bad();
   if (!(value > 0) || !std::isfinite(value)) throw bad();
-  return static_cast<std::uint64_t>(value * scale);
+  // 2^64 and above cannot be held: refuse rather than wrap to 0 (which means "off" to some
+  // options). 18446744073709551616.0 is exactly 2^64 as a double.
+  const double bytes = value * scale;
+  if (!(bytes < 18446744073709551616.0)) {
+    throw usage_error("the argument ('" + text + "') for option '--" + option +
+                      "' is invalid: the size does not fit in 64 bits (at most 16E bytes)");
+  }
+  if (bytes < 1) throw bad();
+  return static_cast<std::uint64_t>(bytes);
 }
 
 std::string format_duration(double seconds) {

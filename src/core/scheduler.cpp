@@ -2,9 +2,12 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
+
+#include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen {
 namespace {
@@ -12,11 +15,29 @@ std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
 }
-int env_int(const char* name) {
+
+// A count from the environment: whole decimal digits only, at least 1. Anything else (`abc`,
+// `0`, `-4`, `1e3`, `2x`) is a usage error naming the variable, never read by prefix.
+int env_count(const char* name) {
   const auto v = env(name);
+  if (v.empty()) return 0;
+  const auto bad = [&](const std::string& why) {
+    return usage_error("environment variable " + std::string(name) + "='" + v + "' " + why +
+                       "; fix it or give --threads");
+  };
+  if (!std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw bad("is not a whole positive number");
+  if (v.size() > 9) throw bad("is out of range");
+  const int n = std::stoi(v);
+  if (n < 1) throw bad("is not a whole positive number");
+  return n;
+}
+
+// Informational counts (nodes): a malformed value is shown as 0, never fatal.
+int env_int_or_zero(const char* name) {
   try {
-    return v.empty() ? 0 : std::stoi(v);
-  } catch (const std::exception&) {
+    return env_count(name);
+  } catch (const usage_error&) {
     return 0;
   }
 }
@@ -27,12 +48,12 @@ scheduler_info detect_scheduler() {
   if (!env("SLURM_JOB_ID").empty()) {
     s.name = "slurm";
     s.job_id = env("SLURM_JOB_ID");
-    s.n_nodes = env_int("SLURM_JOB_NUM_NODES");
-    s.cpus_per_task = env_int("SLURM_CPUS_PER_TASK");
+    s.n_nodes = env_int_or_zero("SLURM_JOB_NUM_NODES");
+    s.cpus_variable = "SLURM_CPUS_PER_TASK";
   } else if (!env("PBS_JOBID").empty()) {
     s.name = "pbs";
     s.job_id = env("PBS_JOBID");
-    s.cpus_per_task = env_int("NCPUS");
+    s.cpus_variable = "NCPUS";
     const auto nodefile = env("PBS_NODEFILE");
     if (!nodefile.empty()) {
       std::ifstream in(nodefile);
@@ -49,12 +70,15 @@ scheduler_info detect_scheduler() {
   return s;
 }
 
-int default_threads(const scheduler_info& s) {
-  if (s.cpus_per_task > 0) return s.cpus_per_task;
-  if (const int omp = env_int("OMP_NUM_THREADS"); omp > 0) return omp;
+int default_threads(scheduler_info& s) {
+  if (!s.cpus_variable.empty()) {
+    s.cpus_per_task = env_count(s.cpus_variable.c_str());
+    if (s.cpus_per_task > 0) return s.cpus_per_task;
+  }
+  if (const int omp = env_count("OMP_NUM_THREADS"); omp > 0) return omp;
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 }  // namespace hpcscreen

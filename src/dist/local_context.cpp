@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdlib>
 
 #include "hpcscreen/dist/context.hpp"
@@ -8,9 +9,12 @@ namespace {
 class local_counter : public shared_counter {
  public:
   std::uint64_t next() override { return value_++; }
+  void raise_stop(int signal) override { stop_ = std::max(stop_, signal); }
+  int stop_raised() override { return stop_; }
 
  private:
   std::uint64_t value_ = 0;
+  int stop_ = 0;
 };
 
 class local_board : public progress_board {

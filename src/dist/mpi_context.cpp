@@ -26,11 +26,11 @@ class mpi_counter : public shared_counter {
   explicit mpi_counter(MPI_Comm comm) : comm_(comm) {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    const MPI_Aint bytes = rank == 0 ? sizeof(std::uint64_t) : 0;
+    const MPI_Aint bytes = rank == 0 ? 2 * sizeof(std::uint64_t) : 0;  // [counter, stop]
     check_mpi(MPI_Win_allocate(bytes, sizeof(std::uint64_t), MPI_INFO_NULL, comm, &base_, &win_),
               "MPI_Win_allocate");
     MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
-    if (rank == 0) *base_ = 0;
+    if (rank == 0) base_[0] = base_[1] = 0;
     MPI_Barrier(comm);
     check_mpi(MPI_Win_lock_all(0, win_), "MPI_Win_lock_all");
   }
@@ -45,6 +45,19 @@ class mpi_counter : public shared_counter {
               "MPI_Fetch_and_op");
     check_mpi(MPI_Win_flush(0, win_), "MPI_Win_flush");
     return previous;
+  }
+  void raise_stop(int signal) override {
+    const std::uint64_t value = signal > 0 ? static_cast<std::uint64_t>(signal) : 1;
+    check_mpi(MPI_Accumulate(&value, 1, MPI_UINT64_T, 0, 1, 1, MPI_UINT64_T, MPI_MAX, win_),
+              "MPI_Accumulate");
+    check_mpi(MPI_Win_flush(0, win_), "MPI_Win_flush");
+  }
+  int stop_raised() override {
+    std::uint64_t value = 0;
+    check_mpi(MPI_Fetch_and_op(nullptr, &value, MPI_UINT64_T, 0, 1, MPI_NO_OP, win_),
+              "MPI_Fetch_and_op");
+    check_mpi(MPI_Win_flush(0, win_), "MPI_Win_flush");
+    return static_cast<int>(value);
   }
 
  private:

@@ -58,6 +58,7 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
     return m;
   }
   if (m.labels.empty()) throw model_error(where + "'labels' is empty; list the output columns");
+  check_unique_names(m.labels, where + "'labels'");
   if (std::find(m.labels.begin(), m.labels.end(), m.rank_by) == m.labels.end()) {
     throw model_error(where + "rank_by '" + m.rank_by + "' is not one of the labels");
   }
@@ -93,7 +94,7 @@ struct bert_model::impl {
     }
     std::ostringstream found;
     found << t.sizes() << " " << t.scalar_type();
-    throw model_error("model '" + path + "': forward() on a " +
+    throw model_contract_error("model '" + path + "': forward() on a " +
                       (h == 0 ? std::string("probe batch") : "batch") + " returned " + found.str() +
                       ", expected float32 [" + std::to_string(b) + ", " + std::to_string(l) + ", " +
                       (h == 0 ? std::string("H") : std::to_string(h)) +
@@ -115,7 +116,8 @@ struct bert_model::impl {
           metadata.per_residue
               ? "[" + std::to_string(b) + ", " + std::to_string(l) + ", " + std::to_string(c) + "]"
               : "[" + std::to_string(b) + ", " + std::to_string(c) + "]";
-      throw model_error("model '" + path + "': forward() on a probe batch returned " + found.str() +
+      throw model_contract_error("model '" + path + "': forward() on a batch of " +
+                                 std::to_string(b) + " sequences returned " + found.str() +
                         ", expected float32 " + expected + " (output_level '" +
                         (metadata.per_residue ? "residue" : "sequence") + "', " +
                         std::to_string(c) + " labels in hpcscreen.json)");

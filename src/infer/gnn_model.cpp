@@ -98,7 +98,7 @@ struct gnn_model::impl {
     found << t.sizes() << " " << t.scalar_type();
     if (t.dim() != 2 || t.size(0) != n_graphs || t.size(1) != n_tasks ||
         t.scalar_type() != torch::kFloat) {
-      throw model_error("model '" + path + "': forward() on a probe batch of " +
+      throw model_contract_error("model '" + path + "': forward() on a batch of " +
                         std::to_string(n_graphs) + " molecules returned " + found.str() +
                         ", expected float32 [" + std::to_string(n_graphs) + ", " +
                         std::to_string(n_tasks) +

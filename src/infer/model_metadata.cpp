@@ -14,6 +14,18 @@ std::size_t model_metadata::rank_task_index() const {
   return static_cast<std::size_t>(it - tasks.begin());
 }
 
+void check_unique_names(const std::vector<std::string>& names, const std::string& where) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (std::size_t k = 0; k < i; ++k) {
+      if (names[i] == names[k]) {
+        throw model_error(where + " names '" + names[i] + "' twice (columns " + std::to_string(k) +
+                          " and " + std::to_string(i) +
+                          "); every output column needs its own name");
+      }
+    }
+  }
+}
+
 model_metadata parse_gnn_metadata(const std::string& json_text, const std::string& model_path) {
   const std::string where = "model '" + model_path + "': " + metadata_file_name + ": ";
   model_metadata m;
@@ -50,6 +62,7 @@ model_metadata parse_gnn_metadata(const std::string& json_text, const std::strin
                       "'; the model was trained on other features and would score noise");
   }
   if (m.tasks.empty()) throw model_error(where + "'tasks' is empty; list the output columns");
+  check_unique_names(m.tasks, where + "'tasks'");
   if (std::find(m.tasks.begin(), m.tasks.end(), m.rank_by) == m.tasks.end()) {
     throw model_error(where + "rank_by '" + m.rank_by + "' is not one of the tasks");
   }

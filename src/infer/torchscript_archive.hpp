@@ -28,6 +28,8 @@ auto guarded(const std::string& what, F&& f) -> decltype(f()) {
     return f();
   } catch (const model_error&) {
     throw;
+  } catch (const model_contract_error&) {
+    throw;
   } catch (const std::bad_alloc& e) {
     throw out_of_memory_error(what + ": " + e.what());
   } catch (const c10::Error& e) {

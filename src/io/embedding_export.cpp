@@ -82,6 +82,11 @@ embedding_export_summary export_embeddings(const embedding_export_options& o) {
                     (has_seq ? "per-sequence" : "per-residue"));
   }
 
+  // Like every other --out: an existing file is never replaced.
+  if (fs::exists(fs::symlink_status(o.out_path))) {
+    throw run_error("'" + o.out_path + "' already exists; choose another --out (export never "
+                    "overwrites a file)");
+  }
   // Sizes first, from the files' shapes alone: refuse before writing anything.
   std::vector<std::string> paths;
   for (const auto& f : manifest.at("files"))
@@ -137,7 +142,15 @@ embedding_export_summary export_embeddings(const embedding_export_options& o) {
     fs::remove(tmp, ignored);
     throw;
   }
-  fs::rename(tmp, o.out_path);
+  // A hard link fails if the name appeared meanwhile, where a rename would replace it.
+  std::error_code linked;
+  fs::create_hard_link(tmp, o.out_path, linked);
+  std::error_code ignored;
+  fs::remove(tmp, ignored);
+  if (linked) {
+    throw run_error("cannot write '" + o.out_path + "': " + linked.message() +
+                    (linked == std::errc::file_exists ? " (it appeared while exporting)" : ""));
+  }
   return sum;
 }
 

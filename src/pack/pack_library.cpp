@@ -83,9 +83,30 @@ void write_durably(const std::string& path, const std::string& content) {
 }
 
 json input_identity(const std::string& path) {
-  const auto abs = fs::absolute(path).string();
+  // "./a.smi", "a.smi" and "dir/../a.smi" are one input (a resume may spell it either way).
+  const auto abs = fs::absolute(path).lexically_normal().string();
   const auto mtime = fs::last_write_time(path).time_since_epoch().count();
   return {{"file", abs}, {"size", fs::file_size(path)}, {"mtime", static_cast<long long>(mtime)}};
+}
+
+[[noreturn]] void throw_stopped(const pack_options& o) {
+  throw stopped_error("pack stopped by a signal; inputs finished so far are kept: run the same "
+                      "command with --resume to finish '" + o.out_dir + "'");
+}
+
+void check_unchanged(const std::string& path, const json& before) {
+  std::error_code gone;
+  if (!fs::exists(path, gone)) {
+    throw error("pack: input '" + path + "' disappeared while it was read; nothing of it is " +
+                "kept: restore it and run the same command with --resume");
+  }
+  const auto now = input_identity(path);
+  if (now == before) return;
+  throw error("pack: input '" + path + "' changed while it was read (size " +
+              before.at("size").dump() + " bytes when reading began, " + now.at("size").dump() +
+              " now" + (before.at("mtime") != now.at("mtime") ? ", modified meanwhile" : "") +
+              "); nothing of it is kept: wait until the file is complete, then run the same "
+              "command with --resume");
 }
 
 // Everything that decides what the library holds: a resumed pack must be started with the same.
@@ -134,9 +155,10 @@ fs::path rejects_part_path(const std::string& out_dir, std::size_t input) {
 
 // A local failure: kind 0 none, 1 an error, 2 a usage error (the user's to fix, so it wins).
 struct failure {
-  int kind = 0;
+  int kind = 0;  // 0 none, 1 error, 2 usage, stopped_kind
   std::string message;
 };
+constexpr int stopped_kind = 3;  // a stop request: outranks errors, reported as a stop
 
 template <class F>
 failure attempt(F&& f) {
@@ -145,6 +167,8 @@ failure attempt(F&& f) {
     return {};
   } catch (const usage_error& e) {
     return {2, e.what()};
+  } catch (const stopped_error& e) {
+    return {stopped_kind, e.what()};
   } catch (const std::exception& e) {
     return {1, e.what()};
   }
@@ -182,6 +206,7 @@ void agree(dist::context& ctx, const failure& local, bool name_ranks = true) {
   verdict = json::parse(ctx.broadcast(verdict.dump(-1, ' ', false, json::error_handler_t::replace)));
   const auto message = verdict["message"].get<std::string>();
   if (verdict["kind"].get<int>() == 2) throw usage_error(message);
+  if (verdict["kind"].get<int>() == stopped_kind) throw stopped_error(message);
   throw error(message);
 }
 
@@ -268,16 +293,24 @@ class input_packer {
   void add(std::string id, std::initializer_list<std::string_view> rest,
            const std::vector<std::string>& kept = {}) {
     ++n_records_;
+    poll_stop();
     builder_.add(std::move(id), rest, kept);
   }
 
   void reject(pack_reject&& r) {
     ++n_rejects_;
+    poll_stop();
     const auto line =
         csv_field(r.source) + ',' + std::to_string(r.line) + ',' + csv_field(r.reason) + '\n';
     if (std::fputs(line.c_str(), rejects_) < 0) throw error("cannot write '" + rejects_path_ + "'");
   }
   std::uint64_t n_rejects() const { return n_rejects_; }
+
+  // Every 4096 rows: a stop request abandons this input (redone by --resume).
+  void poll_stop() const {
+    if (((n_records_ + n_rejects_) & 4095) != 0 || !options_.stop_requested) return;
+    if (options_.stop_requested()) throw_stopped(options_);
+  }
 
   // The input is read: its last shard and its rejects go to disk, then the completion record
   // (written atomically) says so.
@@ -382,11 +415,23 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
   } catch (const json::exception& e) {
     throw usage_error("pack --resume: cannot read '" + marker.string() + "': " + e.what());
   }
-  if (was != config) {
+  // An input without a completion record is packed again from scratch, so its size and time
+  // may have changed (a download finished, a file that changed while read was replaced).
+  auto comparable = [&](json c) {
+    if (!c.contains("inputs") || !c["inputs"].is_array()) return c;
+    for (std::size_t i = 0; i < c["inputs"].size() && i < o.inputs.size(); ++i) {
+      if (!finished_input(o.out_dir, i).is_null()) continue;
+      c["inputs"][i].erase("size");
+      c["inputs"][i].erase("mtime");
+    }
+    return c;
+  };
+  if (comparable(was) != comparable(config)) {
     throw usage_error("pack --resume: '" + o.out_dir + "' was started with different " +
                       first_difference(was, config) +
                       "; rerun the same command with --resume, or pack into a new folder");
   }
+  if (was != config) write_durably(marker.string(), config.dump(2) + "\n");
   // Inputs with a completion record are kept; everything else is removed and redone.
   std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts;
   for (std::size_t i = 0; i < o.inputs.size(); ++i) {
@@ -544,12 +589,20 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
   {
     auto counter = ctx.make_counter();
     while (packed.kind == 0) {
+      if (o.stop_requested && o.stop_requested()) {
+        packed = attempt([&] { throw_stopped(o); });
+        break;
+      }
       const auto t = counter->next();
       if (t >= todo.size()) break;
       const auto i = todo[t];
       packed = attempt([&] {
+        // A file that changes while it is read (still being downloaded, truncated, rewritten)
+        // yields rows that are neither the old nor the new file: the input fails instead.
+        const auto before = input_identity(o.inputs[i]);
         input_packer p(o, layout, i);
         const auto counts = k.read_input(i, formats[i], p);
+        check_unchanged(o.inputs[i], before);
         p.finish(o.inputs[i], formats[i], counts);
       });
     }

@@ -185,8 +185,27 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
   bool no_more = false, stop_taking = false;
   auto quota_reached = [&] { return o.max_chunks_per_rank > 0 && taken >= o.max_chunks_per_rank; };
 
+  // A signal on this rank is raised on the shared flag; one raised elsewhere becomes this
+  // rank's own stop request, so in-flight work is abandoned alike on every rank.
+  bool stop_shared = false;
+  auto stop_anywhere = [&] {
+    try {
+      if (stop_requested() && !stop_shared) {
+        timed([&] { counter->raise_stop(stop_signal()); });
+        stop_shared = true;
+      } else if (!stop_requested()) {
+        int raised = 0;
+        timed([&] { raised = counter->stop_raised(); });
+        if (raised != 0) request_stop(raised);
+      }
+    } catch (const std::exception& e) {
+      if (result.error.empty()) result.error = "rank " + std::to_string(ctx.rank()) + ": " + e.what();
+    }
+    return stop_requested();
+  };
+
   while (result.error.empty()) {
-    if (stop_requested()) {  // a signal: in-flight chunks are abandoned, not committed
+    if (stop_anywhere()) {  // a signal: in-flight chunks are abandoned, not committed
       result.interrupted = true;
       break;
     }
@@ -226,7 +245,7 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
     if (!done) continue;
     auto f = std::move(flight.at(done->tag));
     flight.erase(done->tag);
-    if (stop_requested()) {  // its tasks may have returned early: never commit it
+    if (stop_anywhere()) {  // its tasks may have returned early: never commit it
       result.interrupted = true;
       break;
     }

@@ -1,6 +1,8 @@
 #include "hpcscreen/pipeline/outcome.hpp"
 
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
@@ -16,6 +18,22 @@ std::string score_layout::hits_file(std::size_t k) const {
     if (!plain) ch = '-';
   }
   return "hits-" + name + ".csv";
+}
+
+void score_layout::check_hit_files() const {
+  std::map<std::string, std::string> by_file;  // hit-list file -> the key's name
+  std::set<std::string> seen;
+  for (std::size_t k = 0; k < keys.size(); ++k) {
+    const auto& name = names[keys[k].index];
+    if (!seen.insert(name).second)
+      throw usage_error("--rank-by " + name + " is given twice; give each ranking once");
+    const auto [it, fresh] = by_file.emplace(hits_file(k), name);
+    if (!fresh) {
+      throw usage_error("--rank-by " + name + " and --rank-by " + it->second +
+                        " would both write " + it->first +
+                        "; rename a model or task so that the file names differ");
+    }
+  }
 }
 
 const string_column& chunk_input::operator[](const std::string& name) const {

@@ -93,6 +93,7 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
   const auto& kind = s.work->kind();
   s.library = &find_library_kind(kind.library_kind);
   s.layout = s.work->scores();
+  if (s.layout.ranked) s.layout.check_hit_files();
   if (s.manifest.kind != s.library->name) {
     throw shard_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
                       kind.name + "' needs " + s.library->name);

@@ -16,7 +16,7 @@ void install_stop_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  for (const int sig : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaction(sig, &sa, nullptr);
 }
 
 bool stop_requested() {
@@ -24,6 +24,9 @@ bool stop_requested() {
 }
 int stop_signal() {
   return g_signal;
+}
+void request_stop(int sig) {
+  if (g_signal == 0) g_signal = sig;
 }
 void clear_stop_request() {
   g_signal = 0;

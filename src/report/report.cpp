@@ -14,7 +14,6 @@
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/pack/compound_readers.hpp"
-#include "hpcscreen/pack/text_source.hpp"
 #include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
@@ -40,7 +39,14 @@ std::string escape(const std::string& s) {
         out += "&quot;";
         break;
       default:
-        out += c;
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') || c == 0x7f) {
+          // A control byte (an id holding NUL) is shown, not passed to the browser.
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+          out += hex;
+        } else {
+          out += c;
+        }
     }
   }
   return out;
@@ -146,12 +152,20 @@ std::string throughput_svg(const std::vector<run::chunk_record>& recs) {
 std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
   std::vector<std::vector<std::string>> rows;
   if (!fs::exists(path)) return rows;
-  pack::text_source in(path);
+  // The run's own CSV, read as bytes: an id may hold any byte, NUL included (the input
+  // readers' checks for binary data are for libraries, not for hpcscreen's outputs).
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw run_error("cannot read '" + path + "'");
   std::string line, record;
   std::vector<std::string> fields;
-  while (in.next_line(line)) {
+  auto next_line = [&](std::string& l) {
+    if (!std::getline(in, l)) return false;
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    return true;
+  };
+  while (next_line(line)) {
     record = line;
-    while (!pack::split_csv_record(record, ',', fields) && in.next_line(line))
+    while (!pack::split_csv_record(record, ',', fields) && next_line(line))
       record += "\n" + line;
     rows.push_back(fields);
   }
@@ -296,9 +310,41 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   const auto section = r.value(r.value("workload", ""), json::object());
   if (section.contains("padding_fraction"))
     row("padding fraction", fmt(section["padding_fraction"].get<double>(), "%.3f"));
-  if (r.contains("model")) {
-    row("model", escape(r["model"].value("path", "")) + " (" +
-                     escape(section.value("model", json::object()).value("name", "")) + ")");
+  // Every model: name, file and checksum (the checksums fix the run, run_config.json).
+  json checksums = json::array();
+  if (std::ifstream cfg(fs::path(run_dir) / "run_config.json"); cfg) {
+    try {
+      checksums = json::parse(cfg).at("identity").value("model_checksums", json::array());
+    } catch (const std::exception&) {  // the page shows what it can
+    }
+  }
+  json paths = r.contains("model") ? r["model"].value("paths", json::array()) : json::array();
+  if (paths.empty() && r.contains("model") && r["model"].value("path", "") != "")
+    paths.push_back(r["model"]["path"]);
+  json names = json::array();
+  for (const auto& m : section.value("model_list", json::array())) names.push_back(m.value("name", ""));
+  if (names.empty() && section.contains("model")) names.push_back(section["model"].value("name", ""));
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    std::string text = (i < names.size() && names[i].is_string() && !names[i].get<std::string>().empty()
+                            ? "<b>" + escape(names[i].get<std::string>()) + "</b> "
+                            : std::string()) +
+                       escape(paths[i].is_string() ? paths[i].get<std::string>() : paths[i].dump());
+    if (i < checksums.size() && checksums[i].is_string())
+      text += " <small>checksum " + escape(checksums[i].get<std::string>()) + "</small>";
+    row(paths.size() > 1 ? "model " + std::to_string(i + 1) : std::string("model"), text);
+  }
+  if (section.contains("precision") && section["precision"].is_object()) {
+    const auto& p = section["precision"];
+    std::string text = escape(p.value("used", "?")) + " (requested " +
+                       escape(p.value("requested", "?")) + ")";
+    if (p.contains("reason") && p["reason"].is_string()) text += ": " + escape(p["reason"].get<std::string>());
+    if (p.contains("isa_found")) text += " <small>ISA " + number(p["isa_found"]) + "</small>";
+    row("precision", text);
+  }
+  if (section.contains("config") && section["config"].contains("embeddings")) {
+    std::string text = number(section["config"]["embeddings"]);
+    if (section.contains("embeddings")) text += " <small>" + number(section["embeddings"]) + "</small>";
+    row("embeddings", text);
   }
   row("library", escape(r["library"].value("path", "")));
   if (r.contains("scheduler") && r["scheduler"].value("name", "none") != "none") {

@@ -118,6 +118,15 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
                         "new --out");
       }
     }
+    // A key the run started with and the command no longer gives (a default that adds no key,
+    // such as --precision fp32 after bf16) is a change too.
+    for (const auto& [key, value] : before.items()) {
+      if (!identity.contains(key)) {
+        throw run_error("cannot resume '" + dir + "': " + key + " was " + value.dump() +
+                        " when the run started and is absent (the default) now; resume with "
+                        "the same library, model and settings, or start a new --out");
+      }
+    }
   } else {
     if (resume) {
       throw run_error("cannot resume '" + dir +

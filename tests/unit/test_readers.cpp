@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "hpcscreen/chem/featurize.hpp"
+#include "hpcscreen/chem/sdf_reader.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/io/manifest.hpp"
 #include "hpcscreen/io/shard.hpp"
@@ -610,4 +611,48 @@ TEST(featurize_cxsmiles, enhanced_stereo_is_parsed_and_features_are_those_of_the
   const auto stray = chem::featurize_smiles("CCO |&1:9|", {});
   EXPECT_TRUE(stray.ok) << stray.reason;
   EXPECT_EQ(stray.graph.n_atoms, 3);
+}
+
+namespace {
+
+// One-atom molblocks written by hand: their canonical SMILES are the element symbols.
+std::string one_atom_molblock(const std::string& title, const std::string& element,
+                              const std::string& name_property) {
+  return title + "\n  hand-written\n\n" +
+         "  1  0  0  0  0  0  0  0  0  0999 V2000\n"
+         "    0.0000    0.0000    0.0000 " +
+         element + (element.size() == 1 ? " " : "") +
+         "  0  0  0  0  0  0  0  0  0  0  0  0\n"
+         "M  END\n"
+         "> <name>\n" +
+         name_property + "\n\n";
+}
+
+}  // namespace
+
+TEST(sdf, a_missing_terminator_rejects_that_record_and_keeps_the_next) {
+  const auto dir = fresh_dir("sdf_terminator");
+  // Each record is 9 lines and "$$$$". Record b (lines 11-19) has no "$$$$": c's title is line 20.
+  write_bytes(dir / "x.sdf", one_atom_molblock("a", "C", "first") + "$$$$\n" +
+                                 one_atom_molblock("b", "N", "second") +
+                                 one_atom_molblock("c", "O", "third") + "$$$$\n" +
+                                 one_atom_molblock("d", "S", "fourth") + "$$$$\n");
+  std::vector<pack::compound_record> records;
+  std::vector<pack::pack_reject> rejects;
+  const auto n = chem::read_sdf(
+      (dir / "x.sdf").string(), {"name"}, [&](pack::compound_record&& r) { records.push_back(r); },
+      [&](pack::pack_reject&& r) { rejects.push_back(r); });
+  EXPECT_EQ(n, 3u);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].id, "first");
+  EXPECT_EQ(records[0].smiles, "C");
+  EXPECT_EQ(records[1].id, "third");
+  EXPECT_EQ(records[1].smiles, "O");
+  EXPECT_EQ(records[1].line, 20u);
+  EXPECT_EQ(records[2].id, "fourth");
+  EXPECT_EQ(records[2].smiles, "S");
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].line, 11u);  // b's title line
+  EXPECT_NE(rejects[0].reason.find("no '$$$$' terminator"), std::string::npos) << rejects[0].reason;
+  EXPECT_NE(rejects[0].reason.find("line 20"), std::string::npos) << rejects[0].reason;
 }

@@ -34,6 +34,20 @@ class model_error : public error {
   using error::error;
 };
 
+// A model whose output breaks its declared contract (shape, dtype) on a real batch. Not a
+// per-record failure to isolate by splitting batches: the run stops and names what was
+// expected and found.
+class model_contract_error : public error {
+ public:
+  using error::error;
+};
+
+// A stop request (a signal) honoured: what is done is kept and the command exits 75.
+class stopped_error : public error {
+ public:
+  using error::error;
+};
+
 // A batch that does not fit in memory (LibTorch's allocator or the memory tier ran out). The
 // inference layer retries it in halves; see infer/backoff.hpp.
 class out_of_memory_error : public model_error {

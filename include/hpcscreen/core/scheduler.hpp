@@ -8,13 +8,15 @@ struct scheduler_info {
   std::string name = "none";  // "slurm", "pbs" or "none"
   std::string job_id;
   int n_nodes = 0;
-  int cpus_per_task = 0;  // 0: not given
+  std::string cpus_variable;  // SLURM_CPUS_PER_TASK or NCPUS; empty outside a job
+  int cpus_per_task = 0;      // 0: not given or not read (set by default_threads)
 };
 
 scheduler_info detect_scheduler();
 
 // Threads per rank when --threads is not given: the scheduler's CPUs per task, then
-// OMP_NUM_THREADS, then the cores this process may run on.
-int default_threads(const scheduler_info& s);
+// OMP_NUM_THREADS, then the cores this process may run on. A variable that is set but is not
+// a whole positive number is a usage_error naming it.
+int default_threads(scheduler_info& s);
 
 }  // namespace hpcscreen

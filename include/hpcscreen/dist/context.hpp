@@ -10,10 +10,14 @@
 namespace hpcscreen::dist {
 
 // Hands out 0, 1, 2, ... across all ranks, each value once (MPI_Fetch_and_op on rank 0).
+// Beside it, a stop flag: a rank that receives a signal raises it, every rank polls it, so a
+// stop reaches all ranks within a poll interval whichever rank was signalled.
 class shared_counter {
  public:
   virtual ~shared_counter() = default;
   virtual std::uint64_t next() = 0;
+  virtual void raise_stop(int signal) = 0;
+  virtual int stop_raised() = 0;  // the highest signal raised by any rank; 0 if none
 };
 
 // Per-rank progress numbers, readable by rank 0 at any time without stalling anyone

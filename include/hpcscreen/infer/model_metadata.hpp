@@ -24,6 +24,9 @@ struct model_metadata {
 
 // Parses and checks the fields every GNN model needs; throws model_error saying what was
 // expected and what was found.
+// Throws model_error when a name appears twice: a column must be named unambiguously.
+void check_unique_names(const std::vector<std::string>& names, const std::string& where);
+
 model_metadata parse_gnn_metadata(const std::string& json_text, const std::string& model_path);
 
 }  // namespace hpcscreen::infer

@@ -23,6 +23,9 @@ struct pack_options {
   // Called after each shard is committed, with its input's index and its index within that
   // input; tests stop a pack there.
   std::function<void(std::size_t input, std::size_t shard)> after_shard_commit;
+  // Polled while reading (every few thousand rows) and between inputs: true stops the pack
+  // cleanly (stopped_error) with every finished input kept for --resume.
+  std::function<bool()> stop_requested;
 };
 
 struct pack_summary {

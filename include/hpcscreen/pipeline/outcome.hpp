@@ -39,6 +39,9 @@ struct score_layout {
   std::vector<score_filter> filters;  // all must pass for a record to enter a hit list
   // hits.csv's file name for key k: hits.csv, then hits-<name with ':' as '-'>.csv
   std::string hits_file(std::size_t k) const;
+  // Throws usage_error when two keys would write the same hit-list file (the same key twice, or
+  // names that differ only in characters a file name cannot hold, such as a-b:c and a:b-c).
+  void check_hit_files() const;
 };
 
 // A chunk's rows as read from its shard, by field name.

@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""tools/hpcscreen-submit against hostile and bad values, with no scheduler and no hpcscreen:
+every value that reaches a job script is checked (a control character, a name outside a plain
+character set, a malformed walltime, a count out of range: exit 2 naming the option, and no
+script written); a log path with spaces is written so that the scheduler reads it as one
+argument; and the filled scripts, run by bash with stub mpirun/srun on PATH, hand every path and
+argument over unchanged and run nothing else. (--hpcscreen and --models are accepted and not
+used; --work is the scratch folder.)"""
+import os
+import subprocess
+import sys
+
+from common import e2e_args, check, finish
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+SUBMIT = os.path.join(ROOT, "tools", "hpcscreen-submit")
+CASE = [0]
+
+
+def case_dir(work):
+    """A fresh, empty folder for one invocation."""
+    CASE[0] += 1
+    d = os.path.join(work, f"case{CASE[0]:03d}")
+    os.makedirs(d)
+    return d
+
+
+def submit(scheduler, d, *opts, out=None, script=None, extra=()):
+    """hpcscreen-submit run in folder d with ordinary values, then `opts` (a repeated option
+    overrides): a relative path given in `opts` lands in d."""
+    cmd = [sys.executable, SUBMIT, scheduler, "screen", "--library", "/data/lib", "--model", "/data/m.pt",
+           "--out", out or os.path.join(d, "run"), "--cpus", "2", "--time", "01:00:00",
+           "--script", script or os.path.join(d, "job.sh"), "--hpcscreen", "/opt/hpcscreen", *opts]
+    if extra:
+        cmd += ["--", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=d)
+
+
+def refused(work, scheduler, option, opts=(), named=None, says=None, **kw):
+    """The invocation exits 2, names the option (`hpcscreen-submit: OPTION:`, or `named`), shows
+    no traceback and writes nothing."""
+    d = case_dir(work)
+    r = submit(scheduler, d, *opts, **kw)
+    named = named or f"hpcscreen-submit: {option}:"
+    ok = (r.returncode == 2 and named in r.stderr and "Traceback" not in r.stderr
+          and (says is None or says in r.stderr) and os.listdir(d) == [])
+    check(ok, f"{scheduler} {' '.join(map(repr, opts)) or repr(kw)}: exit 2 naming {named}, nothing written "
+              f"(exit {r.returncode}, {r.stderr.strip()!r}, left {os.listdir(d)})")
+
+
+def slurm_words(line):
+    """The arguments sbatch takes from a #SBATCH line (src/sbatch/opt.c, _get_argument): split at
+    whitespace outside quotes, quotes removed, a backslash escapes, an unquoted '#' ends it.
+    None where sbatch would stop at an unmatched quote."""
+    words, ptr = [], line[len("#SBATCH"):]
+    while True:
+        ptr = ptr.lstrip()
+        if not ptr:
+            return words
+        arg, quoted, q, escape, i = "", False, "", False, 0
+        while i < len(ptr) and (quoted or not ptr[i].isspace()) and ptr[i] != "\n":
+            c = ptr[i]
+            i += 1
+            if escape:
+                escape = False
+            elif c == "\\":
+                escape = True
+                continue
+            elif quoted:
+                if c == q:
+                    quoted = False
+                    continue
+            elif c in "\"'":
+                quoted, q = True, c
+                continue
+            elif c == "#":
+                return words + ([arg] if arg else [])
+            arg += c
+        if quoted:
+            return None
+        words.append(arg)
+        ptr = ptr[i:]
+
+
+def lines(script):
+    if not os.path.exists(script):
+        return []
+    with open(script, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read().splitlines()
+
+
+def snapshot(root):
+    return {os.path.join(dp, f) for dp, dn, fn in os.walk(root) for f in fn + dn}
+
+
+def stub_bin(work):
+    """mpirun and srun that only record their arguments (NUL-separated) in $STUB_RECORD."""
+    d = os.path.join(work, "stub bin")
+    os.makedirs(d)
+    for name in ["mpirun", "srun"]:
+        with open(os.path.join(d, name), "w") as f:
+            f.write('#!/bin/bash\nprintf "%s\\0" "$(basename "$0")" "$@" > "$STUB_RECORD"\nexit 0\n')
+        os.chmod(os.path.join(d, name), 0o755)
+    return d
+
+
+def run_script(script, env, record, cwd):
+    """The filled script under bash; returns (exit, stdout, argv recorded by the stub, new files)."""
+    before = snapshot(os.path.dirname(cwd))
+    r = subprocess.run(["bash", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    new = snapshot(os.path.dirname(cwd)) - before
+    argv = None
+    if os.path.exists(record):
+        with open(record, "rb") as f:
+            argv = [os.fsdecode(x) for x in f.read().split(b"\0")[:-1]]
+        os.remove(record)
+    return r.returncode, r.stdout + r.stderr, argv, new - {record}
+
+
+def test_ordinary(work):
+    print("== ordinary values: the script the tool wrote before these checks")
+    for scheduler, expected in [
+        ("slurm", ["#SBATCH --job-name=hpcscreen-screen", "#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1",
+                   "#SBATCH --cpus-per-task=40", "#SBATCH --time=24:00:00", "#SBATCH --output=/scratch/run1.%j.log",
+                   "#SBATCH --signal=B:USR1@300", "#SBATCH --partition=batch", "#SBATCH --account=proj1",
+                   "HPCSCREEN=/opt/hpcscreen", "OUT=/scratch/run1",
+                   "ARGS=(screen --library /data/lib --model /data/m.pt --out \"$OUT\" --top-k 1000 'a b')"]),
+        ("pbs", ["#PBS -N hpcscreen-screen", "#PBS -l select=4:ncpus=40:mpiprocs=1", "#PBS -l walltime=24:00:00",
+                 "#PBS -j oe", "#PBS -o /scratch/run1.log", "#PBS -q workq", "#PBS -A proj1",
+                 "HPCSCREEN=/opt/hpcscreen", "OUT=/scratch/run1",
+                 "ARGS=(screen --library /data/lib --model /data/m.pt --out \"$OUT\" --top-k 1000 'a b')",
+                 "ARGS+=(--stop-after 86100s)"])]:
+        d = case_dir(work)
+        script = os.path.join(d, "job.sh")
+        r = submit(scheduler, d, "--out", "/scratch/run1", "--nodes", "4", "--cpus", "40", "--time", "24:00:00",
+                   "--partition", "batch", "--account", "proj1", "--queue", "workq", extra=["--top-k", "1000", "a b"])
+        cmd = "sbatch" if scheduler == "slurm" else "qsub"
+        check(r.returncode == 0 and r.stdout == f"{cmd} {script}\n", f"{scheduler}: exit 0, prints `{cmd} SCRIPT` "
+              f"(exit {r.returncode}, {r.stdout!r}, {r.stderr.strip()!r})")
+        got = lines(script)
+        missing = [x for x in expected if x not in got]
+        check(not missing, f"{scheduler}: the same directive and shell lines as before ({missing or 'all there'})")
+        check(not any("{{" in x for x in got), f"{scheduler}: no placeholder left")
+        check(subprocess.run(["bash", "-n", script]).returncode == 0, f"{scheduler}: bash -n accepts the script")
+
+    print("== walltimes in Slurm's forms; PBS gets HH:MM:SS")
+    for given, pbs in [("90", "01:30:00"), ("30:00", "00:30:00"), ("01:00:00", "01:00:00"), ("1-0", "24:00:00"),
+                       ("1-02:03", "26:03:00"), ("2-00:00:30", "48:00:30"), ("100:00:00", "100:00:00")]:
+        for scheduler in ["slurm", "pbs"]:
+            d = case_dir(work)
+            r = submit(scheduler, d, "--time", given, "--warn", "60")
+            want = f"#SBATCH --time={given}" if scheduler == "slurm" else f"#PBS -l walltime={pbs}"
+            check(r.returncode == 0 and want in lines(os.path.join(d, "job.sh")),
+                  f"{scheduler} --time {given}: {want!r} (exit {r.returncode}, {r.stderr.strip()!r})")
+
+    print("== a value is never read again as a placeholder")
+    d = case_dir(work)
+    r = submit("slurm", d, "--library", "/data/{{SLURM_EXTRA}}{{ARGS}}", "--partition", "p", extra=["x"])
+    check(r.returncode == 0 and "ARGS=(screen --library '/data/{{SLURM_EXTRA}}{{ARGS}}' --model /data/m.pt "
+          "--out \"$OUT\" x)" in lines(os.path.join(d, "job.sh")), "a library path with {{...}} is written as it is")
+
+
+def test_refused(work):
+    print("== a control character in any value that reaches the script: exit 2, nothing written")
+    nl = "x\ntouch PWNED"
+    for scheduler, options in [("slurm", ["--job-name", "--partition", "--account", "--out", "--library", "--model",
+                                          "--hpcscreen", "--script", "--time"]),
+                               ("pbs", ["--job-name", "--queue", "--account", "--out", "--library", "--model",
+                                        "--hpcscreen", "--script", "--time"])]:
+        for option in options:  # a relative path lands in the case's folder, which must stay empty
+            refused(work, scheduler, option, (option, nl), says="contains a control character (newline)")
+        refused(work, scheduler, "arguments after --", extra=["--top-k", "10", nl],
+                says="control character (newline)")
+    for ch, name in [("\r", "carriage return"), ("\t", "tab"), ("\x1b", "0x1b"), ("\x7f", "DEL"), ("\x01", "0x01")]:
+        refused(work, "slurm", "--job-name", ("--job-name", f"a{ch}b"), says=f"control character ({name})")
+
+    print("== names outside a plain character set, or with a leading '-'")
+    for scheduler, option, value in [("slurm", "--job-name", "a b"), ("slurm", "--job-name", "a;b"),
+                                     ("pbs", "--job-name", "-x"), ("pbs", "--job-name", "a$(id)"),
+                                     ("slurm", "--partition", "p #q"), ("slurm", "--partition", ""),
+                                     ("slurm", "--account", "a=b"), ("pbs", "--account", "-A"),
+                                     ("pbs", "--queue", "q\"x"), ("pbs", "--queue", "q'x")]:
+        refused(work, scheduler, option, (f"{option}={value}",))  # '=': argparse takes "-x" as a value
+
+    print("== a log path the directive line cannot carry")
+    for ch in ['"', "\\", "#"]:
+        refused(work, "slurm", "--out", out=os.path.join(work, f"run{ch}x"))
+    for ch in [" ", "'", ":", "#", '"']:
+        refused(work, "pbs", "--out", out=os.path.join(work, f"run{ch}x"))
+
+    print("== walltimes that are not Slurm's forms")
+    for scheduler in ["slurm", "pbs"]:
+        for t in ["abc", "1:2:3:4:5", "0:61:00", "1:2:3:4", "10:60", "1-24", "1-00:60", "-5", "1-", "", "0",
+                  "00:00:00", "1.5", "٣٠", "1 h"]:
+            refused(work, scheduler, "--time", ("--time", t))
+
+    print("== counts out of range")
+    for scheduler in ["slurm", "pbs"]:
+        for opts in [("--nodes", "-3"), ("--nodes", "0"), ("--cpus", "0"), ("--cpus", "-1"), ("--warn", "-1"),
+                     ("--time", "01:00:00", "--warn", "3600"), ("--nodes", "abc"), ("--cpus", "2.5")]:
+            argparse_error = opts[-1] in ("abc", "2.5")  # argparse's own message: exit 2 as well
+            refused(work, scheduler, opts[-2], opts, named=f"argument {opts[0]}" if argparse_error else None)
+    refused(work, "slurm", "--warn", ("--time", "2-0", "--warn", "70000"))
+
+
+def test_stub_runs(work):
+    print("== the filled scripts run under bash with stub launchers: arguments arrive unchanged")
+    bindir = stub_bin(work)
+    record = os.path.join(work, "stub record")
+    top = os.path.join(work, "odd dir $(touch PWNED1)")
+    os.makedirs(top)
+    lib, model = os.path.join(top, "lib 'one'"), os.path.join(top, 'model "x".pt')
+    hpcscreen = os.path.join(top, "bin dir", "hpcscreen `touch PWNED2`")
+    extra = ["--top-k", "10", "a b; touch PWNED3", "$(touch PWNED4)", "'", '"', "*", ""]
+    base_env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"), STUB_RECORD=record)
+
+    # Slurm: a run folder with spaces, quotes, '%' and shell syntax in its name.
+    out = os.path.join(top, "run 1 it's 100% $(touch PWNED5); `touch PWNED6`")
+    for launcher in ["mpirun", "srun"]:
+        d = case_dir(work)
+        script = os.path.join(d, "job.sbatch")
+        r = submit("slurm", d, "--library", lib, "--model", model, "--hpcscreen", hpcscreen, "--launcher", launcher,
+                   out=out, script=script, extra=extra)
+        check(r.returncode == 0, f"slurm {launcher}: exit 0 for an odd but valid --out ({r.stderr.strip()!r})")
+        text = lines(script)
+        log_line = [x for x in text if x.startswith("#SBATCH --output=")] or [""]
+        want = out.replace("%", "%%") + ".%j.log"
+        check(log_line == [f'#SBATCH --output="{want}"'], f"slurm: the log path in double quotes, % as %% ({log_line})")
+        check(slurm_words(log_line[0]) == [f"--output={want}"],
+              f"slurm: sbatch reads the line as one argument ({slurm_words(log_line[0])})")
+        check(subprocess.run(["bash", "-n", script]).returncode == 0, "slurm: bash -n accepts the script")
+        env = dict(base_env, SLURM_CPUS_PER_TASK="2", SLURM_NTASKS="1", SLURM_JOB_ID="77", SLURM_JOB_NUM_NODES="1")
+        rc, log, argv, new = run_script(script, env, record, d)
+        tail = ["screen", "--library", lib, "--model", model, "--out", out, *extra, "--threads", "2"]
+        head = (["mpirun", "-np", "1", "--map-by", "ppr:1:node", "--bind-to", "none", "-x", "OMP_NUM_THREADS",
+                 "-x", "OPENBLAS_NUM_THREADS"] if launcher == "mpirun" else
+                ["srun", "--mpi=pmix", "--ntasks-per-node=1", "--cpus-per-task=2"])
+        check(rc == 0 and "hpcscreen job: complete" in log, f"slurm {launcher}: the script ran to the end (exit {rc})")
+        check(argv == head + [hpcscreen] + tail, f"slurm {launcher}: the launcher got every path and argument as one "
+              f"argument each ({argv})")
+        check(not new, f"slurm {launcher}: nothing else ran (no new files: {sorted(new)})")
+
+    # PBS: -o cannot carry whitespace, so a run folder with shell syntax but no spaces.
+    out = os.path.join(work, "pbs$(touch${IFS}PWNED7)", "run;`touch${IFS}PWNED8`&x|y>z")
+    d = case_dir(work)
+    script = os.path.join(d, "job.pbs")
+    r = submit("pbs", d, "--library", lib, "--model", model, "--hpcscreen", hpcscreen, "--time", "1-0",
+               out=out, script=script, extra=extra)
+    check(r.returncode == 0, f"pbs: exit 0 for an odd but valid --out ({r.stderr.strip()!r})")
+    text = lines(script)
+    check(f"#PBS -o {out}.log" in text and "#PBS -l walltime=24:00:00" in text, "pbs: -o and walltime lines")
+    check(subprocess.run(["bash", "-n", script]).returncode == 0, "pbs: bash -n accepts the script")
+    nodefile = os.path.join(d, "nodefile")
+    with open(nodefile, "w") as f:
+        f.write("localhost\n")
+    env = dict(base_env, PBS_JOBID="4242.shim", PBS_NODEFILE=nodefile, NCPUS="2", PBS_O_WORKDIR=d)
+    rc, log, argv, new = run_script(script, env, record, d)
+    want = (["mpirun", "-np", "1", "--hostfile", nodefile, "--map-by", "ppr:1:node", "--bind-to", "none",
+             "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS", hpcscreen, "screen", "--library", lib,
+             "--model", model, "--out", out, *extra, "--threads", "2", "--stop-after", f"{24 * 3600 - 300}s"])
+    check(rc == 0 and "hpcscreen job: complete" in log, f"pbs: the script ran to the end (exit {rc})")
+    check(argv == want, f"pbs: mpirun got every path and argument as one argument each ({argv})")
+    check(not new, f"pbs: nothing else ran (no new files: {sorted(new)})")
+    pwned = [os.path.join(dp, f) for dp, dn, fn in os.walk(work) for f in fn if f.startswith("PWNED")]
+    check(not pwned, f"no PWNED file anywhere ({pwned})")
+
+
+def main():
+    a = e2e_args()
+    work = os.path.abspath(a.work)
+    test_ordinary(work)
+    test_refused(work)
+    test_stub_runs(work)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
