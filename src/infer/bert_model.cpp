@@ -154,7 +154,7 @@ bert_model::bert_model(const std::string& path, const std::string& precision)
     if (tok.n_special()) ids[p++] = tok.sep_id();
     std::fill(mask.begin() + b * l, mask.begin() + p, 1);
   }
-  detail::guarded("model '" + path + "' failed on a probe batch of 2 sequences",
+  detail::probe("model '" + path + "' failed on a probe batch of 2 sequences",
                   [&] { run(ids, mask, 2, l); });
 }
 

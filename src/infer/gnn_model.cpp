@@ -19,14 +19,16 @@ namespace hpcscreen::infer {
 
 void configure_threads(int n_threads) {
   n_threads = std::max(1, n_threads);
-  // LibTorch hands matrix products to OpenBLAS, which keeps threads of its own. OpenBLAS reads
-  // OPENBLAS_NUM_THREADS when it is loaded, before main(), so its API is the only way to set it
-  // here: to this rank's threads, never more, so that ranks sharing a node do not oversubscribe
-  // it. (LibTorch does not call BLAS from inside its own parallel regions, so the two pools take
-  // turns.) The symbol is absent when LibTorch uses another BLAS.
+  // LibTorch hands matrix products to OpenBLAS, which keeps threads of its own. OpenBLAS with
+  // two threads or more partitions a product differently from one thread and rounds
+  // differently (logits moved by ~1e-6 between --threads 1 and 2), so it always gets one:
+  // results never depend on the thread count. LibTorch's own intra-op threads (n_threads) give
+  // identical results for any count. OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded,
+  // before main(), so its API is the only way to set it here. The symbol is absent when
+  // LibTorch uses another BLAS.
   using set_threads_fn = void (*)(int);
   if (auto* f = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    f(n_threads);
+    f(1);
   }
   at::set_num_threads(n_threads);
 }
@@ -145,7 +147,7 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision)
       [&] { return detail::prepare_module(impl_->module, impl_->precision); });
   const auto g1 = probe_graph(1), g2 = probe_graph(3);
   const auto probe = batch::assemble({&g1, &g2});
-  detail::guarded("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
+  detail::probe("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
     c10::InferenceMode guard;
     impl_->check_output(impl_->run(probe), 2);
   });

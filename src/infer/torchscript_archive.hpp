@@ -42,6 +42,17 @@ auto guarded(const std::string& what, F&& f) -> decltype(f()) {
   }
 }
 
+// The load-time probe: a contract violation there refuses the model (model_error), as any
+// other load failure does; on a real batch it stops the run (model_contract_error).
+template <class F>
+void probe(const std::string& what, F&& f) {
+  try {
+    guarded(what, std::forward<F>(f));
+  } catch (const model_contract_error& e) {
+    throw model_error(e.what());
+  }
+}
+
 inline archive load_archive(const std::string& path, const char* contract_doc) {
   if (!std::filesystem::is_regular_file(path))
     throw model_error("model file '" + path + "' does not exist or is not a file");

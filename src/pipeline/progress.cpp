@@ -43,10 +43,15 @@ void progress_reporter::maybe_report(dist::progress_board& board, int n_ranks, b
   char line[512];
   std::snprintf(line, sizeof line,
                 "[hpcscreen] %s/%s records (%.1f%%) | %.0f rec/s | ETA %s | rejects %s | "
-                "failed %s | ranks alive %llu/%d",
+                "failed %s | ranks %s %llu/%d",
                 with_commas(done).c_str(), with_commas(n_total_).c_str(), pct, rate,
                 format_duration(eta).c_str(), with_commas(sum[1]).c_str(),
-                with_commas(sum[2]).c_str(), static_cast<unsigned long long>(sum[3]), n_ranks);
+                with_commas(sum[2]).c_str(),
+                // Slot 3 is 1 while a rank works: the last line counts those that finished.
+                final_line ? "finished" : "alive",
+                static_cast<unsigned long long>(final_line ? n_ranks - std::min<std::uint64_t>(sum[3], n_ranks)
+                                                           : sum[3]),
+                n_ranks);
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s%s", line, final_line ? "\n" : "");
   } else {

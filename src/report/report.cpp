@@ -352,8 +352,9 @@ std::string write_report(const std::string& run_dir, const report_options& optio
                          escape(r["scheduler"]["job_id"].get<std::string>()));
   }
   for (const auto& [k, v] : r["versions"].items()) row(escape(k), number(v));
-  for (const auto& [k, v] : section.value("versions", json::object()).items())
-    row(escape(k), number(v));
+  // (bound first: iterating items() of the temporary value() returns would read freed memory)
+  const auto workload_versions = section.value("versions", json::object());
+  for (const auto& [k, v] : workload_versions.items()) row(escape(k), number(v));
   h << "</table>\n";
 
   const auto hits = read_csv_rows((fs::path(run_dir) / "hits.csv").string());

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Runs that are cut off: --max-chunks, SIGKILL of the whole mpirun or of one rank, SIGUSR1
-through mpirun and SIGTERM to every rank (as srun delivers it). Each is resumed, possibly with
+through mpirun, SIGTERM to every rank (as srun delivers it) or to one rank alone, and SIGHUP. Each is resumed, possibly with
 another rank count, and must end with exactly the outputs of an uninterrupted run: the same
 hits.csv and rejects.csv, and every scored record once in scores/.
 
@@ -131,6 +131,15 @@ def pending(pid, sig):
     return bool(mask >> (int(sig) - 1) & 1)
 
 
+def world_rank(pid):
+    """The MPI rank of a rank process, from the environment Open MPI gives it."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for item in f.read().split(b"\0"):
+            if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                return int(item.split(b"=", 1)[1])
+    return None
+
+
 def start_and_freeze(np, args, rd, n_commits, n_chunks, name):
     """Starts a run, waits until n_commits chunks are committed, stops every rank and checks that
     the run was caught mid-way: every rank alive, not every chunk committed."""
@@ -249,6 +258,40 @@ def main():
               f"{how}: run.json agrees with the journals ({rj['chunks_committed']} of {n_chunks} chunks committed)")
         mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
         compare(f"{how} + resume", reference, rd)
+
+    print("== SIGTERM to one rank only (a node preempted alone): every rank stops within seconds")
+    rd = fresh(os.path.join(work, "one_rank_term"))
+    proc, ranks = start_and_freeze(2, screen_args(a, lib, rd), rd, 4, n_chunks, "SIGTERM to one rank")
+    done = committed(rd)
+    signalled = [pid for pid in ranks if world_rank(pid) == 1]
+    check(len(signalled) == 1, f"found rank 1 among {ranks}")
+    os.kill(signalled[0], signal.SIGTERM)
+    wait_until(lambda: pending(signalled[0], signal.SIGTERM), "rank 1 has SIGTERM pending")
+    thaw(ranks)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
+    rj = read_json(os.path.join(rd, "run.json"))
+    check(proc.returncode == 75, f"one rank signalled: exit {proc.returncode} (75 expected)")
+    check(rj.get("stop_signal") == signal.SIGTERM,
+          f"run.json (written by rank 0, which had no signal) names the stop signal: {rj.get('stop_signal')}")
+    # Without the shared stop the other rank screens the whole rest of the library (~{n_chunks - done} chunks).
+    check(committed(rd) - done <= 8 < n_chunks - done,
+          f"the unsignalled rank stopped too: {committed(rd) - done} chunks committed after the signal, {n_chunks - done} were left")
+    mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
+    compare("one rank signalled + resume", reference, rd)
+
+    print("== SIGHUP (a login session dropping) is a clean stop")
+    rd = fresh(os.path.join(work, "hup"))
+    proc, ranks = start_and_freeze(2, screen_args(a, lib, rd), rd, 4, n_chunks, "SIGHUP")
+    for pid in ranks:
+        os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: all(pending(pid, signal.SIGHUP) for pid in ranks), "every rank has SIGHUP pending")
+    thaw(ranks)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
+    check(proc.returncode == 75, f"SIGHUP: exit {proc.returncode} (75 expected)")
+    check(os.path.exists(os.path.join(rd, "run.json")) and read_json(os.path.join(rd, "run.json"))["interrupted"],
+          "SIGHUP: run.json written, interrupted")
+    mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
+    compare("SIGHUP + resume", reference, rd)
 
     print("== resume refuses another model")
     other = os.path.join(a.models, "gnn_lower.pt")
