@@ -1,6 +1,7 @@
 #include "hpcscreen/io/shard.hpp"
 
 #include <hdf5.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <mutex>
@@ -238,6 +239,13 @@ shard_reader::shard_reader(const std::string& path, const std::string& expected_
     : impl_(std::make_unique<impl>()) {
   silence_hdf5();
   impl_->path = path;
+  // A FIFO or device would block open() forever (no stop request could end it): only a
+  // regular file is a shard.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    throw shard_error("shard '" + path + "' is not a regular file (a FIFO, device or folder); " +
+                      "restore the shard file");
+  }
   impl_->file = handle(
       check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening shard", path), H5Fclose);
   const auto schema = read_string_attribute(impl_->file.get(), "schema", path);

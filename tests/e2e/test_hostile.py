@@ -134,6 +134,18 @@ def main():
     check(r.returncode == 0 and b"\x00" not in html and b"evil\\x00id&lt;script&gt;" in html,
           f"an id holding NUL: report exit {r.returncode} (0 expected), written with the byte escaped")
 
+    print("== a shard replaced by a FIFO (a hung file system) is a failed shard, not a hang")
+    import shutil
+    flib = fresh(os.path.join(work, "fifo_lib"))
+    shutil.copytree(lib, flib)
+    shard = read_json(os.path.join(flib, "manifest.json"))["shards"][0]["file"]
+    os.remove(os.path.join(flib, shard))
+    os.mkfifo(os.path.join(flib, shard))
+    rd = fresh(os.path.join(work, "fifo"))
+    r = screen(a, flib, rd, "--model", gnn_model, timeout=120)
+    check(r.returncode == 3 and "not a regular file" in r.stderr,
+          f"FIFO shard: exit {r.returncode} (3 expected), named as not a regular file")
+
     print("== export never replaces an existing file")
     fasta = os.path.join(work, "p.fa")
     with open(fasta, "w") as f:
