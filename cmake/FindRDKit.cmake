@@ -1,7 +1,7 @@
 # Debian's librdkit-dev ships headers and shared libraries but no CMake config.
 # This module makes one imported target per RDKit library we use: RDKit::<Name>.
 find_path(RDKit_INCLUDE_DIR GraphMol/RDKitBase.h PATH_SUFFIXES rdkit)
-set(_rdkit_components SmilesParse GraphMol RDGeneral FileParsers Depictor MolDraw2D
+set(_rdkit_components SmilesParse GraphMol RDGeneral FileParsers Depictor MolDraw2D Fingerprints
     RDGeometryLib DataStructs SubstructMatch ChemTransforms)
 set(RDKit_LIBRARIES)
 foreach(_c IN LISTS _rdkit_components)

@@ -1,5 +1,7 @@
 #include "hpcscreen/chem/featurize.hpp"
 
+#include "molecule.hpp"
+
 #include <GraphMol/GraphMol.h>
 #include <GraphMol/MolOps.h>
 #include <GraphMol/SmilesParse/SmilesParse.h>
@@ -168,7 +170,8 @@ std::string rdkit_version() {
   return std::string("RDKit ") + RDKit::rdkitVersion;
 }
 
-featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options) {
+featurize_result parse_checked(std::string_view smiles, const featurize_options& options,
+                               std::unique_ptr<RDKit::RWMol>& mol) {
   if (smiles.empty()) return reject("empty_smiles", "the SMILES string is empty");
   bool all_space = true;
   for (const unsigned char c : smiles) {
@@ -228,7 +231,7 @@ featurize_result featurize_smiles(std::string_view smiles, const featurize_optio
                                         std::to_string(options.max_atoms) +
                                         " (counted in the SMILES before parsing)");
   }
-  std::unique_ptr<RDKit::RWMol> mol;
+  mol.reset();
   try {
     // Parse with sanitization, as OGB's Chem.MolFromSmiles does: it also assigns and cleans
     // stereochemistry, which the chirality and bond-stereo features depend on.
@@ -257,9 +260,15 @@ featurize_result featurize_smiles(std::string_view smiles, const featurize_optio
                                         std::to_string(options.max_atoms));
   }
 
-  featurize_result r;
-  r.ok = true;
-  auto& g = r.graph;
+  featurize_result ok;
+  ok.ok = true;
+  return ok;
+}
+
+void ogb_graph(const RDKit::ROMol& m, mol_graph& g) {
+  const auto* mol = &m;
+  const auto n_atoms = static_cast<std::int64_t>(mol->getNumAtoms());
+  g = mol_graph{};
   g.n_atoms = n_atoms;
   g.atom_features.reserve(static_cast<std::size_t>(n_atoms) * n_atom_features);
   const auto* rings = mol->getRingInfo();
@@ -290,6 +299,12 @@ featurize_result featurize_smiles(std::string_view smiles, const featurize_optio
     g.bond_features.insert(g.bond_features.end(), f, f + n_bond_features);
     g.bond_features.insert(g.bond_features.end(), f, f + n_bond_features);
   }
+}
+
+featurize_result featurize_smiles(std::string_view smiles, const featurize_options& options) {
+  std::unique_ptr<RDKit::RWMol> mol;
+  auto r = parse_checked(smiles, options, mol);
+  if (r.ok) ogb_graph(*mol, r.graph);
   return r;
 }
 

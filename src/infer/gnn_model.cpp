@@ -69,11 +69,35 @@ double measure_matmul_gflops(int n, int repeats) {
   return 2.0 * n * double(n) * n * repeats / s / 1e9 + 0.0 * c.sum().item<float>();
 }
 
+chem::feature_tensors ogb_graph_only(const model_metadata& m) {
+  if (m.featurizer_name != chem::featurizer_name ||
+      m.featurizer_version != chem::featurizer_version) {
+    throw std::invalid_argument("featurizer '" + m.featurizer_name + "/" +
+                                std::to_string(m.featurizer_version) + "' is not '" +
+                                chem::featurizer_name + "/" +
+                                std::to_string(chem::featurizer_version) +
+                                "'; the model was trained on other features and would score noise");
+  }
+  return {chem::feature_tensors::kind::graph, 0};
+}
+
 struct gnn_model::impl {
   std::string path;
   torch::jit::Module module;
   model_metadata metadata;
   precision_choice precision;
+  chem::feature_tensors tensors;
+
+  at::Tensor run_dense(const std::vector<float>& x, std::int64_t n) {
+    std::vector<torch::jit::IValue> inputs{
+        torch::from_blob(const_cast<float*>(x.data()), {n, tensors.width}, torch::kFloat)};
+    auto out = module.forward(inputs);
+    if (!out.isTensor()) {
+      throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
+                        ", expected a float32 tensor [B, T]");
+    }
+    return detail::to_float32(out.toTensor(), precision);
+  }
 
   at::Tensor run(const batch::graph_batch& b) {
     auto as_tensor = [](const std::vector<std::int64_t>& v, std::vector<std::int64_t> shape) {
@@ -128,7 +152,8 @@ chem::mol_graph probe_graph(std::int64_t n_atoms) {
 }
 }  // namespace
 
-gnn_model::gnn_model(const std::string& path, const std::string& precision)
+gnn_model::gnn_model(const std::string& path, const std::string& precision,
+                     const declare_tensors& declare)
     : impl_(std::make_unique<impl>()) {
   impl_->path = path;
   impl_->precision = choose_precision(precision, model_family::gnn, detect_cpu_features());
@@ -136,15 +161,37 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision)
   auto a = detail::load_archive(path, "data_schemas/model_contract.md");
   impl_->module = std::move(a.module);
   impl_->metadata = parse_gnn_metadata(a.metadata_json, path);
+  try {
+    impl_->tensors = declare(impl_->metadata);
+  } catch (const std::invalid_argument& e) {
+    throw model_error("model '" + path + "': " + metadata_file_name + ": " + e.what());
+  }
+  const bool dense = impl_->tensors.what == chem::feature_tensors::kind::dense;
   const auto n_inputs = detail::forward_arity(impl_->module, path);
-  if (n_inputs != 5) {
+  if (!dense && n_inputs != 5) {
     throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
                       " inputs, expected 5: (x int64[N,9], edge_index int64[2,E], edge_attr "
                       "int64[E,3], batch int64[N], num_graphs int)");
   }
+  if (dense && n_inputs != 1) {
+    throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
+                      " inputs, expected 1: x float32[B, " + std::to_string(impl_->tensors.width) +
+                      "] (its featurizer's " + std::to_string(impl_->tensors.width) +
+                      " columns per molecule)");
+  }
   impl_->module = detail::guarded(
       "model '" + path + "': cannot prepare it for " + precision_name(impl_->precision.used),
       [&] { return detail::prepare_module(impl_->module, impl_->precision); });
+  if (dense) {
+    // Two rows: one of zeros, one of ones, as fingerprints of two molecules.
+    std::vector<float> x(static_cast<std::size_t>(2 * impl_->tensors.width), 0.0f);
+    std::fill(x.begin() + impl_->tensors.width, x.end(), 1.0f);
+    detail::probe("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
+      c10::InferenceMode guard;
+      impl_->check_output(impl_->run_dense(x, 2), 2);
+    });
+    return;
+  }
   const auto g1 = probe_graph(1), g2 = probe_graph(3);
   const auto probe = batch::assemble({&g1, &g2});
   detail::probe("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
@@ -159,6 +206,20 @@ const model_metadata& gnn_model::metadata() const {
 }
 const precision_choice& gnn_model::precision() const {
   return impl_->precision;
+}
+
+const chem::feature_tensors& gnn_model::tensors() const {
+  return impl_->tensors;
+}
+
+std::vector<float> gnn_model::score_dense(const std::vector<float>& x, std::int64_t n) {
+  c10::InferenceMode guard;
+  auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " +
+                                 std::to_string(n) + " molecules",
+                             [&] { return impl_->run_dense(x, n); });
+  impl_->check_output(out, n);
+  out = out.contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
 }
 
 std::vector<float> gnn_model::score(const batch::graph_batch& b) {

@@ -42,6 +42,7 @@ model_metadata parse_gnn_metadata(const std::string& json_text, const std::strin
     m.name = j.value("name", "");
     m.featurizer_name = j.at("featurizer").at("name").get<std::string>();
     m.featurizer_version = j.at("featurizer").at("version").get<int>();
+    m.featurizer_json = j.at("featurizer").dump();
     m.tasks = j.at("tasks").get<std::vector<std::string>>();
     m.rank_by = j.value("rank_by", m.tasks.empty() ? std::string() : m.tasks.front());
     m.higher_is_better = j.value("higher_is_better", true);
@@ -53,13 +54,6 @@ model_metadata parse_gnn_metadata(const std::string& json_text, const std::strin
   }
   if (m.contract != gnn_contract) {
     throw model_error(where + "contract is '" + m.contract + "', expected '" + gnn_contract + "'");
-  }
-  if (m.featurizer_name != chem::featurizer_name ||
-      m.featurizer_version != chem::featurizer_version) {
-    throw model_error(where + "featurizer is '" + m.featurizer_name + "/" +
-                      std::to_string(m.featurizer_version) + "', this hpcscreen provides '" +
-                      chem::featurizer_name + "/" + std::to_string(chem::featurizer_version) +
-                      "'; the model was trained on other features and would score noise");
   }
   if (m.tasks.empty()) throw model_error(where + "'tasks' is empty; list the output columns");
   check_unique_names(m.tasks, where + "'tasks'");

@@ -31,6 +31,7 @@ namespace {
 struct scoring_model {
   std::string name;
   std::unique_ptr<infer::gnn_model> model;
+  std::size_t featurizer = 0;  // into the screen's featurizers, each run once per record
   std::size_t offset = 0;  // its first score in the record's vector
   std::atomic<std::uint64_t> infer_ns{0};
 };
@@ -181,14 +182,26 @@ class score_plan {
   std::vector<pipeline::score_filter> filters_;
 };
 
-// Loads models[i] from paths[i] (models is sized already: its counters cannot move).
+// Loads models[i] from paths[i] (models is sized already: its counters cannot move), and makes
+// the featurizers they need from the registry: one per distinct identity, so models sharing a
+// featurizer share its work.
 std::vector<scoring_model>& load_models(const std::vector<std::string>& paths,
                                         const std::string& precision,
-                                        std::vector<scoring_model>& models) {
+                                        std::vector<scoring_model>& models,
+                                        std::vector<std::unique_ptr<chem::featurizer>>& featurizers) {
   if (paths.empty()) throw usage_error("screen needs at least one --model");
   std::map<std::string, std::string> path_of;
   for (std::size_t i = 0; i < paths.size(); ++i) {
-    models[i].model = std::make_unique<infer::gnn_model>(paths[i], precision);
+    std::unique_ptr<chem::featurizer> made;
+    models[i].model = std::make_unique<infer::gnn_model>(
+        paths[i], precision, [&](const infer::model_metadata& m) {
+          made = chem::make_featurizer(m.featurizer_json);
+          return made->tensors();
+        });
+    models[i].featurizer = featurizers.size();
+    for (std::size_t k = 0; k < featurizers.size(); ++k)
+      if (featurizers[k]->identity() == made->identity()) models[i].featurizer = k;
+    if (models[i].featurizer == featurizers.size()) featurizers.push_back(std::move(made));
     const auto& declared = models[i].model->metadata().name;
     models[i].name = declared.empty() ? fs::path(paths[i]).stem().string() : declared;
     // Names become column names ("NAME:TASK") beside the ensemble's own ("mean:TASK", ...).
@@ -214,7 +227,8 @@ class screen_workload : public pipeline::workload {
   screen_workload(const screen_settings& s, int /*threads*/)
       : settings_(s),
         models_(s.model_paths.size()),
-        plan_(load_models(s.model_paths, s.precision, models_), s) {
+        plan_(load_models(s.model_paths, s.precision, models_, featurizers_), s) {
+    for (const auto& f : featurizers_) featurizer_set_.push_back(f.get());
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -279,11 +293,15 @@ class screen_workload : public pipeline::workload {
     section["versions"] = {
         {"libtorch", infer::libtorch_version()},
         {"rdkit", chem::rdkit_version()},
-        {"featurizer",
-         std::string(chem::featurizer_name) + "/" + std::to_string(chem::featurizer_version)}};
+        {"featurizer", featurizer_identities()}};
     return section;
   }
 
+  std::string featurizer_identities() const {
+    std::string all;
+    for (const auto* f : featurizer_set_) all += (all.empty() ? "" : "; ") + f->identity();
+    return all;
+  }
   const screen_settings& settings() const { return settings_; }
   std::vector<scoring_model>& models() { return models_; }
   const score_plan& plan() const { return plan_; }
@@ -294,8 +312,12 @@ class screen_workload : public pipeline::workload {
     return header + '\n';
   }
 
+  const std::vector<const chem::featurizer*>& featurizers() const { return featurizer_set_; }
+
  private:
   screen_settings settings_;
+  std::vector<std::unique_ptr<chem::featurizer>> featurizers_;  // before models_: they use them
+  std::vector<const chem::featurizer*> featurizer_set_;
   std::vector<scoring_model> models_;
   score_plan plan_;
   std::uint64_t n_batches_ = 0;
@@ -327,7 +349,7 @@ class screen_job : public pipeline::chunk_work {
       for (std::size_t i = 0; i < features_.size(); ++i) {
         if (!features_[i].ok) continue;
         good_.push_back(i);
-        atom_counts.push_back(features_[i].graph.n_atoms);
+        atom_counts.push_back(features_[i].n_atoms);
       }
       ranges_ = batch::plan_batches(atom_counts, w_.settings().budget);
       results_.assign(ranges_.size() * w_.models().size(), {});
@@ -341,7 +363,7 @@ class screen_job : public pipeline::chunk_work {
     if (phase_ == phase::featurize) {
       const auto end = std::min(features_.size(), (i + 1) * block);
       for (auto k = i * block; k < end; ++k)
-        features_[k] = chem::featurize_smiles(smiles_[k], w_.settings().featurize);
+        features_[k] = chem::featurize_record(smiles_[k], w_.settings().featurize, w_.featurizers());
       return;
     }
     auto& m = w_.models()[i / ranges_.size()];
@@ -353,9 +375,21 @@ class screen_job : public pipeline::chunk_work {
     infer::run_isolating(
         0, end - begin,
         [&](std::size_t b, std::size_t e) {
-          std::vector<const chem::mol_graph*> graphs;
-          for (auto k = begin + b; k < begin + e; ++k) graphs.push_back(&features_[good_[k]].graph);
-          const auto part = m.model->score(batch::assemble(graphs));
+          std::vector<float> part;
+          if (m.model->tensors().what == chem::feature_tensors::kind::dense) {
+            const auto width = static_cast<std::size_t>(m.model->tensors().width);
+            std::vector<float> x;
+            x.reserve((e - b) * width);
+            for (auto k = begin + b; k < begin + e; ++k) {
+              const auto& row = features_[good_[k]].dense[m.featurizer];
+              x.insert(x.end(), row.begin(), row.end());
+            }
+            part = m.model->score_dense(x, static_cast<std::int64_t>(e - b));
+          } else {
+            std::vector<const chem::mol_graph*> graphs;
+            for (auto k = begin + b; k < begin + e; ++k) graphs.push_back(&features_[good_[k]].graph);
+            part = m.model->score(batch::assemble(graphs));
+          }
           std::copy(part.begin(), part.end(), r.scores.begin() + static_cast<std::ptrdiff_t>(b * n_tasks));
         },
         [&](std::size_t k, const char* reason, std::string detail) {
@@ -430,7 +464,7 @@ class screen_job : public pipeline::chunk_work {
   screen_workload& w_;
   const string_column& smiles_;
   phase phase_ = phase::start;
-  std::vector<chem::featurize_result> features_;
+  std::vector<chem::record_features> features_;
   std::vector<std::size_t> good_;  // rows that featurized, in batch order
   std::vector<std::pair<std::size_t, std::size_t>> ranges_;
   std::vector<batch_result> results_;  // [model * n_batches + batch]

@@ -2,6 +2,8 @@
 // the Python featurizer and tokenizer (tests/e2e/test_parity.py).
 //   dump_features graph < smiles.txt
 //   dump_features tokens hpcscreen.json < sequences.txt
+//   dump_features featurizer '{"name": "morgan", "version": 1, ...}' < smiles.txt
+//     (dense featurizers: the nonzero columns and their values)
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -9,6 +11,7 @@
 #include <string>
 
 #include "hpcscreen/chem/featurize.hpp"
+#include "hpcscreen/chem/featurizer.hpp"
 #include "hpcscreen/tokenize/tokenizer.hpp"
 
 using namespace hpcscreen;
@@ -29,6 +32,27 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (mode == "featurizer" && argc > 2) {
+    chem::silence_rdkit_logs();
+    const auto f = chem::make_featurizer(argv[2]);
+    const std::vector<const chem::featurizer*> set{f.get()};
+    while (std::getline(std::cin, line)) {
+      const auto r = chem::featurize_record(line, {100000}, set);
+      nlohmann::json j = {{"ok", r.ok}};
+      if (r.ok) {
+        std::vector<std::size_t> on;
+        std::vector<float> values;
+        for (std::size_t k = 0; k < r.dense[0].size(); ++k) {
+          if (r.dense[0][k] == 0.0f) continue;
+          on.push_back(k);
+          values.push_back(r.dense[0][k]);
+        }
+        j.update({{"on", on}, {"values", values}});
+      }
+      std::cout << j.dump() << '\n';
+    }
+    return 0;
+  }
   if (mode == "tokens" && argc > 2) {
     std::ifstream in(argv[2]);
     std::stringstream text;
@@ -41,6 +65,6 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  std::cerr << "usage: dump_features graph | tokens HPCSCREEN_JSON\n";
+  std::cerr << "usage: dump_features graph | tokens HPCSCREEN_JSON | featurizer SPEC_JSON\n";
   return 2;
 }

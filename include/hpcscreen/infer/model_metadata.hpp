@@ -14,6 +14,7 @@ struct model_metadata {
   std::string name;
   std::string featurizer_name;
   int featurizer_version = 0;
+  std::string featurizer_json;  // the whole "featurizer" object: name, version, parameters
   std::vector<std::string> tasks;
   std::string rank_by;
   bool higher_is_better = true;
@@ -22,11 +23,11 @@ struct model_metadata {
   std::size_t rank_task_index() const;
 };
 
-// Parses and checks the fields every GNN model needs; throws model_error saying what was
-// expected and what was found.
 // Throws model_error when a name appears twice: a column must be named unambiguously.
 void check_unique_names(const std::vector<std::string>& names, const std::string& where);
 
+// Parses and checks the fields every compound model needs; throws model_error saying what was
+// expected and what was found. The featurizer is checked by whoever makes it (the registry).
 model_metadata parse_gnn_metadata(const std::string& json_text, const std::string& model_path);
 
 }  // namespace hpcscreen::infer
