@@ -9,7 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import torch  # noqa: E402
 
-from hpcscreen_py import featurize, gnn, protein  # noqa: E402
+from hpcscreen_py import featurize, fingerprint, gnn, protein  # noqa: E402
 
 PROBE_SMILES = ["CCO", "c1ccccc1O", "N[C@@H](C)C(=O)O", "C/C=C/C(=O)[O-].[Na+]", "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
                 "O=C1NC(=O)C(=O)N1"]
@@ -69,6 +69,21 @@ def main(out):
     save_plain(TwoArgs(), os.path.join(out, "wrong_arity.pt"), meta)
     with open(os.path.join(out, "not_torchscript.pt"), "w") as f:
         f.write("this is not a TorchScript archive\n")
+
+    # Fingerprint models (the morgan featurizer): ECFP4 bits, and FCFP6 counts folded to 1024;
+    # two models share the ECFP4 featurizer, so it must run once for both.
+    torch.manual_seed(4)
+    for name, params, hidden in (("fp_mlp", {}, 16), ("fp_mlp_b", {}, 8),
+                                 ("fp_counts", {"radius": 3, "bits": 1024, "counts": True, "features": True}, 16)):
+        spec = fingerprint.spec(**params)
+        mlp = fingerprint.MLP(spec["bits"], hidden, 2, layers=2)
+        fingerprint.save(mlp, os.path.join(out, f"{name}.pt"),
+                         fingerprint.metadata(["p_active", "p_toxic"], spec, name=f"test-{name.replace('_', '-')}"))
+    bad = fingerprint.spec()
+    fingerprint.save(fingerprint.MLP(2048, 4, 2), os.path.join(out, "fp_unknown_param.pt"),
+                     fingerprint.metadata(["a", "b"], dict(bad, diameter=4), name="bad-fp"))
+    fingerprint.save(fingerprint.MLP(1024, 4, 2), os.path.join(out, "fp_wrong_width.pt"),
+                     fingerprint.metadata(["a", "b"], bad, name="wrong-width"))
 
     # Protein models: a 48-position BERT (46 residues per window) per residue and per sequence.
     torch.manual_seed(5)

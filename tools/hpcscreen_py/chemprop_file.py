@@ -14,7 +14,6 @@ lists in "refused" every reason hpcscreen cannot run it.
 """
 import _compat_pickle
 import collections
-import io
 import json
 import pickle
 import sys
@@ -101,6 +100,13 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
+def _latin1_bytes(text, encoding="latin1"):
+    # protocol-2 pickles write bytes (numpy array data) as _codecs.encode(str, "latin1")
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} in a model file")
+    return text.encode("latin1")
+
+
 def _allowed():
     table = {
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -111,6 +117,7 @@ def _allowed():
         ("torch", "Size"): torch.Size,
         ("torch", "device"): torch.device,
         ("builtins", "getattr"): _getattr_record,
+        ("_codecs", "encode"): _latin1_bytes,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
     }
@@ -241,15 +248,17 @@ ACTIVATIONS = {"relu", "leakyrelu", "prelu", "tanh", "elu", "selu"}
 
 
 def _ffn_layers(state_dict, prefix):
-    """[(in, out)] of the Linear layers `prefix{i}.{j}.weight`, in order."""
+    """The Linear layers `prefix{i}.{j}.weight` of Chemprop's MLP, in order (a block's other
+    weight, if any, is its PReLU activation's)."""
     layers = []
     i = 0
     while True:
-        keys = [k for k in state_dict if k.startswith(f"{prefix}{i}.") and k.endswith(".weight")]
+        keys = [k for k in state_dict if k.startswith(f"{prefix}{i}.") and k.endswith(".weight")
+                and state_dict[k].dim() == 2]
         if not keys:
             return layers
         if len(keys) != 1:
-            raise ValueError(f"FFN block {prefix}{i} has several weights: {keys}")
+            raise ValueError(f"FFN block {prefix}{i} has several linear weights: {keys}")
         w = state_dict[keys[0]]
         layers.append({"weight": keys[0], "bias": keys[0][:-len("weight")] + "bias",
                        "in": int(w.shape[1]), "out": int(w.shape[0])})
@@ -294,8 +303,7 @@ def _describe_v2(data, path):
 
     if field(hp, "atom_predictor") is not None or field(hp, "bond_predictor") is not None \
             or any(k.startswith(("atom_predictor.", "bond_predictor.")) for k in sd):
-        raise_or = "atom/bond-level predictions (MolAtomBondMPNN) are not supported"
-        refused.append(raise_or)
+        refused.append("atom/bond-level predictions (MolAtomBondMPNN) are not supported")
 
     mp = field(hp, "message_passing")
     mp_cls = class_name(field(mp, "cls"))
@@ -442,6 +450,8 @@ def _describe_v1(data, path):
         "dropout": float(arg("dropout", 0.0)),
     }
     _check_activation(desc["message_passing"]["activation"], refused)
+    if desc["message_passing"]["activation"] == "prelu":
+        refused.append("PReLU in a v1 model is not supported (convert it with `chemprop convert`)")
     d_vd = int(arg("atom_descriptors_size", 0) or 0) if arg("atom_descriptors") == "descriptor" \
         else 0
     if arg("atom_descriptors") is not None:
@@ -520,6 +530,64 @@ def _describe_v1(data, path):
     desc["output_columns"] = _output_columns(list(names) if names else None, refused)
     desc["refused"] = refused
     return desc
+
+
+def weights(data, desc):
+    """The model's tensors under names that do not depend on the file's version:
+    W_i/W_h/W_o.weight|bias, tau.weight (PReLU), bn.*, ffn.{i}.weight|bias, ffn_act.weight
+    (PReLU), output.mean|scale; float32."""
+    sd = {k: v for k, v in data["state_dict"].items() if torch.is_tensor(v)}
+    out = {}
+    if desc["format"] == "chemprop-v1":
+        mp_prefix = "encoder.encoder.0."
+        for i, key in enumerate(f"{desc['ffn']['v1_prefix']}{j * 3 + 1}"
+                                for j in range(len(desc["ffn"]["layers"]))):
+            out[f"ffn.{i}.weight"] = sd[f"{key}.weight"]
+            out[f"ffn.{i}.bias"] = sd[f"{key}.bias"]
+    else:
+        mp_prefix = "message_passing."
+        for i, layer in enumerate(_ffn_layers(sd, "predictor.ffn.")):
+            out[f"ffn.{i}.weight"] = sd[layer["weight"]]
+            out[f"ffn.{i}.bias"] = sd[layer["bias"]]
+        act = [k for k in sd if k.startswith("predictor.ffn.") and k.endswith(".0.weight")
+               and sd[k].dim() == 1]
+        if act:
+            out["ffn_act.weight"] = sd[act[0]]
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            if f"bn.{name}" in sd:
+                out[f"bn.{name}"] = sd[f"bn.{name}"]
+    for name in ("W_i.weight", "W_i.bias", "W_h.weight", "W_h.bias", "W_o.weight", "W_o.bias"):
+        if mp_prefix + name in sd:
+            out[name] = sd[mp_prefix + name]
+    for key in (mp_prefix + "tau.weight", mp_prefix + "act_func.weight"):
+        if key in sd:
+            out["tau.weight"] = sd[key]
+    transform = desc.get("output_transform")
+    if transform is not None:
+        out["output.mean"] = torch.tensor(transform["mean"], dtype=torch.float64)
+        out["output.scale"] = torch.tensor(transform["scale"], dtype=torch.float64)
+    return {k: v.detach().to(torch.float32).clone() for k, v in out.items()}
+
+
+def column_names(desc, task_names=None):
+    """hpcscreen's output columns, in the order the imported model writes them:
+    regression: one per task; regression-mve: the means, then `<task>_var`;
+    regression-evidential: the means, then `<task>_unc_total`, `_unc_aleatoric`,
+    `_unc_epistemic`; regression-quantile: the means, then `<task>_interval`;
+    classification: the probabilities; classification-dirichlet: the probabilities, then
+    `<task>_unc`; multiclass(-dirichlet): `<task>_class_<k>`, task-major."""
+    pred = desc["predictor"]
+    n_tasks = pred["n_tasks"]
+    names = list(task_names or desc.get("output_columns") or [f"pred_{i}" for i in range(n_tasks)])
+    if len(names) != n_tasks:
+        raise ValueError(f"{len(names)} task names given for a model of {n_tasks} tasks")
+    extra = {"regression-mve": ["_var"],
+             "regression-evidential": ["_unc_total", "_unc_aleatoric", "_unc_epistemic"],
+             "regression-quantile": ["_interval"],
+             "classification-dirichlet": ["_unc"]}.get(pred["kind"], [])
+    if pred["kind"].startswith("multiclass"):
+        return [f"{n}_class_{k}" for n in names for k in range(pred["n_classes"])]
+    return names + [n + suffix for suffix in extra for n in names]
 
 
 def _batch_norm(sd, prefix):
