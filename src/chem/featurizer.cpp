@@ -5,6 +5,8 @@
 #include <DataStructs/ExplicitBitVect.h>
 #include <DataStructs/SparseIntVect.h>
 #include <GraphMol/Fingerprints/MorganGenerator.h>
+#include <GraphMol/MolOps.h>
+#include <GraphMol/SmilesParse/SmilesParse.h>
 
 #include <functional>
 #include <map>
@@ -20,6 +22,9 @@ void featurizer::dense(const parsed_molecule&, float*) const {
 }
 void featurizer::graph(const parsed_molecule&, mol_graph&) const {
   throw std::logic_error("featurizer '" + name() + "' gives no graph");
+}
+void featurizer::float_graph_of(const parsed_molecule&, float_graph&) const {
+  throw std::logic_error("featurizer '" + name() + "' gives no float graph");
 }
 
 namespace {
@@ -124,6 +129,144 @@ class morgan_featurizer final : public featurizer {
   std::unique_ptr<RDKit::FingerprintGenerator<std::uint64_t>> generator_;
 };
 
+// Chemprop 2.3's molecular graph (data_schemas/chemprop_features.md): multi-hot atom features
+// (V2, V1 or organic lists, each block with a last slot for other values, then aromaticity and
+// mass / 100) and the multi-hot bond features, two directed edges per bond.
+class chemprop_featurizer final : public featurizer {
+ public:
+  explicit chemprop_featurizer(spec_reader& p)
+      : atoms_(p.take<std::string>("atom_featurizer", "v2")),
+        bonds_(p.take<std::string>("bond_featurizer", "multihot")),
+        keep_h_(p.take<bool>("keep_h", false)),
+        add_h_(p.take<bool>("add_h", false)) {
+    p.done(name_);
+    if (atoms_ == "v2") {
+      for (int z = 1; z <= 36; ++z) atomic_numbers_.push_back(z);
+      atomic_numbers_.push_back(53);
+      hybridizations_ = {RDKit::Atom::S,    RDKit::Atom::SP,   RDKit::Atom::SP2, RDKit::Atom::SP2D,
+                         RDKit::Atom::SP3,  RDKit::Atom::SP3D, RDKit::Atom::SP3D2};
+    } else if (atoms_ == "v1") {
+      for (int z = 1; z <= 100; ++z) atomic_numbers_.push_back(z);
+      hybridizations_ = {RDKit::Atom::SP, RDKit::Atom::SP2, RDKit::Atom::SP3, RDKit::Atom::SP3D,
+                         RDKit::Atom::SP3D2};
+    } else if (atoms_ == "organic") {
+      atomic_numbers_ = {1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53};
+      hybridizations_ = {RDKit::Atom::S, RDKit::Atom::SP, RDKit::Atom::SP2, RDKit::Atom::SP3};
+    } else {
+      throw std::invalid_argument("featurizer 'chemprop': atom_featurizer '" + atoms_ +
+                                  "' is not v2, v1 or organic");
+    }
+    if (bonds_ != "multihot") {
+      throw std::invalid_argument("featurizer 'chemprop': bond_featurizer '" + bonds_ +
+                                  "' is not multihot");
+    }
+    width_ = static_cast<std::int64_t>(atomic_numbers_.size() + 1) + 7 + 6 + 5 + 6 +
+             static_cast<std::int64_t>(hybridizations_.size() + 1) + 2;
+  }
+  const std::string& name() const override { return name_; }
+  int version() const override { return 1; }
+  std::string identity() const override {
+    return name_ + "/1 atom_featurizer=" + atoms_ + " bond_featurizer=" + bonds_ +
+           " keep_h=" + (keep_h_ ? "1" : "0") + " add_h=" + (add_h_ ? "1" : "0");
+  }
+  feature_tensors tensors() const override {
+    return {feature_tensors::kind::float_graph, width_, edge_width};
+  }
+
+  void float_graph_of(const parsed_molecule& m, float_graph& g) const override {
+    // The screen's parse removes H atoms, as Chemprop does without --keep-h; otherwise the
+    // SMILES is parsed again keeping them. --add-h makes every H an atom.
+    std::unique_ptr<RDKit::ROMol> own;
+    const RDKit::ROMol* mol = &m.mol;
+    if (keep_h_) {
+      RDKit::SmilesParserParams params;
+      params.allowCXSMILES = true;
+      params.parseName = false;
+      params.removeHs = false;
+      own.reset(RDKit::SmilesToMol(std::string(m.smiles), params));
+      if (!own) throw std::runtime_error("RDKit could not parse the SMILES keeping its H atoms");
+      mol = own.get();
+    }
+    if (add_h_) {
+      own.reset(RDKit::MolOps::addHs(*mol));
+      if (!own->getRingInfo()->isInitialized()) RDKit::MolOps::findSSSR(*own);
+      mol = own.get();
+    }
+    g = float_graph{};
+    const auto n_atoms = static_cast<std::int64_t>(mol->getNumAtoms());
+    g.n_atoms = std::max<std::int64_t>(n_atoms, 1);  // no atoms: one zero row, as Chemprop
+    g.atom_features.assign(static_cast<std::size_t>(g.n_atoms * width_), 0.0f);
+    for (const auto* atom : mol->atoms()) atom_row(*atom, &g.atom_features[atom->getIdx() * width_]);
+    g.n_edges = 2 * static_cast<std::int64_t>(mol->getNumBonds());
+    g.edge_features.assign(static_cast<std::size_t>(g.n_edges * edge_width), 0.0f);
+    g.edges.reserve(static_cast<std::size_t>(g.n_edges) * 2);
+    for (const auto* bond : mol->bonds()) {
+      const std::int64_t u = bond->getBeginAtomIdx(), v = bond->getEndAtomIdx();
+      g.edges.insert(g.edges.end(), {u, v, v, u});
+      float* row = &g.edge_features[2 * bond->getIdx() * edge_width];
+      bond_row(*bond, row);
+      std::copy(row, row + edge_width, row + edge_width);
+    }
+  }
+
+ private:
+  static constexpr std::int64_t edge_width = 14;
+
+  // One-hot of `value` among `choices`, the block's last slot for anything else.
+  template <class T>
+  static float* one_hot(float* at, const std::vector<T>& choices, T value) {
+    std::size_t k = 0;
+    while (k < choices.size() && choices[k] != value) ++k;
+    at[k] = 1.0f;
+    return at + choices.size() + 1;
+  }
+
+  void atom_row(const RDKit::Atom& a, float* row) const {
+    static const std::vector<int> degrees = {0, 1, 2, 3, 4, 5};
+    static const std::vector<int> charges = {-1, -2, 1, 2, 0};
+    static const std::vector<int> chiral = {0, 1, 2, 3};
+    static const std::vector<int> hydrogens = {0, 1, 2, 3, 4};
+    row = one_hot(row, atomic_numbers_, static_cast<int>(a.getAtomicNum()));
+    row = one_hot(row, degrees, static_cast<int>(a.getTotalDegree()));
+    row = one_hot(row, charges, a.getFormalCharge());
+    row = one_hot(row, chiral, static_cast<int>(a.getChiralTag()));
+    row = one_hot(row, hydrogens, static_cast<int>(a.getTotalNumHs()));
+    row = one_hot(row, hybridizations_, a.getHybridization());
+    row[0] = a.getIsAromatic() ? 1.0f : 0.0f;
+    row[1] = static_cast<float>(0.01 * a.getMass());
+  }
+
+  static void bond_row(const RDKit::Bond& b, float* row) {
+    switch (b.getBondType()) {  // no slot for other types: all four bits stay 0
+      case RDKit::Bond::SINGLE:
+        row[1] = 1.0f;
+        break;
+      case RDKit::Bond::DOUBLE:
+        row[2] = 1.0f;
+        break;
+      case RDKit::Bond::TRIPLE:
+        row[3] = 1.0f;
+        break;
+      case RDKit::Bond::AROMATIC:
+        row[4] = 1.0f;
+        break;
+      default:
+        break;
+    }
+    row[5] = b.getIsConjugated() ? 1.0f : 0.0f;
+    row[6] = b.getOwningMol().getRingInfo()->numBondRings(b.getIdx()) > 0 ? 1.0f : 0.0f;
+    const int stereo = static_cast<int>(b.getStereo());
+    row[7 + (stereo >= 0 && stereo <= 5 ? stereo : 6)] = 1.0f;
+  }
+
+  std::string name_ = "chemprop";
+  std::string atoms_, bonds_;
+  bool keep_h_, add_h_;
+  std::vector<int> atomic_numbers_;
+  std::vector<RDKit::Atom::HybridizationType> hybridizations_;
+  std::int64_t width_ = 0;
+};
+
 struct registered {
   int version;
   std::function<std::unique_ptr<featurizer>(spec_reader&)> make;
@@ -138,6 +281,7 @@ const std::map<std::string, registered>& registry() {
           return std::make_unique<ogb_featurizer>();
         }}},
       {"morgan", {1, [](spec_reader& p) { return std::make_unique<morgan_featurizer>(p); }}},
+      {"chemprop", {1, [](spec_reader& p) { return std::make_unique<chemprop_featurizer>(p); }}},
   };
   return r;
 }
@@ -188,12 +332,22 @@ record_features featurize_record(std::string_view smiles, const featurize_option
   }
   r.ok = true;
   r.n_atoms = static_cast<std::int64_t>(mol->getNumAtoms());
-  const parsed_molecule m(*mol);
+  const parsed_molecule m(*mol, smiles);
   r.dense.resize(set.size());
+  r.float_graphs.resize(set.size());
   for (std::size_t k = 0; k < set.size(); ++k) {
     const auto t = set[k]->tensors();
     if (t.what == feature_tensors::kind::graph) {
       set[k]->graph(m, r.graph);
+    } else if (t.what == feature_tensors::kind::float_graph) {
+      try {
+        set[k]->float_graph_of(m, r.float_graphs[k]);
+      } catch (const std::exception& e) {
+        record_features failed;
+        failed.reason = "featurizer_error";
+        failed.detail = "featurizer '" + set[k]->identity() + "': " + e.what();
+        return failed;
+      }
     } else {
       r.dense[k].resize(static_cast<std::size_t>(t.width));
       set[k]->dense(m, r.dense[k].data());

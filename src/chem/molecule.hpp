@@ -13,8 +13,9 @@ namespace hpcscreen::chem {
 
 class parsed_molecule {
  public:
-  explicit parsed_molecule(const RDKit::ROMol& m) : mol(m) {}
+  parsed_molecule(const RDKit::ROMol& m, std::string_view s) : mol(m), smiles(s) {}
   const RDKit::ROMol& mol;
+  std::string_view smiles;  // as read: a featurizer with its own parse options starts here
 };
 
 // The byte checks, RDKit's parse with sanitization and the atom limits of featurize_smiles:

@@ -88,6 +88,49 @@ struct gnn_model::impl {
   precision_choice precision;
   chem::feature_tensors tensors;
 
+  // forward(V, E, edge_index, rev_edge_index, batch, num_graphs) over molecules concatenated:
+  // atom indices offset by the rows before, edge indices by the edges before.
+  at::Tensor run_float_graphs(const std::vector<const chem::float_graph*>& graphs) {
+    std::int64_t n_rows = 0, n_edges = 0;
+    for (const auto* g : graphs) {
+      n_rows += g->n_atoms;
+      n_edges += g->n_edges;
+    }
+    auto V = torch::empty({n_rows, tensors.width}, torch::kFloat);
+    auto E = torch::empty({n_edges, tensors.edge_width}, torch::kFloat);
+    auto index = torch::empty({2, n_edges}, torch::kLong);
+    auto rev = torch::empty({n_edges}, torch::kLong);
+    auto batch = torch::empty({n_rows}, torch::kLong);
+    float* v = V.data_ptr<float>();
+    float* e = E.data_ptr<float>();
+    auto* src = index.data_ptr<std::int64_t>();
+    auto* dst = src + n_edges;
+    auto* r = rev.data_ptr<std::int64_t>();
+    auto* b = batch.data_ptr<std::int64_t>();
+    std::int64_t row0 = 0, edge0 = 0;
+    for (std::size_t m = 0; m < graphs.size(); ++m) {
+      const auto& g = *graphs[m];
+      v = std::copy(g.atom_features.begin(), g.atom_features.end(), v);
+      e = std::copy(g.edge_features.begin(), g.edge_features.end(), e);
+      for (std::int64_t k = 0; k < g.n_edges; ++k) {
+        src[edge0 + k] = row0 + g.edges[static_cast<std::size_t>(2 * k)];
+        dst[edge0 + k] = row0 + g.edges[static_cast<std::size_t>(2 * k + 1)];
+        r[edge0 + k] = edge0 + (k ^ 1);
+      }
+      std::fill(b + row0, b + row0 + g.n_atoms, static_cast<std::int64_t>(m));
+      row0 += g.n_atoms;
+      edge0 += g.n_edges;
+    }
+    std::vector<torch::jit::IValue> inputs{V, E, index, rev, batch,
+                                           static_cast<std::int64_t>(graphs.size())};
+    auto out = module.forward(inputs);
+    if (!out.isTensor()) {
+      throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
+                        ", expected a float32 tensor [B, T]");
+    }
+    return detail::to_float32(out.toTensor(), precision);
+  }
+
   at::Tensor run_dense(const std::vector<float>& x, std::int64_t n) {
     std::vector<torch::jit::IValue> inputs{
         torch::from_blob(const_cast<float*>(x.data()), {n, tensors.width}, torch::kFloat)};
@@ -167,7 +210,34 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision,
     throw model_error("model '" + path + "': " + metadata_file_name + ": " + e.what());
   }
   const bool dense = impl_->tensors.what == chem::feature_tensors::kind::dense;
+  const bool float_graph = impl_->tensors.what == chem::feature_tensors::kind::float_graph;
   const auto n_inputs = detail::forward_arity(impl_->module, path);
+  if (float_graph) {
+    if (n_inputs != 6) {
+      throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
+                        " inputs, expected 6: (V float32[N," + std::to_string(impl_->tensors.width) +
+                        "], E float32[E," + std::to_string(impl_->tensors.edge_width) +
+                        "], edge_index int64[2,E], rev_edge_index int64[E], batch int64[N], "
+                        "num_graphs int)");
+    }
+    impl_->module = detail::guarded(
+        "model '" + path + "': cannot prepare it for " + precision_name(impl_->precision.used),
+        [&] { return detail::prepare_module(impl_->module, impl_->precision); });
+    // Two molecules: one atom alone, and a chain of three (two bonds, four edges).
+    chem::float_graph g1, g2;
+    g1.n_atoms = 1;
+    g1.atom_features.assign(static_cast<std::size_t>(impl_->tensors.width), 0.0f);
+    g2.n_atoms = 3;
+    g2.n_edges = 4;
+    g2.atom_features.assign(static_cast<std::size_t>(3 * impl_->tensors.width), 0.0f);
+    g2.edge_features.assign(static_cast<std::size_t>(4 * impl_->tensors.edge_width), 0.0f);
+    g2.edges = {0, 1, 1, 0, 1, 2, 2, 1};
+    detail::probe("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
+      c10::InferenceMode guard;
+      impl_->check_output(impl_->run_float_graphs({&g1, &g2}), 2);
+    });
+    return;
+  }
   if (!dense && n_inputs != 5) {
     throw model_error("model '" + path + "': forward() takes " + std::to_string(n_inputs) +
                       " inputs, expected 5: (x int64[N,9], edge_index int64[2,E], edge_attr "
@@ -217,6 +287,17 @@ std::vector<float> gnn_model::score_dense(const std::vector<float>& x, std::int6
   auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " +
                                  std::to_string(n) + " molecules",
                              [&] { return impl_->run_dense(x, n); });
+  impl_->check_output(out, n);
+  out = out.contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+std::vector<float> gnn_model::score_float_graphs(const std::vector<const chem::float_graph*>& graphs) {
+  c10::InferenceMode guard;
+  const auto n = static_cast<std::int64_t>(graphs.size());
+  auto out = detail::guarded("model '" + impl_->path + "' failed on a batch of " +
+                                 std::to_string(n) + " molecules",
+                             [&] { return impl_->run_float_graphs(graphs); });
   impl_->check_output(out, n);
   out = out.contiguous();
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());

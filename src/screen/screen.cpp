@@ -376,7 +376,12 @@ class screen_job : public pipeline::chunk_work {
         0, end - begin,
         [&](std::size_t b, std::size_t e) {
           std::vector<float> part;
-          if (m.model->tensors().what == chem::feature_tensors::kind::dense) {
+          if (m.model->tensors().what == chem::feature_tensors::kind::float_graph) {
+            std::vector<const chem::float_graph*> graphs;
+            for (auto k = begin + b; k < begin + e; ++k)
+              graphs.push_back(&features_[good_[k]].float_graphs[m.featurizer]);
+            part = m.model->score_float_graphs(graphs);
+          } else if (m.model->tensors().what == chem::feature_tensors::kind::dense) {
             const auto width = static_cast<std::size_t>(m.model->tensors().width);
             std::vector<float> x;
             x.reserve((e - b) * width);

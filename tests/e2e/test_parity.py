@@ -12,7 +12,7 @@ import subprocess
 
 from common import NCI, check, finish
 
-from hpcscreen_py import featurize, fingerprint, protein
+from hpcscreen_py import chemprop_dump, featurize, fingerprint, protein
 
 EXTRA = ["[2H]C([2H])([2H])O", "[13CH3]C(=O)O", "[18F]c1ccccc1", "C[C@@H](O)[C@H](N)C(=O)O", "F/C=C\\F", "C/C=C/C=C/C",
          "[Na+].[Cl-]", "[Fe+2].[O-]S(=O)(=O)[O-]", "[Pt](Cl)(Cl)(N)N", "C[Si](C)(C)Cl", "[CH2]C", "[O-][n+]1ccccc1",
@@ -78,6 +78,33 @@ def main():
                 mismatches.append((smi, "fingerprint differs"))
         check(len(out) == len(mols) and not mismatches and n_ok > 5000,
               f"morgan {params or 'defaults'}: {n_ok} molecules identical to rdFingerprintGenerator ({mismatches[:3]})")
+
+    # Chemprop's graph: every molecule both sides accept, every float32 value and edge identical
+    # to the Python reference written from Chemprop's source (tools/hpcscreen_py/chemprop_ref.py).
+    chemprop_mols = smiles if not hiv_all else [l.split()[0] for l in open(NCI) if l.split()] + hiv_all + EXTRA
+    for params in ({"atom_featurizer": "v2"}, {"atom_featurizer": "v1"}, {"atom_featurizer": "organic"},
+                   {"atom_featurizer": "v2", "keep_h": True}, {"atom_featurizer": "v2", "add_h": True}):
+        s = {"name": "chemprop", "version": 1, "bond_featurizer": "multihot", "keep_h": False, "add_h": False, **params}
+        mols = chemprop_mols if params == {"atom_featurizer": "v2"} else smiles
+        out = subprocess.run([a.dump, "featurizer", json.dumps(s)], input="\n".join(mols) + "\n",
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        mismatches, n_ok = [], 0
+        for smi, line in zip(mols, out):
+            c = json.loads(line)
+            ok_py = featurize.smiles_to_graph(smi) is not None
+            try:
+                ref = chemprop_dump.dump_line(smi, s["atom_featurizer"], s["keep_h"], s["add_h"]) if ok_py else None
+            except Exception as e:  # noqa: BLE001
+                ref = {"ok": False, "message": str(e)}
+            if ref is None or not ref["ok"] or not c["ok"]:
+                if (ref is not None and ref["ok"]) != c["ok"]:
+                    mismatches.append((smi, "one side rejects"))
+                continue
+            n_ok += 1
+            if any(ref[k] != c[k] for k in ("n_atoms", "V", "E", "edge_index", "rev_edge_index")):
+                mismatches.append((smi, [k for k in ("n_atoms", "V", "E", "edge_index", "rev_edge_index") if ref[k] != c[k]]))
+        check(len(out) == len(mols) and not mismatches and n_ok > 5000,
+              f"chemprop {params}: {n_ok} molecules identical to Chemprop's featurization ({mismatches[:3]})")
 
     cfg = protein.tokenizer_config(1024)
     meta = os.path.join(os.path.dirname(a.dump), "parity_hpcscreen.json")

@@ -39,7 +39,17 @@ int main(int argc, char** argv) {
     while (std::getline(std::cin, line)) {
       const auto r = chem::featurize_record(line, {100000}, set);
       nlohmann::json j = {{"ok", r.ok}};
-      if (r.ok) {
+      if (r.ok && f->tensors().what == chem::feature_tensors::kind::float_graph) {
+        const auto& g = r.float_graphs[0];
+        std::vector<std::int64_t> index(2 * static_cast<std::size_t>(g.n_edges)), rev;
+        for (std::int64_t e = 0; e < g.n_edges; ++e) {
+          index[static_cast<std::size_t>(e)] = g.edges[static_cast<std::size_t>(2 * e)];
+          index[static_cast<std::size_t>(g.n_edges + e)] = g.edges[static_cast<std::size_t>(2 * e + 1)];
+          rev.push_back(e ^ 1);
+        }
+        j.update({{"n_atoms", g.n_atoms}, {"V", g.atom_features}, {"E", g.edge_features},
+                  {"edge_index", index}, {"rev_edge_index", rev}});
+      } else if (r.ok) {
         std::vector<std::size_t> on;
         std::vector<float> values;
         for (std::size_t k = 0; k < r.dense[0].size(); ++k) {

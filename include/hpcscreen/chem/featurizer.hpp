@@ -16,11 +16,24 @@
 namespace hpcscreen::chem {
 
 // What a featurizer gives a model: the OGB graph (forward(x, edge_index, edge_attr, batch,
-// num_graphs)) or one dense float32 row per molecule (forward(x [B, width])).
+// num_graphs)), one dense float32 row per molecule (forward(x [B, width])), or a graph with
+// float32 atom and bond features and reverse edges, as Chemprop's D-MPNN takes it
+// (forward(V [N, width], E [E, edge_width], edge_index, rev_edge_index, batch, num_graphs)).
 struct feature_tensors {
-  enum class kind { graph, dense };
+  enum class kind { graph, dense, float_graph };
   kind what = kind::graph;
-  std::int64_t width = 0;  // dense: columns per molecule
+  std::int64_t width = 0;       // dense: columns per molecule; float_graph: per atom
+  std::int64_t edge_width = 0;  // float_graph: columns per directed edge
+};
+
+// One molecule as a float_graph featurizer gives it. Edge 2i is bond i's begin → end atom,
+// edge 2i + 1 the reverse, so an edge's reverse is e ^ 1.
+struct float_graph {
+  std::int64_t n_atoms = 0;  // rows of atom_features (a molecule may have a zero row)
+  std::int64_t n_edges = 0;
+  std::vector<float> atom_features;  // [n_atoms, width]
+  std::vector<float> edge_features;  // [n_edges, edge_width]
+  std::vector<std::int64_t> edges;   // [n_edges, 2] (source, target) pairs
 };
 
 class parsed_molecule;  // an RDKit molecule, parsed and checked once per record
@@ -37,6 +50,7 @@ class featurizer {
   // Dense featurizers: fills row[0, width). Graph featurizers: fills graph. Thread-safe.
   virtual void dense(const parsed_molecule& m, float* row) const;
   virtual void graph(const parsed_molecule& m, mol_graph& g) const;
+  virtual void float_graph_of(const parsed_molecule& m, float_graph& g) const;
 };
 
 // The registered featurizers' names, for messages.
@@ -53,7 +67,8 @@ struct record_features {
   std::string reason, detail;  // stable reject code and message when !ok
   std::int64_t n_atoms = 0;
   mol_graph graph;                       // when a graph featurizer is in the set
-  std::vector<std::vector<float>> dense;  // [featurizer index] rows; empty for graph ones
+  std::vector<std::vector<float>> dense;  // [featurizer index] rows; empty for other kinds
+  std::vector<float_graph> float_graphs;  // [featurizer index]; empty for other kinds
 };
 
 // Parses `smiles` once with the same checks and rejects as featurize_smiles, then runs every

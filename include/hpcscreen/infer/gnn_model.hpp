@@ -40,6 +40,8 @@ class gnn_model {
   std::vector<float> score(const batch::graph_batch& b);
   // Dense features: x is [n, tensors().width] float32, row-major.
   std::vector<float> score_dense(const std::vector<float>& x, std::int64_t n);
+  // Float graphs (Chemprop's D-MPNN): the molecules are concatenated here, in order.
+  std::vector<float> score_float_graphs(const std::vector<const chem::float_graph*>& graphs);
 
  private:
   struct impl;
