@@ -88,6 +88,12 @@ struct gnn_model::impl {
   precision_choice precision;
   chem::feature_tensors tensors;
 
+  // Float features enter a BF16 model as BF16 (its weights were converted at load); the outputs
+  // come back as float32 (to_float32).
+  at::Tensor as_model_floats(const at::Tensor& t) const {
+    return precision.used == precision::bf16 ? t.to(torch::kBFloat16) : t;
+  }
+
   // forward(V, E, edge_index, rev_edge_index, batch, num_graphs) over molecules concatenated:
   // atom indices offset by the rows before, edge indices by the edges before.
   at::Tensor run_float_graphs(const std::vector<const chem::float_graph*>& graphs) {
@@ -121,8 +127,8 @@ struct gnn_model::impl {
       row0 += g.n_atoms;
       edge0 += g.n_edges;
     }
-    std::vector<torch::jit::IValue> inputs{V, E, index, rev, batch,
-                                           static_cast<std::int64_t>(graphs.size())};
+    std::vector<torch::jit::IValue> inputs{as_model_floats(V), as_model_floats(E), index, rev,
+                                           batch, static_cast<std::int64_t>(graphs.size())};
     auto out = module.forward(inputs);
     if (!out.isTensor()) {
       throw model_error("model '" + path + "': forward() returned " + out.tagKind() +
@@ -132,8 +138,8 @@ struct gnn_model::impl {
   }
 
   at::Tensor run_dense(const std::vector<float>& x, std::int64_t n) {
-    std::vector<torch::jit::IValue> inputs{
-        torch::from_blob(const_cast<float*>(x.data()), {n, tensors.width}, torch::kFloat)};
+    std::vector<torch::jit::IValue> inputs{as_model_floats(
+        torch::from_blob(const_cast<float*>(x.data()), {n, tensors.width}, torch::kFloat))};
     auto out = module.forward(inputs);
     if (!out.isTensor()) {
       throw model_error("model '" + path + "': forward() returned " + out.tagKind() +

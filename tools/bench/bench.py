@@ -177,8 +177,9 @@ def main():
     p.add_argument("--pack-rows", type=int, default=10_000_000, help="rows of the synthetic Enamine file for the pack section")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision,featurizers")
     p.add_argument("--embedding-proteins", type=int, default=400, help="proteins for the embeddings section")
+    p.add_argument("--featurizer-records", type=int, default=200_000, help="compounds for the featurizers section")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -410,11 +411,56 @@ def main():
     if "precision" in sections:
         precision_section(a, b, lib, gnn, cores)
 
+    if "featurizers" in sections:
+        featurizers_section(a, b, gnn, cores)
+
     if not a.smoke:
         print(f"{len(b.rows)} rows appended to {a.out}")
 
 
 PRECISIONS = ("fp32", "bf16", "int8")
+CHEMPROP_PER_CORE = 660.0  # chemprop predict on CPU: 1 M molecules in 6 min 17 s on 4 cores (chemprop#150)
+
+
+def all_scores(rd):
+    import csv
+    import glob
+    out = {}
+    for path in glob.glob(os.path.join(rd, "scores", "*.csv")):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                out[(r["shard"], r["row"])] = [float(v) for k, v in r.items() if ":" in k]
+    return out
+
+
+def featurizers_section(a, b, gnn, cores):
+    """Models of each registered featurizer end to end on every core (2 ranks x cores/2 threads),
+    the same library, one run: the OGB GNN, the ECFP4 fingerprint MLP and, when the shared data is
+    there, Chemprop's own regression file (hidden 300, depth 3) converted by import_chemprop.py,
+    at each precision with its max |score - FP32 score| over every record, against Chemprop's
+    ~660 molecules/s per core."""
+    m = 2000 if a.smoke else a.featurizer_records
+    _, flib = b.compounds(m, f"gen{m}")
+    fp = os.path.join(a.models, "hiv_fp_mlp.pt" if os.path.exists(os.path.join(a.models, "hiv_fp_mlp.pt")) else "fp_mlp.pt")
+    models = [("ogb-smiles2graph", gnn), ("morgan", fp)]
+    shared = os.path.join(ROOT, "..", "shared", "data", "chemprop", "example_model_v2_regression_mol.pt")
+    if os.path.exists(shared):
+        chemprop = os.path.join(a.work, "chemprop-regression.pt")
+        sh([PY, os.path.join(ROOT, "tools", "import_chemprop.py"), shared, "--out", chemprop])
+        models.append(("chemprop", chemprop))
+    for featurizer, model in models:
+        base = None
+        for prec in PRECISIONS if featurizer == "chemprop" else ("fp32",):
+            rj = b.screen(flib, model, 2, max(1, cores // 2), f"featurizers-{featurizer}-{prec}", "--precision", prec, "--all-scores")
+            scores = all_scores(os.path.join(a.work, f"featurizers-{featurizer}-{prec}"))
+            base = base or scores
+            delta = max((abs(x - y) for k in base for x, y in zip(base[k], scores.get(k, base[k]))), default=0.0)
+            rate = rj["records_read"] / rj["outer_wall_s"]
+            b.row("featurizers", {"featurizer": featurizer, "model": os.path.basename(model), "precision": prec, "records": m,
+                                  "ranks": 2, "threads_per_rank": max(1, cores // 2)},
+                  {"records_per_s": rate, "records_per_s_inside": rj["throughput_records_per_s"],
+                   "per_core_per_s": rate / cores, "vs_chemprop_per_core": rate / cores / CHEMPROP_PER_CORE,
+                   "max_abs_delta_vs_fp32": delta, **stage_split(rj)})
 
 
 def precision_section(a, b, lib, gnn, cores):
