@@ -1,5 +1,6 @@
 // hpcscreen's command-line front: parses options and hands over to a stage.
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -18,7 +19,10 @@
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/report/report.hpp"
+#include "hpcscreen/screen/feature_cache.hpp"
 #include "hpcscreen/screen/screen.hpp"
+#include "hpcscreen/core/scheduler.hpp"
+#include "hpcscreen/infer/gnn_model.hpp"
 
 namespace po = boost::program_options;
 using namespace hpcscreen;
@@ -39,7 +43,8 @@ std::string top_usage() {
     name.resize(std::max<std::size_t>(name.size() + 1, 17), ' ');
     u += "  " + name + w.summary + "\n";
   }
-  u += "  export embeddings RUN --out FILE.h5\n"
+  u += "  featurize        feature caches in a compound library: featurize once, screen often\n"
+       "  export embeddings RUN --out FILE.h5\n"
        "                   an annotate run's embeddings, one dataset per id (bio_embeddings)\n"
        "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
        "  version          print versions\n"
@@ -337,6 +342,80 @@ int run_with_mpi(int argc, char** argv, const pipeline::run_options& o,
   return status;
 }
 
+// featurize: feature caches for a library, one per featurizer (screen/feature_cache.hpp).
+int featurize_command(const std::vector<std::string>& args, int argc, char** argv) {
+  screen::featurize_settings s;
+  std::vector<std::string> models;
+  po::options_description desc("featurize options");
+  desc.add_options()("help,h", "show this help")(
+      "library", po::value(&s.library_dir)->required(), "compound library folder (from pack)")(
+      "featurizer", po::value(&s.featurizer_specs)->composing(),
+      "a featurizer as in a model's hpcscreen.json, e.g. '{\"name\": \"morgan\", "
+      "\"version\": 1, \"radius\": 2, \"bits\": 2048}' (repeatable)")(
+      "model", po::value(&models)->composing(),
+      "the featurizer this model's hpcscreen.json names (repeatable)")(
+      "max-atoms", in_range(s.featurize.max_atoms, "max-atoms", 1, 100000),
+      "as screen's --max-atoms: a cache is used only by screens with the same value")(
+      "threads,t", in_range(s.threads, "threads", 0, pipeline::max_threads_per_rank),
+      "threads per rank (default: as screen)")(
+      "resume", po::bool_switch(&s.resume), "finish a build that was cut off");
+  po::variables_map vm;
+  if (!parse(args, desc, vm,
+             "usage: [mpirun -np N] hpcscreen featurize --library DIR (--model M.pt | "
+             "--featurizer JSON)...\n"
+             "Computes each featurizer's output for every record once, into DIR/features/, so "
+             "that screens skip RDKit."))
+    return 0;
+  if (s.library_dir.empty()) throw usage_error("--library must name a library folder (it is empty)");
+  for (const auto& m : models) {  // the featurizer object of the model's hpcscreen.json
+    std::string spec;
+    infer::gnn_model model(m, "fp32", [&](const infer::model_metadata& meta) {
+      spec = meta.featurizer_json;
+      return chem::make_featurizer(spec)->tensors();
+    });
+    s.featurizer_specs.push_back(spec);
+  }
+  if (s.threads == 0) {
+    auto sched = detect_scheduler();
+    s.threads = default_threads(sched);
+  }
+  pipeline::install_stop_handlers();
+  auto run_it = [&](dist::context& ctx) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = screen::build_feature_caches(ctx, s);
+    if (ctx.rank() != 0) return;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const auto& d : r.dirs) std::printf("cache: %s\n", d.c_str());
+    std::printf("%llu records (%llu accepted, %llu rejected with their reasons), %.1f MB of "
+                "caches (%.0f bytes per record), %.1f s on %d rank(s) x %d threads\n",
+                static_cast<unsigned long long>(r.n_records), static_cast<unsigned long long>(r.n_accepted),
+                static_cast<unsigned long long>(r.n_rejected), static_cast<double>(r.bytes) / 1e6,
+                r.n_records ? static_cast<double>(r.bytes) / static_cast<double>(r.n_records) : 0.0,
+                wall, ctx.size(), s.threads);
+  };
+  try {
+    if (launched_by_mpi()) {
+      dist::mpi_session mpi(argc, argv);
+      auto world = mpi.world();
+      try {
+        run_it(*world);
+      } catch (const std::exception& e) {
+        if (world->rank() == 0) std::fprintf(stderr, "hpcscreen featurize: %s\n", e.what());
+        if (dynamic_cast<const usage_error*>(&e)) return pipeline::exit_usage;
+        if (dynamic_cast<const stopped_error*>(&e)) return pipeline::exit_interrupted;
+        return pipeline::exit_error;
+      }
+      return 0;
+    }
+    auto local = dist::make_local_context();
+    run_it(*local);
+  } catch (const stopped_error& e) {
+    std::fprintf(stderr, "hpcscreen featurize: %s\n", e.what());
+    return pipeline::exit_interrupted;
+  }
+  return 0;
+}
+
 int report_command(const std::vector<std::string>& args) {
   std::string run_dir;
   report::report_options ro;
@@ -384,7 +463,11 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
       "where", po::value(&settings.where)->composing(),
       "'MODEL:TASK < VALUE' or '>': only records that pass every --where enter the hit lists")(
       "ensemble", po::bool_switch(&settings.ensemble),
-      "the models are members of one ensemble (same tasks): mean and sd per task");
+      "the models are members of one ensemble (same tasks): mean and sd per task")(
+      "require-cache", po::bool_switch(&settings.require_cache),
+      "refuse to run unless every featurizer the models need has a feature cache in the "
+      "library ('hpcscreen featurize')")("no-feature-cache",
+                                         "featurize from SMILES even where a cache exists");
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "usage: hpcscreen screen --library DIR --model M.pt --out RUN [--top-k K]"))
@@ -392,6 +475,10 @@ int screen_command(const std::vector<std::string>& args, int argc, char** argv) 
   o = finish_run_options(o, stop_after, argc, argv);
   tier = finish_tier(tier, budget, pmem_max);
   settings.model_paths = o.model_paths;
+  settings.library_dir = o.library_dir;
+  settings.use_cache = vm.count("no-feature-cache") == 0;
+  if (settings.require_cache && !settings.use_cache)
+    throw usage_error("--require-cache and --no-feature-cache contradict each other");
   if (settings.ensemble && o.model_paths.size() < 2)
     throw usage_error("--ensemble needs at least two --model members");
   return run_with_mpi(argc, argv, o, tier,
@@ -499,6 +586,7 @@ int main(int argc, char** argv) {
     if (command == "screen") return screen_command(args, argc, argv);
     if (command == "annotate") return annotate_command(args, argc, argv);
     if (command == "report") return report_command(args);
+    if (command == "featurize") return featurize_command(args, argc, argv);
     if (command == "export") return export_command(args);
     if (command == "version" || command == "--version") {
       std::printf("hpcscreen %s\n", HPCSCREEN_VERSION);

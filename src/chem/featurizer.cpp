@@ -8,10 +8,12 @@
 #include <GraphMol/MolOps.h>
 #include <GraphMol/SmilesParse/SmilesParse.h>
 
+#include <cstring>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <type_traits>
 
 #include "molecule.hpp"
 
@@ -38,26 +40,37 @@ class spec_reader {
     spec_.erase("name");
     spec_.erase("version");
   }
+  // Booleans and strings of exactly that JSON type: no conversion from other types.
   template <class T>
   T take(const std::string& key, T fallback) {
     if (!spec_.contains(key)) return fallback;
-    T v;
-    try {
-      v = spec_.at(key).get<T>();
-    } catch (const json::exception&) {
-      throw std::invalid_argument("featurizer parameter '" + key + "' is " + spec_.at(key).dump() +
-                                  ", of the wrong type");
+    const auto& j = spec_.at(key);
+    const bool right = std::is_same_v<T, bool> ? j.is_boolean() : j.is_string();
+    if (!right) {
+      throw std::invalid_argument("featurizer parameter '" + key + "' is " + j.dump() + ", not " +
+                                  (std::is_same_v<T, bool> ? "true or false" : "a string"));
     }
+    T v = j.get<T>();
     spec_.erase(key);
     return v;
   }
+  // A whole number written as one (2, not 2.0, 2.9 or "2"), checked against its range before
+  // any conversion.
   std::int64_t take_in_range(const std::string& key, std::int64_t fallback, std::int64_t lo,
                              std::int64_t hi) {
-    const auto v = take<std::int64_t>(key, fallback);
-    if (v < lo || v > hi) {
-      throw std::invalid_argument("featurizer parameter '" + key + "' is " + std::to_string(v) +
-                                  ", outside " + std::to_string(lo) + ".." + std::to_string(hi));
-    }
+    if (!spec_.contains(key)) return fallback;
+    const auto& j = spec_.at(key);
+    const auto bad = [&] {
+      return std::invalid_argument("featurizer parameter '" + key + "' is " + j.dump() +
+                                   ", not a whole number from " + std::to_string(lo) + " to " +
+                                   std::to_string(hi));
+    };
+    if (!j.is_number_integer()) throw bad();
+    if (j.is_number_unsigned() ? j.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)
+                               : (j.get<std::int64_t>() < lo || j.get<std::int64_t>() > hi))
+      throw bad();
+    const auto v = j.get<std::int64_t>();
+    spec_.erase(key);
     return v;
   }
   void done(const std::string& name) const {
@@ -89,7 +102,9 @@ class morgan_featurizer final : public featurizer {
  public:
   explicit morgan_featurizer(spec_reader& p)
       : radius_(static_cast<unsigned>(p.take_in_range("radius", 2, 0, 10))),
-        bits_(static_cast<std::uint32_t>(p.take_in_range("bits", 2048, 1, 1 << 20))),
+        // A chunk holds its records' rows densely (rows x bits float32): 16,384 bits keep a
+        // chunk of 4,096 records at 256 MiB.
+        bits_(static_cast<std::uint32_t>(p.take_in_range("bits", 2048, 1, max_bits))),
         counts_(p.take<bool>("counts", false)),
         chirality_(p.take<bool>("chirality", false)),
         features_(p.take<bool>("features", false)) {
@@ -121,6 +136,7 @@ class morgan_featurizer final : public featurizer {
   }
 
  private:
+  static constexpr std::int64_t max_bits = 16384;
   std::string name_ = "morgan";
   unsigned radius_;
   std::uint32_t bits_;
@@ -302,11 +318,13 @@ std::unique_ptr<featurizer> make_featurizer(const std::string& spec_json) {
     throw std::invalid_argument(std::string("the featurizer is not JSON: ") + e.what());
   }
   if (!spec.is_object() || !spec.contains("name") || !spec["name"].is_string() ||
-      !spec.contains("version") || !spec["version"].is_number_integer()) {
-    throw std::invalid_argument("the featurizer needs a 'name' (string) and a 'version' (integer)");
+      !spec.contains("version") || !spec["version"].is_number_integer() ||
+      spec["version"].get<std::int64_t>() < 1 || spec["version"].get<std::int64_t>() > 1000000) {
+    throw std::invalid_argument("the featurizer must be an object with a 'name' (string) and a "
+                                "'version' (a whole number); found " + spec.dump());
   }
   const auto name = spec["name"].get<std::string>();
-  const auto version = spec["version"].get<int>();
+  const auto version = static_cast<int>(spec["version"].get<std::int64_t>());
   std::string known;
   for (const auto& n : featurizer_names()) known += (known.empty() ? "" : ", ") + n;
   const auto it = registry().find(name);
@@ -318,6 +336,122 @@ std::unique_ptr<featurizer> make_featurizer(const std::string& spec_json) {
   }
   spec_reader params(spec);
   return it->second.make(params);
+}
+
+namespace {
+
+template <class T>
+void put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+// Reads a cache blob front to back; any read past its end is a damaged blob.
+class blob_reader {
+ public:
+  explicit blob_reader(std::string_view b) : b_(b) {}
+  template <class T>
+  T get() {
+    T v;
+    need(sizeof v);
+    std::memcpy(&v, b_.data() + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  template <class T>
+  void get_many(T* out, std::size_t n) {
+    need(n * sizeof(T));
+    std::memcpy(out, b_.data() + at_, n * sizeof(T));
+    at_ += n * sizeof(T);
+  }
+  void need(std::size_t n) const {
+    if (at_ + n > b_.size()) throw std::invalid_argument("a cached record is truncated");
+  }
+  void done() const {
+    if (at_ != b_.size()) throw std::invalid_argument("a cached record has trailing bytes");
+  }
+
+ private:
+  std::string_view b_;
+  std::size_t at_ = 0;
+};
+
+}  // namespace
+
+std::string encode_features(const record_features& r, std::size_t k, const feature_tensors& t) {
+  std::string out;
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(r.n_atoms));
+  if (t.what == feature_tensors::kind::graph) {
+    const auto& g = r.graph;
+    put<std::uint32_t>(out, static_cast<std::uint32_t>(g.n_edges));
+    for (const auto v : g.atom_features) put<std::uint8_t>(out, static_cast<std::uint8_t>(v));
+    for (const auto v : g.edges) put<std::uint32_t>(out, static_cast<std::uint32_t>(v));
+    for (const auto v : g.bond_features) put<std::uint8_t>(out, static_cast<std::uint8_t>(v));
+  } else if (t.what == feature_tensors::kind::dense) {
+    const auto& row = r.dense[k];
+    std::uint32_t nonzero = 0;
+    for (const float v : row) nonzero += v != 0.0f;
+    put<std::uint32_t>(out, nonzero);
+    for (std::uint32_t c = 0; c < row.size(); ++c) {
+      if (row[c] == 0.0f) continue;
+      put<std::uint32_t>(out, c);
+      put<float>(out, row[c]);
+    }
+  } else {
+    const auto& g = r.float_graphs[k];
+    put<std::uint32_t>(out, static_cast<std::uint32_t>(g.n_atoms));
+    put<std::uint32_t>(out, static_cast<std::uint32_t>(g.n_edges));
+    out.append(reinterpret_cast<const char*>(g.atom_features.data()), g.atom_features.size() * sizeof(float));
+    out.append(reinterpret_cast<const char*>(g.edge_features.data()), g.edge_features.size() * sizeof(float));
+    for (const auto v : g.edges) put<std::uint32_t>(out, static_cast<std::uint32_t>(v));
+  }
+  return out;
+}
+
+void decode_features(std::string_view bytes, std::size_t k, const feature_tensors& t,
+                     record_features& r) {
+  blob_reader in(bytes);
+  r.n_atoms = in.get<std::uint32_t>();
+  if (t.what == feature_tensors::kind::graph) {
+    auto& g = r.graph;
+    g = mol_graph{};
+    g.n_atoms = r.n_atoms;
+    g.n_edges = in.get<std::uint32_t>();
+    in.need(static_cast<std::size_t>(g.n_atoms) * n_atom_features);
+    g.atom_features.resize(static_cast<std::size_t>(g.n_atoms) * n_atom_features);
+    for (auto& v : g.atom_features) v = in.get<std::uint8_t>();
+    in.need(static_cast<std::size_t>(g.n_edges) * 2 * 4);
+    g.edges.resize(static_cast<std::size_t>(g.n_edges) * 2);
+    for (auto& v : g.edges) v = in.get<std::uint32_t>();
+    g.bond_features.resize(static_cast<std::size_t>(g.n_edges) * n_bond_features);
+    for (auto& v : g.bond_features) v = in.get<std::uint8_t>();
+  } else if (t.what == feature_tensors::kind::dense) {
+    if (r.dense.size() <= k) r.dense.resize(k + 1);
+    auto& row = r.dense[k];
+    row.assign(static_cast<std::size_t>(t.width), 0.0f);
+    const auto nonzero = in.get<std::uint32_t>();
+    for (std::uint32_t i = 0; i < nonzero; ++i) {
+      const auto c = in.get<std::uint32_t>();
+      const auto v = in.get<float>();
+      if (c >= row.size()) throw std::invalid_argument("a cached column is out of range");
+      row[c] = v;
+    }
+  } else {
+    if (r.float_graphs.size() <= k) r.float_graphs.resize(k + 1);
+    auto& g = r.float_graphs[k];
+    g = float_graph{};
+    g.n_atoms = in.get<std::uint32_t>();
+    g.n_edges = in.get<std::uint32_t>();
+    const auto n_v = static_cast<std::size_t>(g.n_atoms * t.width);
+    const auto n_e = static_cast<std::size_t>(g.n_edges * t.edge_width);
+    in.need((n_v + n_e) * sizeof(float) + static_cast<std::size_t>(g.n_edges) * 2 * 4);
+    g.atom_features.resize(n_v);
+    in.get_many(g.atom_features.data(), n_v);
+    g.edge_features.resize(n_e);
+    in.get_many(g.edge_features.data(), n_e);
+    g.edges.resize(static_cast<std::size_t>(g.n_edges) * 2);
+    for (auto& v : g.edges) v = in.get<std::uint32_t>();
+  }
+  in.done();
 }
 
 record_features featurize_record(std::string_view smiles, const featurize_options& options,

@@ -85,7 +85,7 @@ std::uint64_t parse_bytes(const std::string& text, const std::string& option) {
   const double bytes = value * scale;
   if (!(bytes < 18446744073709551616.0)) {
     throw usage_error("the argument ('" + text + "') for option '--" + option +
-                      "' is invalid: the size does not fit in 64 bits (at most 16E bytes)");
+                      "' is invalid: the size does not fit in 64 bits (it must be below 2^64 bytes, 16 EiB)");
   }
   if (bytes < 1) throw bad();
   return static_cast<std::uint64_t>(bytes);

@@ -50,10 +50,12 @@ scheduler_info detect_scheduler() {
     s.job_id = env("SLURM_JOB_ID");
     s.n_nodes = env_int_or_zero("SLURM_JOB_NUM_NODES");
     s.cpus_variable = "SLURM_CPUS_PER_TASK";
+    s.cpus_per_task = env_int_or_zero("SLURM_CPUS_PER_TASK");
   } else if (!env("PBS_JOBID").empty()) {
     s.name = "pbs";
     s.job_id = env("PBS_JOBID");
     s.cpus_variable = "NCPUS";
+    s.cpus_per_task = env_int_or_zero("NCPUS");
     const auto nodefile = env("PBS_NODEFILE");
     if (!nodefile.empty()) {
       std::ifstream in(nodefile);
@@ -70,10 +72,9 @@ scheduler_info detect_scheduler() {
   return s;
 }
 
-int default_threads(scheduler_info& s) {
-  if (!s.cpus_variable.empty()) {
-    s.cpus_per_task = env_count(s.cpus_variable.c_str());
-    if (s.cpus_per_task > 0) return s.cpus_per_task;
+int default_threads(const scheduler_info& s) {
+  if (!s.cpus_variable.empty()) {  // strict here: the value is about to be used
+    if (const int n = env_count(s.cpus_variable.c_str()); n > 0) return n;
   }
   if (const int omp = env_count("OMP_NUM_THREADS"); omp > 0) return omp;
   cpu_set_t set;

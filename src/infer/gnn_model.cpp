@@ -238,7 +238,11 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision,
     g2.atom_features.assign(static_cast<std::size_t>(3 * impl_->tensors.width), 0.0f);
     g2.edge_features.assign(static_cast<std::size_t>(4 * impl_->tensors.edge_width), 0.0f);
     g2.edges = {0, 1, 1, 0, 1, 2, 2, 1};
-    detail::probe("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
+    detail::probe("model '" + path + "' failed on a probe batch of 2 molecules with its " +
+                      "featurizer's " + std::to_string(impl_->tensors.width) + " atom and " +
+                      std::to_string(impl_->tensors.edge_width) +
+                      " bond columns (does it take that many?)",
+                  [&] {
       c10::InferenceMode guard;
       impl_->check_output(impl_->run_float_graphs({&g1, &g2}), 2);
     });
@@ -262,7 +266,9 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision,
     // Two rows: one of zeros, one of ones, as fingerprints of two molecules.
     std::vector<float> x(static_cast<std::size_t>(2 * impl_->tensors.width), 0.0f);
     std::fill(x.begin() + impl_->tensors.width, x.end(), 1.0f);
-    detail::probe("model '" + path + "' failed on a probe batch of 2 molecules", [&] {
+    detail::probe("model '" + path + "' failed on a probe batch of 2 molecules of its featurizer's " +
+                      std::to_string(impl_->tensors.width) + " columns (does it take that many?)",
+                  [&] {
       c10::InferenceMode guard;
       impl_->check_output(impl_->run_dense(x, 2), 2);
     });

@@ -40,9 +40,16 @@ model_metadata parse_gnn_metadata(const std::string& json_text, const std::strin
                         "run with 'hpcscreen annotate')");
     }
     m.name = j.value("name", "");
-    m.featurizer_name = j.at("featurizer").at("name").get<std::string>();
-    m.featurizer_version = j.at("featurizer").at("version").get<int>();
-    m.featurizer_json = j.at("featurizer").dump();
+    // Checked whole by the featurizer registry; name and version kept for messages.
+    const auto& f = j.at("featurizer");
+    m.featurizer_json = f.dump();
+    if (f.is_object() && f.contains("name") && f["name"].is_string())
+      m.featurizer_name = f["name"].get<std::string>();
+    if (f.is_object() && f.contains("version") && f["version"].is_number_integer() &&
+        f["version"].get<std::int64_t>() >= 0 && f["version"].get<std::int64_t>() <= 1000000)
+      m.featurizer_version = static_cast<int>(f["version"].get<std::int64_t>());
+    else
+      m.featurizer_version = -1;  // no whole version: refused by whoever makes the featurizer
     m.tasks = j.at("tasks").get<std::vector<std::string>>();
     m.rank_by = j.value("rank_by", m.tasks.empty() ? std::string() : m.tasks.front());
     m.higher_is_better = j.value("higher_is_better", true);

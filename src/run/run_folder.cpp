@@ -123,8 +123,9 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
     for (const auto& [key, value] : before.items()) {
       if (!identity.contains(key)) {
         throw run_error("cannot resume '" + dir + "': " + key + " was " + value.dump() +
-                        " when the run started and is absent (the default) now; resume with "
-                        "the same library, model and settings, or start a new --out");
+                        " when the run started and is now the default (" + key +
+                        " not recorded, e.g. fp32 for precision); resume with the same library, "
+                        "model and settings, or start a new --out");
       }
     }
   } else {

@@ -20,6 +20,7 @@
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
+#include "hpcscreen/screen/feature_cache.hpp"
 
 namespace fs = std::filesystem;
 using hpcscreen::pipeline::json;
@@ -207,7 +208,7 @@ std::vector<scoring_model>& load_models(const std::vector<std::string>& paths,
     // Names become column names ("NAME:TASK") beside the ensemble's own ("mean:TASK", ...).
     const auto& n = models[i].name;
     if (n.find(':') != std::string::npos || n == "mean" || n == "sd" || n == "lcb" || n == "ucb") {
-      throw usage_error("model '" + paths[i] + "' is named '" + n +
+      throw model_error("model '" + paths[i] + "' is named '" + n +
                         "': a model's name may not contain ':' or be mean, sd, lcb or ucb "
                         "(they name score columns); set another \"name\" in its hpcscreen.json");
     }
@@ -229,6 +230,7 @@ class screen_workload : public pipeline::workload {
         models_(s.model_paths.size()),
         plan_(load_models(s.model_paths, s.precision, models_, featurizers_), s) {
     for (const auto& f : featurizers_) featurizer_set_.push_back(f.get());
+    open_caches();
     chem::silence_rdkit_logs();
     infer::keep_freed_tensor_memory();
   }
@@ -267,6 +269,9 @@ class screen_workload : public pipeline::workload {
 
   json rank_report() const override {
     auto j = infer::inference_report(backoffs_);
+    j["feature_cache"] = {{"chunks_from_cache", chunks_from_cache_},
+                          {"chunks_from_smiles", chunks_from_smiles_},
+                          {"damaged_cache_shards", cache_shards_damaged_}};
     j["batches"] = n_batches_;
     json per_model = json::object();
     for (const auto& m : models_)
@@ -285,6 +290,16 @@ class screen_workload : public pipeline::workload {
     section["model_list"] = models;
     section["model"] = json::parse(models_.front().model->metadata().raw_json);
     section["ensemble"] = settings_.ensemble;
+    json cache = {{"used", !caches_.empty()}};
+    if (caches_.empty()) {
+      cache["why_not"] = settings_.use_cache ? cache_note_ : "--no-feature-cache";
+    } else {
+      cache["dirs"] = json::array();
+      for (const auto& c : caches_) cache["dirs"].push_back(c->dir());
+      // chunks from the cache or from SMILES, summed over ranks
+      cache.update(summed.value("feature_cache", json::object()));
+    }
+    section["feature_cache"] = cache;
     section["precision"] = infer::precision_report(models_.front().model->precision());
     section["config"] = {{"max_atoms", settings_.featurize.max_atoms},
                          {"batch_molecules", settings_.budget.max_molecules},
@@ -314,8 +329,53 @@ class screen_workload : public pipeline::workload {
 
   const std::vector<const chem::featurizer*>& featurizers() const { return featurizer_set_; }
 
+  // The chunk's rows from every featurizer's cache ([featurizer][reason, detail, features]),
+  // or empty: some featurizer has no cache shard for it, or one was found damaged (then it is
+  // not used again, and the chunk is featurized from SMILES like any other). Main thread.
+  std::vector<std::vector<string_column>> cached_rows(const pipeline::chunk_input& in) {
+    std::vector<std::vector<string_column>> rows;
+    if (caches_.empty()) return rows;
+    for (const auto& c : caches_)
+      if (!c->covers(in.shard_file)) return ++chunks_from_smiles_, rows;
+    for (auto& c : caches_) {
+      try {
+        rows.push_back(c->read(in.shard_file, in.chunk.row_begin, in.chunk.row_end));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr,
+                     "hpcscreen: warning: the feature cache of '%s' in '%s' cannot be read (%s); "
+                     "its records are featurized from SMILES\n",
+                     in.shard_file.c_str(), c->dir().c_str(), e.what());
+        c->drop(in.shard_file);
+        ++cache_shards_damaged_;
+        ++chunks_from_smiles_;
+        return {};
+      }
+    }
+    ++chunks_from_cache_;
+    return rows;
+  }
+
  private:
+  void open_caches() {
+    if (!settings_.use_cache || settings_.library_dir.empty()) return;
+    const auto library = io::read_manifest(settings_.library_dir);
+    std::string missing;
+    for (const auto* f : featurizer_set_) {
+      auto c = std::make_unique<feature_cache>(settings_.library_dir, library, *f, settings_.featurize);
+      if (!c->usable()) missing += (missing.empty() ? "" : "; ") + c->why_not();
+      caches_.push_back(std::move(c));
+    }
+    if (!missing.empty()) {
+      caches_.clear();  // a chunk is read from caches only when every featurizer has one
+      if (settings_.require_cache) throw run_error("--require-cache: " + missing);
+      cache_note_ = missing;
+    }
+  }
+
   screen_settings settings_;
+  std::vector<std::unique_ptr<feature_cache>> caches_;  // [featurizer], or none
+  std::string cache_note_;                              // why no cache is used
+  std::uint64_t chunks_from_cache_ = 0, chunks_from_smiles_ = 0, cache_shards_damaged_ = 0;
   std::vector<std::unique_ptr<chem::featurizer>> featurizers_;  // before models_: they use them
   std::vector<const chem::featurizer*> featurizer_set_;
   std::vector<scoring_model> models_;
@@ -336,6 +396,7 @@ class screen_job : public pipeline::chunk_work {
   screen_job(screen_workload& w, pipeline::chunk_input input)
       : chunk_work(std::move(input)), w_(w), smiles_(in_["smiles"]) {
     features_.resize(in_.n_rows());
+    cached_ = w_.cached_rows(in_);
   }
 
   pipeline::stage next_stage() override {
@@ -362,8 +423,11 @@ class screen_job : public pipeline::chunk_work {
     if (pipeline::stop_requested()) return;  // the conductor abandons the chunk
     if (phase_ == phase::featurize) {
       const auto end = std::min(features_.size(), (i + 1) * block);
-      for (auto k = i * block; k < end; ++k)
-        features_[k] = chem::featurize_record(smiles_[k], w_.settings().featurize, w_.featurizers());
+      for (auto k = i * block; k < end; ++k) {
+        features_[k] = cached_.empty()
+                           ? chem::featurize_record(smiles_[k], w_.settings().featurize, w_.featurizers())
+                           : from_cache(k);
+      }
       return;
     }
     auto& m = w_.models()[i / ranges_.size()];
@@ -404,6 +468,33 @@ class screen_job : public pipeline::chunk_work {
     m.infer_ns += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
             .count());
+  }
+
+  // Record k as the caches hold it: the first featurizer's reject, in featurizer order (as
+  // featurize_record decides), or every featurizer's features. A blob that cannot be decoded
+  // is a damaged cache: an error, never a guess.
+  chem::record_features from_cache(std::size_t k) const {
+    chem::record_features r;
+    const auto& set = w_.featurizers();
+    for (std::size_t f = 0; f < set.size(); ++f) {
+      if (!cached_[f][0][k].empty()) {
+        r.reason = std::string(cached_[f][0][k]);
+        r.detail = std::string(cached_[f][1][k]);
+        return r;
+      }
+    }
+    r.ok = true;
+    r.dense.resize(set.size());
+    r.float_graphs.resize(set.size());
+    for (std::size_t f = 0; f < set.size(); ++f) {
+      try {
+        chem::decode_features(cached_[f][2][k], f, set[f]->tensors(), r);
+      } catch (const std::invalid_argument& e) {
+        throw shard_error(std::string("feature cache of ") + in_.shard_file + " row " +
+                          std::to_string(in_.chunk.row_begin + k) + ": " + e.what());
+      }
+    }
+    return r;
   }
 
   void collect(pipeline::chunk_outcomes& out) override {
@@ -470,6 +561,7 @@ class screen_job : public pipeline::chunk_work {
   const string_column& smiles_;
   phase phase_ = phase::start;
   std::vector<chem::record_features> features_;
+  std::vector<std::vector<string_column>> cached_;  // [featurizer][reason, detail, features]
   std::vector<std::size_t> good_;  // rows that featurized, in batch order
   std::vector<std::pair<std::size_t, std::size_t>> ranges_;
   std::vector<batch_result> results_;  // [model * n_batches + batch]

@@ -130,7 +130,225 @@ def test_import(path, smiles, tasks=None):
               f"{name}: hpcscreen.json {meta['featurizer']['atom_featurizer']} {meta['tasks'][:4]}")
 
 
+
+# Files Chemprop's own strict load_state_dict (or its hyper-parameter types) would refuse, and
+# what the refusal must name. Written by `--make-malformed DIR` in a subprocess (it imports
+# tests/make_chemprop_files.py, which registers stand-in chemprop modules).
+MALFORMED = {
+    "no_output_layer": "predictor.ffn.1.2.weight",
+    "tasks_1_rows_3": "predictor.ffn.1.2.weight",
+    "tasks_2_rows_1": "predictor.ffn.1.2.weight",
+    "bn_weights_missing": "bn.weight",
+    "bn_weights_unexpected": "bn.weight",
+    "extra_key": "predictor.extra.weight",
+    "d_h_30": "d_h",
+    "undirected_yes": "undirected",
+    "bias_int": "bias",
+    "depth_negative": "depth",
+    "depth_str": "depth",
+    "depth_float": "depth",
+    "depth_huge": "depth",
+    "n_tasks_str": "n_tasks",
+    "activation_unknown": "activation",
+    "scaler_mean_3": "predictor.output_transform.mean",
+    "nan_weight": "message_passing.W_h.weight",
+    "inf_bn": "bn.running_var",
+    "norm_0": "norm",
+    "not_a_tensor": "message_passing.W_h.weight",
+    "hyper_parameters_int": "hyper_parameters",
+    "output_columns_3": "output_columns",
+    "v1_missing_readout": "readout.7.weight",
+    "v1_scaler_3": "data_scaler.means",
+    "v1_depth_str": "depth",
+    "v1_norm_0": "aggregation_norm",
+    "v1_extra_key": "encoder.encoder.0.W_x.weight",
+}
+
+
+def make_malformed(out):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import make_chemprop_files as m
+
+    def v2(name, change, **options):
+        data = m.make_v2(7, **options)
+        change(data, data["hyper_parameters"], data["state_dict"])
+        torch.save(data, os.path.join(out, name + ".pt"))
+
+    def v1(name, change):
+        data = m.make_v1(8)
+        change(data, data["args"].__dict__, data["state_dict"])
+        torch.save(data, os.path.join(out, name + ".pt"))
+
+    def setitem(d, key, value):
+        d[key] = value
+
+    v2("good", lambda d, hp, sd: None)
+    v2("no_output_layer", lambda d, hp, sd: sd.pop("predictor.ffn.1.2.weight"))
+    v2("tasks_1_rows_3", lambda d, hp, sd: setitem(hp["predictor"], "n_tasks", 1), n_tasks=3,
+       scaled=False)
+    v2("tasks_2_rows_1", lambda d, hp, sd: setitem(hp["predictor"], "n_tasks", 2), scaled=False)
+    v2("bn_weights_missing", lambda d, hp, sd: [sd.pop(k) for k in list(sd) if k.startswith("bn.")])
+    v2("bn_weights_unexpected", lambda d, hp, sd: setitem(hp, "batch_norm", False))
+    v2("extra_key", lambda d, hp, sd: setitem(sd, "predictor.extra.weight", torch.ones(3)))
+    v2("d_h_30", lambda d, hp, sd: setitem(hp["message_passing"], "d_h", 30))
+    v2("undirected_yes", lambda d, hp, sd: setitem(hp["message_passing"], "undirected", "yes"))
+    v2("bias_int", lambda d, hp, sd: setitem(hp["message_passing"], "bias", 0))
+    for name, depth in (("negative", -2), ("str", "3"), ("float", 3.5), ("huge", 100000)):
+        v2("depth_" + name, lambda d, hp, sd, x=depth: setitem(hp["message_passing"], "depth", x))
+    v2("n_tasks_str", lambda d, hp, sd: setitem(hp["predictor"], "n_tasks", "1"))
+    v2("activation_unknown", lambda d, hp, sd: setitem(hp["message_passing"], "activation",
+                                                      "SWISH"))
+    v2("scaler_mean_3", lambda d, hp, sd: setitem(sd, "predictor.output_transform.mean",
+                                                  torch.zeros(1, 3)))
+    v2("nan_weight", lambda d, hp, sd: sd["message_passing.W_h.weight"].view(-1).__setitem__(
+        0, float("nan")))
+    v2("inf_bn", lambda d, hp, sd: sd["bn.running_var"].__setitem__(2, float("inf")))
+    v2("norm_0", lambda d, hp, sd: setitem(hp["agg"], "norm", 0), agg="NormAggregation")
+    v2("not_a_tensor", lambda d, hp, sd: setitem(sd, "message_passing.W_h.weight", [[1.0]]))
+    v2("hyper_parameters_int", lambda d, hp, sd: setitem(d, "hyper_parameters", 3))
+    v2("output_columns_3", lambda d, hp, sd: setitem(d, "output_columns", ["a", "b", "c"]))
+    # finite weights whose outputs overflow float32: --check must fail on the inf / NaN
+    v2("overflow", lambda d, hp, sd: (
+        sd["predictor.ffn.1.2.bias"].fill_(1e4),
+        sd["predictor.output_transform.scale"].fill_(3e38)))
+    v1("v1_good", lambda d, args, sd: None)
+    v1("v1_adding_h", lambda d, args, sd: setitem(args, "adding_h", True))
+    v1("v1_missing_readout", lambda d, args, sd: sd.pop("readout.7.weight"))
+    v1("v1_scaler_3", lambda d, args, sd: setitem(d, "data_scaler",
+                                                  {"means": [1, 2, 3], "stds": [1, 1, 1]}))
+    v1("v1_depth_str", lambda d, args, sd: setitem(args, "depth", "3"))
+    v1("v1_norm_0", lambda d, args, sd: setitem(args, "aggregation_norm", 0))
+    v1("v1_extra_key", lambda d, args, sd: setitem(sd, "encoder.encoder.0.W_x.weight",
+                                                   torch.ones(2, 2)))
+
+
+def run_import(path, out, *options):
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "import_chemprop.py"), path, "--out", out]
+    return subprocess.run(cmd + list(options), capture_output=True, text=True)
+
+
+def refused_cleanly(result, out, needle=""):
+    """Exit 1, one line on stderr naming `needle`, no traceback, nothing written."""
+    err = result.stderr.strip()
+    return (result.returncode == 1 and "Traceback" not in err and len(err.splitlines()) == 1
+            and needle in err and not os.path.exists(out))
+
+
+def read_meta(path):
+    with zipfile.ZipFile(path) as z:
+        return json.loads(z.read(next(n for n in z.namelist()
+                                      if n.endswith("extra/hpcscreen.json"))))
+
+
+def test_hostile(smiles):
+    """The defects a hostile tester found (overwriting --out, files Chemprop would refuse,
+    NaN passing --check, v1 settings contradicted, names hpcscreen screen refuses)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with tempfile.TemporaryDirectory() as tmp:
+        made = os.path.join(tmp, "made")
+        os.mkdir(made)
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--make-malformed", made],
+                       check=True)
+        good = os.path.join(made, "good.pt")
+        v1 = os.path.join(made, "v1_good.pt")
+        out = os.path.join(tmp, "out.pt")
+
+        # 2, 3 (read time): malformed files, each refused naming the key / field
+        with ThreadPoolExecutor(2) as pool:
+            results = dict(zip(MALFORMED, pool.map(
+                lambda n: run_import(os.path.join(made, n + ".pt"), out), MALFORMED)))
+        for name, needle in MALFORMED.items():
+            r = results[name]
+            check(refused_cleanly(r, out, needle),
+                  f"malformed {name}: exit 1 naming {needle!r}: {r.stderr.strip()[-150:]}")
+
+        # 1: never overwrite; clean messages; nothing left behind by a failed import
+        copy = os.path.join(tmp, "self.pt")
+        with open(good, "rb") as f:
+            original = f.read()
+        with open(copy, "wb") as f:
+            f.write(original)
+        r = run_import(copy, copy)
+        with open(copy, "rb") as f:
+            check(r.returncode == 1 and "exists" in r.stderr and f.read() == original,
+                  f"--out the input itself refused, input untouched: {r.stderr.strip()[-90:]}")
+        with open(out, "w") as f:
+            f.write("precious")
+        r = run_import(good, out)
+        with open(out) as f:
+            check(r.returncode == 1 and f.read() == "precious",
+                  "--out an existing file refused, file untouched")
+        os.unlink(out)
+        r = run_import(good, os.path.join(tmp, "nodir", "x.pt"))
+        check(refused_cleanly(r, os.path.join(tmp, "nodir", "x.pt"), "does not exist"),
+              f"--out in a missing folder: {r.stderr.strip()[-90:]}")
+        r = run_import(good, made)
+        check(r.returncode == 1 and "Traceback" not in r.stderr and "directory" in r.stderr,
+              f"--out a directory: {r.stderr.strip()[-90:]}")
+
+        # 3 (--check): inf / NaN outputs fail the check; the failed import leaves nothing
+        smi_file = os.path.join(tmp, "smiles.txt")
+        with open(smi_file, "w") as f:
+            f.write("".join(s + "\n" for s in smiles[:40] if s and " " not in s))
+        before = sorted(os.listdir(tmp))
+        r = run_import(os.path.join(made, "overflow.pt"), out, "--check", smi_file)
+        check(r.returncode == 1 and "non-finite" in r.stdout and not os.path.exists(out)
+              and sorted(os.listdir(tmp)) == before,
+              f"--check with inf outputs fails, nothing written: {r.stdout.strip()[-110:]}")
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        import import_chemprop
+
+        class NaNModel:
+            def __call__(self, V, E, edge_index, rev, batch, num_graphs):
+                return torch.full((num_graphs, 1), float("nan"))
+
+        reference = chemprop_ref.Reference(good)
+        verdict = import_chemprop.check(NaNModel(), reference, ["C", "CC"])
+        check(getattr(verdict, "ok", True) is False,
+              "check(): a model that predicts NaN fails the check")
+
+        # 4: a v1 file's explicit_h / adding_h cannot be contradicted
+        for option, field_ in (("--add-h", "adding_h"), ("--keep-h", "explicit_h")):
+            r = run_import(v1, out, option)
+            check(refused_cleanly(r, out, field_ + " = False"),
+                  f"v1 file with {field_} False and {option}: {r.stderr.strip()[-110:]}")
+        r = run_import(os.path.join(made, "v1_adding_h.pt"), out, "--add-h")
+        mol = read_meta(out)["chemprop"]["molecule"] if r.returncode == 0 else {}
+        check(mol.get("add_h") is True and "adding_h" in str(mol.get("source", {}).get("add_h"))
+              and "explicit_h" in str(mol.get("source", {}).get("keep_h")),
+              f"v1 adding_h True with --add-h agrees; sources recorded: {mol.get('source')}")
+        if os.path.exists(out):
+            os.unlink(out)
+        r = run_import(good, out, "--add-h")
+        mol = read_meta(out)["chemprop"]["molecule"] if r.returncode == 0 else {}
+        check(mol.get("add_h") is True and "--add-h" in str(mol.get("source", {}).get("add_h"))
+              and "--add-h" not in str(mol.get("source", {}).get("keep_h")),
+              f"v2 --add-h recorded as the option's, keep_h as the default: {mol.get('source')}")
+        if os.path.exists(out):
+            os.unlink(out)
+
+        # 5: names hpcscreen screen would refuse
+        bad_names = [["--name", n] for n in ("mean", "sd", "lcb", "ucb", "a:b", "")]
+        bad_names += [["--tasks", t] for t in ("", "a,a", "a,", " a", "a\tb", ",")]
+        bad_names += [["--tasks", "a"]]  # the v1 file has two tasks (checked before too)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda o: run_import(v1 if o == ["--tasks", "a"] else good,
+                                                         out, *o), bad_names))
+        for options, r in zip(bad_names, results):
+            check(refused_cleanly(r, out), f"{' '.join(map(repr, options))} refused: "
+                  f"{r.stderr.strip()[-100:]}")
+        r = run_import(good, os.path.join(tmp, "mean.pt"))
+        check(refused_cleanly(r, os.path.join(tmp, "mean.pt"), "--name"),
+              f"--out mean.pt (default name 'mean') refused: {r.stderr.strip()[-90:]}")
+        named = os.path.join(tmp, "lipo_a.pt")
+        r = run_import(good, named)
+        check(r.returncode == 0 and read_meta(named)["name"] == "lipo_a",
+              "the default model name is the --out file's stem")
+
 def main():
+    if sys.argv[1:2] == ["--make-malformed"]:
+        make_malformed(sys.argv[2])
+        return 0
     if not os.path.isdir(DATA):
         print(f"skip: no {DATA}")
         return 77
@@ -139,6 +357,7 @@ def main():
     check("chemprop" not in sys.modules and "lightning" not in sys.modules,
           "reading Chemprop files imported neither chemprop nor lightning")
     smiles = training_smiles() + ODD_SMILES
+    test_hostile(smiles)
     test_import(REGRESSION, smiles, tasks="lipo")
     test_import(CLASSIFICATION, smiles, tasks="NR-AhR,NR-ER,SR-ARE,SR-MMP")
     with tempfile.TemporaryDirectory() as made:

@@ -177,9 +177,10 @@ def main():
     p.add_argument("--pack-rows", type=int, default=10_000_000, help="rows of the synthetic Enamine file for the pack section")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision,featurizers")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision,featurizers,cache")
     p.add_argument("--embedding-proteins", type=int, default=400, help="proteins for the embeddings section")
     p.add_argument("--featurizer-records", type=int, default=200_000, help="compounds for the featurizers section")
+    p.add_argument("--cache-records", type=int, default=1_000_000, help="compounds for the feature-cache section")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -414,6 +415,9 @@ def main():
     if "featurizers" in sections:
         featurizers_section(a, b, gnn, cores)
 
+    if "cache" in sections:
+        cache_section(a, b, gnn, cores)
+
     if not a.smoke:
         print(f"{len(b.rows)} rows appended to {a.out}")
 
@@ -433,6 +437,40 @@ def all_scores(rd):
     return out
 
 
+def cache_section(a, b, gnn, cores):
+    """Screen from SMILES vs from a feature cache (hpcscreen featurize), both cores, one run, for
+    the shipped GNN, a small GNN (hidden 32, 3 layers) and the fingerprint MLP; and the time to
+    build each cache against the featurization time of a screen from SMILES."""
+    import glob
+    m = 3000 if a.smoke else a.cache_records
+    _, clib = b.compounds(m, f"gen{m}")
+    shutil.rmtree(os.path.join(clib, "features"), ignore_errors=True)
+    small = os.path.join(a.work, "gnn-32x3.pt")
+    if not os.path.exists(small):
+        sh([PY, os.path.join(ROOT, "tools", "make_gnn.py"), "--out", small, "--hidden", "32", "--layers", "3"])
+    fp = os.path.join(a.models, "hiv_fp_mlp.pt" if os.path.exists(os.path.join(a.models, "hiv_fp_mlp.pt")) else "fp_mlp.pt")
+    ranks, threads = 2, max(1, cores // 2)
+    for name, model in (("shipped GNN", gnn), ("small GNN 32x3", small), ("ECFP4 MLP", fp)):
+        shutil.rmtree(os.path.join(clib, "features"), ignore_errors=True)  # each build timed whole
+        smiles = b.screen(clib, model, ranks, threads, "cache-from-smiles", "--no-feature-cache")
+        t0 = time.time()
+        built = sh(["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS",
+                    b.hpcscreen, "featurize", "--library", clib, "--model", model, "--threads", str(threads)], ok=(0, 1))
+        build_s = time.time() - t0
+        cached = b.screen(clib, model, ranks, threads, "cache-from-cache", "--require-cache")
+        index = [json.load(open(p)) for p in glob.glob(os.path.join(clib, "features", "*", "cache.json"))]
+        per_record = {i["featurizer"]: i["bytes_per_record"] for i in index}
+        rate_smiles = smiles["records_read"] / smiles["outer_wall_s"]
+        rate_cached = cached["records_read"] / cached["outer_wall_s"]
+        featurize_s = sum(r["stages"].get("featurize", {}).get("thread_s", 0) for r in smiles["per_rank"])
+        b.row("feature_cache", {"model": name, "records": m, "ranks": ranks, "threads_per_rank": threads},
+              {"from_smiles_per_s": rate_smiles, "from_cache_per_s": rate_cached, "speedup": rate_cached / rate_smiles,
+               "from_smiles_wall_s": smiles["outer_wall_s"], "from_cache_wall_s": cached["outer_wall_s"],
+               "cache_build_wall_s": build_s if built.returncode == 0 else None,
+               "screen_featurize_thread_s": featurize_s, "cache_bytes_per_record": per_record,
+               "from_smiles_shares": stage_split(smiles), "from_cache_shares": stage_split(cached)})
+
+
 def featurizers_section(a, b, gnn, cores):
     """Models of each registered featurizer end to end on every core (2 ranks x cores/2 threads),
     the same library, one run: the OGB GNN, the ECFP4 fingerprint MLP and, when the shared data is
@@ -446,6 +484,8 @@ def featurizers_section(a, b, gnn, cores):
     shared = os.path.join(ROOT, "..", "shared", "data", "chemprop", "example_model_v2_regression_mol.pt")
     if os.path.exists(shared):
         chemprop = os.path.join(a.work, "chemprop-regression.pt")
+        if os.path.exists(chemprop):
+            os.unlink(chemprop)  # import_chemprop.py never overwrites its --out
         sh([PY, os.path.join(ROOT, "tools", "import_chemprop.py"), shared, "--out", chemprop])
         models.append(("chemprop", chemprop))
     for featurizer, model in models:

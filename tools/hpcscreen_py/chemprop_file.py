@@ -16,6 +16,7 @@ import _compat_pickle
 import collections
 import json
 import pickle
+import re
 import sys
 import types
 
@@ -246,23 +247,119 @@ SUPPORTED_PREDICTORS = {"regression", "regression-mve", "regression-evidential",
                         "multiclass", "multiclass-dirichlet"}
 ACTIVATIONS = {"relu", "leakyrelu", "prelu", "tanh", "elu", "selu"}
 
+# Ranges of the hyper-parameters a file may state ("within reason": a file outside them is
+# malformed or hostile, not a model anyone trained).
+MAX_DEPTH = 50
+MAX_WIDTH = 1 << 16          # d_v, d_e, d_h, FFN widths
+MAX_FFN_LAYERS = 50
+MAX_TASKS = 1 << 16
+MAX_CLASSES = 1 << 12
 
-def _ffn_layers(state_dict, prefix):
-    """The Linear layers `prefix{i}.{j}.weight` of Chemprop's MLP, in order (a block's other
-    weight, if any, is its PReLU activation's)."""
-    layers = []
-    i = 0
-    while True:
-        keys = [k for k in state_dict if k.startswith(f"{prefix}{i}.") and k.endswith(".weight")
-                and state_dict[k].dim() == 2]
-        if not keys:
-            return layers
-        if len(keys) != 1:
-            raise ValueError(f"FFN block {prefix}{i} has several linear weights: {keys}")
-        w = state_dict[keys[0]]
-        layers.append({"weight": keys[0], "bias": keys[0][:-len("weight")] + "bias",
-                       "in": int(w.shape[1]), "out": int(w.shape[0])})
-        i += 1
+_MISSING = object()
+
+
+def _type_name(value):
+    return class_name(value) or type(value).__name__
+
+
+def _hp(obj, where, key, default=_MISSING):
+    value = field(obj, key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise ValueError(f"{where}.{key} is missing")
+        return default
+    return value
+
+
+def _hp_int(obj, where, key, lo, hi, default=_MISSING):
+    value = _hp(obj, where, key, default)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{where}.{key}: expected an integer in {lo}..{hi}, found {value!r} "
+                         f"({_type_name(value)})")
+    if not lo <= value <= hi:
+        raise ValueError(f"{where}.{key}: expected an integer in {lo}..{hi}, found {value}")
+    return int(value)
+
+
+def _hp_bool(obj, where, key, default=_MISSING):
+    value = _hp(obj, where, key, default)
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{where}.{key}: expected true or false (a bool), found {value!r} "
+                         f"({_type_name(value)})")
+    return bool(value)
+
+
+def _hp_float(obj, where, key, default=_MISSING, lo=None, hi=None, lo_open=False,
+              hi_open=False, what=None):
+    value = _hp(obj, where, key, default)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise ValueError(f"{where}.{key}: expected a number, found {value!r} "
+                         f"({_type_name(value)})")
+    value = float(value)
+    bad = not np.isfinite(value) \
+        or (lo is not None and (value <= lo if lo_open else value < lo)) \
+        or (hi is not None and (value >= hi if hi_open else value > hi))
+    if bad:
+        raise ValueError(f"{where}.{key}: expected {what or 'a finite number'}, found {value!r}")
+    return value
+
+
+def _state_dict(data, path):
+    sd = data["state_dict"]
+    if not isinstance(sd, dict):
+        raise ValueError(f"state_dict: expected a dict of tensors, found {_type_name(sd)}")
+    for key, value in sd.items():
+        if not isinstance(key, str):
+            raise ValueError(f"state_dict: expected string keys, found {key!r}")
+        if not torch.is_tensor(value):
+            raise ValueError(f"state_dict[{key!r}]: expected a tensor, found {_type_name(value)}")
+    return dict(sd)
+
+
+def _check_state_dict(sd, expected, optional=(), optional_patterns=()):
+    """Chemprop's strict load_state_dict: exactly the keys in `expected` (key -> shape), plus
+    any of `optional` (key -> shape, or a tuple of allowed shapes) or matching an optional
+    pattern (regex -> allowed shapes); every shape as given; every float finite."""
+    optional = dict(optional)
+    patterns = [(re.compile(p), shapes) for p, shapes in optional_patterns]
+
+    def allowed_shapes(key):
+        if key in expected:
+            return [expected[key]]
+        if key in optional:
+            s = optional[key]
+            return list(s) if s and isinstance(s[0], tuple) else [s]
+        for pattern, shapes in patterns:
+            if pattern.fullmatch(key):
+                return list(shapes)
+        return None
+
+    missing = [k for k in expected if k not in sd]
+    if missing:
+        raise ValueError(f"state_dict is missing {', '.join(missing)} (the hyper-parameters "
+                         "describe a model that has them; Chemprop's load_state_dict refuses "
+                         "the file too)")
+    unexpected = [k for k in sd if allowed_shapes(k) is None]
+    if unexpected:
+        raise ValueError(f"state_dict has unexpected keys {', '.join(unexpected)} (the "
+                         "hyper-parameters describe a model without them; Chemprop's "
+                         "load_state_dict refuses the file too)")
+    for key, value in sd.items():
+        shapes = allowed_shapes(key)
+        if tuple(value.shape) not in [tuple(s) for s in shapes]:
+            want = " or ".join(str(list(s)) for s in shapes)
+            raise ValueError(f"state_dict[{key!r}]: expected shape {want} from the "
+                             f"hyper-parameters, found {list(value.shape)}")
+        if key.endswith("num_batches_tracked"):
+            continue
+        if not value.is_floating_point():
+            raise ValueError(f"state_dict[{key!r}]: expected floating-point weights, found "
+                             f"{value.dtype}")
+        if not bool(torch.isfinite(value).all()):
+            n = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"state_dict[{key!r}]: {n} non-finite value(s) (NaN or inf); "
+                             "the model would predict NaN")
 
 
 def _featurizer_from_widths(d_v, d_e, refused):
@@ -283,20 +380,30 @@ def _featurizer_from_widths(d_v, d_e, refused):
 
 
 def describe(data, path=""):
-    """A plain description of the model in `data` (from load()); raises ValueError on files
-    that are not Chemprop models at all. Models hpcscreen cannot run come back with reasons in
-    'refused'."""
+    """A plain description of the model in `data` (from load()); raises ValueError, naming the
+    field, on files that are not Chemprop models or that Chemprop itself would not load
+    (missing or unexpected state_dict keys, shapes that contradict the hyper-parameters,
+    hyper-parameters of the wrong type or out of range, non-finite weights). Models hpcscreen
+    cannot run come back with reasons in 'refused'."""
     if "hyper_parameters" in data and "state_dict" in data:
         return _describe_v2(data, path)
     if "args" in data and "state_dict" in data:
         return _describe_v1(data, path)
     raise ValueError(f"{path}: not a Chemprop model file: expected the keys hyper_parameters and "
-                     f"state_dict (v2) or args and state_dict (v1), found {sorted(data)}")
+                     f"state_dict (v2) or args and state_dict (v1), found {sorted(map(str, data))}")
+
+
+def _v2_ffn_keys(n_layers):
+    """Chemprop's MLP.build: block 0 is Sequential(Linear); blocks 1.. are
+    Sequential(activation, Dropout, Linear)."""
+    return [f"predictor.ffn.{i}.{0 if i == 0 else 2}" for i in range(n_layers + 1)]
 
 
 def _describe_v2(data, path):
     hp = data["hyper_parameters"]
-    sd = {k: v for k, v in data["state_dict"].items() if torch.is_tensor(v)}
+    if not isinstance(hp, dict):
+        raise ValueError(f"hyper_parameters: expected a dict, found {_type_name(hp)}")
+    sd = _state_dict(data, path)
     refused = []
     fmt = "chemprop-v2-checkpoint" if "pytorch-lightning_version" in data else "chemprop-v2"
     desc = {"format": fmt, "file": str(path)}
@@ -305,7 +412,7 @@ def _describe_v2(data, path):
             or any(k.startswith(("atom_predictor.", "bond_predictor.")) for k in sd):
         refused.append("atom/bond-level predictions (MolAtomBondMPNN) are not supported")
 
-    mp = field(hp, "message_passing")
+    mp = _hp(hp, "hyper_parameters", "message_passing")
     mp_cls = class_name(field(mp, "cls"))
     if mp_cls == "MulticomponentMessagePassing":
         n = field(mp, "n_components")
@@ -318,33 +425,32 @@ def _describe_v2(data, path):
         desc["refused"] = refused
         return desc
 
-    w_i = sd["message_passing.W_i.weight"]
-    w_h = sd["message_passing.W_h.weight"]
-    w_o = sd["message_passing.W_o.weight"]
-    d_h = int(w_i.shape[0])
-    d_v = int(field(mp, "d_v", w_o.shape[1] - d_h))
-    if mp_cls == "BondMessagePassing":
-        d_e = int(field(mp, "d_e", w_i.shape[1] - d_v))
-    else:
-        d_e = int(field(mp, "d_e", w_h.shape[1] - d_h))
-    d_vd = int(field(mp, "d_vd") or 0)
+    where = "hyper_parameters.message_passing"
+    d_h = _hp_int(mp, where, "d_h", 1, MAX_WIDTH)
+    d_v = _hp_int(mp, where, "d_v", 1, MAX_WIDTH)
+    d_e = _hp_int(mp, where, "d_e", 1, MAX_WIDTH)
+    d_vd = field(mp, "d_vd")
+    d_vd = 0 if d_vd is None else _hp_int(mp, where, "d_vd", 0, MAX_WIDTH)
+    bias = _hp_bool(mp, where, "bias")
     desc["message_passing"] = {
         "kind": "bond" if mp_cls == "BondMessagePassing" else "atom",
-        "depth": int(field(mp, "depth", 3)),
+        "depth": _hp_int(mp, where, "depth", 1, MAX_DEPTH),
         "d_h": d_h, "d_v": d_v, "d_e": d_e,
-        "activation": enum_text(field(mp, "activation", "relu")),
-        "bias": "message_passing.W_i.bias" in sd,
-        "undirected": bool(field(mp, "undirected", False)),
-        "dropout": float(field(mp, "dropout", 0.0)),
+        "activation": enum_text(_hp(mp, where, "activation")),
+        "bias": bias,
+        "undirected": _hp_bool(mp, where, "undirected"),
+        "dropout": _hp_float(mp, where, "dropout", 0.0, lo=0.0, hi=1.0, hi_open=True,
+                             what="a number in [0, 1)"),
     }
-    _check_activation(desc["message_passing"]["activation"], refused)
+    _check_activation(desc["message_passing"]["activation"], refused, where + ".activation")
 
     extras = {"V_d": d_vd, "E_d": 0, "x_d": 0, "extra_atom_features": 0}
     # The CLI always stores a GraphTransform; its V/E transforms are Identity unless the model
     # was trained with extra atom or bond features (which it then scales).
     graph_transform = field(mp, "graph_transform")
+    modules = field(graph_transform, "_modules") or {}
     for part in ("V_transform", "E_transform"):
-        sub = (field(graph_transform, "_modules") or {}).get(part)
+        sub = modules.get(part) if isinstance(modules, dict) else None
         if sub is not None and class_name(sub) != "Identity":
             refused.append(f"the model scales extra {'atom' if part[0] == 'V' else 'bond'} "
                            f"features ({part} is {class_name(sub)}): it needs descriptors a "
@@ -358,73 +464,151 @@ def _describe_v2(data, path):
         f"inferred from d_v = {d_v} (Chemprop does not store the featurizer in the file)")
     desc["bond_featurizer"] = "multihot" if d_e == BOND_FEATURE_WIDTH else None
     # keep_h / add_h / ignore_stereo / reorder_atoms are `chemprop predict` options, not stored
-    desc["molecule"] = {"keep_h": False, "add_h": False, "source": "Chemprop's defaults"}
+    default = "Chemprop's default (v2 files do not store it)"
+    desc["molecule"] = {"keep_h": False, "add_h": False,
+                        "source": {"keep_h": default, "add_h": default}}
 
-    agg = field(hp, "agg")
+    agg = _hp(hp, "hyper_parameters", "agg")
     agg_cls = class_name(field(agg, "cls"))
     agg_kinds = {"MeanAggregation": "mean", "SumAggregation": "sum", "NormAggregation": "norm"}
     desc["aggregation"] = {"kind": agg_kinds.get(agg_cls, agg_cls)}
     if agg_cls == "NormAggregation":
-        desc["aggregation"]["norm"] = float(field(agg, "norm", 100.0))
+        desc["aggregation"]["norm"] = _hp_float(
+            agg, "hyper_parameters.agg", "norm", 100.0, lo=0.0, lo_open=True,
+            what="a finite number > 0 (the sum is divided by it)")
     elif agg_cls not in agg_kinds:
         refused.append(f"aggregation {agg_cls or agg!r} is not supported (mean, sum, norm are)")
 
-    desc["batch_norm"] = _batch_norm(sd, "bn.")
+    batch_norm = _hp_bool(hp, "hyper_parameters", "batch_norm", False)
+    desc["batch_norm"] = {"eps": 1e-5, "affine": True} if batch_norm else None
 
-    pred = field(hp, "predictor")
+    where = "hyper_parameters.predictor"
+    pred = _hp(hp, "hyper_parameters", "predictor")
     pred_cls = class_name(field(pred, "cls"))
     kind, n_targets = PREDICTOR_KINDS.get(pred_cls, (pred_cls, 1))
-    layers = _ffn_layers(sd, "predictor.ffn.")
-    if not layers:
-        raise ValueError(f"{path}: no predictor.ffn weights in the state_dict")
-    n_out = layers[-1]["out"]
-    n_classes = int(field(pred, "n_classes") or 0) if kind.startswith("multiclass") else 0
-    n_tasks = n_out // (n_targets * (n_classes or 1))
-    desc["ffn"] = {"layers": [[l["in"], l["out"]] for l in layers],
-                   "activation": enum_text(field(pred, "activation", "relu")),
-                   "dropout": float(field(pred, "dropout", 0.0))}
-    _check_activation(desc["ffn"]["activation"], refused)
-    fingerprint_dim = d_h + d_vd
-    extras["x_d"] = layers[0]["in"] - fingerprint_dim
-    if extras["x_d"]:
+    if kind not in SUPPORTED_PREDICTORS:
+        refused.append(f"predictor {pred_cls or kind!r} is not supported")
+        desc["refused"] = refused
+        return desc
+    n_tasks = _hp_int(pred, where, "n_tasks", 1, MAX_TASKS)
+    n_classes = _hp_int(pred, where, "n_classes", 2, MAX_CLASSES) \
+        if kind.startswith("multiclass") else 0
+    input_dim = _hp_int(pred, where, "input_dim", 1, MAX_WIDTH)
+    n_layers = _hp_int(pred, where, "n_layers", 0, MAX_FFN_LAYERS)
+    hidden_dim = _hp_int(pred, where, "hidden_dim", 1, MAX_WIDTH) if n_layers else None
+    n_out = n_tasks * n_targets * (n_classes or 1)
+    dims = [input_dim] + [hidden_dim] * n_layers + [n_out]
+    desc["ffn"] = {"layers": [[a, b] for a, b in zip(dims[:-1], dims[1:])],
+                   "activation": enum_text(_hp(pred, where, "activation")),
+                   "dropout": _hp_float(pred, where, "dropout", 0.0, lo=0.0, hi=1.0,
+                                        hi_open=True, what="a number in [0, 1)")}
+    _check_activation(desc["ffn"]["activation"], refused, where + ".activation")
+    extras["x_d"] = input_dim - d_h - d_vd
+    if extras["x_d"] > 0:
         refused.append(f"the model needs {extras['x_d']} extra molecule descriptors (x_d) per "
                        "molecule, which a compound library lacks")
+    elif extras["x_d"] < 0:
+        raise ValueError(f"{where}.input_dim: expected at least d_h + d_vd = {d_h + d_vd} (the "
+                         f"fingerprint width), found {input_dim}")
     desc["extra_descriptors"] = extras
 
     desc["predictor"] = {"kind": kind, "n_tasks": n_tasks, "n_targets": n_targets}
     if n_classes:
         desc["predictor"]["n_classes"] = n_classes
-    if kind not in SUPPORTED_PREDICTORS:
-        refused.append(f"predictor {pred_cls or kind!r} is not supported")
 
-    mean = sd.get("predictor.output_transform.mean")
-    scale = sd.get("predictor.output_transform.scale")
-    if mean is None:
-        ot = field(pred, "output_transform")
-        mean, scale = module_buffer(ot, "mean"), module_buffer(ot, "scale")
-    desc["output_transform"] = None if mean is None else {
-        "kind": "unscale", "mean": tensor_list(mean), "scale": tensor_list(scale)}
+    transform = field(pred, "output_transform", _MISSING)
+    transform_cls = "" if transform is _MISSING or transform is None else class_name(transform)
+    if transform_cls not in ("", "Identity", "UnscaleTransform"):
+        refused.append(f"{where}.output_transform {transform_cls} is not supported")
+    desc["output_columns"] = _output_columns(data.get("output_columns"), refused, n_tasks)
+    if refused:
+        desc["refused"] = refused
+        return desc
+
+    # Chemprop's strict load_state_dict: exactly these keys, with these shapes.
+    expected = {}
+    mp_in = d_v + d_e if desc["message_passing"]["kind"] == "bond" else d_v
+    mp_h = d_h if desc["message_passing"]["kind"] == "bond" else d_h + d_e
+    expected["message_passing.W_i.weight"] = (d_h, mp_in)
+    if bias:
+        expected["message_passing.W_i.bias"] = (d_h,)
+    expected["message_passing.W_h.weight"] = (d_h, mp_h)
+    if bias:
+        expected["message_passing.W_h.bias"] = (d_h,)
+    expected["message_passing.W_o.weight"] = (d_h, d_v + d_h)
+    expected["message_passing.W_o.bias"] = (d_h,)
+    if desc["message_passing"]["activation"] == "prelu":
+        expected["message_passing.tau.weight"] = (1,)
+    optional = {}
+    if batch_norm:
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            expected[f"bn.{name}"] = (d_h,)
+        optional["bn.num_batches_tracked"] = ()
+    for i, (key, (d_in, d_out)) in enumerate(zip(_v2_ffn_keys(n_layers), desc["ffn"]["layers"])):
+        if i and desc["ffn"]["activation"] == "prelu":
+            expected[f"predictor.ffn.{i}.0.weight"] = (1,)
+        expected[key + ".weight"] = (d_out, d_in)
+        expected[key + ".bias"] = (d_out,)
+    unscale = transform_cls == "UnscaleTransform" or (
+        transform is _MISSING and "predictor.output_transform.mean" in sd)
+    if unscale:
+        expected["predictor.output_transform.mean"] = (1, n_tasks)
+        expected["predictor.output_transform.scale"] = (1, n_tasks)
+    task_weight_shapes = ((1, n_tasks), (1, 1))
+    optional["predictor.criterion.task_weights"] = task_weight_shapes
+    _check_state_dict(sd, expected, optional,
+                      [(r"metrics\.[0-9]+\.task_weights", task_weight_shapes)])
+    prelus = [f"predictor.ffn.{i}.0.weight" for i in range(1, n_layers + 1)
+              if f"predictor.ffn.{i}.0.weight" in expected]
+    for key in prelus[1:]:
+        if not torch.equal(sd[key], sd[prelus[0]]):
+            raise ValueError(f"state_dict[{key!r}] differs from {prelus[0]!r}: Chemprop's FFN "
+                             "shares one PReLU between its blocks")
+
+    if unscale:
+        desc["output_transform"] = {
+            "kind": "unscale", "mean": tensor_list(sd["predictor.output_transform.mean"]),
+            "scale": tensor_list(sd["predictor.output_transform.scale"])}
+    else:
+        desc["output_transform"] = None
     weights = sd.get("predictor.criterion.task_weights")
     desc["task_weights"] = None if weights is None else tensor_list(weights)
-    desc["output_columns"] = _output_columns(data.get("output_columns"), refused)
     desc["refused"] = refused
     return desc
 
 
+V1_ACTIVATIONS = {"ReLU": "relu", "LeakyReLU": "leakyrelu", "PReLU": "prelu", "tanh": "tanh",
+                  "SELU": "selu", "ELU": "elu"}
+
+
+def _v1_str(args, where, key, default=_MISSING, allow_none=False):
+    value = _hp(args, where, key, default)
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{where}.{key}: expected a string, found {value!r} "
+                         f"({_type_name(value)})")
+    return value
+
+
 def _describe_v1(data, path):
     args = data["args"]
-    sd = {k: v for k, v in data["state_dict"].items() if torch.is_tensor(v)}
+    if not isinstance(args, dict):
+        raise ValueError(f"args: expected a dict or Namespace, found {_type_name(args)}")
+    sd = _state_dict(data, path)
     refused = []
     desc = {"format": "chemprop-v1", "file": str(path)}
+    where = "args"
 
     def arg(name, default=None):
         return field(args, name, default)
 
     if arg("reaction", False) or arg("reaction_solvent", False):
         refused.append("a reaction model (v1 --reaction) needs reaction SMILES, not molecules")
-    if int(arg("number_of_molecules", 1) or 1) > 1:
-        refused.append(f"a multicomponent model ({arg('number_of_molecules')} molecules per "
-                       "input) needs several SMILES per record")
+    n_mol = _hp_int(args, where, "number_of_molecules", 1, 1000, 1)
+    if n_mol > 1:
+        refused.append(f"a multicomponent model ({n_mol} molecules per input) needs several "
+                       "SMILES per record")
     if arg("is_atom_bond_targets", False):
         refused.append("atom/bond-level targets are not supported")
     if refused or "encoder.encoder.0.W_i.weight" not in sd:
@@ -433,23 +617,41 @@ def _describe_v1(data, path):
         desc["refused"] = refused
         return desc
 
+    d_h = _hp_int(args, where, "hidden_size", 1, MAX_WIDTH)
+    depth = _hp_int(args, where, "depth", 1, MAX_DEPTH)
+    bias = _hp_bool(args, where, "bias", False)
+    atom_messages = _hp_bool(args, where, "atom_messages", False)
+    activation_name = _v1_str(args, where, "activation", "ReLU")
+    if activation_name not in V1_ACTIVATIONS:
+        raise ValueError(f"{where}.activation: expected one of {', '.join(V1_ACTIVATIONS)}, "
+                         f"found {activation_name!r}")
+    # v1 stores no feature widths: they follow from W_o (d_v + d_h inputs) and W_i / W_h.
+    for key in ("W_i.weight", "W_h.weight", "W_o.weight"):
+        full = "encoder.encoder.0." + key
+        if full not in sd:
+            raise ValueError(f"state_dict is missing {full}")
+        if sd[full].dim() != 2 or sd[full].shape[0] != d_h:
+            raise ValueError(f"state_dict[{full!r}]: expected shape [{d_h}, ...] (hidden_size "
+                             f"{d_h}), found {list(sd[full].shape)}")
     w_i = sd["encoder.encoder.0.W_i.weight"]
     w_h = sd["encoder.encoder.0.W_h.weight"]
     w_o = sd["encoder.encoder.0.W_o.weight"]
-    atom_messages = bool(arg("atom_messages", False))
-    d_h = int(w_i.shape[0])
     d_v = int(w_o.shape[1] - d_h)
     d_e = int(w_h.shape[1] - d_h) if atom_messages else int(w_i.shape[1] - d_v)
+    if d_v < 1 or d_e < 1:
+        raise ValueError(f"state_dict['encoder.encoder.0.W_o.weight'] / W_i / W_h: widths "
+                         f"{list(w_o.shape)}, {list(w_i.shape)}, {list(w_h.shape)} leave no atom "
+                         f"or bond features beside hidden_size {d_h}")
     desc["message_passing"] = {
         "kind": "atom" if atom_messages else "bond",
-        "depth": int(arg("depth", 3)),
+        "depth": depth,
         "d_h": d_h, "d_v": d_v, "d_e": d_e,
-        "activation": enum_text(arg("activation", "ReLU")),
-        "bias": "encoder.encoder.0.W_i.bias" in sd,
-        "undirected": bool(arg("undirected", False)),
-        "dropout": float(arg("dropout", 0.0)),
+        "activation": V1_ACTIVATIONS[activation_name],
+        "bias": bias,
+        "undirected": _hp_bool(args, where, "undirected", False),
+        "dropout": _hp_float(args, where, "dropout", 0.0, lo=0.0, hi=1.0, hi_open=True,
+                             what="a number in [0, 1)"),
     }
-    _check_activation(desc["message_passing"]["activation"], refused)
     if desc["message_passing"]["activation"] == "prelu":
         refused.append("PReLU in a v1 model is not supported (convert it with `chemprop convert`)")
     d_vd = int(arg("atom_descriptors_size", 0) or 0) if arg("atom_descriptors") == "descriptor" \
@@ -462,34 +664,31 @@ def _describe_v1(data, path):
     desc["atom_featurizer"] = _featurizer_from_widths(d_v, d_e, refused)
     desc["atom_featurizer_source"] = f"inferred from d_v = {d_v} (v1 files do not name it)"
     desc["bond_featurizer"] = "multihot" if d_e == BOND_FEATURE_WIDTH else None
-    desc["molecule"] = {"keep_h": bool(arg("explicit_h", False)),
-                        "add_h": bool(arg("adding_h", False)),
-                        "source": "the file's args (explicit_h, adding_h)"}
-    if arg("keeping_atom_map", False):
+    desc["molecule"] = {
+        "keep_h": _hp_bool(args, where, "explicit_h", False),
+        "add_h": _hp_bool(args, where, "adding_h", False),
+        "source": {"keep_h": "the file's args (explicit_h)" if field(args, "explicit_h") is not None
+                   else "Chemprop v1's default (the file's args lack explicit_h)",
+                   "add_h": "the file's args (adding_h)" if field(args, "adding_h") is not None
+                   else "Chemprop v1's default (the file's args lack adding_h)"}}
+    if _hp_bool(args, where, "keeping_atom_map", False):
         desc["molecule"]["keep_atom_map"] = True
 
-    aggregation = str(arg("aggregation", "mean"))
+    aggregation = _v1_str(args, where, "aggregation", "mean")
     desc["aggregation"] = {"kind": aggregation}
     if aggregation == "norm":
-        desc["aggregation"]["norm"] = float(arg("aggregation_norm", 100))
+        desc["aggregation"]["norm"] = _hp_float(
+            args, where, "aggregation_norm", 100.0, lo=0.0, lo_open=True,
+            what="a finite number > 0 (the sum is divided by it)")
     elif aggregation not in ("mean", "sum"):
         refused.append(f"aggregation {aggregation!r} is not supported")
     desc["batch_norm"] = None
 
-    prefix = "readout." if "readout.1.weight" in sd else "ffn."
-    n_layers = int(arg("ffn_num_layers", 2))
-    layers = []
-    for i in range(n_layers):
-        w = sd[f"{prefix}{i * 3 + 1}.weight"]
-        layers.append([int(w.shape[1]), int(w.shape[0])])
-    desc["ffn"] = {"layers": layers, "activation": desc["message_passing"]["activation"],
-                   "dropout": float(arg("dropout", 0.0)),
-                   "v1_prefix": prefix}
-
-    dataset_type = str(arg("dataset_type", "regression"))
-    loss = str(arg("loss_function", "") or "")
-    n_tasks = int(arg("num_tasks", 1))
-    n_classes = int(arg("multiclass_num_classes", 3)) if dataset_type == "multiclass" else 0
+    dataset_type = _v1_str(args, where, "dataset_type")
+    loss = _v1_str(args, where, "loss_function", "", allow_none=True) or ""
+    n_tasks = _hp_int(args, where, "num_tasks", 1, MAX_TASKS)
+    n_classes = _hp_int(args, where, "multiclass_num_classes", 2, MAX_CLASSES, 3) \
+        if dataset_type == "multiclass" else 0
     if dataset_type == "regression":
         kind = {"mve": "regression-mve", "evidential": "regression-evidential"}.get(
             loss, "regression")
@@ -505,57 +704,114 @@ def _describe_v1(data, path):
     desc["predictor"] = {"kind": kind, "n_tasks": n_tasks, "n_targets": n_targets}
     if n_classes:
         desc["predictor"]["n_classes"] = n_classes
-    if layers[-1][1] != n_tasks * n_targets * (n_classes or 1):
-        refused.append(f"the last FFN layer has {layers[-1][1]} outputs; {kind} with {n_tasks} "
-                       f"tasks needs {n_tasks * n_targets * (n_classes or 1)}")
 
-    x_d = layers[0][0] - d_h - d_vd
+    prefix = "readout." if any(k.startswith("readout.") for k in sd) else "ffn."
+    n_layers = _hp_int(args, where, "ffn_num_layers", 1, MAX_FFN_LAYERS, 2)
+    ffn_hidden = field(args, "ffn_hidden_size")
+    ffn_hidden = d_h if ffn_hidden is None else _hp_int(args, where, "ffn_hidden_size", 1,
+                                                         MAX_WIDTH)
+    first = f"{prefix}1.weight"
+    if first not in sd:
+        raise ValueError(f"state_dict is missing {first}")
+    if sd[first].dim() != 2:
+        raise ValueError(f"state_dict[{first!r}]: expected a matrix, found shape "
+                         f"{list(sd[first].shape)}")
+    first_in = int(sd[first].shape[1])
+    x_d = first_in - d_h - d_vd
+    n_out = n_tasks * n_targets * (n_classes or 1)
+    dims = [first_in] + [ffn_hidden] * (n_layers - 1) + [n_out]
+    desc["ffn"] = {"layers": [[a, b] for a, b in zip(dims[:-1], dims[1:])],
+                   "activation": desc["message_passing"]["activation"],
+                   "dropout": desc["message_passing"]["dropout"],
+                   "v1_prefix": prefix}
     desc["extra_descriptors"] = {"V_d": d_vd, "E_d": 0, "x_d": x_d, "extra_atom_features": 0}
     if x_d or arg("features_generator") or arg("features_path"):
         refused.append(f"the model needs {x_d} extra molecule features (features_generator "
                        f"{arg('features_generator')}, features_path {arg('features_path')})")
+    names = arg("task_names")
+    if names is not None and not isinstance(names, (list, tuple)):
+        raise ValueError(f"args.task_names: expected a list of names, found {_type_name(names)}")
+    desc["output_columns"] = _output_columns(list(names) if names else None, refused, n_tasks,
+                                             "args.task_names")
+    if refused:
+        desc["refused"] = refused
+        return desc
+
+    expected = {}
+    mp_prefix = "encoder.encoder.0."
+    expected[mp_prefix + "W_i.weight"] = (d_h, d_v if atom_messages else d_v + d_e)
+    if bias:
+        expected[mp_prefix + "W_i.bias"] = (d_h,)
+    expected[mp_prefix + "W_h.weight"] = (d_h, d_h + d_e if atom_messages else d_h)
+    if bias:
+        expected[mp_prefix + "W_h.bias"] = (d_h,)
+    expected[mp_prefix + "W_o.weight"] = (d_h, d_v + d_h)
+    expected[mp_prefix + "W_o.bias"] = (d_h,)
+    for i, (d_in, d_out) in enumerate(desc["ffn"]["layers"]):
+        expected[f"{prefix}{i * 3 + 1}.weight"] = (d_out, d_in)
+        expected[f"{prefix}{i * 3 + 1}.bias"] = (d_out,)
+    _check_state_dict(sd, expected, {mp_prefix + "cached_zero_vector": (d_h,)})
 
     scaler = data.get("data_scaler")
     if dataset_type == "regression" and scaler is not None:
-        means = field(scaler, "means")
-        stds = field(scaler, "stds")
         desc["output_transform"] = {"kind": "unscale",
-                                    "mean": [float(v) for v in np.asarray(means).reshape(-1)],
-                                    "scale": [float(v) for v in np.asarray(stds).reshape(-1)]}
+                                    "mean": _v1_scaler(scaler, "means", n_tasks),
+                                    "scale": _v1_scaler(scaler, "stds", n_tasks)}
     else:
         desc["output_transform"] = None
     weights = arg("target_weights")
-    desc["task_weights"] = [float(w) for w in weights] if weights is not None else None
-    names = arg("task_names")
-    desc["output_columns"] = _output_columns(list(names) if names else None, refused)
+    if weights is not None:
+        try:
+            weights = [float(w) for w in weights]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"args.target_weights: expected {n_tasks} numbers, found "
+                             f"{weights!r}") from e
+        if len(weights) != n_tasks:
+            raise ValueError(f"args.target_weights: expected {n_tasks} numbers (num_tasks), "
+                             f"found {len(weights)}")
+    desc["task_weights"] = weights
     desc["refused"] = refused
     return desc
+
+
+def _v1_scaler(scaler, key, n_tasks):
+    values = field(scaler, key)
+    if values is None:
+        raise ValueError(f"data_scaler.{key} is missing")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"data_scaler.{key}: expected {n_tasks} numbers, found "
+                         f"{values!r}") from e
+    if array.shape != (n_tasks,):
+        raise ValueError(f"data_scaler.{key}: expected shape [{n_tasks}] (num_tasks), found "
+                         f"{list(array.shape)}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"data_scaler.{key}: non-finite values {array.tolist()}")
+    return [float(v) for v in array]
 
 
 def weights(data, desc):
     """The model's tensors under names that do not depend on the file's version:
     W_i/W_h/W_o.weight|bias, tau.weight (PReLU), bn.*, ffn.{i}.weight|bias, ffn_act.weight
-    (PReLU), output.mean|scale; float32."""
+    (PReLU), output.mean|scale; float32. `desc` is describe()'s, which checked every key."""
     sd = {k: v for k, v in data["state_dict"].items() if torch.is_tensor(v)}
     out = {}
+    n_layers = len(desc["ffn"]["layers"])
     if desc["format"] == "chemprop-v1":
         mp_prefix = "encoder.encoder.0."
-        for i, key in enumerate(f"{desc['ffn']['v1_prefix']}{j * 3 + 1}"
-                                for j in range(len(desc["ffn"]["layers"]))):
-            out[f"ffn.{i}.weight"] = sd[f"{key}.weight"]
-            out[f"ffn.{i}.bias"] = sd[f"{key}.bias"]
+        keys = [f"{desc['ffn']['v1_prefix']}{j * 3 + 1}" for j in range(n_layers)]
     else:
         mp_prefix = "message_passing."
-        for i, layer in enumerate(_ffn_layers(sd, "predictor.ffn.")):
-            out[f"ffn.{i}.weight"] = sd[layer["weight"]]
-            out[f"ffn.{i}.bias"] = sd[layer["bias"]]
-        act = [k for k in sd if k.startswith("predictor.ffn.") and k.endswith(".0.weight")
-               and sd[k].dim() == 1]
-        if act:
-            out["ffn_act.weight"] = sd[act[0]]
+        keys = _v2_ffn_keys(n_layers - 1)
+        if "predictor.ffn.1.0.weight" in sd:
+            out["ffn_act.weight"] = sd["predictor.ffn.1.0.weight"]
         for name in ("weight", "bias", "running_mean", "running_var"):
             if f"bn.{name}" in sd:
                 out[f"bn.{name}"] = sd[f"bn.{name}"]
+    for i, key in enumerate(keys):
+        out[f"ffn.{i}.weight"] = sd[f"{key}.weight"]
+        out[f"ffn.{i}.bias"] = sd[f"{key}.bias"]
     for name in ("W_i.weight", "W_i.bias", "W_h.weight", "W_h.bias", "W_o.weight", "W_o.bias"):
         if mp_prefix + name in sd:
             out[name] = sd[mp_prefix + name]
@@ -590,26 +846,25 @@ def column_names(desc, task_names=None):
     return names + [n + suffix for suffix in extra for n in names]
 
 
-def _batch_norm(sd, prefix):
-    if f"{prefix}running_mean" not in sd:
-        return None
-    return {"eps": 1e-5, "affine": f"{prefix}weight" in sd}
-
-
-def _check_activation(name, refused):
+def _check_activation(name, refused, where="activation"):
     if name not in ACTIVATIONS:
-        refused.append(f"activation {name!r} is not supported ({', '.join(sorted(ACTIVATIONS))} "
+        refused.append(f"{where} {name!r} is not supported ({', '.join(sorted(ACTIVATIONS))} "
                        "are)")
 
 
-def _output_columns(columns, refused):
+def _output_columns(columns, refused, n_tasks, where="output_columns"):
     if columns is None:
         return None
     if isinstance(columns, (tuple, list)) and columns and isinstance(columns[0], (list, tuple)) \
             or isinstance(columns, tuple):
         refused.append("output_columns holds molecule/atom/bond column groups (MolAtomBondMPNN)")
         return None
-    return [str(c) for c in columns]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValueError(f"{where}: expected a list of task names, found {columns!r}")
+    if len(columns) != n_tasks:
+        raise ValueError(f"{where}: expected {n_tasks} task names (n_tasks), found "
+                         f"{len(columns)}: {columns}")
+    return list(columns)
 
 
 def read(path):
@@ -624,7 +879,7 @@ def main(argv=None):
         return 2
     try:
         desc = read(argv[0])
-    except (ValueError, KeyError) as e:
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     json.dump(desc, sys.stdout, indent=2)

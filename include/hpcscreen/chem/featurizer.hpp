@@ -76,4 +76,12 @@ struct record_features {
 record_features featurize_record(std::string_view smiles, const featurize_options& options,
                                  const std::vector<const featurizer*>& set);
 
+// The features of featurizer k of an accepted record as bytes, for a feature cache, and back:
+// decode(encode(r, k)) restores n_atoms and featurizer k's part of r exactly (little-endian
+// u32 counts and indices, the OGB features as bytes, fingerprints as their nonzero columns,
+// float features as float32). decode throws std::invalid_argument on bytes it cannot hold.
+std::string encode_features(const record_features& r, std::size_t k, const feature_tensors& t);
+void decode_features(std::string_view bytes, std::size_t k, const feature_tensors& t,
+                     record_features& r);
+
 }  // namespace hpcscreen::chem

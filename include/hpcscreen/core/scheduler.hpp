@@ -9,7 +9,7 @@ struct scheduler_info {
   std::string job_id;
   int n_nodes = 0;
   std::string cpus_variable;  // SLURM_CPUS_PER_TASK or NCPUS; empty outside a job
-  int cpus_per_task = 0;      // 0: not given or not read (set by default_threads)
+  int cpus_per_task = 0;      // 0: not given, or not a whole positive number (for run.json)
 };
 
 scheduler_info detect_scheduler();
@@ -17,6 +17,6 @@ scheduler_info detect_scheduler();
 // Threads per rank when --threads is not given: the scheduler's CPUs per task, then
 // OMP_NUM_THREADS, then the cores this process may run on. A variable that is set but is not
 // a whole positive number is a usage_error naming it.
-int default_threads(scheduler_info& s);
+int default_threads(const scheduler_info& s);
 
 }  // namespace hpcscreen

@@ -22,6 +22,9 @@ struct screen_settings {
   batch::graph_budget budget;
   bool all_scores = false;  // every score of every task, in RUN/scores/chunk-N.csv
   std::string precision = "fp32";  // fp32, bf16, int8, auto (infer/precision.hpp)
+  std::string library_dir;         // where feature caches are looked for (feature_cache.hpp)
+  bool use_cache = true;           // false: always featurize from SMILES
+  bool require_cache = false;      // refuse unless every featurizer has a usable cache
 };
 
 // Loads and checks the model; throws model_error.

@@ -1,0 +1,353 @@
+// Feature caches: built by `hpcscreen featurize`, read by `screen` (feature_cache.hpp).
+#include "hpcscreen/screen/feature_cache.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "hpcscreen/core/checksum.hpp"
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/io/shard.hpp"
+#include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/run/run_folder.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace hpcscreen::screen {
+namespace {
+
+const std::vector<std::string> cache_fields{"reason", "detail", "features"};
+constexpr const char* cache_index = "cache.json";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A cache shard's record, written after its .h5: both present means the shard is done.
+fs::path sidecar(const fs::path& dir, const std::string& shard_file) {
+  return dir / (shard_file + ".json");
+}
+
+}  // namespace
+
+std::string cache_identity(const chem::featurizer& f, const chem::featurize_options& options) {
+  return f.identity() + " max_atoms=" + std::to_string(options.max_atoms) + " " +
+         chem::rdkit_version();
+}
+
+std::string cache_dir(const std::string& library_dir, const chem::featurizer& f,
+                      const chem::featurize_options& options) {
+  auto key = bytes_checksum(cache_identity(f, options));
+  std::replace(key.begin(), key.end(), ':', '-');
+  return (fs::path(library_dir) / "features" / (f.name() + "-" + key)).string();
+}
+
+struct feature_cache::reader {
+  explicit reader(const std::string& path) : r(path, cache_schema, cache_fields) {}
+  io::shard_reader r;
+};
+
+feature_cache::feature_cache(const std::string& library_dir, const io::manifest& library,
+                             const chem::featurizer& f, const chem::featurize_options& options)
+    : dir_(cache_dir(library_dir, f, options)) {
+  const auto index = fs::path(dir_) / cache_index;
+  if (!fs::exists(index)) {
+    why_not_ = "no cache of " + f.identity() + " with --max-atoms " +
+               std::to_string(options.max_atoms) + " (build one with 'hpcscreen featurize')";
+    return;
+  }
+  json j;
+  try {
+    j = json::parse(read_text(index));
+    if (j.at("schema") != cache_schema) throw std::invalid_argument("another schema");
+  } catch (const std::exception& e) {
+    why_not_ = "'" + index.string() + "' cannot be read (" + e.what() + ")";
+    return;
+  }
+  if (j.value("identity", "") != cache_identity(f, options)) {
+    why_not_ = "the cache in '" + dir_ + "' was made by " + j.value("identity", "?") +
+               ", this screen needs " + cache_identity(f, options);
+    return;
+  }
+  std::map<std::string, const io::shard_entry*> now;
+  for (const auto& s : library.shards) now[s.file] = &s;
+  std::size_t stale = 0;
+  for (const auto& s : j.value("shards", json::array())) {
+    const auto file = s.value("library_shard", "");
+    const auto it = now.find(file);
+    const auto path = fs::path(dir_) / file;
+    if (it == now.end() || it->second->checksum != s.value("library_checksum", "") ||
+        it->second->n_records != s.value("n_records", std::uint64_t{0}) || !fs::exists(path)) {
+      ++stale;
+      continue;
+    }
+    shards_[file] = path.string();
+  }
+  if (stale) {
+    std::fprintf(stderr,
+                 "hpcscreen: warning: %zu shard(s) of the feature cache '%s' were made from "
+                 "other library shards (or are missing): those are featurized from SMILES\n",
+                 stale, dir_.c_str());
+  }
+  if (shards_.empty()) why_not_ = "the cache in '" + dir_ + "' covers none of the library's shards";
+}
+
+bool feature_cache::covers(const std::string& shard_file) const {
+  return shards_.count(shard_file) != 0;
+}
+
+std::vector<string_column> feature_cache::read(const std::string& shard_file, std::uint64_t begin,
+                                               std::uint64_t end) {
+  const auto& path = shards_.at(shard_file);
+  if (open_shard_ != shard_file) {
+    reader_.reset();
+    open_shard_.clear();
+    reader_ = std::make_shared<reader>(path);
+    open_shard_ = shard_file;
+  }
+  if (reader_->r.n_records() < end) {
+    throw shard_error("cache shard '" + path + "' holds " + std::to_string(reader_->r.n_records()) +
+                      " records, fewer than its library shard");
+  }
+  std::vector<string_column> out;
+  for (const auto& f : cache_fields) out.push_back(reader_->r.read(f, begin, end));
+  return out;
+}
+
+namespace {
+
+struct local_failure {
+  int kind = 0;  // 0 none, 1 error, 2 usage, 3 stopped
+  std::string message;
+};
+
+template <class F>
+local_failure attempt_to(F&& f) {
+  try {
+    f();
+  } catch (const usage_error& e) {
+    return {2, e.what()};
+  } catch (const stopped_error& e) {
+    return {3, e.what()};
+  } catch (const std::exception& e) {
+    return {1, e.what()};
+  }
+  return {};
+}
+
+// Collective: every rank throws the worst failure, with every distinct message.
+void agree(dist::context& ctx, const local_failure& mine) {
+  if (ctx.all_ok(mine.kind == 0)) return;
+  const auto all = ctx.gather(json{{"kind", mine.kind}, {"message", mine.message}}.dump(
+      -1, ' ', false, json::error_handler_t::replace));
+  json verdict = {{"kind", 0}, {"message", ""}};
+  if (ctx.rank() == 0) {
+    std::map<std::string, int> messages;
+    int worst = 0;
+    for (const auto& a : all) {
+      const auto f = json::parse(a);
+      if (f["kind"].get<int>() == 0) continue;
+      worst = std::max(worst, f["kind"].get<int>());
+      messages[f["message"].get<std::string>()] = 1;
+    }
+    std::string text;
+    for (const auto& [m, _] : messages) text += (text.empty() ? "" : "\n") + m;
+    verdict = {{"kind", worst}, {"message", text}};
+  }
+  verdict = json::parse(ctx.broadcast(verdict.dump(-1, ' ', false, json::error_handler_t::replace)));
+  const auto message = verdict["message"].get<std::string>();
+  if (verdict["kind"] == 2) throw usage_error(message);
+  if (verdict["kind"] == 3) throw stopped_error(message);
+  throw error(message);
+}
+
+// Featurizes rows [0, n) of one library shard with `threads` threads, every featurizer at once.
+std::vector<chem::record_features> featurize_rows(const string_column& smiles,
+                                                  const featurize_settings& s,
+                                                  const std::vector<const chem::featurizer*>& set) {
+  std::vector<chem::record_features> out(smiles.size());
+  const int n_threads = std::max(1, s.threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < n_threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (std::size_t i = static_cast<std::size_t>(t); i < out.size(); i += static_cast<std::size_t>(n_threads))
+        out[i] = chem::featurize_record(smiles[i], s.featurize, set);
+    });
+  }
+  for (auto& th : pool) th.join();
+  return out;
+}
+
+}  // namespace
+
+featurize_summary build_feature_caches(dist::context& ctx, const featurize_settings& s) {
+  featurize_summary summary;
+  std::vector<std::unique_ptr<chem::featurizer>> featurizers;
+  std::vector<const chem::featurizer*> set;
+  std::vector<std::string> dirs;
+  io::manifest library;
+  agree(ctx, attempt_to([&] {
+    if (s.featurizer_specs.empty()) throw usage_error("featurize needs --featurizer or --model");
+    for (const auto& spec : s.featurizer_specs) {
+      try {
+        featurizers.push_back(chem::make_featurizer(spec));
+      } catch (const std::invalid_argument& e) {
+        throw usage_error(std::string("--featurizer: ") + e.what());
+      }
+      for (std::size_t k = 0; k + 1 < featurizers.size(); ++k) {
+        if (featurizers[k]->identity() == featurizers.back()->identity()) {
+          featurizers.pop_back();  // two models with one featurizer: one cache
+          break;
+        }
+      }
+    }
+    for (const auto& f : featurizers) {
+      set.push_back(f.get());
+      dirs.push_back(cache_dir(s.library_dir, *f, s.featurize));
+    }
+    library = io::read_manifest(s.library_dir);
+    if (library.kind != "compounds")
+      throw usage_error("library '" + s.library_dir + "' holds " + library.kind + ", not compounds");
+  }));
+  // Rank 0 prepares the folders: a finished cache is never rebuilt, a partial one only with --resume.
+  local_failure prepared;
+  if (ctx.rank() == 0) {
+    prepared = attempt_to([&] {
+      for (std::size_t k = 0; k < dirs.size(); ++k) {
+        const fs::path dir(dirs[k]);
+        if (fs::exists(dir / cache_index)) {
+          throw run_error("the cache of " + set[k]->identity() + " exists already ('" + dirs[k] +
+                          "'); remove that folder to build it again");
+        }
+        if (fs::exists(dir) && !s.resume) {
+          throw run_error("'" + dirs[k] + "' holds a cache build that did not complete; run the "
+                          "same command with --resume to finish it");
+        }
+        fs::create_directories(dir);
+        json id = {{"schema", cache_schema},
+                   {"identity", cache_identity(*set[k], s.featurize)},
+                   {"featurizer", set[k]->identity()},
+                   {"max_atoms", s.featurize.max_atoms},
+                   {"rdkit", chem::rdkit_version()}};
+        run::write_file_atomically((dir / "identity.json").string(), id.dump(2) + "\n");
+        for (const auto& e : fs::directory_iterator(dir)) {  // what a killed build left half-written
+          if (e.path().extension() == ".tmp") fs::remove(e.path());
+        }
+      }
+    });
+  }
+  agree(ctx, prepared);
+
+  local_failure built;
+  {
+    auto counter = ctx.make_counter();
+    std::unique_ptr<io::shard_reader> reader;
+    while (built.kind == 0) {
+      if (pipeline::stop_requested()) {
+        built = {3, "featurize stopped by a signal; finished shards are kept: run the same "
+                    "command with --resume to finish"};
+        break;
+      }
+      const auto t = counter->next();
+      if (t >= library.shards.size()) break;
+      built = attempt_to([&] {
+        const auto& shard = library.shards[t];
+        std::vector<std::size_t> todo;
+        for (std::size_t k = 0; k < dirs.size(); ++k) {
+          if (fs::exists(sidecar(dirs[k], shard.file))) {
+            ++summary.n_shards_kept;
+          } else {
+            todo.push_back(k);
+          }
+        }
+        if (todo.empty()) return;
+        io::shard_reader r((fs::path(s.library_dir) / shard.file).string(), library.shard_schema,
+                           {"smiles"});
+        const auto smiles = r.read("smiles", 0, r.n_records());
+        const auto features = featurize_rows(smiles, s, set);
+        for (const auto k : todo) {
+          std::vector<string_column> columns(3);
+          std::uint64_t rejected = 0;
+          for (const auto& f : features) {
+            if (f.ok) {
+              columns[0].push_back("");
+              columns[1].push_back("");
+              columns[2].push_back(chem::encode_features(f, k, set[k]->tensors()));
+            } else {
+              ++rejected;
+              columns[0].push_back(f.reason);
+              columns[1].push_back(f.detail);
+              columns[2].push_back("");
+            }
+          }
+          const auto path = fs::path(dirs[k]) / shard.file;
+          io::write_shard(path.string() + ".tmp", cache_schema, cache_fields, columns);
+          fs::rename(path.string() + ".tmp", path);
+          const json side = {{"library_shard", shard.file},
+                             {"library_checksum", shard.checksum},
+                             {"n_records", smiles.size()},
+                             {"n_rejected", rejected},
+                             {"bytes", fs::file_size(path)}};
+          run::write_file_atomically(sidecar(dirs[k], shard.file).string(), side.dump() + "\n");
+        }
+        ++summary.n_shards_done;
+      });
+    }
+  }  // every rank drops the counter here (collective)
+  agree(ctx, built);
+
+  // Rank 0: every shard has its record; cache.json, last, makes the cache usable.
+  local_failure indexed;
+  if (ctx.rank() == 0) {
+    indexed = attempt_to([&] {
+      for (std::size_t k = 0; k < dirs.size(); ++k) {
+        json shards = json::array();
+        std::uint64_t records = 0, rejected = 0, bytes = 0;
+        for (const auto& shard : library.shards) {
+          const auto side = sidecar(dirs[k], shard.file);
+          if (!fs::exists(side)) throw error("cache shard of '" + shard.file + "' is missing in '" + dirs[k] + "'");
+          auto j = json::parse(read_text(side));
+          records += j.at("n_records").get<std::uint64_t>();
+          rejected += j.at("n_rejected").get<std::uint64_t>();
+          bytes += j.at("bytes").get<std::uint64_t>();
+          shards.push_back(j);
+        }
+        if (records != library.n_records()) {
+          throw error("the cache in '" + dirs[k] + "' holds " + std::to_string(records) +
+                      " records, the library " + std::to_string(library.n_records()));
+        }
+        const json index = {{"schema", cache_schema},
+                            {"identity", cache_identity(*set[k], s.featurize)},
+                            {"featurizer", set[k]->identity()},
+                            {"max_atoms", s.featurize.max_atoms},
+                            {"rdkit", chem::rdkit_version()},
+                            {"n_records", records},
+                            {"n_rejected", rejected},
+                            {"bytes", bytes},
+                            {"bytes_per_record", records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
+                            {"shards", shards}};
+        run::write_file_atomically((fs::path(dirs[k]) / cache_index).string(), index.dump(2) + "\n");
+        if (k == 0) {
+          summary.n_records = records;
+          summary.n_rejected = rejected;
+          summary.n_accepted = records - rejected;
+        }
+        summary.bytes += bytes;
+      }
+    });
+  }
+  agree(ctx, indexed);
+  summary.dirs = dirs;
+  return summary;
+}
+
+}  // namespace hpcscreen::screen

@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""Feature caches (`hpcscreen featurize`, issue 22): built on 1 and 3 ranks with the same
+content, used by screen on 1, 2 and 3 ranks with results identical to featurizing from SMILES
+(scores, rejects with their reasons, accounting, hits) for every registered featurizer in one
+screen; a cache made with other parameters or another --max-atoms is not used (and
+--require-cache refuses); a damaged cache shard is featurized from SMILES with a warning; a
+build cut off resumes; a finished cache is never rebuilt over."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from common import NCI, check, e2e_args, finish, fresh, mpirun, read_csv, read_json, run
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+CHEMPROP = os.path.join(ROOT, "..", "shared", "data", "chemprop", "example_model_v2_regression_mol.pt")
+HOSTILE = ["C1CC", "c1cccc1", "C(C)(C)(C)(C)C", "[Na+].[Cl-]", "*C", "CéC", "C" * 600, "", "[2H]C([2H])([2H])O",
+           "F/C=C\\F", "c1ccccc1 |c:0|", "[H][H]"]
+
+
+def outputs(rd):
+    scores = {}
+    for path in sorted(glob.glob(os.path.join(rd, "scores", "*.csv"))):
+        for r in read_csv(path):
+            scores[(r["shard"], r["row"])] = r
+    return open(os.path.join(rd, "hits.csv")).read(), open(os.path.join(rd, "rejects.csv")).read(), scores
+
+
+def cache_contents(lib):
+    import h5py
+    out = {}
+    for path in sorted(glob.glob(os.path.join(lib, "features", "*", "*.h5"))):
+        with h5py.File(path, "r") as f:
+            out[os.path.relpath(path, lib)] = {k: f[k]["bytes"][()].tobytes() + f[k]["offsets"][()].tobytes()
+                                               for k in ("reason", "detail", "features")}
+    return out
+
+
+def main():
+    a = e2e_args()
+    work = a.work
+    smi = os.path.join(work, "in.smi")
+    nci = [l.split()[0] for l in open(NCI) if l.split()][:2500]
+    with open(smi, "w") as f:
+        for i, s in enumerate(nci + HOSTILE):
+            f.write(f"{s} m{i}\n")
+    lib = os.path.join(work, "lib")
+    run([a.hpcscreen, "pack", "compounds", "--input", smi, "--out", lib, "--shard-size", "700"], expect=0)
+    models = [os.path.join(a.models, m) for m in ("gnn.pt", "fp_mlp.pt", "fp_mlp_b.pt", "fp_counts.pt")]
+    if os.path.exists(CHEMPROP):
+        cp = os.path.join(work, "chemprop.pt")
+        run(["/usr/bin/python3", os.path.join(ROOT, "tools", "import_chemprop.py"), CHEMPROP, "--out", cp], expect=0)
+        models.append(cp)
+    model_args = [x for m in models for x in ("--model", m)]
+    screen = [a.hpcscreen, "screen", "--library", lib, "--all-scores", "--chunk-rows", "300", *model_args]
+
+    print("== from SMILES (reference)")
+    ref_dir = fresh(os.path.join(work, "from_smiles"))
+    mpirun(1, screen + ["--out", ref_dir], expect=0)
+    reference = outputs(ref_dir)
+    check(read_json(os.path.join(ref_dir, "run.json"))["screen"]["feature_cache"]["used"] is False,
+          "no cache yet: run.json says none was used")
+    r = mpirun(1, screen + ["--out", fresh(os.path.join(work, "required")), "--require-cache"])
+    check(r.returncode == 1 and "--require-cache" in r.stderr, f"--require-cache without a cache: exit {r.returncode} (1 expected)")
+
+    print("== featurize on 1 rank and on 3 ranks: the same caches")
+    lib3 = os.path.join(work, "lib3")
+    shutil.copytree(lib, lib3)
+    r = mpirun(1, [a.hpcscreen, "featurize", "--library", lib, *model_args], expect=0)
+    print(r.stdout)
+    mpirun(3, [a.hpcscreen, "featurize", "--library", lib3, *model_args], expect=0)
+    c1, c3 = cache_contents(lib), cache_contents(lib3)
+    n_featurizers = 4 if os.path.exists(CHEMPROP) else 3  # two models share one morgan setting
+    check(len(glob.glob(os.path.join(lib, "features", "*", "cache.json"))) == n_featurizers,
+          f"one cache per distinct featurizer ({n_featurizers})")
+    check(c1 == c3 and len(c1) == n_featurizers * 4, f"caches built on 3 ranks identical to 1 rank ({len(c1)} cache shards)")
+    r = mpirun(1, [a.hpcscreen, "featurize", "--library", lib, *model_args])
+    check(r.returncode == 1 and "exists already" in r.stderr, f"a finished cache is not rebuilt over: exit {r.returncode}")
+
+    print("== screen from the caches on 1, 2 and 3 ranks")
+    for np_ in (1, 2, 3):
+        rd = fresh(os.path.join(work, f"cached_np{np_}"))
+        mpirun(np_, screen + ["--out", rd, "--require-cache"], expect=0)
+        got = outputs(rd)
+        rj = read_json(os.path.join(rd, "run.json"))
+        fc = rj["screen"]["feature_cache"]
+        check(got[0] == reference[0], f"{np_} ranks: hits.csv identical to the screen from SMILES")
+        check(got[1] == reference[1], f"{np_} ranks: rejects.csv (rows, stages, reasons) identical")
+        check(got[2] == reference[2], f"{np_} ranks: every score of every model identical ({len(got[2])} records)")
+        check(fc["used"] and fc["chunks_from_cache"] == rj["chunks_total"] and fc["chunks_from_smiles"] == 0,
+              f"{np_} ranks: run.json says every chunk came from the caches ({fc})")
+        check(rj["accounting_ok"] and rj["complete"], f"{np_} ranks: accounting exact")
+
+    print("== a cache of other parameters or another --max-atoms is not used")
+    other = os.path.join(work, "lib_other")
+    shutil.copytree(lib, other, ignore=shutil.ignore_patterns("features"))
+    mpirun(1, [a.hpcscreen, "featurize", "--library", other, "--featurizer",
+               json.dumps({"name": "morgan", "version": 1, "radius": 3, "bits": 2048})], expect=0)
+    rd = fresh(os.path.join(work, "other_params"))
+    mpirun(1, [a.hpcscreen, "screen", "--library", other, "--model", models[1], "--out", rd, "--all-scores", "--chunk-rows", "300"], expect=0)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check(not fc["used"] and "no cache of morgan/1 radius=2" in fc["why_not"], f"radius-3 cache not used for a radius-2 model: {fc}")
+    rd = fresh(os.path.join(work, "other_max_atoms"))
+    mpirun(1, screen + ["--out", rd, "--max-atoms", "80"], expect=0)
+    check(not read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]["used"], "--max-atoms 80: the caches (made with 500) are not used")
+
+    print("== a damaged cache shard is featurized from SMILES, with a warning")
+    victim = sorted(glob.glob(os.path.join(lib, "features", "morgan-*", "*.h5")))[1]
+    data = bytearray(open(victim, "rb").read())
+    for k in range(len(data) // 3, len(data) // 3 + 64):
+        data[k] ^= 0xFF
+    open(victim, "wb").write(bytes(data))
+    rd = fresh(os.path.join(work, "damaged"))
+    r = mpirun(2, screen + ["--out", rd], expect=0)
+    got = outputs(rd)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check("cannot be read" in r.stderr and fc["damaged_cache_shards"] >= 1 and fc["chunks_from_smiles"] >= 1,
+          f"the damage is reported and those chunks featurized from SMILES ({fc})")
+    check(got == reference, "results identical to the screen from SMILES")
+
+    print("== a build cut off resumes")
+    lib_r = os.path.join(work, "lib_resume")
+    shutil.copytree(lib3, lib_r)
+    for d in glob.glob(os.path.join(lib_r, "features", "*")):
+        os.remove(os.path.join(d, "cache.json"))
+        for side in sorted(glob.glob(os.path.join(d, "*.h5.json")))[2:]:
+            os.remove(side)
+            os.remove(side[:-5])
+    r = mpirun(1, [a.hpcscreen, "featurize", "--library", lib_r, *model_args])
+    check(r.returncode == 1 and "--resume" in r.stderr, f"a partial build is not restarted silently: exit {r.returncode}")
+    mpirun(2, [a.hpcscreen, "featurize", "--library", lib_r, *model_args, "--resume"], expect=0)
+    check(cache_contents(lib_r) == {k.replace("lib3", "lib_resume"): v for k, v in c3.items()},
+          "the resumed build equals an uninterrupted one")
+    finish()
+
+
+if __name__ == "__main__":
+    main()
