@@ -149,15 +149,14 @@ MALFORMED = {
     "depth_float": "depth",
     "depth_huge": "depth",
     "n_tasks_str": "n_tasks",
-    "activation_unknown": "activation",
     "scaler_mean_3": "predictor.output_transform.mean",
     "nan_weight": "message_passing.W_h.weight",
     "inf_bn": "bn.running_var",
     "norm_0": "norm",
-    "not_a_tensor": "message_passing.W_h.weight",
+    "not_a_tensor": "['message_passing.W_h.weight']: expected a tensor",
     "hyper_parameters_int": "hyper_parameters",
     "output_columns_3": "output_columns",
-    "v1_missing_readout": "readout.7.weight",
+    "v1_missing_readout": "missing readout.7.weight",
     "v1_scaler_3": "data_scaler.means",
     "v1_depth_str": "depth",
     "v1_norm_0": "aggregation_norm",
@@ -196,8 +195,6 @@ def make_malformed(out):
     for name, depth in (("negative", -2), ("str", "3"), ("float", 3.5), ("huge", 100000)):
         v2("depth_" + name, lambda d, hp, sd, x=depth: setitem(hp["message_passing"], "depth", x))
     v2("n_tasks_str", lambda d, hp, sd: setitem(hp["predictor"], "n_tasks", "1"))
-    v2("activation_unknown", lambda d, hp, sd: setitem(hp["message_passing"], "activation",
-                                                      "SWISH"))
     v2("scaler_mean_3", lambda d, hp, sd: setitem(sd, "predictor.output_transform.mean",
                                                   torch.zeros(1, 3)))
     v2("nan_weight", lambda d, hp, sd: sd["message_passing.W_h.weight"].view(-1).__setitem__(
@@ -230,8 +227,9 @@ def run_import(path, out, *options):
 def refused_cleanly(result, out, needle=""):
     """Exit 1, one line on stderr naming `needle`, no traceback, nothing written."""
     err = result.stderr.strip()
+    message = err.split(".pt: ", 1)[-1]  # "error: FILE.pt: message": not the file's name
     return (result.returncode == 1 and "Traceback" not in err and len(err.splitlines()) == 1
-            and needle in err and not os.path.exists(out))
+            and needle in message and not os.path.exists(out))
 
 
 def read_meta(path):
@@ -254,12 +252,13 @@ def test_hostile(smiles):
         out = os.path.join(tmp, "out.pt")
 
         # 2, 3 (read time): malformed files, each refused naming the key / field
+        outs = {name: os.path.join(tmp, name + ".out.pt") for name in MALFORMED}
         with ThreadPoolExecutor(2) as pool:
             results = dict(zip(MALFORMED, pool.map(
-                lambda n: run_import(os.path.join(made, n + ".pt"), out), MALFORMED)))
+                lambda n: run_import(os.path.join(made, n + ".pt"), outs[n]), MALFORMED)))
         for name, needle in MALFORMED.items():
             r = results[name]
-            check(refused_cleanly(r, out, needle),
+            check(refused_cleanly(r, outs[name], needle),
                   f"malformed {name}: exit 1 naming {needle!r}: {r.stderr.strip()[-150:]}")
 
         # 1: never overwrite; clean messages; nothing left behind by a failed import
@@ -312,31 +311,36 @@ def test_hostile(smiles):
             r = run_import(v1, out, option)
             check(refused_cleanly(r, out, field_ + " = False"),
                   f"v1 file with {field_} False and {option}: {r.stderr.strip()[-110:]}")
-        r = run_import(os.path.join(made, "v1_adding_h.pt"), out, "--add-h")
-        mol = read_meta(out)["chemprop"]["molecule"] if r.returncode == 0 else {}
-        check(mol.get("add_h") is True and "adding_h" in str(mol.get("source", {}).get("add_h"))
-              and "explicit_h" in str(mol.get("source", {}).get("keep_h")),
-              f"v1 adding_h True with --add-h agrees; sources recorded: {mol.get('source')}")
-        if os.path.exists(out):
-            os.unlink(out)
-        r = run_import(good, out, "--add-h")
-        mol = read_meta(out)["chemprop"]["molecule"] if r.returncode == 0 else {}
-        check(mol.get("add_h") is True and "--add-h" in str(mol.get("source", {}).get("add_h"))
-              and "--add-h" not in str(mol.get("source", {}).get("keep_h")),
-              f"v2 --add-h recorded as the option's, keep_h as the default: {mol.get('source')}")
-        if os.path.exists(out):
-            os.unlink(out)
+        def sources(path, *options):
+            if os.path.exists(out):
+                os.unlink(out)
+            r = run_import(path, out, *options)
+            mol = read_meta(out)["chemprop"]["molecule"] if r.returncode == 0 else {}
+            source = mol.get("source")
+            if os.path.exists(out):
+                os.unlink(out)
+            return mol.get("add_h"), source if isinstance(source, dict) else {"": source}
+
+        add_h, source = sources(os.path.join(made, "v1_adding_h.pt"), "--add-h")
+        check(add_h is True and "adding_h" in str(source.get("add_h"))
+              and "explicit_h" in str(source.get("keep_h")),
+              f"v1 adding_h True with --add-h agrees; each setting's source: {source}")
+        add_h, source = sources(good, "--add-h")
+        check(add_h is True and "--add-h" in str(source.get("add_h"))
+              and "--add-h" not in str(source.get("keep_h")),
+              f"v2 --add-h: add_h's source the option, keep_h's the default: {source}")
 
         # 5: names hpcscreen screen would refuse
-        bad_names = [["--name", n] for n in ("mean", "sd", "lcb", "ucb", "a:b", "")]
-        bad_names += [["--tasks", t] for t in ("", "a,a", "a,", " a", "a\tb", ",")]
-        bad_names += [["--tasks", "a"]]  # the v1 file has two tasks (checked before too)
+        bad_names = [(good, ["--name", n]) for n in ("mean", "sd", "lcb", "ucb", "a:b", "")]
+        # v1_good has two tasks
+        bad_names += [(v1, ["--tasks", t]) for t in ("", "a,a", "a,", " a,b", "a\tb,c")]
         with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda o: run_import(v1 if o == ["--tasks", "a"] else good,
-                                                         out, *o), bad_names))
-        for options, r in zip(bad_names, results):
-            check(refused_cleanly(r, out), f"{' '.join(map(repr, options))} refused: "
-                  f"{r.stderr.strip()[-100:]}")
+            results = list(pool.map(
+                lambda k: run_import(bad_names[k][0], os.path.join(tmp, f"name{k}.pt"),
+                                     *bad_names[k][1]), range(len(bad_names))))
+        for k, ((_, options), r) in enumerate(zip(bad_names, results)):
+            check(refused_cleanly(r, os.path.join(tmp, f"name{k}.pt")),
+                  f"{' '.join(map(repr, options))} refused: {r.stderr.strip()[-100:]}")
         r = run_import(good, os.path.join(tmp, "mean.pt"))
         check(refused_cleanly(r, os.path.join(tmp, "mean.pt"), "--name"),
               f"--out mean.pt (default name 'mean') refused: {r.stderr.strip()[-90:]}")
