@@ -1,8 +1,11 @@
 #include "hpcscreen/core/scheduler.hpp"
 
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -80,6 +83,28 @@ int default_threads(const scheduler_info& s) {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+std::string address_space_shortfall(int threads) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return "";
+  std::uint64_t pages = 0;
+  std::ifstream statm("/proc/self/statm");
+  if (!(statm >> pages)) return "";
+  const std::uint64_t mib = 1 << 20;
+  const std::uint64_t mapped = pages * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  const std::uint64_t room = limit.rlim_cur > mapped ? limit.rlim_cur - mapped : 0;
+  // Per worker thread: its stack (8 MiB), OpenBLAS's buffer (up to 64 MiB) and an allocator
+  // arena's first reservation (64 MiB); plus 512 MiB for batches and the run's own data.
+  const std::uint64_t need = (512 + 136 * static_cast<std::uint64_t>(std::max(1, threads))) * mib;
+  if (room >= need) return "";
+  return "the address-space limit (ulimit -v " + std::to_string(limit.rlim_cur / 1024) +
+         " KiB) leaves " + std::to_string(room / mib) + " MiB above the " +
+         std::to_string(mapped / mib) + " MiB this process maps after loading; " +
+         std::to_string(threads) + " thread(s) need about " + std::to_string(need / mib) +
+         " MiB more (OpenBLAS would spin on a refused map instead of failing): raise or remove "
+         "ulimit -v (give the job memory with the scheduler's --mem instead), or use fewer "
+         "--threads";
 }
 
 }  // namespace hpcscreen

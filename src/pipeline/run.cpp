@@ -90,6 +90,9 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
   check_options(o, s.threads, s.scheduler);
   s.manifest = io::read_manifest(o.library_dir);
   s.work = make_workload(s.threads);
+  // After the models are loaded: what they mapped counts against an address-space limit.
+  if (const auto shortfall = address_space_shortfall(s.threads); !shortfall.empty())
+    throw error(shortfall);
   const auto& kind = s.work->kind();
   s.library = &find_library_kind(kind.library_kind);
   s.layout = s.work->scores();

@@ -134,6 +134,19 @@ def main():
     check(r.returncode == 0 and b"\x00" not in html and b"evil\\x00id&lt;script&gt;" in html,
           f"an id holding NUL: report exit {r.returncode} (0 expected), written with the byte escaped")
 
+    print("== under an address-space limit (ulimit -v 1 GB): a clear error, not a hang")
+    import resource
+
+    def limit_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    rd = fresh(os.path.join(work, "ulimit"))
+    t0 = time.monotonic()
+    r = subprocess.run([a.hpcscreen, "screen", "--library", lib, "--model", gnn_model, "--out", rd, "--threads", "2"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit_address_space)
+    check(r.returncode == 1 and "ulimit -v" in r.stderr and time.monotonic() - t0 < 60,
+          f"ulimit -v 1 GB: exit {r.returncode} (1 expected) in {time.monotonic() - t0:.0f} s, says what to change")
+
     print("== a shard replaced by a FIFO (a hung file system) is a failed shard, not a hang")
     import shutil
     flib = fresh(os.path.join(work, "fifo_lib"))

@@ -19,4 +19,11 @@ scheduler_info detect_scheduler();
 // a whole positive number is a usage_error naming it.
 int default_threads(const scheduler_info& s);
 
+// Under an address-space limit (ulimit -v, as some clusters set per job): empty when the room
+// left above what the process maps now is enough for `threads` worker threads, else a message
+// saying how much is left, how much is needed and what to change. OpenBLAS maps each thread's
+// GEMM buffer lazily and spins, rather than failing, when the map is refused: a run that
+// starts without the room hangs instead of erring.
+std::string address_space_shortfall(int threads);
+
 }  // namespace hpcscreen
