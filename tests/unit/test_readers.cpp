@@ -656,3 +656,40 @@ TEST(sdf, a_missing_terminator_rejects_that_record_and_keeps_the_next) {
   EXPECT_NE(rejects[0].reason.find("no '$$$$' terminator"), std::string::npos) << rejects[0].reason;
   EXPECT_NE(rejects[0].reason.find("line 20"), std::string::npos) << rejects[0].reason;
 }
+
+// A SMILES file truncated while pack reads it (a download still running, a file rewritten):
+// the input fails, nothing of it is kept, and --resume packs it again once it is complete.
+TEST(pack_inputs, a_file_that_changes_while_read_fails_its_input_and_resumes_when_whole) {
+  const auto dir = fresh_dir("changed");
+  std::string text;
+  for (int i = 0; i < 5000; ++i) text += "CC" + std::string(static_cast<std::size_t>(i % 7), 'C') + " m" + std::to_string(i) + "\n";
+  const auto in = dir / "big.smi";
+  write_bytes(in, text);
+  pack::pack_options o;
+  o.inputs = {(dir / "." / "big.smi").string()};  // resumed below as "big.smi" without "./"
+  o.out_dir = (dir / "lib").string();
+  o.shard_records = 500;
+  o.csv.max_line_bytes = 1000;
+  bool truncated = false;
+  o.after_shard_commit = [&](std::size_t, std::size_t shard) {
+    if (shard == 0 && !truncated) {
+      fs::resize_file(in, text.size() / 2);  // half the file vanishes under the reader
+      truncated = true;
+    }
+  };
+  try {
+    pack::pack_compounds(o);
+    FAIL() << "a truncated input was packed";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("changed while it was read"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "lib" / "manifest.json"));
+  write_bytes(in, text);  // the complete file again (a new size and time)
+  o.inputs = {in.string()};
+  o.after_shard_commit = nullptr;
+  o.resume = true;
+  const auto s = pack::pack_compounds(o);
+  EXPECT_EQ(s.n_records, 5000u);
+  EXPECT_EQ(s.n_pack_rejects, 0u);
+  EXPECT_TRUE(fs::exists(dir / "lib" / "manifest.json"));
+}
