@@ -517,10 +517,20 @@ class screen_job : public pipeline::chunk_work {
       const auto [begin, end] = ranges_[b];
       for (auto k = begin; k < end; ++k) {
         if (out.at(good_[k]) != pipeline::chunk_outcomes::state::pending) continue;
+        std::string non_finite;  // the first model and task whose score is NaN or inf
         for (std::size_t m = 0; m < models.size(); ++m) {
-          const auto n_tasks = models[m].model->metadata().tasks.size();
+          const auto& tasks = models[m].model->metadata().tasks;
           const auto& scores = results_[m * ranges_.size() + b].scores;
-          std::copy_n(&scores[(k - begin) * n_tasks], n_tasks, v.begin() + static_cast<std::ptrdiff_t>(models[m].offset));
+          std::copy_n(&scores[(k - begin) * tasks.size()], tasks.size(), v.begin() + static_cast<std::ptrdiff_t>(models[m].offset));
+          for (std::size_t t = 0; t < tasks.size() && non_finite.empty(); ++t) {
+            const float x = scores[(k - begin) * tasks.size() + t];
+            if (!std::isfinite(x))
+              non_finite = "model '" + models[m].name + "' returned " + format_score(x) + " for " + tasks[t];
+          }
+        }
+        if (!non_finite.empty()) {  // named here; the pipeline would only say "the model"
+          out.reject(good_[k], "infer", "non_finite_score", non_finite);
+          continue;
         }
         w_.plan().derive(v.data());
         out.score(good_[k], v.data());

@@ -21,6 +21,16 @@ import torch  # noqa: E402
 from hpcscreen_py import gnn  # noqa: E402
 
 
+class NanScores(torch.nn.Module):
+    """Finite for the probe's two molecules, NaN in its second task for every molecule of more
+    than 2 atoms."""
+
+    def forward(self, x, edge_index, edge_attr, batch, num_graphs: int):
+        atoms = torch.zeros(num_graphs).index_add_(0, batch, torch.ones(batch.shape[0]))
+        second = torch.where(atoms > 3, torch.full_like(atoms, float("nan")), atoms)
+        return torch.stack([atoms, second], dim=1)
+
+
 class BadOnBigBatches(torch.nn.Module):
     """Right shape on the load-time probe (2 molecules), one row short on any larger batch."""
 
@@ -97,6 +107,16 @@ def main():
     check(r.returncode == 1 and "expected float32" in r.stderr and "returned [" in r.stderr,
           f"wrong shape on a real batch: exit {r.returncode} (1 expected), says what was expected and found")
     check("retrying" not in r.stderr and "model_error" not in r.stderr, "no batch splitting, no per-record model_error")
+
+    print("== a NaN score is a reject that names the model and task")
+    nan_model = os.path.join(work, "nan.pt")
+    gnn.save(NanScores(), nan_model, gnn.metadata(["size", "oops"], name="nanny"))
+    rd = fresh(os.path.join(work, "nan"))
+    screen(a, lib, rd, "--model", gnn_model, "--model", nan_model, expect=0)
+    rows = read_csv(os.path.join(rd, "rejects.csv"))
+    nan_rows = [x for x in rows if x["reason"].startswith("non_finite_score")]
+    check(nan_rows and all("model 'nanny' returned nan for oops" in x["reason"] for x in nan_rows),
+          f"{len(nan_rows)} non-finite rejects, each naming model and task: {nan_rows[:1]}")
 
     print("== --resume keeps the precision the run started with")
     rd = fresh(os.path.join(work, "prec"))
