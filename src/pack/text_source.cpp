@@ -268,9 +268,7 @@ bool text_source::fill() {
       s.block_ready.wait(lock, [&] { return !s.blocks.empty() || s.decompressor_done; });
       if (s.blocks.empty()) {
         if (!s.failure.empty()) {
-          throw error("input '" + path_ + "' near line " + std::to_string(line_number_ + 1) +
-                      ": the " + compression_name(s.kind) + " data is corrupt or truncated (" +
-                      s.failure + ")");
+          throw error(damaged_message(s.failure));
         }
         s.at_eof = true;
         return false;
@@ -294,8 +292,7 @@ bool text_source::fill() {
     got = s.chain.sgetn(s.buffer.data() + s.end,
                         static_cast<std::streamsize>(s.buffer.size() - s.end));
   } catch (const std::exception& e) {
-    throw error("input '" + path_ + "' near line " + std::to_string(line_number_ + 1) + ": the " +
-                compression_name(s.kind) + " data is corrupt or truncated (" + e.what() + ")");
+    throw error(damaged_message(e.what()));
   }
   if (got <= 0) {
     s.at_eof = true;
@@ -303,6 +300,16 @@ bool text_source::fill() {
   }
   s.end += static_cast<std::size_t>(got);
   return true;
+}
+
+std::string text_source::damaged_message(const std::string& why) const {
+  const std::string last = line_number_ == 0
+                               ? std::string("before its first line")
+                               : "after line " + std::to_string(line_number_) +
+                                     " (the last line read whole)";
+  return "input '" + path_ + "': the " + compression_name(impl_->kind) +
+         " data is corrupt or truncated " + last +
+         "; the damage lies within the next compressed block (" + why + ")";
 }
 
 bool text_source::next_line(std::string& line) {

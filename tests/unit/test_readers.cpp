@@ -178,6 +178,23 @@ TEST(compression, truncated_data_is_an_error_naming_the_file) {
   }
 }
 
+// The error names the last line read whole, not the line where the failing read began: a
+// gzip file of 400,000 lines cut at two thirds of its bytes is read up to a block before the cut.
+TEST(compression, truncated_data_names_the_last_line_read_whole) {
+  const auto dir = fresh_dir("trunc_line");
+  std::string text;
+  for (int i = 0; i < 400000; ++i) text += "C" + std::to_string(i % 7) + " id" + std::to_string(i) + "\n";
+  const auto full = compressed("gzip", text);
+  const auto p = dir / "cut.smi.gz";
+  write_bytes(p, full.substr(0, full.size() * 2 / 3));
+  const auto msg = what_of([&] { read_smi(p); });
+  const auto at = msg.find("after line ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  const auto last = std::stoul(msg.substr(at + 11));
+  EXPECT_GT(last, 100000u) << msg;  // not line 1: lines up to about a block before the cut
+  EXPECT_LT(last, 400000u) << msg;
+}
+
 TEST(compression, bzip2_file_given_as_smi_is_decompressed_not_packed_as_bytes) {
   // Regression: a .bz2 packed with --format smi became one garbage record, exit 0.
   const auto dir = fresh_dir("bz2smi");

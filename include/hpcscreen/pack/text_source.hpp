@@ -49,6 +49,9 @@ class text_source {
  private:
   friend content_probe probe_content(const std::string& path, std::size_t sample_bytes);
   bool fill();
+  // Names the last line read whole: decompression fails a block at a time, so the damage lies
+  // after it, within the next compressed block.
+  std::string damaged_message(const std::string& why) const;
 
   struct impl;
   std::unique_ptr<impl> impl_;
