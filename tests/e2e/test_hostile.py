@@ -91,6 +91,8 @@ def main():
     check(r.returncode == 2 and "twice" in r.stderr, f"the same --rank-by twice: exit {r.returncode} (2 expected)")
     r = screen(a, lib, rd, "--model", ab, "--model", a_, "--rank-by", "a-b:c", "--rank-by", "a:e", expect=0)
     check(os.path.exists(os.path.join(rd, "hits-a-e.csv")), "distinct rankings still write their lists")
+    last = [l for l in r.stderr.splitlines() if l.startswith("[hpcscreen]")][-1:]
+    check(last and "ranks finished 1/1" in last[0], f"the last progress line counts the finished rank: {last}")
 
     print("== a model declaring one task name twice is refused at load")
     dup = os.path.join(work, "dup.pt")
