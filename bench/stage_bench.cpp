@@ -14,7 +14,7 @@
 #include "hpcscreen/infer/gnn_model.hpp"
 #include "hpcscreen/io/manifest.hpp"
 #include "hpcscreen/io/shard.hpp"
-#include "hpcscreen/rank/topk.hpp"
+#include "hpcscreen/ranking/topk.hpp"
 
 using namespace hpcscreen;
 using clock_type = std::chrono::steady_clock;
@@ -103,10 +103,10 @@ int main(int argc, char** argv) {
 
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> u(0, 1);
-  std::vector<rank::hit> hits(quick ? 10000 : 1000000);
+  std::vector<ranking::hit> hits(quick ? 10000 : 1000000);
   for (std::size_t i = 0; i < hits.size(); ++i) hits[i] = {u(gen), {0, i}, "", {}, {}};
   out["topk_offer_per_s"] = rate(hits.size(), [&] {
-    rank::topk t(1000, true);
+    ranking::topk t(1000, true);
     for (const auto& h : hits) t.offer(h);
     sink += t.size();
   });

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/half.hpp"
@@ -142,19 +143,24 @@ class annotate_workload : public pipeline::workload {
     check_embedding_options();
   }
 
-  const pipeline::workload_kind& kind() const override {
-    return pipeline::find_workload_kind("annotate");
-  }
   // Per-sequence models score each record with their labels; per-residue outputs stay in the
   // annotation files (no score vector, no hit list).
   pipeline::score_layout scores() const override {
     const auto& m = model_.metadata();
-    if (m.per_residue || m.embedding) return {{}, {}, false, {}};
-    return {m.labels, {{m.rank_label_index(), m.higher_is_better}}, settings_.hits, {}};
+    pipeline::score_layout layout;
+    layout.top_k = settings_.top_k;
+    layout.ranked = false;
+    if (m.per_residue || m.embedding) return layout;
+    layout.names = m.labels;
+    layout.keys = {{m.rank_label_index(), m.higher_is_better}};
+    layout.ranked = settings_.hits;
+    return layout;
   }
   json identity() const override {
     // Batches decide a record's rounding, so they are part of what a resume must keep.
-    json id = {{"long_sequences", policy_name(settings_.long_sequences)},
+    json id = {{"model_checksums", json::array({file_checksum(settings_.model_path)})},
+               {"top_k", settings_.top_k},
+               {"long_sequences", policy_name(settings_.long_sequences)},
                {"window_overlap", overlap_},
                {"max_tokens", settings_.budget.max_tokens},
                {"max_sequences", settings_.budget.max_sequences},
@@ -167,6 +173,10 @@ class annotate_workload : public pipeline::workload {
     if (model_.precision().used != infer::precision::fp32)
       id["precision"] = infer::precision_name(model_.precision().used);
     return id;
+  }
+  json run_keys() const override {
+    const auto path = fs::absolute(settings_.model_path).string();
+    return {{"model", {{"path", path}, {"paths", json::array({path})}}}};
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");
@@ -191,7 +201,7 @@ class annotate_workload : public pipeline::workload {
             {"output_write_s", write_s_}};
   }
 
-  json finish(const pipeline::run_view& run, const json& summed) const override {
+  json report(const json& summed) const override {
     json section = summed;
     const auto& tokens = summed.at("tokens");
     const auto padded = tokens.at("padded_tokens").get<std::uint64_t>();
@@ -206,7 +216,11 @@ class annotate_workload : public pipeline::workload {
                          {"window_overlap", overlap_}};
     section["versions"] = {{"libtorch", infer::libtorch_version()}};
     if (model_.metadata().embedding) section["config"]["embeddings"] = embeddings_name(settings_);
+    return section;
+  }
 
+  json write_run_outputs(const pipeline::run_view& run) const override {
+    json section = json::object();
     // The map from every record to where its result lives: one file per committed chunk.
     const auto& meta = model_.metadata();
     json files = json::array();

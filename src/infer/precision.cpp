@@ -28,6 +28,17 @@ void check_precision_text(const std::string& text) {
                     "')");
 }
 
+void add_precision_option(boost::program_options::options_description& desc,
+                          std::string& precision) {
+  desc.add_options()("precision",
+                     boost::program_options::value(&precision)
+                         ->default_value(precision)
+                         ->notifier([](const std::string& v) { check_precision_text(v); }),
+                     "fp32, bf16, int8 or auto: the precision the model runs at, converted once "
+                     "at load (bf16 needs AVX512_BF16, int8 AVX512_VNNI; auto: the fastest the "
+                     "CPU has; outputs stay float32)");
+}
+
 std::vector<std::string> cpu_features::names() const {
   std::vector<std::string> n;
   const bool z = os_avx512;

@@ -17,6 +17,7 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/io/manifest.hpp"
 #include "hpcscreen/io/shard.hpp"
@@ -151,63 +152,6 @@ fs::path done_record_path(const std::string& out_dir, std::size_t input) {
 // pack_parts/rejects-<i>.csv: input i's rows of pack_rejects.csv, without the header.
 fs::path rejects_part_path(const std::string& out_dir, std::size_t input) {
   return fs::path(out_dir) / parts_dir / ("rejects-" + input_tag(input) + ".csv");
-}
-
-// A local failure: kind 0 none, 1 an error, 2 a usage error (the user's to fix, so it wins).
-struct failure {
-  int kind = 0;  // 0 none, 1 error, 2 usage, stopped_kind
-  std::string message;
-};
-constexpr int stopped_kind = 3;  // a stop request: outranks errors, reported as a stop
-
-template <class F>
-failure attempt(F&& f) {
-  try {
-    f();
-    return {};
-  } catch (const usage_error& e) {
-    return {2, e.what()};
-  } catch (const stopped_error& e) {
-    return {stopped_kind, e.what()};
-  } catch (const std::exception& e) {
-    return {1, e.what()};
-  }
-}
-
-// Collective: when any rank failed, every rank throws the same exception, with every rank's
-// message (with name_ranks, named by rank when not all ranks failed alike). No rank throws
-// before all agree.
-void agree(dist::context& ctx, const failure& local, bool name_ranks = true) {
-  if (ctx.all_ok(local.kind == 0)) return;
-  const auto all = ctx.gather(json{{"kind", local.kind}, {"message", local.message}}.dump(
-      -1, ' ', false, json::error_handler_t::replace));
-  json verdict;
-  if (ctx.rank() == 0) {
-    int worst = 0;
-    std::map<std::string, std::vector<int>> by_message;
-    for (std::size_t r = 0; r < all.size(); ++r) {
-      const auto f = json::parse(all[r]);
-      const int kind = f["kind"].get<int>();
-      if (kind == 0) continue;
-      worst = std::max(worst, kind);
-      by_message[f["message"].get<std::string>()].push_back(static_cast<int>(r));
-    }
-    std::string message;
-    for (const auto& [m, ranks] : by_message) {
-      if (!message.empty()) message += "\n";
-      message += m;
-      if (name_ranks && ranks.size() != all.size()) {
-        message += " (rank " + std::to_string(ranks.front()) +
-                   (ranks.size() > 1 ? " and others" : "") + ")";
-      }
-    }
-    verdict = {{"kind", worst}, {"message", message}};
-  }
-  verdict = json::parse(ctx.broadcast(verdict.dump(-1, ' ', false, json::error_handler_t::replace)));
-  const auto message = verdict["message"].get<std::string>();
-  if (verdict["kind"].get<int>() == 2) throw usage_error(message);
-  if (verdict["kind"].get<int>() == stopped_kind) throw stopped_error(message);
-  throw error(message);
 }
 
 // Buffers one shard of one input's records (field 0 is the id) and writes it when full, on a
@@ -553,9 +497,9 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
   pack_summary summary;
 
   json plan;
-  failure prepared;
+  dist::failure prepared;
   if (ctx.rank() == 0) {
-    prepared = attempt([&] {
+    prepared = dist::capture_failure([&] {
       if (o.inputs.empty()) throw usage_error("pack: no --input given");
       if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
       std::map<std::string, std::string> seen;  // canonical path → as given
@@ -578,25 +522,25 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
       plan = {{"formats", formats}, {"todo", todo}};
     });
   }
-  agree(ctx, prepared, false);  // rank 0's alone
+  dist::agree_or_throw(ctx, prepared, false);  // rank 0's alone
   plan = json::parse(ctx.broadcast(plan.dump()));
   const auto formats = plan.at("formats").get<std::vector<std::string>>();
   const auto todo = plan.at("todo").get<std::vector<std::size_t>>();
 
   // Inputs are handed out in input order as ranks become free; a rank that fails stops taking
   // more, the others go on (what they finish is kept for --resume).
-  failure packed;
+  dist::failure packed;
   {
     auto counter = ctx.make_counter();
-    while (packed.kind == 0) {
+    while (packed.ok()) {
       if (o.stop_requested && o.stop_requested()) {
-        packed = attempt([&] { throw_stopped(o); });
+        packed = dist::capture_failure([&] { throw_stopped(o); });
         break;
       }
       const auto t = counter->next();
       if (t >= todo.size()) break;
       const auto i = todo[t];
-      packed = attempt([&] {
+      packed = dist::capture_failure([&] {
         // A file that changes while it is read (still being downloaded, truncated, rewritten)
         // yields rows that are neither the old nor the new file: the input fails instead.
         const auto before = input_identity(o.inputs[i]);
@@ -607,11 +551,11 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
       });
     }
   }  // every rank drops the counter here (collective)
-  agree(ctx, packed);
+  dist::agree_or_throw(ctx, packed);
 
-  failure assembled;
-  if (ctx.rank() == 0) assembled = attempt([&] { assemble(o, layout, summary); });
-  agree(ctx, assembled, false);
+  dist::failure assembled;
+  if (ctx.rank() == 0) assembled = dist::capture_failure([&] { assemble(o, layout, summary); });
+  dist::agree_or_throw(ctx, assembled, false);
   return summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
 }
 

@@ -9,8 +9,10 @@
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/io/shard.hpp"
+#include "hpcscreen/pipeline/chunk_ledger.hpp"
 #include "hpcscreen/pipeline/progress.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/pipeline/stage_pool.hpp"
 #include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
@@ -66,7 +68,7 @@ class rank_books {
   run::chunk_record close(const chunk_input& in, chunk_work& work) {
     chunk_outcomes outcomes(in.n_rows(), s_.layout.names.size());
     work.collect(outcomes);
-    auto rec = close_chunk(in, outcomes, s_.layout, o_.top_k, s_.hit_fields);
+    auto rec = close_chunk(in, outcomes, s_.layout, s_.hit_fields);
     refuse_broken_model(in, outcomes);
     work.write_outputs(o_.out_dir, in.chunk.id, outcomes);
     return rec;

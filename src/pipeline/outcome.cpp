@@ -1,4 +1,4 @@
-#include "hpcscreen/pipeline/outcome.hpp"
+#include "hpcscreen/pipeline/chunk_ledger.hpp"
 
 #include <cmath>
 #include <map>
@@ -6,7 +6,7 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/rank/topk.hpp"
+#include "hpcscreen/ranking/topk.hpp"
 
 namespace hpcscreen::pipeline {
 
@@ -90,7 +90,7 @@ run::chunk_record open_record(const plan::chunk& c) {
 }
 
 run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& outcomes,
-                              const score_layout& layout, std::size_t top_k,
+                              const score_layout& layout,
                               const std::vector<std::string>& hit_fields) {
   const auto& c = input.chunk;
   HPCSCREEN_ASSERT_MSG(outcomes.n_rows() == c.n_rows(),
@@ -110,9 +110,9 @@ run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& ou
   for (const auto& f : layout.filters) HPCSCREEN_ASSERT(f.index < outcomes.n_scores());
   std::vector<const string_column*> shown;
   for (const auto& f : hit_fields) shown.push_back(&input[f]);
-  std::vector<rank::topk> tops;
+  std::vector<ranking::topk> tops;
   for (const auto& k : layout.keys)
-    tops.emplace_back(layout.ranked && has_scores ? top_k : 0, k.higher_is_better);
+    tops.emplace_back(layout.ranked && has_scores ? layout.top_k : 0, k.higher_is_better);
   for (std::size_t i = 0; i < outcomes.n_rows(); ++i) {
     if (outcomes.at(i) != chunk_outcomes::state::scored || !has_scores) continue;
     const float* v = outcomes.scores(i);
@@ -126,7 +126,7 @@ run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& ou
       ++rec.counts.n_filtered;
       continue;
     }
-    rank::hit h{0, {c.shard, row}, std::string(ids[i]), {}, {v, v + outcomes.n_scores()}};
+    ranking::hit h{0, {c.shard, row}, std::string(ids[i]), {}, {v, v + outcomes.n_scores()}};
     for (const auto* col : shown) h.fields.emplace_back((*col)[i]);
     for (std::size_t k = 0; k < tops.size(); ++k) {
       h.score = v[layout.keys[k].index];

@@ -7,6 +7,7 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/pipeline/conductor.hpp"
 #include "hpcscreen/pipeline/pipeline.hpp"
 #include "hpcscreen/pipeline/run_report.hpp"
@@ -18,54 +19,29 @@ namespace fs = std::filesystem;
 namespace hpcscreen::pipeline {
 namespace {
 
-// A local failure: the exit status it calls for and the message.
-struct failure {
-  int status = exit_ok;
-  std::string message;
-};
-
-// Collective: every rank's failure, printed once by rank 0. Returns the worst status on every
-// rank (exit_ok when all are fine).
-int agree(dist::context& ctx, const failure& local) {
-  if (ctx.all_ok(local.status == exit_ok)) return exit_ok;
-  const auto all = ctx.gather(json{{"status", local.status}, {"message", local.message}}.dump(
-      -1, ' ', false, json::error_handler_t::replace));
-  int worst = exit_ok;
+// Collective: every rank's failure agreed (dist/agreement.hpp), printed once by rank 0, as the
+// exit status it calls for; exit_ok on every rank when all are fine.
+int agreed_status(dist::context& ctx, const dist::failure& mine) {
+  const auto agreed = dist::agree(ctx, mine);
+  if (agreed.ok()) return exit_ok;
   if (ctx.rank() == 0) {
-    std::map<std::string, std::vector<int>> by_message;
-    for (std::size_t r = 0; r < all.size(); ++r) {
-      const auto f = json::parse(all[r]);
-      const int status = f["status"].get<int>();
-      if (status == exit_ok) continue;
-      // A usage error is the user's to fix whatever else failed; otherwise report an error.
-      worst = worst == exit_ok ? status : std::max(worst, status);
-      by_message[f["message"].get<std::string>()].push_back(static_cast<int>(r));
-    }
-    for (const auto& [message, ranks] : by_message) {
-      const std::string who = ranks.size() == all.size()
-                                  ? ""
-                                  : " (rank " + std::to_string(ranks.front()) +
-                                        (ranks.size() > 1 ? " and others" : "") + ")";
-      std::fprintf(stderr, "hpcscreen: error%s: %s\n", who.c_str(), message.c_str());
+    std::size_t begin = 0;
+    while (begin <= agreed.message.size()) {
+      auto end = agreed.message.find('\n', begin);
+      if (end == std::string::npos) end = agreed.message.size();
+      std::fprintf(stderr, "hpcscreen: error: %s\n",
+                   agreed.message.substr(begin, end - begin).c_str());
+      begin = end + 1;
     }
   }
-  return std::stoi(ctx.broadcast(std::to_string(worst)));
-}
-
-template <class F>
-failure attempt(F&& f) {
-  try {
-    f();
-  } catch (const usage_error& e) {
-    return {exit_usage, e.what()};
-  } catch (const std::exception& e) {
-    return {exit_error, e.what()};
+  switch (agreed.kind) {
+    case dist::failure::usage: return exit_usage;
+    case dist::failure::stopped: return exit_interrupted;
+    default: return exit_error;
   }
-  return {};
 }
 
 void check_options(const run_options& o, int threads, const scheduler_info& scheduler) {
-  if (o.top_k == 0) throw usage_error("--top-k must be at least 1");
   if (o.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
   if (o.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
   if (threads < 1 || threads > max_threads_per_rank) {
@@ -84,7 +60,9 @@ void check_options(const run_options& o, int threads, const scheduler_info& sche
   }
 }
 
-void set_up(const run_options& o, const workload_factory& make_workload, run_setup& s) {
+void set_up(const run_options& o, const workload_kind& kind, const workload_factory& make_workload,
+            run_setup& s) {
+  s.kind = &kind;
   s.scheduler = detect_scheduler();
   s.threads = o.threads > 0 ? o.threads : default_threads(s.scheduler);
   check_options(o, s.threads, s.scheduler);
@@ -93,9 +71,9 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
   // After the models are loaded: what they mapped counts against an address-space limit.
   if (const auto shortfall = address_space_shortfall(s.threads); !shortfall.empty())
     throw error(shortfall);
-  const auto& kind = s.work->kind();
   s.library = &find_library_kind(kind.library_kind);
   s.layout = s.work->scores();
+  if (s.layout.ranked && s.layout.top_k == 0) throw usage_error("--top-k must be at least 1");
   if (s.layout.ranked) s.layout.check_hit_files();
   if (s.manifest.kind != s.library->name) {
     throw shard_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
@@ -118,17 +96,13 @@ void set_up(const run_options& o, const workload_factory& make_workload, run_set
 
 json identity_of(const run_options& o, const run_setup& s) {
   auto id = s.work->identity();
-  id["workload"] = s.work->kind().name;
+  id["workload"] = s.kind->name;
   id["library"] = fs::weakly_canonical(fs::absolute(o.library_dir)).string();
   id["manifest_checksum"] =
       file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
-  auto checksums = json::array();
-  for (const auto& p : o.model_paths) checksums.push_back(file_checksum(p));
-  id["model_checksums"] = checksums;
   id["n_records"] = s.manifest.n_records();
   id["chunk_rows"] = o.chunk_rows;
   id["n_chunks"] = s.plan.chunks.size();
-  id["top_k"] = o.top_k;
   return id;
 }
 
@@ -162,18 +136,19 @@ json begin_attempt(const run_options& o, const run_setup& s, int n_ranks) {
 
 }  // namespace
 
-int run(dist::context& ctx, const run_options& o, const workload_factory& make_workload) {
+int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
+        const workload_factory& make_workload) {
   const auto t_start = clock_type::now();
   install_stop_handlers();
 
   run_setup s;
-  if (const int status = agree(ctx, attempt([&] { set_up(o, make_workload, s); })); status != exit_ok)
+  if (const int status = agreed_status(ctx, dist::capture_failure([&] { set_up(o, kind, make_workload, s); })); status != exit_ok)
     return status;
 
   json start;
-  failure started;
-  if (ctx.rank() == 0) started = attempt([&] { start = begin_attempt(o, s, ctx.size()); });
-  if (const int status = agree(ctx, started); status != exit_ok) return status;
+  dist::failure started;
+  if (ctx.rank() == 0) started = dist::capture_failure([&] { start = begin_attempt(o, s, ctx.size()); });
+  if (const int status = agreed_status(ctx, started); status != exit_ok) return status;
   start = json::parse(ctx.broadcast(start.dump()));
 
   attempt_plan a;
@@ -198,30 +173,30 @@ int run(dist::context& ctx, const run_options& o, const workload_factory& make_w
   } keep{s, r.threads_abandoned};
   // A stop on any rank counts for the run.
   const bool interrupted = !ctx.all_ok(!r.interrupted && !stop_requested());
-  if (const int status = agree(ctx, {r.error.empty() ? exit_ok : exit_error, r.error});
+  if (const int status = agreed_status(ctx, {r.error.empty() ? dist::failure::none : dist::failure::error, r.error});
       status != exit_ok)
     return status;
 
   std::string mine;
-  const auto built = attempt([&] {
+  const auto built = dist::capture_failure([&] {
     mine = rank_report_json(r, s, ctx.rank(), seconds_since(t_start))
                .dump(-1, ' ', false, json::error_handler_t::replace);
   });
-  if (built.status != exit_ok) mine = json{{"rank", ctx.rank()}, {"error", built.message}}.dump();
+  if (!built.ok()) mine = json{{"rank", ctx.rank()}, {"error", built.message}}.dump();
   const auto t_gather = clock_type::now();
   const auto blobs = ctx.gather(mine);
   const double gather_s = seconds_since(t_gather);
 
   int status = exit_ok;
   if (ctx.rank() == 0) {
-    const auto finished = attempt([&] {
+    const auto finished = dist::capture_failure([&] {
       std::vector<json> reports;
       for (const auto& b : blobs) reports.push_back(json::parse(b));
       status = write_run_outputs(
           o, s, {a.attempt, interrupted, seconds_since(t_start), gather_s, ctx.size(), ctx.description()},
           reports);
     });
-    if (finished.status != exit_ok) {
+    if (!finished.ok()) {
       std::fprintf(stderr, "hpcscreen: error while writing the results: %s\n",
                    finished.message.c_str());
       status = exit_error;

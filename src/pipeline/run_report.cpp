@@ -63,13 +63,13 @@ struct run_books {
   run::chunk_counts totals, this_attempt;
   std::map<std::string, std::uint64_t> reject_reasons;
   json failed_shards = json::object();
-  std::vector<rank::topk> tops;  // per rank key, over every committed chunk's hits
+  std::vector<ranking::topk> tops;  // per rank key, over every committed chunk's hits
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv.
 run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
   run_books b;
-  for (const auto& k : s.layout.keys) b.tops.emplace_back(o.top_k, k.higher_is_better);
+  for (const auto& k : s.layout.keys) b.tops.emplace_back(s.layout.top_k, k.higher_is_better);
   const auto path = (fs::path(o.out_dir) / "rejects.csv").string();
   const auto tmp = path + ".tmp";
   {
@@ -107,7 +107,7 @@ run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
 }
 
 // Every hit list carries every score of its records, then the fields shown (e.g. SMILES).
-std::string hits_csv(const run_setup& s, const std::vector<rank::hit>& hits) {
+std::string hits_csv(const run_setup& s, const std::vector<ranking::hit>& hits) {
   std::string csv = "rank,id,score,shard,row";
   for (const auto& n : s.layout.names) csv += ',' + csv_field(n);
   for (const auto& f : s.hit_fields) csv += ',' + csv_field(f);
@@ -138,8 +138,9 @@ void attempt_output(std::vector<std::string>& errors, const std::string& what, F
 struct run_state {
   run_books books;
   run::chunk_counts live;  // what the ranks counted themselves in this attempt
-  std::vector<rank::hit> hits;  // hits.csv's
+  std::vector<ranking::hit> hits;  // hits.csv's
   json hit_files = json::array();
+  json workload_outputs = json::object();  // what the workload's run-wide outputs say of themselves
   std::vector<std::string> problems, write_errors;
   bool has_hits = false, all_committed = false, complete = false;
 };
@@ -204,7 +205,7 @@ void add_rank_figures(json& report, const std::vector<json>& rank_reports, const
 // run.json: the shared keys from the books, the ranks' figures, and the workload's own section.
 json run_json(const run_options& o, const run_setup& s, const attempt_summary& a,
               const std::vector<json>& rank_reports, run_state& st) {
-  const auto& kind = s.work->kind();
+  const auto& kind = *s.kind;
   const auto& b = st.books;
   const auto& t = b.totals;
   const auto& live = st.live;
@@ -244,7 +245,7 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
   add_rank_figures(report, rank_reports, a);
   report["ranks"] = a.n_ranks;
   report["threads_per_rank"] = s.threads;
-  report["top_k"] = o.top_k;
+  report["top_k"] = s.layout.top_k;
   report["hits"] = has_hits ? hits.size() : 0;
   report["score_columns"] = s.layout.names;
   report["hit_files"] = hit_files;
@@ -254,9 +255,7 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
   report["hit_fields"] = s.hit_fields;
   report["reject_reasons"] = b.reject_reasons;
   report["failed_shards"] = b.failed_shards;
-  auto paths = json::array();
-  for (const auto& p : o.model_paths) paths.push_back(fs::absolute(p).string());
-  report["model"] = {{"path", paths.empty() ? json("") : paths[0]}, {"paths", paths}};
+  report.update(s.work->run_keys());
   report["library"] = {{"path", fs::absolute(o.library_dir).string()},
                        {"shards", s.manifest.shards.size()}};
   report["config"] = {{"chunk_rows", o.chunk_rows},
@@ -271,11 +270,8 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
                          {"job_id", s.scheduler.job_id},
                          {"nodes", s.scheduler.n_nodes},
                          {"cpus_per_task", s.scheduler.cpus_per_task}};
-  attempt_output(write_errors, "workload outputs", [&] {
-    report[kind.name] =
-        s.work->finish(run_view{o.out_dir, s.manifest, s.plan, b.committed},
-                       combine_rank_reports(workload_parts));
-  });
+  report[kind.name] = s.work->report(combine_rank_reports(workload_parts));
+  report[kind.name].update(st.workload_outputs);
   if (!write_errors.empty()) {
     report["output_errors"] = write_errors;
     report["complete"] = false;
@@ -286,7 +282,7 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
 // The closing lines on stderr and the run's exit status.
 int closing_status(const run_options& o, const run_setup& s, const attempt_summary& a,
                    const run_state& st) {
-  const auto& kind = s.work->kind();
+  const auto& kind = *s.kind;
   const auto& b = st.books;
   const auto& t = b.totals;
   const auto& hits = st.hits;
@@ -375,7 +371,7 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
   st.has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
   for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {
-    const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<rank::hit>{};
+    const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<ranking::hit>{};
     const auto file = s.layout.hits_file(k);
     attempt_to(file, [&] {
       run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));
@@ -386,6 +382,10 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
                             {"hits", merged.size()}});
     if (k == 0) st.hits = merged;
   }
+  attempt_to("workload outputs", [&] {
+    st.workload_outputs =
+        s.work->write_run_outputs(run_view{o.out_dir, s.manifest, s.plan, b.committed});
+  });
   check_accounting(s, rank_reports, st);
   json report = run_json(o, s, a, rank_reports, st);
   // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).

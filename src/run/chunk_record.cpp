@@ -41,7 +41,7 @@ std::string text_parse(const nlohmann::json& j) {
   return s;
 }
 
-nlohmann::json hits_json(const std::vector<rank::hit>& hits) {
+nlohmann::json hits_json(const std::vector<ranking::hit>& hits) {
   auto a = nlohmann::json::array();
   for (const auto& h : hits) {
     auto fields = nlohmann::json::array();
@@ -51,10 +51,10 @@ nlohmann::json hits_json(const std::vector<rank::hit>& hits) {
   return a;
 }
 
-std::vector<rank::hit> hits_parse(const nlohmann::json& a) {
-  std::vector<rank::hit> out;
+std::vector<ranking::hit> hits_parse(const nlohmann::json& a) {
+  std::vector<ranking::hit> out;
   for (const auto& h : a) {
-    rank::hit x{h.at(0).get<float>(),
+    ranking::hit x{h.at(0).get<float>(),
                 {h.at(1).get<std::uint32_t>(), h.at(2).get<std::uint64_t>()},
                 text_parse(h.at(3)),
                 {},
@@ -67,10 +67,10 @@ std::vector<rank::hit> hits_parse(const nlohmann::json& a) {
 
 }  // namespace
 
-std::string hits_to_json(const std::vector<rank::hit>& hits) {
+std::string hits_to_json(const std::vector<ranking::hit>& hits) {
   return hits_json(hits).dump();
 }
-std::vector<rank::hit> hits_from_json(const std::string& text) {
+std::vector<ranking::hit> hits_from_json(const std::string& text) {
   return hits_parse(nlohmann::json::parse(text));
 }
 

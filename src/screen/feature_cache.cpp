@@ -12,6 +12,7 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
@@ -125,50 +126,6 @@ std::vector<string_column> feature_cache::read(const std::string& shard_file, st
 
 namespace {
 
-struct local_failure {
-  int kind = 0;  // 0 none, 1 error, 2 usage, 3 stopped
-  std::string message;
-};
-
-template <class F>
-local_failure attempt_to(F&& f) {
-  try {
-    f();
-  } catch (const usage_error& e) {
-    return {2, e.what()};
-  } catch (const stopped_error& e) {
-    return {3, e.what()};
-  } catch (const std::exception& e) {
-    return {1, e.what()};
-  }
-  return {};
-}
-
-// Collective: every rank throws the worst failure, with every distinct message.
-void agree(dist::context& ctx, const local_failure& mine) {
-  if (ctx.all_ok(mine.kind == 0)) return;
-  const auto all = ctx.gather(json{{"kind", mine.kind}, {"message", mine.message}}.dump(
-      -1, ' ', false, json::error_handler_t::replace));
-  json verdict = {{"kind", 0}, {"message", ""}};
-  if (ctx.rank() == 0) {
-    std::map<std::string, int> messages;
-    int worst = 0;
-    for (const auto& a : all) {
-      const auto f = json::parse(a);
-      if (f["kind"].get<int>() == 0) continue;
-      worst = std::max(worst, f["kind"].get<int>());
-      messages[f["message"].get<std::string>()] = 1;
-    }
-    std::string text;
-    for (const auto& [m, _] : messages) text += (text.empty() ? "" : "\n") + m;
-    verdict = {{"kind", worst}, {"message", text}};
-  }
-  verdict = json::parse(ctx.broadcast(verdict.dump(-1, ' ', false, json::error_handler_t::replace)));
-  const auto message = verdict["message"].get<std::string>();
-  if (verdict["kind"] == 2) throw usage_error(message);
-  if (verdict["kind"] == 3) throw stopped_error(message);
-  throw error(message);
-}
 
 // Featurizes rows [0, n) of one library shard with `threads` threads, every featurizer at once.
 std::vector<chem::record_features> featurize_rows(const string_column& smiles,
@@ -195,7 +152,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
   std::vector<const chem::featurizer*> set;
   std::vector<std::string> dirs;
   io::manifest library;
-  agree(ctx, attempt_to([&] {
+  dist::agree_or_throw(ctx, dist::capture_failure([&] {
     if (s.featurizer_specs.empty()) throw usage_error("featurize needs --featurizer or --model");
     for (const auto& spec : s.featurizer_specs) {
       try {
@@ -219,9 +176,9 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
       throw usage_error("library '" + s.library_dir + "' holds " + library.kind + ", not compounds");
   }));
   // Rank 0 prepares the folders: a finished cache is never rebuilt, a partial one only with --resume.
-  local_failure prepared;
+  dist::failure prepared;
   if (ctx.rank() == 0) {
-    prepared = attempt_to([&] {
+    prepared = dist::capture_failure([&] {
       for (std::size_t k = 0; k < dirs.size(); ++k) {
         const fs::path dir(dirs[k]);
         if (fs::exists(dir / cache_index)) {
@@ -245,21 +202,21 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
       }
     });
   }
-  agree(ctx, prepared);
+  dist::agree_or_throw(ctx, prepared);
 
-  local_failure built;
+  dist::failure built;
   {
     auto counter = ctx.make_counter();
     std::unique_ptr<io::shard_reader> reader;
-    while (built.kind == 0) {
+    while (built.ok()) {
       if (pipeline::stop_requested()) {
-        built = {3, "featurize stopped by a signal; finished shards are kept: run the same "
+        built = {dist::failure::stopped, "featurize stopped by a signal; finished shards are kept: run the same "
                     "command with --resume to finish"};
         break;
       }
       const auto t = counter->next();
       if (t >= library.shards.size()) break;
-      built = attempt_to([&] {
+      built = dist::capture_failure([&] {
         const auto& shard = library.shards[t];
         std::vector<std::size_t> todo;
         for (std::size_t k = 0; k < dirs.size(); ++k) {
@@ -303,12 +260,12 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
       });
     }
   }  // every rank drops the counter here (collective)
-  agree(ctx, built);
+  dist::agree_or_throw(ctx, built);
 
   // Rank 0: every shard has its record; cache.json, last, makes the cache usable.
-  local_failure indexed;
+  dist::failure indexed;
   if (ctx.rank() == 0) {
-    indexed = attempt_to([&] {
+    indexed = dist::capture_failure([&] {
       for (std::size_t k = 0; k < dirs.size(); ++k) {
         json shards = json::array();
         std::uint64_t records = 0, rejected = 0, bytes = 0;
@@ -345,7 +302,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
       }
     });
   }
-  agree(ctx, indexed);
+  dist::agree_or_throw(ctx, indexed);
   summary.dirs = dirs;
   return summary;
 }

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/backoff.hpp"
@@ -125,7 +126,14 @@ class score_plan {
 
   const std::vector<std::string>& names() const { return names_; }
   std::size_t n_model_scores() const { return n_model_scores_; }
-  pipeline::score_layout layout() const { return {names_, keys_, true, filters_}; }
+  pipeline::score_layout layout(std::size_t top_k) const {
+    pipeline::score_layout l;
+    l.names = names_;
+    l.keys = keys_;
+    l.top_k = top_k;
+    l.filters = filters_;
+    return l;
+  }
 
   // Fills the ensemble and bound columns of one record's vector from its model scores.
   void derive(float* v) const {
@@ -235,13 +243,14 @@ class screen_workload : public pipeline::workload {
     infer::keep_freed_tensor_memory();
   }
 
-  const pipeline::workload_kind& kind() const override {
-    return pipeline::find_workload_kind("screen");
-  }
-  pipeline::score_layout scores() const override { return plan_.layout(); }
+  pipeline::score_layout scores() const override { return plan_.layout(settings_.top_k); }
   json identity() const override {
+    auto checksums = json::array();
+    for (const auto& p : settings_.model_paths) checksums.push_back(file_checksum(p));
     // Batches decide a record's rounding, so they are part of what a resume must keep.
-    json id = {{"max_atoms", settings_.featurize.max_atoms},
+    json id = {{"model_checksums", checksums},
+               {"top_k", settings_.top_k},
+               {"max_atoms", settings_.featurize.max_atoms},
                {"batch_molecules", settings_.budget.max_molecules},
                {"batch_atoms", settings_.budget.max_atoms},
                {"all_scores", settings_.all_scores},
@@ -253,6 +262,11 @@ class screen_workload : public pipeline::workload {
     const auto used = models_.front().model->precision().used;
     if (used != infer::precision::fp32) id["precision"] = infer::precision_name(used);
     return id;
+  }
+  json run_keys() const override {
+    auto paths = json::array();
+    for (const auto& p : settings_.model_paths) paths.push_back(fs::absolute(p).string());
+    return {{"model", {{"path", paths.empty() ? json("") : paths[0]}, {"paths", paths}}}};
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
@@ -280,7 +294,7 @@ class screen_workload : public pipeline::workload {
     return j;
   }
 
-  json finish(const pipeline::run_view&, const json& summed) const override {
+  json report(const json& summed) const override {
     json section = summed;
     json models = json::array();
     for (const auto& m : models_) {

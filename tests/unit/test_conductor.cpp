@@ -16,7 +16,9 @@
 #include <sstream>
 #include <string>
 
+#include "hpcscreen/app/commands.hpp"
 #include "hpcscreen/core/checksum.hpp"
+#include "hpcscreen/core/cli.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/io/manifest.hpp"
@@ -27,6 +29,7 @@
 namespace fs = std::filesystem;
 using namespace hpcscreen;
 using nlohmann::json;
+namespace po = boost::program_options;
 
 namespace {
 
@@ -119,22 +122,72 @@ class fake_job : public pipeline::chunk_work {
 
 class fake_workload : public pipeline::workload {
  public:
-  explicit fake_workload(fake_settings s) : s_(s) {}
-  const pipeline::workload_kind& kind() const override {
-    return pipeline::find_workload_kind("screen");
+  fake_workload(fake_settings s, std::string model, std::size_t top_k)
+      : s_(s), model_(std::move(model)), top_k_(top_k) {}
+  pipeline::score_layout scores() const override {
+    pipeline::score_layout l;
+    l.names = {"activity"};
+    l.keys = {{0, true}};
+    l.top_k = top_k_;
+    return l;
   }
-  pipeline::score_layout scores() const override { return {{"activity"}, {{0, true}}, true, {}}; }
-  json identity() const override { return json::object(); }
+  // The stand-in model file's checksum fixes a run's identity, as a real model's does.
+  json identity() const override {
+    return {{"model_checksums", {file_checksum(model_)}}, {"top_k", top_k_}};
+  }
   std::map<std::string, int> stage_split(int, int) const override { return {}; }
   std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input in) override {
     return std::make_unique<fake_job>(std::move(in), s_, counters_);
   }
   json rank_report() const override { return {{"memory_splits", counters_.memory_splits.load()}}; }
-  json finish(const pipeline::run_view&, const json& summed) const override { return summed; }
+  json report(const json& summed) const override { return summed; }
 
  private:
   fake_settings s_;
+  std::string model_;
+  std::size_t top_k_;
   mutable infer::backoff_counters counters_;
+};
+
+// The settings the next fake run uses (tests vary what the fake model does per run).
+fake_settings next_fake_settings;
+
+// The fake workload's command line, registered like the real ones (pipeline/registry.hpp).
+class fake_command : public pipeline::workload_command {
+ public:
+  void add_options(po::options_description& desc) override {
+    desc.add_options()("model,m", po::value(&model_)->required(), "a stand-in model file")(
+        "top-k,k", cli::in_range(top_k_, "top-k", 0, cli::int32_max), "hits to keep");
+  }
+  std::unique_ptr<pipeline::workload> make(int) override {
+    return std::make_unique<fake_workload>(next_fake_settings, model_, top_k_);
+  }
+
+ private:
+  std::string model_;
+  std::size_t top_k_ = 100;
+};
+
+// The fake's library kind: lines of text with ids, numbers to score or "bad".
+const char* fake_library_kind = "fake-lines";
+
+const pipeline::workload_kind& fake_kind() {
+  static const bool registered = [] {
+    pipeline::register_library_kind(
+        {fake_library_kind, "hpcscreen.fake_lines/1", {"id", "smiles"}, {"smiles"}, "test lines",
+         "", {}});
+    pipeline::register_workload({"fake-score", fake_library_kind, "scored",
+                                 "scores numbers (unit tests)", "usage: fake-score",
+                                 [] { return std::make_unique<fake_command>(); }});
+    return true;
+  }();
+  (void)registered;
+  return pipeline::find_workload_kind("fake-score");
+}
+
+struct fake_run_options : pipeline::run_options {
+  std::string model;
+  std::size_t top_k = 3;
 };
 
 class conductor_test : public ::testing::Test {
@@ -156,9 +209,9 @@ class conductor_test : public ::testing::Test {
   void write_library(const std::vector<std::vector<std::string>>& shards,
                      const std::vector<std::vector<std::string>>& ids = {}) {
     io::manifest m;
-    m.kind = "compounds";
-    m.shard_schema = io::compound_shard_schema;
-    m.fields = io::compound_fields;
+    m.kind = fake_library_kind;
+    m.shard_schema = "hpcscreen.fake_lines/1";
+    m.fields = {"id", "smiles"};
     for (std::size_t s = 0; s < shards.size(); ++s) {
       std::vector<string_column> columns(2);
       for (std::size_t r = 0; r < shards[s].size(); ++r) {
@@ -175,21 +228,40 @@ class conductor_test : public ::testing::Test {
     std::ofstream(dir_ / "model.pt") << "fake";
   }
 
-  pipeline::run_options options(const std::string& out) const {
-    pipeline::run_options o;
+  fake_run_options options(const std::string& out) const {
+    fake_run_options f;
+    auto& o = f;
     o.library_dir = (dir_ / "lib").string();
-    o.model_paths = {(dir_ / "model.pt").string()};
+    f.model = (dir_ / "model.pt").string();
     o.out_dir = (dir_ / out).string();
-    o.top_k = 3;
     o.threads = 2;
     o.chunk_rows = 4;
     o.progress_interval_s = 0;
-    return o;
+    return f;
   }
 
-  int run(const pipeline::run_options& o, fake_settings s = {}) {
+  // Through the real command path (app::run_workload): the options as a user would type them.
+  int run(const fake_run_options& f, fake_settings s = {}) {
+    const pipeline::run_options& o = f;
+    std::vector<std::string> args = {
+        "--library", o.library_dir, "--out", o.out_dir, "--model", f.model,
+        "--top-k", std::to_string(f.top_k), "--threads", std::to_string(o.threads),
+        "--chunk-rows", std::to_string(o.chunk_rows),
+        "--chunks-in-flight", std::to_string(o.chunks_in_flight),
+        "--featurize-threads", std::to_string(o.featurize_threads),
+        "--max-chunks", std::to_string(o.max_chunks_per_rank), "--progress-interval", "0"};
+    for (const auto& [on, flag] : {std::pair{o.resume, "--resume"},
+                                   std::pair{o.retry_failed, "--retry-failed"},
+                                   std::pair{o.allow_failed_shards, "--allow-failed-shards"}}) {
+      if (on) args.push_back(flag);
+    }
+    next_fake_settings = s;
     auto ctx = dist::make_local_context();
-    return pipeline::run(*ctx, o, [s](int) { return std::make_unique<fake_workload>(s); });
+    try {
+      return app::run_workload(fake_kind(), args, *ctx, "fake-score (unit test)");
+    } catch (const usage_error&) {
+      return pipeline::exit_usage;
+    }
   }
 
   json run_json(const std::string& out) const { return json::parse(slurp(dir_ / out / "run.json")); }
@@ -382,7 +454,7 @@ TEST_F(conductor_test, batches_too_big_for_memory_are_halved_and_score_the_same)
   ASSERT_EQ(run(options("run"), s), pipeline::exit_ok);
   EXPECT_EQ(hits("run"), hits_a);
   const auto rj = run_json("run");
-  EXPECT_GT(rj["screen"]["memory_splits"].get<int>(), 0);
+  EXPECT_GT(rj["fake-score"]["memory_splits"].get<int>(), 0);
   EXPECT_EQ(rj["records_scored"], 7);
 }
 
@@ -404,7 +476,7 @@ TEST_F(conductor_test, latin1_id_is_kept_byte_for_byte) {
 TEST_F(conductor_test, bad_option_values_are_usage_errors_without_a_run_folder) {
   write_library(library_a);
   auto zero_k = options("a");
-  zero_k.top_k = 0;
+  zero_k.top_k = 0;  // refused by the host for every ranked workload
   EXPECT_EQ(run(zero_k), pipeline::exit_usage);
   auto split = options("b");
   split.featurize_threads = 5;

@@ -65,13 +65,13 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   r.attempt = 5;
   r.counts = {10, 6, 3, 1, 2};
   r.failure = "s3.h5: Fletcher-32 checksum mismatch";
-  rank::hit first;
+  ranking::hit first;
   first.score = 1.25f;
   first.key = {3, 101};
   first.id = "id,1";
   first.fields = {"CCO", "ethanol"};
   first.scores = {1.25f, -0.5f};
-  rank::hit second;
+  ranking::hit second;
   second.score = -3.5e-7f;
   second.key = {4, 104};
   second.id = "b";
@@ -133,7 +133,7 @@ TEST(chunk_record, json_round_trip_keeps_bytes_that_are_not_utf8) {
   const std::string latin1 = "caf\xe9";
   run::chunk_record r;
   r.failure = "shard " + latin1 + ".h5 unreadable";
-  rank::hit h;
+  ranking::hit h;
   h.score = 0.5f;
   h.key = {0, 7};
   h.id = latin1;

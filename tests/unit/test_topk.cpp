@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <random>
 
-#include "hpcscreen/rank/topk.hpp"
+#include "hpcscreen/ranking/topk.hpp"
 
 using namespace hpcscreen;
-using namespace hpcscreen::rank;
+using namespace hpcscreen::ranking;
 
 namespace {
 std::vector<hit> random_hits(std::size_t n, unsigned seed) {
@@ -48,23 +48,19 @@ TEST(topk, keeps_best_k_with_ties_broken_by_key) {
   }
 }
 
-TEST(topk, merge_is_independent_of_split_and_order) {
+TEST(topk, chunk_tops_offered_again_are_independent_of_split_and_order) {
+  // What the run does at rank 0: every chunk's own top-K offered to one run-wide top-K.
   const auto all = random_hits(300, 11);
   const auto expected = rows(brute_force(all, 25, true));
   for (int parts : {1, 2, 3, 7}) {
     std::vector<topk> tops(static_cast<std::size_t>(parts), topk(25, true));
     for (std::size_t i = 0; i < all.size(); ++i) tops[(i * 31) % parts].offer(all[i]);
-    std::vector<std::vector<hit>> lists;
-    for (auto it = tops.rbegin(); it != tops.rend(); ++it) lists.push_back(it->sorted());
-    EXPECT_EQ(rows(merge(lists, 25, true)), expected) << parts << " parts";
+    topk run(25, true);
+    for (auto it = tops.rbegin(); it != tops.rend(); ++it) {
+      for (const auto& h : it->sorted()) run.offer(h);
+    }
+    EXPECT_EQ(rows(run.sorted()), expected) << parts << " parts";
   }
-}
-
-TEST(topk, merge_keeps_a_record_seen_twice_once) {
-  // A chunk redone after a crash between its record and its journal line appears twice.
-  std::vector<hit> a{{2.0f, {0, 1}, "x", {}, {}}, {1.0f, {0, 2}, "y", {}, {}}};
-  const auto merged = merge({a, a}, 10, true);
-  EXPECT_EQ(rows(merged), (std::vector<std::uint64_t>{1, 2}));
 }
 
 TEST(topk, fewer_records_than_k) {

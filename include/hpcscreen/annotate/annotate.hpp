@@ -15,6 +15,7 @@ long_policy parse_long_policy(const std::string& text);  // throws usage_error
 
 struct annotate_settings {
   std::string model_path;
+  std::size_t top_k = 100;  // with hits: records in hits.csv
   batch::token_budget budget;
   bool length_aware = true;  // false: fixed batches of budget.max_sequences in input order
   long_policy long_sequences = long_policy::reject;
@@ -32,6 +33,9 @@ struct annotate_settings {
 // usage_error naming the option.
 void parse_embeddings(const std::string& text, annotate_settings& s);
 void parse_embedding_dtype(const std::string& text, annotate_settings& s);
+
+// Registers the annotate workload and its export command (src/app/registrations.cpp).
+void register_annotate();
 
 std::unique_ptr<pipeline::workload> make_annotate_workload(const annotate_settings& settings,
                                                            int threads);

@@ -2,6 +2,7 @@
 // Reduced-precision inference: which precision a model runs at, what the CPU offers for it
 // (read from CPUID, never guessed), and what was chosen, for run.json. Free of LibTorch; the
 // conversion itself is in src/infer/graph_passes.cpp.
+#include <boost/program_options.hpp>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ inline constexpr const char* precision_choices = "fp32, bf16, int8 or auto";
 const char* precision_name(precision p);
 // "fp32", "bf16", "int8" or "auto"; anything else is a usage_error naming the choices.
 void check_precision_text(const std::string& text);
+// --precision, stored into `precision` and checked where parsed (exit 2); whether the CPU runs
+// it is checked at model load.
+void add_precision_option(boost::program_options::options_description& desc, std::string& precision);
 
 // The instruction-set extensions that make reduced precision fast, as CPUID reports them and
 // as the operating system has enabled their register state (XGETBV).

@@ -63,6 +63,10 @@ pack_summary pack_compounds(const pack_options& options);
 pack_summary pack_proteins(dist::context& ctx, const pack_options& options);
 pack_summary pack_proteins(const pack_options& options);
 
+// Registers the compound and protein library kinds and their pack commands
+// (src/app/registrations.cpp).
+void register_text_library_kinds();
+
 // The marker a pack leaves in its folder until the library is complete.
 inline constexpr const char* incomplete_marker = "INCOMPLETE";
 

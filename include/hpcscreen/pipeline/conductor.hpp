@@ -21,6 +21,7 @@ namespace hpcscreen::pipeline {
 // Everything every rank needs before the first chunk, checked on every rank.
 struct run_setup {
   io::manifest manifest;
+  const workload_kind* kind = nullptr;
   std::unique_ptr<workload> work;
   const library_kind* library = nullptr;
   // Fields read from each chunk: the kind's, then columns the library kept besides them

@@ -1,7 +1,7 @@
 #pragma once
-// What a workload makes of one chunk: for every row, a score vector or a reject. The pipeline
-// alone turns outcomes into the books (close_chunk): counts, reject rows, the score sample and
-// the chunk's top-K. A score that is not finite becomes a reject here, for every workload.
+// What a workload makes of one chunk: for every row, a score vector or a reject; and how its
+// scores are laid out and ranked. The pipeline alone turns outcomes into the chunk's ledger
+// (chunk_ledger.hpp). A score that is not finite becomes a reject here, for every workload.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -9,7 +9,6 @@
 
 #include "hpcscreen/core/record.hpp"
 #include "hpcscreen/plan/chunk_plan.hpp"
-#include "hpcscreen/run/chunk_record.hpp"
 
 namespace hpcscreen::pipeline {
 
@@ -35,6 +34,7 @@ struct score_layout {
   // keys[0] ranks hits.csv (and the score sample); each further key its own hit list. Empty:
   // nothing to rank.
   std::vector<rank_key> keys;
+  std::size_t top_k = 100;  // records in each hit list
   bool ranked = true;  // false: no hit lists (e.g. annotate without --top-k)
   std::vector<score_filter> filters;  // all must pass for a record to enter a hit list
   // hits.csv's file name for key k: hits.csv, then hits-<name with ':' as '-'>.csv
@@ -84,14 +84,5 @@ class chunk_outcomes {
   std::vector<float> scores_;  // [n_rows, n_scores]
   std::map<std::size_t, rejection> rejects_;
 };
-
-// A chunk's record before its books: where it lies and every row counted as read.
-run::chunk_record open_record(const plan::chunk& c);
-
-// The books of one chunk: counts, rejects in row order, the score sample, and the chunk's best
-// top_k (with the fields shown beside each hit). Every row must have an outcome.
-run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& outcomes,
-                              const score_layout& layout, std::size_t top_k,
-                              const std::vector<std::string>& hit_fields);
 
 }  // namespace hpcscreen::pipeline

@@ -22,23 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "hpcscreen/pipeline/stage.hpp"
+
 namespace hpcscreen::pipeline {
-
-struct stage {
-  std::string name;         // "featurize", "infer", ...: tasks are timed per name
-  std::size_t n_tasks = 0;  // 0: the job is done
-  int max_parallel = 0;     // at most this many tasks of this name at once, in all jobs; 0: any
-};
-
-class chunk_job {
- public:
-  virtual ~chunk_job() = default;
-  // The first stage, and then the next one each time all tasks of the current one are done.
-  // Called by one thread at a time, never concurrently with run_task of the same job.
-  virtual stage next_stage() = 0;
-  // Task i of the current stage; tasks of one stage run concurrently on different threads.
-  virtual void run_task(std::size_t i) = 0;
-};
 
 struct finished_job {
   std::uint64_t tag = 0;

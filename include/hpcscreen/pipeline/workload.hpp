@@ -1,7 +1,10 @@
 #pragma once
-// What a workload supplies to the pipeline: how one chunk's rows become outcomes (its stages run
-// on the rank's stage pool), and its own section of run.json. It never sees journals, run.json's
-// shared keys or the hit lists: the pipeline derives those from the outcomes.
+// The contract between the host and a workload: what a workload makes of one chunk's rows (its
+// stages run on the rank's stage pool), what fixes its runs' identity, how its scores are laid
+// out and ranked, and its own part of run.json. It never sees journals, run.json's shared keys
+// or the hit lists: the host derives those from the outcomes. A workload registers itself with
+// pipeline/registry.hpp; this header and that one are all it includes of the host.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -11,8 +14,7 @@
 
 #include "hpcscreen/io/manifest.hpp"
 #include "hpcscreen/pipeline/outcome.hpp"
-#include "hpcscreen/pipeline/registry.hpp"
-#include "hpcscreen/pipeline/stage_pool.hpp"
+#include "hpcscreen/pipeline/stage.hpp"
 #include "hpcscreen/plan/chunk_plan.hpp"
 
 namespace hpcscreen::pipeline {
@@ -25,7 +27,7 @@ using json = nlohmann::json;
 class chunk_work : public chunk_job {
  public:
   explicit chunk_work(chunk_input input) : in_(std::move(input)) {}
-  // The rows the chunk was read with; the conductor closes the chunk's books from them.
+  // The rows the chunk was read with; the conductor closes the chunk's ledger from them.
   const chunk_input& input() const { return in_; }
 
   // Gives every row of the chunk its outcome.
@@ -50,10 +52,13 @@ struct run_view {
 class workload {
  public:
   virtual ~workload() = default;
-  virtual const workload_kind& kind() const = 0;
+  // The score vector of each record, the ranking keys, the hit lists' length and filters.
   virtual score_layout scores() const = 0;
-  // Settings that must not change on --resume, beyond library, model and chunking.
+  // Everything that must not change on --resume besides the library and the chunking (which the
+  // host adds): the model files' checksums, top-K, precision, batch settings, ...
   virtual json identity() const = 0;
+  // Keys of run.json's top level that say what the run used (e.g. "model": its paths).
+  virtual json run_keys() const { return json::object(); }
   // Called on rank 0 once the run folder exists, before any chunk.
   virtual void prepare_run_folder(const std::string& /*out_dir*/) const {}
   // A fixed split for --featurize-threads N of `threads`: stage name → most tasks at once.
@@ -66,9 +71,12 @@ class workload {
   virtual void on_committed(chunk_work& /*work*/) {}
   // This rank's counters and timings; numbers are summed over ranks (peaks: the maximum).
   virtual json rank_report() const { return json::object(); }
-  // Rank 0 at the end: this workload's section of run.json (`summed` is the ranks' reports
-  // combined), after writing any outputs that span the run (e.g. an annotation manifest).
-  virtual json finish(const run_view& run, const json& summed) const = 0;
+  // Rank 0 at the end: writes the outputs that span the run (e.g. an annotation manifest) and
+  // returns what run.json should say about them.
+  virtual json write_run_outputs(const run_view& /*run*/) const { return json::object(); }
+  // Rank 0 at the end: this workload's section of run.json; `summed` is the ranks' reports
+  // combined (combine_rank_reports).
+  virtual json report(const json& summed) const = 0;
 };
 
 // Combines ranks' reports: numbers are summed, except keys containing "peak" or ending in "_max"

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "hpcscreen/core/record.hpp"
-#include "hpcscreen/rank/topk.hpp"
+#include "hpcscreen/ranking/topk.hpp"
 
 namespace hpcscreen::run {
 
@@ -35,8 +35,8 @@ struct chunk_record {
   int rank = 0, attempt = 0;
   chunk_counts counts;
   std::string failure;          // the shard error when counts.n_failed > 0
-  std::vector<rank::hit> hits;  // this chunk's top-K by the first rank key, best first
-  std::vector<std::vector<rank::hit>> extra_hits;  // by each further rank key
+  std::vector<ranking::hit> hits;  // this chunk's top-K by the first rank key, best first
+  std::vector<std::vector<ranking::hit>> extra_hits;  // by each further rank key
   std::vector<reject> rejects;  // in row order
   double elapsed_s = 0;
   double end_time_s = 0;  // Unix time of the commit, for throughput over time
@@ -48,7 +48,7 @@ struct chunk_record {
 std::string to_json(const chunk_record& r);
 chunk_record chunk_record_from_json(const std::string& text);
 
-std::string hits_to_json(const std::vector<rank::hit>& hits);
-std::vector<rank::hit> hits_from_json(const std::string& text);
+std::string hits_to_json(const std::vector<ranking::hit>& hits);
+std::vector<ranking::hit> hits_from_json(const std::string& text);
 
 }  // namespace hpcscreen::run

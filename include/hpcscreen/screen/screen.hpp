@@ -12,6 +12,7 @@ namespace hpcscreen::screen {
 
 struct screen_settings {
   std::vector<std::string> model_paths;  // one or more: each record featurized once, scored by each
+  std::size_t top_k = 100;               // records in each hit list
   // What the hit lists are ranked by: "MODEL:TASK", or with `ensemble` "mean", "lcb:K", "ucb:K"
   // (the ensemble's ranked task). Empty: the first model's rank_by. Each key after the first
   // writes its own hits-<key>.csv.
@@ -26,6 +27,9 @@ struct screen_settings {
   bool use_cache = true;           // false: always featurize from SMILES
   bool require_cache = false;      // refuse unless every featurizer has a usable cache
 };
+
+// Registers the screen workload and its featurize command (src/app/registrations.cpp).
+void register_screen();
 
 // Loads and checks the model; throws model_error.
 std::unique_ptr<pipeline::workload> make_screen_workload(const screen_settings& settings,

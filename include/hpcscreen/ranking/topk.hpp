@@ -1,5 +1,5 @@
 #pragma once
-// Bounded top-K of scored records and the merge of several of them. Ties are broken by the
+// Bounded top-K of scored records (a ranking, not an MPI rank). Ties are broken by the
 // record key (shard, row), so the ranking is the same for any rank count and chunk order.
 #include <cstddef>
 #include <string>
@@ -7,7 +7,7 @@
 
 #include "hpcscreen/core/record.hpp"
 
-namespace hpcscreen::rank {
+namespace hpcscreen::ranking {
 
 struct hit {
   float score = 0;  // the value it is ranked by
@@ -41,9 +41,4 @@ class topk {
   std::vector<hit> heap_;  // a heap whose front is the worst kept hit
 };
 
-// Merges ranked lists into the best k, best first. A record present in several lists (a chunk
-// scored again after an interrupted commit) is kept once: its scores are identical.
-std::vector<hit> merge(const std::vector<std::vector<hit>>& lists, std::size_t k,
-                       bool higher_is_better);
-
-}  // namespace hpcscreen::rank
+}  // namespace hpcscreen::ranking
