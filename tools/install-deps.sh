@@ -12,6 +12,8 @@ packages=(
   libboost-program-options-dev libboost-iostreams-dev libbz2-dev liblzma-dev libzstd-dev
   bzip2 xz-utils zstd                   # the compressed-input tests and the pack benchmark
   libgtest-dev
+  libpng-dev libjpeg62-turbo-dev libgdcm-dev  # image decoders (PNG, JPEG, DICOM)
+  libgdcm-tools python3-pil python3-torchvision python3-pydicom  # image tests: corpus + reference
   nlohmann-json3-dev zlib1g-dev
   python3 python3-torch python3-rdkit python3-h5py python3-numpy
   slurmctld slurmd slurm-client munge   # the Slurm end-to-end test runs a real single-node cluster

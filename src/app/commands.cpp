@@ -127,6 +127,7 @@ int run_parsed(const pipeline::workload_kind& kind, dist::context& ctx,
 int run_workload(const pipeline::workload_kind& kind, const std::vector<std::string>& args,
                  int argc, char** argv) {
   run_command_line common;
+  common.o.chunk_rows = kind.default_chunk_rows;
   const auto command = kind.command();
   if (!parse_run(kind, args, common, *command, join_args(argc, argv))) return 0;
   // Before MPI and the models start: a scheduler's signal during start-up still ends in a
@@ -140,6 +141,7 @@ int run_workload(const pipeline::workload_kind& kind, const std::vector<std::str
 int run_workload(const pipeline::workload_kind& kind, const std::vector<std::string>& args,
                  dist::context& ctx, const std::string& command_line) {
   run_command_line common;
+  common.o.chunk_rows = kind.default_chunk_rows;
   const auto command = kind.command();
   if (!parse_run(kind, args, common, *command, command_line)) return 0;
   return run_parsed(kind, ctx, common, *command);

@@ -3,6 +3,7 @@
 #include "hpcscreen/app/commands.hpp"
 
 #include "hpcscreen/annotate/annotate.hpp"
+#include "hpcscreen/image/image.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/screen/screen.hpp"
 
@@ -12,6 +13,8 @@ void register_everything() {
   pack::register_text_library_kinds();
   screen::register_screen();
   annotate::register_annotate();
+  image::register_image_library_kind();
+  image::register_classify();
 }
 
 }  // namespace hpcscreen::app

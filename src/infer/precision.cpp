@@ -152,7 +152,9 @@ precision_choice choose_precision(const std::string& requested, model_family fam
     if (cpu.runs_bf16()) {
       c.used = precision::bf16;
       c.reason = "auto: the CPU has BF16 instructions, the fastest measured precision for " +
-                 std::string(family == model_family::gnn ? "GNNs" : "BERTs");
+                 std::string(family == model_family::gnn    ? "GNNs"
+                             : family == model_family::bert ? "BERTs"
+                                                            : "CNNs");
     } else if (family == model_family::bert && cpu.runs_int8()) {
       c.used = precision::int8;
       c.reason = "auto: no BF16 instructions; INT8 (VNNI) measured faster than FP32 for BERTs";

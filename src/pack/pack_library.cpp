@@ -87,7 +87,8 @@ json input_identity(const std::string& path) {
   // "./a.smi", "a.smi" and "dir/../a.smi" are one input (a resume may spell it either way).
   const auto abs = fs::absolute(path).lexically_normal().string();
   const auto mtime = fs::last_write_time(path).time_since_epoch().count();
-  return {{"file", abs}, {"size", fs::file_size(path)}, {"mtime", static_cast<long long>(mtime)}};
+  const std::uintmax_t size = fs::is_directory(path) ? 0 : fs::file_size(path);  // a folder: 0
+  return {{"file", abs}, {"size", size}, {"mtime", static_cast<long long>(mtime)}};
 }
 
 [[noreturn]] void throw_stopped(const pack_options& o) {
@@ -111,7 +112,7 @@ void check_unchanged(const std::string& path, const json& before) {
 }
 
 // Everything that decides what the library holds: a resumed pack must be started with the same.
-json pack_config(const pack_options& o, const char* kind, const std::vector<std::string>& fields) {
+json pack_config(const pack_options& o, const std::string& kind, const std::vector<std::string>& fields) {
   json inputs = json::array();
   for (const auto& in : o.inputs) inputs.push_back(input_identity(in));
   return {{"kind", kind},
@@ -123,7 +124,8 @@ json pack_config(const pack_options& o, const char* kind, const std::vector<std:
           {"id_column", o.csv.id_column},
           {"keep_columns", o.csv.keep_columns},
           {"max_line_bytes", o.csv.max_line_bytes},
-          {"sdf_id_field", o.sdf_id_field}};
+          {"sdf_id_field", o.sdf_id_field},
+          {"kind_config", o.kind_config}};
 }
 
 std::string first_difference(const json& was, const json& now) {
@@ -218,7 +220,7 @@ class shard_builder {
 
 // One input packed by one rank: its shards, its part of pack_rejects.csv and, once both are
 // on disk, its completion record.
-class input_packer {
+class input_packer : public shard_sink {
  public:
   input_packer(const pack_options& o, const io::manifest& layout, std::size_t input)
       : options_(o),
@@ -235,20 +237,20 @@ class input_packer {
   input_packer& operator=(const input_packer&) = delete;
 
   void add(std::string id, std::initializer_list<std::string_view> rest,
-           const std::vector<std::string>& kept = {}) {
+           const std::vector<std::string>& kept = {}) override {
     ++n_records_;
     poll_stop();
     builder_.add(std::move(id), rest, kept);
   }
 
-  void reject(pack_reject&& r) {
+  void reject(pack_reject&& r) override {
     ++n_rejects_;
     poll_stop();
     const auto line =
         csv_field(r.source) + ',' + std::to_string(r.line) + ',' + csv_field(r.reason) + '\n';
     if (std::fputs(line.c_str(), rejects_) < 0) throw error("cannot write '" + rejects_path_ + "'");
   }
-  std::uint64_t n_rejects() const { return n_rejects_; }
+  std::uint64_t n_rejects() const override { return n_rejects_; }
 
   // Every 4096 rows: a stop request abandons this input (redone by --resume).
   void poll_stop() const {
@@ -275,7 +277,9 @@ class input_packer {
     }
     const json source{{"file", fs::absolute(input).string()},
                       {"format", format},
-                      {"compression", compression_name(probe_content(input, 0).kind)},
+                      {"compression", fs::is_directory(input)
+                                          ? std::string("folder")
+                                          : compression_name(probe_content(input, 0).kind)},
                       {"n_rows", c.n_rows},
                       {"n_records", n_records_},
                       {"n_pack_rejects", n_rejects_},
@@ -476,20 +480,11 @@ pack_summary summary_from(const json& j) {
   return s;
 }
 
-// What a kind of library (compounds, proteins) brings to the shared pack below.
-struct library_kind {
-  const char* kind;
-  const char* schema;
-  std::vector<std::string> fields;
-  // Rank 0, before anything is written: checks the inputs and says each one's format.
-  std::function<std::vector<std::string>()> check_inputs;
-  // Reads input i (of the given format) into the packer.
-  std::function<read_counts(std::size_t, const std::string&, input_packer&)> read_input;
-};
-
 // Every rank: rank 0 prepares the folder, the ranks pack the inputs they take from a shared
 // counter, rank 0 assembles the library. Ranks agree after each step.
-pack_summary pack_library(dist::context& ctx, const pack_options& o, const library_kind& k) {
+}  // namespace
+
+pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_reader& k) {
   io::manifest layout;
   layout.kind = k.kind;
   layout.shard_schema = k.schema;
@@ -505,7 +500,7 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
       std::map<std::string, std::string> seen;  // canonical path → as given
       for (const auto& in : o.inputs) {
         if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
-        if (!fs::is_regular_file(in)) {
+        if (!fs::is_regular_file(in) && !(k.folders && fs::is_directory(in))) {
           throw usage_error("pack: input '" + in +
                             "' is not a regular file (a pipe or device cannot be read twice, "
                             "which packing needs); write it to a file first");
@@ -559,6 +554,8 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const libra
   return summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
 }
 
+namespace {
+
 void check_keep_columns(const std::vector<std::string>& keep) {
   std::set<std::string> seen;
   for (const auto& k : keep) {
@@ -611,7 +608,7 @@ reader_options reader_for(const std::string& format, reader_options reader) {
 }  // namespace
 
 pack_summary pack_compounds(dist::context& ctx, const pack_options& options) {
-  library_kind k;
+  pack_reader k;
   k.kind = "compounds";
   k.schema = io::compound_shard_schema;
   k.fields = io::compound_fields;
@@ -635,7 +632,7 @@ pack_summary pack_compounds(dist::context& ctx, const pack_options& options) {
     }
     return formats;
   };
-  k.read_input = [&](std::size_t i, const std::string& format, input_packer& p) {
+  k.read_input = [&](std::size_t i, const std::string& format, shard_sink& p) {
     const auto& input = options.inputs[i];
     auto on_record = [&](compound_record&& r) { p.add(std::move(r.id), {r.smiles}, r.kept); };
     auto on_reject = [&](pack_reject&& r) { p.reject(std::move(r)); };
@@ -661,7 +658,7 @@ pack_summary pack_compounds(const pack_options& options) {
 }
 
 pack_summary pack_proteins(dist::context& ctx, const pack_options& options) {
-  library_kind k;
+  pack_reader k;
   k.kind = "proteins";
   k.schema = io::protein_shard_schema;
   k.fields = io::protein_fields;
@@ -677,7 +674,7 @@ pack_summary pack_proteins(dist::context& ctx, const pack_options& options) {
     }
     return std::vector<std::string>(options.inputs.size(), "fasta");
   };
-  k.read_input = [&](std::size_t i, const std::string&, input_packer& p) {
+  k.read_input = [&](std::size_t i, const std::string&, shard_sink& p) {
     read_counts counts;
     counts.n_records = read_fasta(
         options.inputs[i],

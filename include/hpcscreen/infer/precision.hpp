@@ -11,7 +11,7 @@
 namespace hpcscreen::infer {
 
 enum class precision { fp32, bf16, int8 };
-enum class model_family { gnn, bert };
+enum class model_family { gnn, bert, cnn };
 
 inline constexpr const char* precision_choices = "fp32, bf16, int8 or auto";
 

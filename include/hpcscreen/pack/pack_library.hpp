@@ -1,6 +1,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,8 @@ struct pack_options {
   // Polled while reading (every few thousand rows) and between inputs: true stops the pack
   // cleanly (stopped_error) with every finished input kept for --resume.
   std::function<bool()> stop_requested;
+  // A kind's own settings that decide what the library holds (part of a resume's identity).
+  std::string kind_config;
 };
 
 struct pack_summary {
@@ -66,6 +70,34 @@ pack_summary pack_proteins(const pack_options& options);
 // Registers the compound and protein library kinds and their pack commands
 // (src/app/registrations.cpp).
 void register_text_library_kinds();
+
+// Where a kind's reader puts what it reads (one input at a time): records into shards, rejects
+// into pack_rejects.csv.
+class shard_sink {
+ public:
+  virtual ~shard_sink() = default;
+  // A record: its id and the kind's other fields in order (then --keep-columns values).
+  virtual void add(std::string id, std::initializer_list<std::string_view> rest,
+                   const std::vector<std::string>& kept = {}) = 0;
+  virtual void reject(pack_reject&& r) = 0;
+  virtual std::uint64_t n_rejects() const = 0;
+};
+
+// What a kind of library brings to the shared pack (pack_library).
+struct pack_reader {
+  std::string kind;                 // manifest "kind"
+  std::string schema;               // shard schema
+  std::vector<std::string> fields;  // "id" first, then the kind's, then kept columns
+  bool folders = false;             // inputs may be folders (read whole, recursively)
+  // Rank 0, before anything is written: checks the inputs and says each one's format.
+  std::function<std::vector<std::string>()> check_inputs;
+  // Reads input i (of the given format) into the sink.
+  std::function<read_counts(std::size_t, const std::string&, shard_sink&)> read_input;
+};
+
+// The pack every kind shares (described at pack_compounds): inputs from a shared counter,
+// per-input shards and completion records, --resume, rejects, the manifest last.
+pack_summary pack_library(dist::context& ctx, const pack_options& options, const pack_reader& reader);
 
 // The marker a pack leaves in its folder until the library is complete.
 inline constexpr const char* incomplete_marker = "INCOMPLETE";

@@ -4,6 +4,7 @@
 // from it, pack takes library kinds from it, and the run takes a workload's kind from it. A new
 // workload is one folder and one line in src/app/registrations.cpp.
 #include <boost/program_options.hpp>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -59,6 +60,7 @@ struct workload_kind {
   std::string summary;       // one line for 'hpcscreen --help'
   std::string usage;         // usage line of 'hpcscreen NAME --help'
   std::function<std::unique_ptr<workload_command>()> command;
+  std::uint64_t default_chunk_rows = 4096;  // --chunk-rows unless given (records are not alike)
 };
 
 // A command that is neither pack nor a run (featurize, export): it parses its own arguments

@@ -1,0 +1,450 @@
+// PNG (libpng), JPEG (libjpeg-turbo) and DICOM (GDCM) to the decoded 8-bit image of
+// data_schemas/image_library.md. The C decoders report errors and warnings through callbacks:
+// both end the decode (setjmp/longjmp inside this file only) and become an image_reject, so a
+// warning such as libjpeg's "premature end of data" never yields a grey-filled image.
+#include "hpcscreen/image/decode.hpp"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <algorithm>
+#include <sstream>
+
+#include <gdcmImageReader.h>
+#include <gdcmTrace.h>
+#include <gdcmVersion.h>
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+namespace hpcscreen::image {
+namespace {
+
+void check_pixels(std::uint64_t w, std::uint64_t h, std::uint64_t max_pixels, const char* what) {
+  if (w == 0 || h == 0)
+    throw image_reject("corrupt", std::string(what) + " header gives a size of 0");
+  if (w * h > max_pixels) {
+    throw image_reject("too_many_pixels", std::string(what) + " header says " + std::to_string(w) +
+                                              " x " + std::to_string(h) + " = " +
+                                              std::to_string(w * h) + " pixels, over the limit of " +
+                                              std::to_string(max_pixels) +
+                                              " (--max-pixels); refused before decoding");
+  }
+}
+
+// ---------------------------------------------------------------------------------------- PNG
+
+struct png_state {
+  std::string_view bytes;
+  std::size_t pos = 0;
+  bool ran_out = false;
+  std::string message;
+  std::jmp_buf jump;
+};
+
+void png_fail(png_structp png, png_const_charp message) {
+  auto* s = static_cast<png_state*>(png_get_error_ptr(png));
+  if (s->message.empty()) s->message = message ? message : "libpng error";
+  std::longjmp(s->jump, 1);
+}
+
+// Any warning ends the decode: libpng warns about data a strict reader must refuse (an
+// ancillary chunk's CRC, extra compressed data).
+void png_warn(png_structp png, png_const_charp message) { png_fail(png, message); }
+
+void png_read_bytes(png_structp png, png_bytep out, png_size_t n) {
+  auto* s = static_cast<png_state*>(png_get_io_ptr(png));
+  if (s->bytes.size() - s->pos < n) {
+    s->ran_out = true;
+    png_fail(png, "the file ends early");
+  }
+  std::memcpy(out, s->bytes.data() + s->pos, n);
+  s->pos += n;
+}
+
+image_u8 decode_png(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
+  png_state s;
+  s.bytes = bytes;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s, png_fail, png_warn);
+  if (!png) throw image_reject("corrupt", "libpng could not start");
+  png_infop info = png_create_info_struct(png);
+  image_u8 img;
+  std::vector<png_bytep> rows;
+  std::vector<std::uint8_t> raw;
+  std::string failure;
+  volatile bool too_many = false;
+  std::string too_many_text;
+  if (setjmp(s.jump) == 0) {
+    png_set_read_fn(png, &s, png_read_bytes);
+    png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+    png_set_benign_errors(png, 0);
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    png_read_info(png, info);
+    const auto w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    const int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    const int file_channels = color == PNG_COLOR_TYPE_PALETTE ? 3 : png_get_channels(png, info);
+    if (header) *header = {"png", w, h, file_channels, depth};
+    if (static_cast<std::uint64_t>(w) * h > max_pixels) {
+      too_many = true;
+      too_many_text = std::to_string(w) + " x " + std::to_string(h);
+    } else {
+      if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+      if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+      // Alpha is dropped, never composited: an alpha channel, and tRNS however it expands.
+      png_set_strip_alpha(png);
+      png_set_interlace_handling(png);
+      png_read_update_info(png, info);
+      const int channels = png_get_channels(png, info);
+      const int out_depth = png_get_bit_depth(png, info);
+      const auto row_bytes = png_get_rowbytes(png, info);
+      raw.resize(row_bytes * h);
+      rows.resize(h);
+      for (png_uint_32 y = 0; y < h; ++y) rows[y] = raw.data() + y * row_bytes;
+      png_read_image(png, rows.data());
+      png_read_end(png, nullptr);
+      img.width = w;
+      img.height = h;
+      img.channels = channels;
+      img.pixels.resize(static_cast<std::size_t>(w) * h * channels);
+      if (out_depth == 16) {  // THE rule: round(v / 257), never a tie
+        for (std::size_t i = 0; i < img.pixels.size(); ++i) {
+          const unsigned v = (unsigned(raw[2 * i]) << 8) | raw[2 * i + 1];
+          img.pixels[i] = static_cast<std::uint8_t>((v + 128) / 257);
+        }
+      } else {
+        img.pixels.assign(raw.begin(), raw.end());
+      }
+    }
+  } else {
+    failure = s.message;
+  }
+  png_destroy_read_struct(&png, &info, nullptr);
+  if (too_many) check_pixels(header->width, header->height, max_pixels, "PNG");
+  if (!failure.empty()) {
+    if (s.ran_out) throw image_reject("truncated", "PNG: the file ends early (" + failure + ")");
+    throw image_reject("corrupt", "PNG: " + failure);
+  }
+  return img;
+}
+
+// --------------------------------------------------------------------------------------- JPEG
+
+struct jpeg_failure {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  std::string message;
+  int code = 0;
+};
+
+void jpeg_fail(j_common_ptr cinfo) {
+  auto* f = reinterpret_cast<jpeg_failure*>(cinfo->err);
+  char text[JMSG_LENGTH_MAX];
+  cinfo->err->format_message(cinfo, text);
+  if (f->message.empty()) {
+    f->message = text;
+    f->code = cinfo->err->msg_code;
+  }
+  std::longjmp(f->jump, 1);
+}
+
+// Warnings (level -1: corrupt data, premature end of data) end the decode; trace messages
+// (levels >= 0) are ignored.
+void jpeg_message(j_common_ptr cinfo, int level) {
+  if (level < 0) jpeg_fail(cinfo);
+}
+
+image_u8 decode_jpeg(std::string_view bytes, std::uint64_t max_pixels, image_header* header,
+                     const char* what = "JPEG") {
+  jpeg_decompress_struct cinfo;
+  jpeg_failure f;
+  cinfo.err = jpeg_std_error(&f.mgr);
+  f.mgr.error_exit = jpeg_fail;
+  f.mgr.emit_message = jpeg_message;
+  image_u8 img;
+  std::string reason, detail;
+  if (setjmp(f.jump) == 0) {
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()),
+                 static_cast<unsigned long>(bytes.size()));
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) {
+      reason = "corrupt";
+      detail = std::string(what) + ": no image in the stream";
+    } else {
+      if (header) {
+        *header = {"jpeg", cinfo.image_width, cinfo.image_height, cinfo.num_components,
+                   cinfo.data_precision};
+      }
+      const std::uint64_t w = cinfo.image_width, h = cinfo.image_height;
+      if (w == 0 || h == 0 || w * h > max_pixels) {
+        reason = "too_many_pixels";
+      } else if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+        reason = "unsupported";
+        detail = std::string(what) + ": CMYK/YCCK colour is not supported (convert to RGB with "
+                                     "a colour-managed tool; data_schemas/image_library.md)";
+      } else if (cinfo.data_precision != 8) {
+        reason = "unsupported";
+        detail = std::string(what) + ": " + std::to_string(cinfo.data_precision) +
+                 "-bit JPEG is not read (8-bit only)";
+      } else if (cinfo.num_components != 1 && cinfo.num_components != 3) {
+        reason = "unsupported";
+        detail = std::string(what) + ": " + std::to_string(cinfo.num_components) + " components";
+      } else {
+        cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+        jpeg_start_decompress(&cinfo);
+        img.width = cinfo.output_width;
+        img.height = cinfo.output_height;
+        img.channels = cinfo.output_components;
+        const std::size_t stride = std::size_t(img.width) * img.channels;
+        img.pixels.resize(stride * img.height);
+        while (cinfo.output_scanline < cinfo.output_height) {
+          JSAMPROW row = img.pixels.data() + stride * cinfo.output_scanline;
+          jpeg_read_scanlines(&cinfo, &row, 1);
+        }
+        jpeg_finish_decompress(&cinfo);
+      }
+    }
+  } else {
+    const bool ended = f.code == JWRN_JPEG_EOF || f.code == JERR_INPUT_EOF ||
+                       f.code == JERR_INPUT_EMPTY;
+    reason = ended ? "truncated" : "corrupt";
+    detail = std::string(what) + ": " + f.message;
+  }
+  jpeg_destroy_decompress(&cinfo);
+  if (reason == "too_many_pixels")
+    check_pixels(header->width, header->height, max_pixels, what);
+  if (!reason.empty()) throw image_reject(reason, detail);
+  return img;
+}
+
+// -------------------------------------------------------------------------------------- DICOM
+
+std::string element_text(const gdcm::DataSet& ds, gdcm::Tag tag) {
+  if (!ds.FindDataElement(tag)) return "";
+  const auto* bv = ds.GetDataElement(tag).GetByteValue();
+  if (!bv) return "";
+  std::string s(bv->GetPointer(), bv->GetLength());
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  while (!s.empty() && s.front() == ' ') s.erase(s.begin());
+  return s;
+}
+
+// The first value of a multi-valued DS ("40\\400"); false when absent or empty.
+bool first_decimal(const gdcm::DataSet& ds, gdcm::Tag tag, double& out) {
+  auto s = element_text(ds, tag);
+  s = s.substr(0, s.find('\\'));
+  if (s.empty()) return false;
+  char* end = nullptr;
+  out = std::strtod(s.c_str(), &end);
+  if (end == s.c_str()) throw image_reject("corrupt", "DICOM: " + tag.PrintAsPipeSeparatedString() + " is not a number ('" + s + "')");
+  return true;
+}
+
+[[noreturn]] void dicom_reject(const std::string& reason, const std::string& detail) {
+  throw image_reject(reason, "DICOM: " + detail);
+}
+
+bool is_jpeg_lossy(const gdcm::TransferSyntax& ts) {
+  return ts == gdcm::TransferSyntax::JPEGBaselineProcess1 ||
+         ts == gdcm::TransferSyntax::JPEGExtendedProcess2_4;
+}
+
+// GDCM pads a native PixelData the file cut short: what the file itself holds after the last
+// PixelData tag (explicit VR: tag, "OB"/"OW", 2 reserved bytes, 4-byte length; implicit: tag,
+// 4-byte length). Deflated files are not looked at (their inflation fails when cut).
+std::size_t native_pixel_bytes_in_file(std::string_view bytes, const gdcm::TransferSyntax& ts) {
+  if (ts == gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian) return SIZE_MAX;
+  const bool big = ts == gdcm::TransferSyntax::ExplicitVRBigEndian;
+  const std::string_view tag = big ? std::string_view("\x7f\xe0\x00\x10", 4)
+                                   : std::string_view("\xe0\x7f\x10\x00", 4);
+  const auto at = bytes.rfind(tag);
+  if (at == std::string_view::npos) return 0;
+  const auto vr = bytes.substr(at + 4, 2);
+  const std::size_t header = (vr == "OB" || vr == "OW") ? 12 : 8;
+  return bytes.size() < at + header ? 0 : bytes.size() - at - header;
+}
+
+image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
+  static const bool quiet = [] {
+    gdcm::Trace::WarningOff();
+    gdcm::Trace::ErrorOff();
+    gdcm::Trace::DebugOff();
+    return true;
+  }();
+  (void)quiet;
+  std::istringstream in{std::string(bytes)};
+  gdcm::ImageReader reader;
+  reader.SetStream(in);
+  const bool read = reader.Read();
+  const auto& ds = reader.GetFile().GetDataSet();
+  if (!ds.FindDataElement(gdcm::Tag(0x7fe0, 0x0010))) {
+    dicom_reject(read ? "unsupported" : "corrupt", "no PixelData");
+  }
+  if (!read) dicom_reject("truncated", "the file could not be read whole (truncated or damaged)");
+  const auto& im = reader.GetImage();
+  const auto& pf = im.GetPixelFormat();
+  const unsigned cols = im.GetColumns(), rows = im.GetRows();
+  const int samples = pf.GetSamplesPerPixel();
+  const int allocated = pf.GetBitsAllocated(), stored = pf.GetBitsStored();
+  if (header) *header = {"dicom", cols, rows, samples, stored};
+  const auto frames_text = element_text(ds, gdcm::Tag(0x0028, 0x0008));
+  if (!frames_text.empty() && std::atoi(frames_text.c_str()) != 1)
+    dicom_reject("unsupported", frames_text + " frames; only single-frame images are read");
+  check_pixels(cols, rows, max_pixels, "DICOM");
+  if (allocated != 8 && allocated != 16)
+    dicom_reject("unsupported", "BitsAllocated " + std::to_string(allocated) + " (8 or 16 read)");
+  if (stored < 1 || stored > allocated || pf.GetHighBit() != stored - 1)
+    dicom_reject("unsupported", "BitsStored " + std::to_string(stored) + " / HighBit " +
+                                    std::to_string(pf.GetHighBit()));
+  if (ds.FindDataElement(gdcm::Tag(0x0028, 0x3000)))
+    dicom_reject("unsupported", "a Modality LUT Sequence");
+  const auto photometric = element_text(ds, gdcm::Tag(0x0028, 0x0004));
+  const auto& ts = im.GetTransferSyntax();
+  const bool jpeg_lossy = is_jpeg_lossy(ts);
+  if (samples == 1) {
+    if (photometric != "MONOCHROME1" && photometric != "MONOCHROME2")
+      dicom_reject("unsupported", "photometric interpretation '" + photometric + "' with 1 sample");
+  } else if (samples == 3) {
+    const bool ok = allocated == 8 &&
+                    (photometric == "RGB" ||
+                     (jpeg_lossy && (photometric == "YBR_FULL_422" || photometric == "YBR_FULL")));
+    if (!ok) {
+      dicom_reject("unsupported", "colour as '" + photometric + "' with " +
+                                      std::to_string(allocated) + " bits (8-bit RGB read)");
+    }
+  } else {
+    dicom_reject("unsupported", std::to_string(samples) + " samples per pixel");
+  }
+  const auto voi_function = element_text(ds, gdcm::Tag(0x0028, 0x1056));
+  if (!voi_function.empty() && voi_function != "LINEAR")
+    dicom_reject("unsupported", "VOILUTFunction " + voi_function + " (LINEAR read)");
+
+  // A JPEG baseline frame is decoded by libjpeg itself: the stream, not the label, decides its
+  // colour transform (GDCM returns YCbCr samples labelled RGB).
+  std::vector<char> frame;  // a JPEG frame decoded above, else the native or GDCM-decoded buffer
+  if (jpeg_lossy) {
+    const auto* frags = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010)).GetSequenceOfFragments();
+    if (!frags || frags->GetNumberOfFragments() == 0) dicom_reject("corrupt", "no JPEG fragments");
+    std::string stream;
+    for (unsigned i = 0; i < frags->GetNumberOfFragments(); ++i) {
+      const auto* bv = frags->GetFragment(i).GetByteValue();
+      if (bv) stream.append(bv->GetPointer(), bv->GetLength());
+    }
+    auto img = decode_jpeg(stream, max_pixels, nullptr, "DICOM JPEG frame");
+    if (img.width != cols || img.height != rows || img.channels != samples)
+      dicom_reject("corrupt", "the JPEG frame's size or components differ from the header");
+    if (samples == 3) return img;
+    // Grey: the frame's samples are stored values, for the LUT chain below.
+    frame.assign(img.pixels.begin(), img.pixels.end());
+    if (allocated != 8) dicom_reject("unsupported", "an 8-bit JPEG frame in a 16-bit container");
+  }
+
+  const std::size_t n = std::size_t(cols) * rows * samples;
+  const std::size_t need = n * (allocated / 8);
+  const auto& pixel_data = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010));
+  const auto* native = pixel_data.GetByteValue();
+  if (frame.empty()) {
+    if (im.GetBufferLength() < need || (native && native->GetLength() < need) ||
+        (native && std::size_t(pixel_data.GetVL()) < need) ||
+        (native && native_pixel_bytes_in_file(bytes, ts) < need)) {
+      dicom_reject("truncated", "pixel data shorter than Rows x Columns x samples x bytes (" +
+                                    std::to_string(need) + " bytes)");
+    }
+    frame.resize(im.GetBufferLength());
+    if (!im.GetBuffer(frame.data()))
+      dicom_reject("truncated", "pixel data could not be decoded (truncated or damaged)");
+  }
+  const auto& buffer = frame;
+
+  image_u8 img;
+  img.width = cols;
+  img.height = rows;
+  img.channels = samples;
+  img.pixels.resize(n);
+  if (samples == 3) {  // 8-bit RGB as stored; rescale and window do not apply
+    const auto* p = reinterpret_cast<const std::uint8_t*>(buffer.data());
+    const std::size_t plane = std::size_t(cols) * rows;
+    for (std::size_t i = 0; i < plane; ++i) {
+      for (int c = 0; c < 3; ++c) {
+        img.pixels[i * 3 + c] = im.GetPlanarConfiguration() == 1 ? p[c * plane + i] : p[i * 3 + c];
+      }
+    }
+    return img;
+  }
+
+  // Stored values: the low BitsStored bits, two's complement when PixelRepresentation is 1.
+  const bool is_signed = pf.GetPixelRepresentation() == 1;
+  const std::uint32_t mask = stored >= 32 ? 0xffffffffu : ((1u << stored) - 1u);
+  std::vector<double> x(n);
+  double slope = 1, intercept = 0;
+  const bool rescale = first_decimal(ds, gdcm::Tag(0x0028, 0x1053), slope) &
+                       first_decimal(ds, gdcm::Tag(0x0028, 0x1052), intercept);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t v = allocated == 8
+                          ? std::uint8_t(buffer[i])
+                          : std::uint32_t(std::uint8_t(buffer[2 * i])) |
+                                (std::uint32_t(std::uint8_t(buffer[2 * i + 1])) << 8);
+    v &= mask;
+    double value = v;
+    if (is_signed && (v >> (stored - 1)) & 1u) value = double(v) - double(std::uint64_t(1) << stored);
+    x[i] = rescale ? value * slope + intercept : value;
+  }
+  double c = 0, w = 0;
+  const bool window = first_decimal(ds, gdcm::Tag(0x0028, 0x1050), c) &
+                      first_decimal(ds, gdcm::Tag(0x0028, 0x1051), w);
+  if (window && w < 1) dicom_reject("unsupported", "WindowWidth " + std::to_string(w) + " below 1");
+  double lo = 0, hi = 0;
+  if (!window) {
+    const auto [mn, mx] = std::minmax_element(x.begin(), x.end());
+    lo = *mn;
+    hi = *mx;
+  }
+  const bool invert = photometric == "MONOCHROME1";
+  for (std::size_t i = 0; i < n; ++i) {
+    double v;
+    if (window) {
+      if (x[i] <= c - 0.5 - (w - 1) / 2) {
+        v = 0;
+      } else if (x[i] > c - 0.5 + (w - 1) / 2) {
+        v = 255;
+      } else {
+        v = ((x[i] - (c - 0.5)) / (w - 1) + 0.5) * 255;
+      }
+    } else {
+      v = hi == lo ? 0 : (x[i] - lo) / (hi - lo) * 255;
+    }
+    if (invert) v = 255 - v;
+    img.pixels[i] = static_cast<std::uint8_t>(std::clamp(std::floor(v + 0.5), 0.0, 255.0));
+  }
+  return img;
+}
+
+}  // namespace
+
+std::string sniff_format(std::string_view bytes) {
+  if (bytes.empty()) throw image_reject("empty_file", "the file is empty (0 bytes)");
+  static const char png_sig[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), png_sig, 8) == 0) return "png";
+  if (bytes.size() >= 3 && std::uint8_t(bytes[0]) == 0xff && std::uint8_t(bytes[1]) == 0xd8 &&
+      std::uint8_t(bytes[2]) == 0xff)
+    return "jpeg";
+  if (bytes.size() >= 132 && bytes.substr(128, 4) == "DICM") return "dicom";
+  throw image_reject("unknown_format", "not a PNG, JPEG or DICOM file (from its first bytes)");
+}
+
+image_u8 decode(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
+  image_header local;
+  if (!header) header = &local;
+  const auto format = sniff_format(bytes);
+  if (format == "png") return decode_png(bytes, max_pixels, header);
+  if (format == "jpeg") return decode_jpeg(bytes, max_pixels, header);
+  return decode_dicom(bytes, max_pixels, header);
+}
+
+std::string decoder_versions() {
+  return std::string("libpng ") + png_get_libpng_ver(nullptr) + ", libjpeg-turbo " +
+         std::to_string(LIBJPEG_TURBO_VERSION_NUMBER) + ", GDCM " + gdcm::Version::GetVersion();
+}
+
+}  // namespace hpcscreen::image

@@ -1,0 +1,275 @@
+// The image library kind: `hpcscreen pack images` turns files, folders (recursively) and lists
+// (CSV/TSV with a path column) into shards holding each image's original bytes and what its
+// header says (data_schemas/image_library.md). Every file is decoded once at pack time, so a
+// truncated, corrupt or unsupported image is a pack reject with its reason, not a surprise in
+// the run; the decode is repeated by the workload, which rejects as well.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "hpcscreen/core/cli.hpp"
+#include "hpcscreen/core/csv.hpp"
+#include "hpcscreen/core/error.hpp"
+#include "hpcscreen/dist/context.hpp"
+#include "hpcscreen/image/decode.hpp"
+#include "hpcscreen/image/image.hpp"
+#include "hpcscreen/pack/compound_readers.hpp"
+#include "hpcscreen/pack/pack_library.hpp"
+#include "hpcscreen/pipeline/registry.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hpcscreen::image {
+namespace {
+
+namespace po = boost::program_options;
+using json = nlohmann::json;
+
+struct image_pack_settings {
+  pack::pack_options o;
+  std::string keep_columns, path_column, id_column;
+  std::uint64_t max_pixels = default_max_pixels;
+};
+
+// A list is told by its name (.csv, .tsv); anything else that is a file is an image.
+bool is_list(const std::string& path) {
+  auto name = fs::path(path).filename().string();
+  std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+  const auto ends = [&](const char* e) {
+    const std::string x(e);
+    return name.size() >= x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0;
+  };
+  return ends(".csv") || ends(".tsv");
+}
+
+bool is_tsv(const std::string& path) {
+  auto ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".tsv";
+}
+
+// The first header column, any case, that commonly names an image's file.
+std::string default_path_column(const std::string& list, char delimiter) {
+  std::ifstream in(list, std::ios::binary);
+  std::string header;
+  std::getline(in, header);
+  if (!header.empty() && header.back() == '\r') header.pop_back();
+  std::vector<std::string> names;
+  pack::split_csv_record(header, delimiter, names);
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    return s;
+  };
+  for (const char* want : {"path", "file", "filename", "file_name", "image", "image index",
+                           "image_path", "dicom_path"}) {
+    for (const auto& n : names) {
+      if (lower(n) == want) return n;
+    }
+  }
+  throw usage_error("pack images: list '" + list + "' has no column naming the images (looked for "
+                    "path, file, filename, image, Image Index, ...); name it with --path-column");
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw error("cannot open '" + path.string() + "'");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw error("cannot read '" + path.string() + "'");
+  return std::move(buffer).str();
+}
+
+class image_reader {
+ public:
+  explicit image_reader(const image_pack_settings& s) : s_(s) {}
+
+  // One image file: decoded whole (which proves it readable), stored as its original bytes.
+  void add_file(const fs::path& path, const std::string& id, const std::string& source,
+                std::uint64_t line, const std::vector<std::string>& kept, pack::shard_sink& sink,
+                pack::read_counts& counts) {
+    ++counts.n_rows;
+    // A list's row names its image in the reason; a file or folder input's reject is the file.
+    const std::string where = source == path.string() ? "" : "'" + path.string() + "': ";
+    auto reject = [&](const std::string& reason) {
+      const auto colon = reason.find(": ");
+      sink.reject({source, line,
+                   colon == std::string::npos ? reason
+                                              : reason.substr(0, colon + 2) + where +
+                                                    reason.substr(colon + 2)});
+      ++counts.n_rejects;
+    };
+    std::error_code ec;
+    const auto status = fs::status(path, ec);
+    if (ec || !fs::exists(status)) return reject("missing: '" + path.string() + "' does not exist");
+    if (!fs::is_regular_file(status))
+      return reject("not_a_file: '" + path.string() + "' is not a regular file");
+    std::string bytes;
+    try {
+      bytes = read_file(path);
+    } catch (const std::exception& e) {
+      return reject(std::string("unreadable: ") + e.what());
+    }
+    image_header h;
+    try {
+      decode(bytes, s_.max_pixels, &h);
+    } catch (const image_reject& r) {
+      return reject(r.reason() + ": " + r.what());
+    }
+    sink.add(id, {h.format, std::to_string(h.width), std::to_string(h.height),
+                  std::to_string(h.channels), std::to_string(h.bit_depth), bytes},
+             kept);
+    ++counts.n_records;
+  }
+
+  // A folder: every regular file below it, in the byte order of their relative paths (the
+  // same library whatever the file system lists first); ids are those relative paths.
+  pack::read_counts read_folder(const std::string& root, pack::shard_sink& sink) {
+    std::vector<std::string> files;
+    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+      if (it->is_directory()) continue;
+      files.push_back(fs::relative(it->path(), root).generic_string());
+    }
+    std::sort(files.begin(), files.end());
+    pack::read_counts counts;
+    for (const auto& rel : files) {
+      const auto path = fs::path(root) / rel;
+      add_file(path, rel, path.string(), 0, {}, sink, counts);
+    }
+    return counts;
+  }
+
+  // A list: rows of a CSV/TSV whose path column names the image, relative to the list's folder
+  // unless absolute; ids from --id-column or the path as written.
+  pack::read_counts read_list(const std::string& list, pack::shard_sink& sink) {
+    pack::reader_options r;
+    if (is_tsv(list)) r.delimiter = '\t';
+    r.smiles_column = s_.path_column.empty() ? default_path_column(list, r.delimiter) : s_.path_column;
+    r.id_column = s_.id_column;
+    r.keep_columns = s_.o.csv.keep_columns;
+    const auto base = fs::path(list).parent_path();
+    pack::read_counts counts;
+    const auto read = pack::read_csv(
+        list, r,
+        [&](pack::compound_record&& rec) {
+          const fs::path p(rec.smiles);
+          const auto id = s_.id_column.empty() ? rec.smiles : rec.id;
+          add_file(p.is_absolute() ? p : base / p, id, list, rec.line, rec.kept, sink, counts);
+        },
+        [&](pack::pack_reject&& rej) {
+          sink.reject(std::move(rej));
+          ++counts.n_rows;
+          ++counts.n_rejects;
+        });
+    counts.n_header_lines = read.n_header_lines;
+    return counts;
+  }
+
+ private:
+  const image_pack_settings& s_;
+};
+
+class image_pack : public pipeline::pack_command {
+ public:
+  void add_options(po::options_description& desc) override {
+    auto& o = s_.o;
+    desc.add_options()("input,i", po::value(&o.inputs)->required()->multitoken(),
+                       "image files (PNG, JPEG, DICOM; told from the content), folders (every "
+                       "file below them) or lists (.csv/.tsv with a path column)")(
+        "out,o", po::value(&o.out_dir)->required(),
+        "library folder to create (must not exist or be empty)")(
+        "resume", po::bool_switch(&o.resume),
+        "continue a pack of the same inputs into --out that did not complete")(
+        "shard-size", cli::in_range(o.shard_records, "shard-size", 1, cli::rows_max),
+        "images per shard")("path-column", po::value(&s_.path_column),
+                            "a list's column naming each image, any case (default: 'path', "
+                            "'file', 'filename', 'image', 'Image Index')")(
+        "id-column", po::value(&s_.id_column),
+        "a list's column holding ids (default: the path as written)")(
+        "keep-columns", po::value(&s_.keep_columns),
+        "a list's columns to carry to the outputs, e.g. 'Finding Labels,Patient ID'")(
+        "max-pixels", cli::in_range(s_.max_pixels, "max-pixels", 1, 1LL << 40),
+        "larger images (width x height, from the header) are rejects, refused before decoding");
+    o.shard_records = 10000;
+  }
+  void check(const po::variables_map&) override {
+    s_.o.csv.keep_columns = cli::split_commas(s_.keep_columns);
+    s_.o.kind_config = json{{"max_pixels", s_.max_pixels},
+                            {"path_column", s_.path_column},
+                            {"id_column", s_.id_column}}
+                           .dump();
+  }
+  std::string run(dist::context& ctx, std::function<bool()> stop_requested) override {
+    s_.o.stop_requested = std::move(stop_requested);
+    image_reader reader(s_);
+    pack::pack_reader k;
+    k.kind = image_library_kind;
+    k.schema = image_shard_schema;
+    k.fields = image_fields();
+    k.fields.insert(k.fields.end(), s_.o.csv.keep_columns.begin(), s_.o.csv.keep_columns.end());
+    k.folders = true;
+    k.check_inputs = [&] {
+      std::vector<std::string> formats;
+      for (const auto& in : s_.o.inputs) {
+        if (fs::is_directory(in)) {
+          formats.push_back("folder");
+        } else if (is_list(in)) {
+          formats.push_back("list");
+        } else {
+          if (!s_.o.csv.keep_columns.empty() || !s_.path_column.empty() || !s_.id_column.empty())
+            throw usage_error("pack images: --path-column, --id-column and --keep-columns are for lists (.csv/.tsv); '" + in + "' is an image");
+          formats.push_back("file");
+        }
+      }
+      if (!s_.o.csv.keep_columns.empty() &&
+          std::count(formats.begin(), formats.end(), "list") != std::ptrdiff_t(formats.size()))
+        throw usage_error("pack images: --keep-columns needs every input to be a list (.csv/.tsv)");
+      return formats;
+    };
+    k.read_input = [&](std::size_t i, const std::string& format, pack::shard_sink& sink) {
+      const auto& in = s_.o.inputs[i];
+      if (format == "folder") return reader.read_folder(in, sink);
+      if (format == "list") return reader.read_list(in, sink);
+      pack::read_counts counts;
+      reader.add_file(in, fs::path(in).lexically_normal().string(), in, 0, {}, sink, counts);
+      return counts;
+    };
+    const auto s = pack::pack_library(ctx, s_.o, k);
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "read %llu files: %llu images packed into %zu shard(s) in %s, %llu pack rejects\n",
+                  static_cast<unsigned long long>(s.n_rows_read),
+                  static_cast<unsigned long long>(s.n_records), s.n_shards, s_.o.out_dir.c_str(),
+                  static_cast<unsigned long long>(s.n_pack_rejects));
+    std::string text = line;
+    if (s.n_pack_rejects)
+      text += "files that could not be packed, with reasons: " + s_.o.out_dir + "/pack_rejects.csv\n";
+    return text;
+  }
+
+ private:
+  image_pack_settings s_;
+};
+
+}  // namespace
+
+const std::vector<std::string>& image_fields() {
+  static const std::vector<std::string> fields = {"id",       "format",    "width", "height",
+                                                  "channels", "bit_depth", "bytes"};
+  return fields;
+}
+
+void register_image_library_kind() {
+  pipeline::register_library_kind(
+      {image_library_kind, image_shard_schema, image_fields(), {"format", "width", "height"},
+       "pack PNG, JPEG and DICOM files, folders or lists (CSV/TSV) into HDF5 shards +\n"
+       "manifest (original bytes kept)",
+       "usage: hpcscreen pack images --input FILE|FOLDER|LIST.csv... --out DIR\n"
+       "       mpirun -np N hpcscreen pack images ... (ranks take whole inputs)",
+       [] { return std::make_unique<image_pack>(); }});
+}
+
+}  // namespace hpcscreen::image

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Images end to end: `pack images` over the generated corpus (every PNG/JPEG/DICOM form the
+workload reads, and hostile files) and `classify` on 1, 2 and 3 ranks. Expected values come from
+tests/image_reference.py (Pillow, pydicom, torchvision) and PyTorch, never from hpcscreen:
+
+- a probe model whose outputs are its input tensor's values: the C++ decode + preprocess must
+  equal the reference exactly (float32), for centre crops and ten crops;
+- the tiny CNN from tools/export_chexnet.py: probabilities equal to PyTorch's on the reference
+  tensors (float tolerance: batch composition may change the last bits);
+- every file is a record or a pack reject with a reason, as index.json expects;
+- 1, 2 and 3 ranks give identical predictions; a run stopped after one chunk and resumed gives
+  the same as one that ran through."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from common import check, e2e_args, finish, mpirun, read_csv, read_json, read_library, run
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+try:
+    import torch
+    import image_reference as ref
+except ImportError as e:  # torchvision/Pillow/pydicom missing: tools/install-deps.sh installs them
+    print(f"skipped: {e}")
+    sys.exit(77)
+
+a = e2e_args()
+hp = a.hpcscreen
+W = a.work
+PY = sys.executable
+
+corpus = os.path.join(W, "corpus")
+run([PY, os.path.join(ROOT, "tests", "make_test_images.py"), "--out", corpus, "--seed", "1"],
+    expect=0)
+index = read_json(os.path.join(corpus, "index.json"))
+by_file = {e["file"]: e for e in index}
+folders = sorted({e["file"].split("/")[0] for e in index})
+
+
+# ---------------------------------------------------------------------------------- models
+class Probe(torch.nn.Module):
+    """Outputs its input: one label per value of the [3, h, w] tensor (of the mean over crops)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def save_probe(path, crop, resize, size):
+    n = 3 * size * size
+    meta = {"contract": "hpcscreen.image/1", "kind": "cnn", "name": "probe",
+            "labels": [f"v{i}" for i in range(n)], "rank_by": "v0",
+            "output": {"values": "probabilities", "activation": "sigmoid"},
+            "preprocess": {"resize": resize, "interpolation": "bilinear", "crop": crop,
+                           "crop_size": size, "color": "rgb", "scale": 255.0,
+                           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+    torch.jit.save(torch.jit.script(Probe()), path, _extra_files={"hpcscreen.json": json.dumps(meta)})
+    return meta
+
+
+probe_center = os.path.join(W, "probe_center.pt")
+probe_ten = os.path.join(W, "probe_ten.pt")
+meta_center = save_probe(probe_center, "center", 13, 11)
+meta_ten = save_probe(probe_ten, "ten", 24, 9)
+tiny = os.path.join(W, "tiny.pt")
+run([PY, os.path.join(ROOT, "tools", "export_chexnet.py"), "--seed", "3", "--small", "--out", tiny],
+    expect=0)
+
+# ------------------------------------------------------------------------------------ pack
+inputs = [os.path.join(corpus, f) for f in folders]
+lib1 = os.path.join(W, "lib1")
+lib3 = os.path.join(W, "lib3")
+r = run([hp, "pack", "images", "--input", *inputs, "--out", lib1, "--shard-size", "16"], expect=0)
+print(r.stdout)
+mpirun(3, [hp, "pack", "images", "--input", *inputs, "--out", lib3, "--shard-size", "16"],
+       threads=None, expect=0)
+manifest, records = read_library(lib1)
+_, records3 = read_library(lib3)
+check(manifest["kind"] == "images", "the library's kind is images")
+check([(r_["id"], r_["bytes"]) for r_ in records] == [(r_["id"], r_["bytes"]) for r_ in records3],
+      "pack under 3 ranks gives the same records as one process")
+
+# Every file is a record (id: its path inside its folder) or a pack reject, as expected.
+packed = {rec["id"]: rec for rec in records}
+rejects = read_csv(os.path.join(lib1, "pack_rejects.csv"))
+ok_files = [e for e in index if e["expect"] == "ok"]
+bad_files = [e for e in index if e["expect"] == "reject"]
+ids_expected = sorted(e["file"].split("/", 1)[1] for e in ok_files)
+check(len(records) + len(rejects) == len(index),
+      f"every file accounted for: {len(records)} records + {len(rejects)} rejects = {len(index)}")
+check(sorted(packed) == ids_expected, "exactly the readable files are records")
+check(all(row["reason"] and ":" in row["reason"] for row in rejects),
+      "every pack reject has a reason code and a detail")
+print("rejects:", *[row["reason"][:110] for row in rejects], sep="\n  ")
+check(len(rejects) == len(bad_files), f"{len(bad_files)} hostile files are the pack rejects")
+check(all((int(packed[e["file"].split("/", 1)[1]]["width"]), int(packed[e["file"].split("/", 1)[1]]["height"]))
+          == (e["width"], e["height"]) for e in ok_files), "width and height as the headers say")
+check(all(open(os.path.join(corpus, e["file"]), "rb").read().decode("utf-8", "surrogateescape")
+          == packed[e["file"].split("/", 1)[1]]["bytes"] for e in ok_files),
+      "each record holds the file's original bytes")
+
+
+# ------------------------------------------------------------------------ exact preprocessing
+def predictions(run_dir):
+    rows = read_csv(os.path.join(run_dir, "predictions.csv"))
+    return {r_["id"]: r_ for r_ in rows}
+
+
+def classify(np_, model, out, *extra, expect=0):
+    return mpirun(np_, [hp, "classify", "--library", lib1, "--model", model, "--out", out,
+                        "--chunk-rows", "8", "--batch-images", "5", "--progress-interval", "0",
+                        *extra], expect=expect)
+
+
+for model, meta, name in ((probe_center, meta_center, "centre"), (probe_ten, meta_ten, "ten")):
+    out = os.path.join(W, f"run_probe_{name}")
+    classify(2, model, out)
+    got = predictions(out)
+    spec = meta["preprocess"]
+    worst, bad = 0.0, []
+    for e in ok_files:
+        rid = e["file"].split("/", 1)[1]
+        t = ref.preprocess(ref.load_8bit(os.path.join(corpus, e["file"])), spec).numpy()
+        if t.ndim == 4:  # ten crops: the model's outputs are averaged over crops
+            t = t.reshape(10, -1).astype(np.float32).sum(0, dtype=np.float32) / np.float32(10)
+        want = t.reshape(-1).astype(np.float32)
+        row = got.get(rid)
+        if row is None:
+            bad.append(rid + " (no prediction)")
+            continue
+        have = np.array([float(row[f"v{i}"]) for i in range(want.size)], np.float32)
+        d = float(np.abs(have - want).max())
+        worst = max(worst, d)
+        if d > (0 if name == "centre" else 2e-6):
+            bad.append(f"{rid} (max |diff| {d:.3g})")
+    check(not bad, f"{name} crops: C++ decode + preprocess equal the Python reference on all "
+                   f"{len(ok_files)} images (max |diff| {worst:.3g}){': ' + ', '.join(bad[:8]) if bad else ''}")
+
+# ------------------------------------------------------------------------------ tiny CNN
+runs = {}
+for np_ in (1, 2, 3):
+    runs[np_] = os.path.join(W, f"run_tiny_np{np_}")
+    classify(np_, tiny, runs[np_], "--top-k", "5", "--rank-by", "Pneumonia", "--rank-by", "Mass")
+base = open(os.path.join(runs[1], "predictions.csv"), "rb").read()
+check(all(open(os.path.join(runs[n], "predictions.csv"), "rb").read() == base for n in (2, 3)),
+      "predictions.csv identical on 1, 2 and 3 ranks")
+check(all(open(os.path.join(runs[n], f), "rb").read() == open(os.path.join(runs[1], f), "rb").read()
+          for n in (2, 3) for f in ("hits.csv", "hits-Mass.csv")),
+      "hit lists identical on 1, 2 and 3 ranks (one per --rank-by)")
+rj = read_json(os.path.join(runs[1], "run.json"))
+check(rj["records_scored"] == len(ok_files) and rj["accounting_ok"], "every image scored, accounting ok")
+extra = {"hpcscreen.json": ""}
+net = torch.jit.load(tiny, _extra_files=extra).eval()
+tmeta = json.loads(extra["hpcscreen.json"])
+got = predictions(runs[1])
+worst = 0.0
+with torch.no_grad():
+    for e in ok_files:
+        rid = e["file"].split("/", 1)[1]
+        x = ref.preprocess(ref.load_8bit(os.path.join(corpus, e["file"])), tmeta["preprocess"])
+        p = net(x.unsqueeze(0) if x.dim() == 3 else x).mean(0).numpy()
+        have = np.array([float(got[rid][l]) for l in tmeta["labels"]])
+        worst = max(worst, float(np.abs(have - p).max()))
+check(worst <= 1e-5, f"tiny CNN: probabilities equal PyTorch's on the reference tensors (max |diff| {worst:.2e})")
+hits = read_csv(os.path.join(runs[1], "hits.csv"))
+order = sorted(got.values(), key=lambda r_: (-float(r_["Pneumonia"]), int(r_["shard"]), int(r_["row"])))[:5]
+check([h["id"] for h in hits] == [r_["id"] for r_ in order], "hits.csv: the top 5 by Pneumonia, ties by record")
+
+# ---------------------------------------------------------------------------- stop, resume
+part = os.path.join(W, "run_resumed")
+r = classify(1, tiny, part, "--max-chunks", "1", expect=75)
+classify(1, tiny, part, "--resume", expect=0)
+check(open(os.path.join(part, "predictions.csv"), "rb").read() == base,
+      "stopped after one chunk and resumed: predictions identical to a run straight through")
+r = classify(1, tiny, part, "--resume", "--top-k", "7", expect=1)
+check("top_k" in r.stderr, "resume with another --top-k is refused, naming it")
+
+# ------------------------------------------------------------------------------- refusals
+r = run([hp, "classify", "--library", lib1, "--model", tiny, "--out", os.path.join(W, "x"),
+         "--precision", "int8"], expect=1)
+check("static quantization" in r.stderr, "--precision int8 on an FP32 CNN says to quantize statically")
+r = run([hp, "classify", "--library", lib1, "--model", tiny, "--out", os.path.join(W, "y"),
+         "--rank-by", "Nope"], expect=2)
+check("not a label" in r.stderr, "an unknown --rank-by label is a usage error")
+finish()
