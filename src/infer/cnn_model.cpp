@@ -122,7 +122,7 @@ cnn_model::cnn_model(const std::string& path, const std::string& precision,
     }
     impl_->module = detail::guarded(
         "model '" + path + "': cannot prepare it for " + precision_name(c.used),
-        [&] { return detail::prepare_module(a.module, c); });
+        [&] { return detail::prepare_module(a.module, c, /*freeze_fp32=*/true); });
   }
   std::vector<float> probe(std::size_t(2) * 3 * probe_h * probe_w, 0.0f);
   for (std::size_t i = 0; i < probe.size(); ++i) probe[i] = float(i % 7) * 0.1f - 0.3f;

@@ -21,10 +21,12 @@ std::string select_quantized_engine();
 //    to the default dtype) becomes bfloat16, so no FP32 tensor mixes in;
 //  - int8: every aten::linear with a constant weight becomes quantized::linear_dynamic with
 //    int8 weights (symmetric, per output channel) and activations quantized per batch.
-// Records the passes and the count of conversions in c. Graph passes for FP32 follow the
+// Records the passes and the count of conversions in c. With freeze_fp32 an FP32 model is frozen
+// too (CNNs: batch norms fold into convolutions). Graph passes for FP32 follow the
 // defaults in graph_passes.cpp, or HPCSCREEN_GRAPH_PASSES (benchmarks only: "none" or a comma
 // list of freeze, optimize).
-torch::jit::Module prepare_module(torch::jit::Module m, precision_choice& c);
+torch::jit::Module prepare_module(torch::jit::Module m, precision_choice& c,
+                                  bool freeze_fp32 = false);
 
 // A model's output back to float32 for the pipeline, whatever it ran at.
 inline at::Tensor to_float32(const at::Tensor& t, const precision_choice& c) {

@@ -177,10 +177,11 @@ def main():
     p.add_argument("--pack-rows", type=int, default=10_000_000, help="rows of the synthetic Enamine file for the pack section")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes, no results file: checks the harness runs")
-    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision,featurizers,cache")
+    p.add_argument("--sections", default="stage,screen,split,python,scaling,memory,lengths,annotate,embeddings,tier,models,pack,precision,featurizers,cache,images")
     p.add_argument("--embedding-proteins", type=int, default=400, help="proteins for the embeddings section")
     p.add_argument("--featurizer-records", type=int, default=200_000, help="compounds for the featurizers section")
     p.add_argument("--cache-records", type=int, default=1_000_000, help="compounds for the feature-cache section")
+    p.add_argument("--images", type=int, default=96, help="1024 x 1024 grey PNGs for the images section")
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     b = Bench(a)
@@ -418,6 +419,9 @@ def main():
     if "cache" in sections:
         cache_section(a, b, gnn, cores)
 
+    if "images" in sections:
+        images_section(a, b, cores)
+
     if not a.smoke:
         print(f"{len(b.rows)} rows appended to {a.out}")
 
@@ -583,6 +587,68 @@ def precision_section(a, b, lib, gnn, cores):
                   {"tokens_per_s": rate, "vs_fp32": rate / base, "model_gflops": gflops,
                    "fraction_of_fp32_matmul_all_cores": gflops / mm["matmul_gflops_all_cores"],
                    "ran": rj["annotate"]["precision"]["used"], "graph_passes": rj["annotate"]["precision"]["graph_passes"]})
+
+
+
+def images_section(a, b, cores):
+    """CheXNet-class classification (DenseNet-121 at 224, 14 sigmoid labels, random weights) of
+    1024 x 1024 8-bit grey PNGs: hpcscreen classify (1 rank x all cores) at FP32, BF16 and the
+    statically quantized INT8 model (tools/quantize_image_model.py, calibrated on 16 of the
+    images) against the Python script a user would write (tools/bench/python_image_baseline.py:
+    torchvision DataLoader, PIL, two workers, the same TorchScript file), in the same run. Each
+    precision's agreement with FP32: per-label max |dp| and the overlap of the top quarter by
+    Pneumonia (top 100 when there are 400 images or more)."""
+    import csv
+    import numpy as np
+    from PIL import Image
+    n = 8 if a.smoke else a.images
+    folder = os.path.join(a.work, f"xray{n}")
+    if not os.path.exists(folder):
+        os.makedirs(folder)
+        rng = np.random.default_rng(0)
+        y, x = np.mgrid[0:1024, 0:1024]
+        for i in range(n):  # smooth structure + noise: compresses like a radiograph, not like noise
+            img = 128 + 60 * np.sin(x / (40 + i % 17)) * np.cos(y / (55 + i % 13)) + rng.normal(0, 12, (1024, 1024))
+            Image.fromarray(img.clip(0, 255).astype(np.uint8), "L").save(os.path.join(folder, f"{i:06d}.png"))
+    lib = os.path.join(a.work, f"xray{n}-lib")
+    if not os.path.exists(lib):
+        sh([b.hpcscreen, "pack", "images", "--input", folder, "--out", lib])
+    fp32 = os.path.join(a.work, "densenet121-seed0.pt")
+    int8 = os.path.join(a.work, "densenet121-seed0-int8.pt")
+    if not os.path.exists(fp32):
+        sh([PY, os.path.join(ROOT, "tools", "export_chexnet.py"), "--seed", "0", "--out", fp32])
+    if not os.path.exists(int8):
+        sh([PY, os.path.join(ROOT, "tools", "quantize_image_model.py"), "--seed", "0", "--calibrate", folder,
+            "--n", str(min(n, 16)), "--out", int8])
+    py = json.loads(sh([PY, os.path.join(HERE, "python_image_baseline.py"), folder, fp32, "--workers", "2",
+                        "--batch", "16", "--threads", str(cores)]).stdout)
+    runs = {}
+    for prec, model in (("fp32", fp32), ("bf16", fp32), ("int8", int8)):
+        out = os.path.join(a.work, f"images-{prec}")
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.time()
+        r = subprocess.run([b.hpcscreen, "classify", "--library", lib, "--model", model, "--out", out, "--threads",
+                            str(cores), "--precision", prec, "--progress-interval", "0"], capture_output=True, text=True, env=ENV)
+        if r.returncode != 0:
+            b.row("images", {"precision": prec}, {"refused": r.stderr.strip()[-300:]})
+            continue
+        rj = json.load(open(os.path.join(out, "run.json")))
+        with open(os.path.join(out, "predictions.csv")) as f:
+            rows = list(csv.DictReader(f))
+        runs[prec] = (rj, rows, time.time() - t0)
+    base = runs.get("fp32")
+    labels = json.load(open(os.path.join(a.work, "images-fp32", "run.json")))["classify"]["model"]["labels"] if base else []
+    k = min(100, max(1, n // 4)) if n < 400 else 100
+    for prec, (rj, rows, outer) in runs.items():
+        rate = rj["records_scored"] / rj["wall_time_s"]
+        d = max(abs(float(x[l]) - float(y[l])) for x, y in zip(rows, base[1]) for l in labels)
+        top = lambda rs: {r_["id"] for r_ in sorted(rs, key=lambda r_: -float(r_["Pneumonia"]))[:k]}
+        b.row("images", {"images": n, "size": "1024x1024 grey PNG", "model": "densenet121 (random weights)", "crop": "center 224",
+                         "ranks": 1, "threads": cores, "precision": prec, "python": "DataLoader, 2 workers, batch 16"},
+              {"images_per_s": rate, "images_per_s_outer": rj["records_scored"] / outer, "python_images_per_s": py["images_per_s"],
+               "vs_python": rate / py["images_per_s"], "vs_fp32": rate / (base[0]["records_scored"] / base[0]["wall_time_s"]),
+               "max_abs_dp_vs_fp32": d, f"top{k}_overlap_vs_fp32": len(top(rows) & top(base[1])) / k,
+               "ran": rj["classify"]["precision"].get("used"), "graph_passes": rj["classify"]["precision"].get("graph_passes")})
 
 
 if __name__ == "__main__":
