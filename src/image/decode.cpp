@@ -442,6 +442,39 @@ image_u8 decode(std::string_view bytes, std::uint64_t max_pixels, image_header* 
   return decode_dicom(bytes, max_pixels, header);
 }
 
+std::string encode_png(const image_u8& img) {
+  png_image out{};
+  out.version = PNG_IMAGE_VERSION;
+  out.width = img.width;
+  out.height = img.height;
+  out.format = img.channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  png_alloc_size_t size = 0;
+  if (!png_image_write_to_memory(&out, nullptr, &size, 0, img.pixels.data(), 0, nullptr))
+    throw image_reject("corrupt", std::string("PNG encoding failed: ") + out.message);
+  std::string bytes(size, '\0');
+  if (!png_image_write_to_memory(&out, bytes.data(), &size, 0, img.pixels.data(), 0, nullptr))
+    throw image_reject("corrupt", std::string("PNG encoding failed: ") + out.message);
+  bytes.resize(size);
+  return bytes;
+}
+
+std::string base64(std::string_view bytes) {
+  static const char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::uint32_t b0 = std::uint8_t(bytes[i]);
+    const std::uint32_t b1 = i + 1 < bytes.size() ? std::uint8_t(bytes[i + 1]) : 0;
+    const std::uint32_t b2 = i + 2 < bytes.size() ? std::uint8_t(bytes[i + 2]) : 0;
+    const std::uint32_t v = (b0 << 16) | (b1 << 8) | b2;
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? table[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? table[v & 63] : '=';
+  }
+  return out;
+}
+
 std::string decoder_versions() {
   return std::string("libpng ") + png_get_libpng_ver(nullptr) + ", libjpeg-turbo " +
          std::to_string(LIBJPEG_TURBO_VERSION_NUMBER) + ", GDCM " + gdcm::Version::GetVersion();

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -16,6 +17,8 @@
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/image/decode.hpp"
 #include "hpcscreen/image/image.hpp"
+#include "hpcscreen/image/preprocess.hpp"
+#include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pack/compound_readers.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
@@ -254,6 +257,27 @@ class image_pack : public pipeline::pack_command {
   image_pack_settings s_;
 };
 
+// report.html's picture of a hit: the image from its shard, its longer side scaled to 128 pixels
+// (Pillow's bilinear), as an <img> with a PNG data: URI.
+std::string thumbnail_html(const std::map<std::string, std::string>& hit, const std::string& library_dir) {
+  const auto shard = hit.find("shard"), row = hit.find("row");
+  if (shard == hit.end() || row == hit.end() || library_dir.empty()) return "";
+  // The shard named by hits.csv must be a file of this library, not a path elsewhere.
+  if (shard->second.find('/') != std::string::npos || shard->second.find("..") != std::string::npos)
+    return "";
+  const auto r = std::stoull(row->second);
+  io::shard_reader reader((fs::path(library_dir) / shard->second).string(), image_shard_schema,
+                          image_fields());
+  const auto bytes = reader.read("bytes", r, r + 1);
+  const auto img = decode(bytes[0]);
+  const double scale = 128.0 / std::max(img.width, img.height);
+  const auto h = std::max<std::uint32_t>(1, std::uint32_t(img.height * std::min(1.0, scale) + 0.5));
+  const auto w = std::max<std::uint32_t>(1, std::uint32_t(img.width * std::min(1.0, scale) + 0.5));
+  const auto small = resize_bilinear(img, h, w);
+  return "<img alt=\"image\" width=\"" + std::to_string(w) + "\" height=\"" + std::to_string(h) +
+         "\" src=\"data:image/png;base64," + base64(encode_png(small)) + "\">";
+}
+
 }  // namespace
 
 const std::vector<std::string>& image_fields() {
@@ -269,7 +293,7 @@ void register_image_library_kind() {
        "manifest (original bytes kept)",
        "usage: hpcscreen pack images --input FILE|FOLDER|LIST.csv... --out DIR\n"
        "       mpirun -np N hpcscreen pack images ... (ranks take whole inputs)",
-       [] { return std::make_unique<image_pack>(); }});
+       [] { return std::make_unique<image_pack>(); }, thumbnail_html});
 }
 
 }  // namespace hpcscreen::image

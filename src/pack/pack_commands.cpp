@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 
+#include "hpcscreen/chem/depict.hpp"
 #include "hpcscreen/core/cli.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/io/shard.hpp"
@@ -111,7 +112,11 @@ void register_text_library_kinds() {
        "       mpirun -np N hpcscreen pack compounds --input FILE... --out DIR\n"
        "       (under MPI every rank packs whole input files; the library is the\n"
        "       same for any rank count)",
-       [] { return std::make_unique<compound_pack>(); }});
+       [] { return std::make_unique<compound_pack>(); },
+       [](const std::map<std::string, std::string>& hit, const std::string&) {
+         const auto smiles = hit.find("smiles");
+         return smiles == hit.end() ? std::string() : chem::smiles_to_svg(smiles->second, 220, 160);
+       }});
   pipeline::register_library_kind(
       {"proteins", io::protein_shard_schema, io::protein_fields, {"description"},
        "pack FASTA (plain or compressed) into HDF5 shards + manifest",

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "hpcscreen/chem/depict.hpp"
+#include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
@@ -358,23 +358,39 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   h << "</table>\n";
 
   const auto hits = read_csv_rows((fs::path(run_dir) / "hits.csv").string());
-  // Structures are drawn when the hit list has a SMILES column, wherever it is.
-  std::size_t smiles_column = hits.empty() ? 0 : hits[0].size();
-  for (std::size_t k = 0; !hits.empty() && k < hits[0].size(); ++k)
-    if (hits[0][k] == "smiles") smiles_column = k;
-  const bool compounds = !hits.empty() && smiles_column < hits[0].size();
+  // Each hit is drawn by its library kind (a structure, a thumbnail), when the kind can.
+  const pipeline::library_kind* kind = nullptr;
+  for (const auto& k : pipeline::library_kinds()) {
+    if (k.name == r.value("library_kind", std::string()) && k.depict) kind = &k;
+  }
+  // Runs from before library kinds drew their hits: a SMILES column means compounds.
+  if (!kind && !hits.empty() &&
+      std::find(hits[0].begin(), hits[0].end(), "smiles") != hits[0].end()) {
+    for (const auto& k : pipeline::library_kinds()) {
+      if (k.name == "compounds" && k.depict) kind = &k;
+    }
+  }
+  const auto library_dir =
+      r.contains("library") ? r["library"].value("path", std::string()) : std::string();
   if (!hits.empty()) {
     h << "<h2>Top hits</h2><table id=\"hits\"><tr>";
-    if (compounds) h << "<th>structure</th>";
+    if (kind) h << "<th>" << (kind->name == "compounds" ? "structure" : "picture") << "</th>";
     for (const auto& c : hits[0]) h << "<th>" << escape(c) << "</th>";
     h << "</tr>\n";
     for (std::size_t i = 1; i < hits.size() && i <= options.max_hits; ++i) {
       h << "<tr class=\"hit\">";
-      if (compounds)
-        h << "<td class=\"mol\">"
-          << (smiles_column < hits[i].size() ? chem::smiles_to_svg(hits[i][smiles_column], 220, 160)
-                                             : std::string())
-          << "</td>";
+      if (kind) {
+        std::map<std::string, std::string> hit;
+        for (std::size_t k = 0; k < hits[0].size() && k < hits[i].size(); ++k)
+          hit[hits[0][k]] = hits[i][k];
+        std::string picture;
+        try {
+          picture = kind->depict(hit, library_dir);
+        } catch (const std::exception& e) {
+          picture = "<span class=\"note\">" + escape(e.what()) + "</span>";
+        }
+        h << "<td class=\"mol\">" << picture << "</td>";
+      }
       for (const auto& c : hits[i]) h << "<td>" << escape(c) << "</td>";
       h << "</tr>\n";
     }

@@ -172,6 +172,21 @@ hits = read_csv(os.path.join(runs[1], "hits.csv"))
 order = sorted(got.values(), key=lambda r_: (-float(r_["Pneumonia"]), int(r_["shard"]), int(r_["row"])))[:5]
 check([h["id"] for h in hits] == [r_["id"] for r_ in order], "hits.csv: the top 5 by Pneumonia, ties by record")
 
+html = open(os.path.join(runs[1], "report.html")).read()
+check(html.count('src="data:image/png;base64,') == 5, "report.html shows each of the 5 hits as a PNG thumbnail")
+check("<script" not in html.split("<h2>Top hits</h2>")[1].split("</table>")[0], "no script in the hits table")
+
+# Rejected at decode time in the run: a limit the images pass at pack but not here.
+small = os.path.join(W, "run_small_limit")
+classify(1, tiny, small, "--max-pixels", "2000")
+rj = read_json(os.path.join(small, "run.json"))
+big = [e for e in ok_files if e["width"] * e["height"] > 2000]
+rejected = read_csv(os.path.join(small, "rejects.csv"))
+check(rj["records_rejected"] == len(big) and rj["records_scored"] == len(ok_files) - len(big)
+      and rj["accounting_ok"], f"--max-pixels 2000: the {len(big)} larger images are rejected in the run, the rest scored")
+check(all(r_["reason"].startswith("too_many_pixels:") for r_ in rejected) and len(rejected) == len(big),
+      "each is in rejects.csv with too_many_pixels")
+
 # ---------------------------------------------------------------------------- stop, resume
 part = os.path.join(W, "run_resumed")
 r = classify(1, tiny, part, "--max-chunks", "1", expect=75)

@@ -48,6 +48,11 @@ std::string sniff_format(std::string_view bytes);
 image_u8 decode(std::string_view bytes, std::uint64_t max_pixels = default_max_pixels,
                 image_header* header = nullptr);
 
+// An 8-bit image as a PNG file (libpng), for thumbnails.
+std::string encode_png(const image_u8& img);
+// RFC 4648 base64, for data: URIs.
+std::string base64(std::string_view bytes);
+
 // Versions of the decoders, for run.json.
 std::string decoder_versions();
 

@@ -6,6 +6,7 @@
 #include <boost/program_options.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ struct library_kind {
   std::string summary;                  // one line for 'hpcscreen --help'
   std::string pack_usage;               // usage lines of 'hpcscreen pack NAME'
   std::function<std::unique_ptr<pack_command>()> pack;
+  // report.html's picture of a hit (inline SVG or <img> with a data: URI; never script), from
+  // its hits.csv columns (name → value) and the library folder. Unset: hits have no picture.
+  std::function<std::string(const std::map<std::string, std::string>& hit,
+                            const std::string& library_dir)>
+      depict;
 };
 
 // A run command's workload-specific half: its options, checked once parsed, and the workload
