@@ -270,6 +270,7 @@ void classify_job::infer_batch(std::size_t b) {
   const std::size_t per_crop = std::size_t(3) * h * wd;
   const bool logits = model.metadata().values == "logits";
   const bool softmax = model.metadata().activation == "softmax";
+  const bool raw_scores = model.metadata().values == "scores";
   const auto [first, last] = batches_[b];
   std::vector<float> input;
   auto run = [&](std::size_t begin, std::size_t end) {
@@ -300,6 +301,18 @@ void classify_job::infer_batch(std::size_t b) {
       }
       if (n_crops > 1) {
         for (std::size_t l = 0; l < n_labels; ++l) dst[l] /= float(n_crops);
+      }
+      // A model that says it gives probabilities must: anything outside [0, 1] (NaN is left to
+      // the host's non-finite check) is a reject, never written as a probability.
+      for (std::size_t l = 0; l < n_labels && !raw_scores; ++l) {
+        if (dst[l] < 0.0f || dst[l] > 1.0f) {
+          std::lock_guard<std::mutex> lock(reject_mutex_);
+          rejects_[row] = {"infer", "not_a_probability",
+                           "label '" + model.metadata().labels[l] + "' is " + format_value(dst[l]) +
+                               ", outside [0, 1] (hpcscreen.json says output.values " +
+                               model.metadata().values + ")"};
+          break;
+        }
       }
       inferred_[row] = 1;
     }

@@ -5,6 +5,7 @@
 #include "hpcscreen/image/decode.hpp"
 
 #include <csetjmp>
+#include <csignal>
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
@@ -12,7 +13,9 @@
 #include <algorithm>
 #include <sstream>
 
+#include <gdcmAttribute.h>
 #include <gdcmImageReader.h>
+#include <gdcmReader.h>
 #include <gdcmTrace.h>
 #include <gdcmVersion.h>
 #include <jpeglib.h>
@@ -265,7 +268,110 @@ std::size_t native_pixel_bytes_in_file(std::string_view bytes, const gdcm::Trans
   return bytes.size() < at + header ? 0 : bytes.size() - at - header;
 }
 
+// --- GDCM on hostile files. Debian's GDCM keeps its assertions, and some malformed files make
+// it divide by zero or read out of bounds. While a thread decodes a DICOM file, an assertion
+// (our __assert_fail below replaces glibc's for the process) or SIGFPE/SIGSEGV/SIGBUS jumps back
+// to the decode, which rejects the file; what GDCM had allocated for it is leaked (a few times
+// the file's size). Anywhere else both behave as before: message and abort, or the default
+// action of the signal.
+thread_local sigjmp_buf* gdcm_escape = nullptr;
+thread_local const char* gdcm_failure = nullptr;
+
+void on_fault(int sig) {
+  if (gdcm_escape) {
+    gdcm_failure = sig == SIGFPE ? "an arithmetic fault" : "an invalid memory access";
+    siglongjmp(*gdcm_escape, 1);
+  }
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void install_fault_handlers() {
+  static const bool installed = [] {
+    for (int sig : {SIGFPE, SIGSEGV, SIGBUS}) {
+      struct sigaction sa {};
+      sa.sa_handler = on_fault;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_NODEFER;
+      sigaction(sig, &sa, nullptr);
+    }
+    return true;
+  }();
+  (void)installed;
+}
+
+// The declared lengths of the last PixelData element (and of its fragments when encapsulated)
+// must fit in the file: GDCM allocates what a length field claims before reading it.
+void check_pixel_data_lengths(std::string_view bytes) {
+  for (const bool big : {false, true}) {
+    const std::string_view tag = big ? std::string_view("\x7f\xe0\x00\x10", 4)
+                                     : std::string_view("\xe0\x7f\x10\x00", 4);
+    const auto at = bytes.rfind(tag);
+    if (at == std::string_view::npos) continue;
+    auto u32 = [&](std::size_t p) -> std::uint64_t {
+      if (p + 4 > bytes.size()) return UINT64_MAX;
+      const auto* u = reinterpret_cast<const unsigned char*>(bytes.data() + p);
+      return big ? (std::uint64_t(u[0]) << 24 | u[1] << 16 | u[2] << 8 | u[3])
+                 : (std::uint64_t(u[3]) << 24 | u[2] << 16 | u[1] << 8 | u[0]);
+    };
+    const auto vr = bytes.substr(at + 4, 2);
+    const bool explicit_vr = vr == "OB" || vr == "OW";
+    const std::size_t value = at + (explicit_vr ? 12 : 8);
+    const auto length = u32(at + (explicit_vr ? 8 : 4));
+    if (length == UINT64_MAX) dicom_reject("truncated", "the file ends inside the PixelData header");
+    if (length != 0xffffffffu) {
+      if (value + length > bytes.size() + 1)  // (an odd length padded by one byte is tolerated)
+        dicom_reject("truncated", "PixelData says " + std::to_string(length) + " bytes, the file holds " +
+                                      std::to_string(bytes.size() - std::min(bytes.size(), value)));
+      return;
+    }
+    // Encapsulated: items (FFFE,E000) with their lengths, up to the delimiter (FFFE,E0DD).
+    for (std::size_t p = value; p + 8 <= bytes.size();) {
+      const auto item_tag = u32(p);
+      const auto item_length = u32(p + 4);
+      const bool item = big ? item_tag == 0xfffee000u : item_tag == 0xe000fffeu;
+      if (!item) return;  // the delimiter, or something GDCM will judge
+      if (item_length == 0xffffffffu || p + 8 + item_length > bytes.size())
+        dicom_reject("truncated", "a PixelData fragment says " + std::to_string(item_length) +
+                                      " bytes, more than the file holds");
+      p += 8 + item_length;
+    }
+    return;
+  }
+}
+
+// A required attribute (US) of the image pixel module; throws a reject when absent.
+template <std::uint16_t G, std::uint16_t E>
+unsigned required_us(const gdcm::DataSet& ds, const char* name) {
+  if (!ds.FindDataElement(gdcm::Tag(G, E)) || ds.GetDataElement(gdcm::Tag(G, E)).IsEmpty())
+    dicom_reject("unsupported", std::string("the required attribute ") + name + " is missing");
+  gdcm::Attribute<G, E> a;
+  a.SetFromDataSet(ds);
+  return a.GetValue();
+}
+
+image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels,
+                                image_header* header);
+
 image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
+  check_pixel_data_lengths(bytes);
+  install_fault_handlers();
+  sigjmp_buf escape;
+  struct guard {
+    sigjmp_buf* previous;
+    ~guard() { gdcm_escape = previous; }
+  } restore{gdcm_escape};
+  if (sigsetjmp(escape, 1) != 0) {
+    gdcm_escape = restore.previous;
+    throw image_reject("corrupt", std::string("DICOM: GDCM could not read the file (") +
+                                      (gdcm_failure ? gdcm_failure : "it gave up") + ")");
+  }
+  gdcm_escape = &escape;
+  return decode_dicom_unguarded(bytes, max_pixels, header);
+}
+
+image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels,
+                                image_header* header) {
   static const bool quiet = [] {
     gdcm::Trace::WarningOff();
     gdcm::Trace::ErrorOff();
@@ -273,39 +379,70 @@ image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_he
     return true;
   }();
   (void)quiet;
+  // The attributes first, from a plain read: GDCM's image reader asserts on some it dislikes.
+  auto* plain_in = new std::istringstream(std::string(bytes));  // leaked only if GDCM faults
+  auto* plain = new gdcm::Reader;
+  plain->SetStream(*plain_in);
+  const bool parsed = plain->Read();
+  const gdcm::DataSet& header_ds = plain->GetFile().GetDataSet();
+  const bool has_pixels = header_ds.FindDataElement(gdcm::Tag(0x7fe0, 0x0010));
+  unsigned a_rows = 0, a_cols = 0, a_samples = 0, a_allocated = 0, a_stored = 0, a_high = 0, a_rep = 0;
+  std::string a_photometric;
+  auto cleanup = [&] {
+    delete plain;
+    delete plain_in;
+  };
+  try {
+    if (!has_pixels) dicom_reject(parsed ? "unsupported" : "corrupt", "no PixelData");
+    if (!parsed) dicom_reject("truncated", "the file could not be read whole (truncated or damaged)");
+    a_rows = required_us<0x0028, 0x0010>(header_ds, "Rows");
+    a_cols = required_us<0x0028, 0x0011>(header_ds, "Columns");
+    a_samples = required_us<0x0028, 0x0002>(header_ds, "SamplesPerPixel");
+    a_allocated = required_us<0x0028, 0x0100>(header_ds, "BitsAllocated");
+    a_stored = required_us<0x0028, 0x0101>(header_ds, "BitsStored");
+    a_high = required_us<0x0028, 0x0102>(header_ds, "HighBit");
+    a_rep = required_us<0x0028, 0x0103>(header_ds, "PixelRepresentation");
+    a_photometric = element_text(header_ds, gdcm::Tag(0x0028, 0x0004));
+    if (a_photometric.empty()) dicom_reject("unsupported", "the required attribute PhotometricInterpretation is missing");
+    if (header) *header = {"dicom", a_cols, a_rows, int(a_samples), int(a_stored)};
+    check_pixels(a_cols, a_rows, max_pixels, "DICOM");
+    if (a_allocated != 8 && a_allocated != 16)
+      dicom_reject("unsupported", "BitsAllocated " + std::to_string(a_allocated) + " (8 or 16 read)");
+    if (a_stored < 1 || a_stored > a_allocated || a_high != a_stored - 1)
+      dicom_reject("unsupported", "BitsStored " + std::to_string(a_stored) + " with BitsAllocated " +
+                                      std::to_string(a_allocated) + " and HighBit " +
+                                      std::to_string(a_high) + " (HighBit must be BitsStored - 1)");
+    if (a_rep > 1) dicom_reject("unsupported", "PixelRepresentation " + std::to_string(a_rep));
+    if (a_samples != 1 && a_samples != 3)
+      dicom_reject("unsupported", std::to_string(a_samples) + " samples per pixel (1 or 3 read)");
+    if (a_samples == 1 && a_photometric != "MONOCHROME1" && a_photometric != "MONOCHROME2")
+      dicom_reject("unsupported", "photometric interpretation '" + a_photometric + "' with 1 sample");
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();
+
   std::istringstream in{std::string(bytes)};
   gdcm::ImageReader reader;
   reader.SetStream(in);
   const bool read = reader.Read();
   const auto& ds = reader.GetFile().GetDataSet();
-  if (!ds.FindDataElement(gdcm::Tag(0x7fe0, 0x0010))) {
-    dicom_reject(read ? "unsupported" : "corrupt", "no PixelData");
-  }
   if (!read) dicom_reject("truncated", "the file could not be read whole (truncated or damaged)");
   const auto& im = reader.GetImage();
-  const auto& pf = im.GetPixelFormat();
-  const unsigned cols = im.GetColumns(), rows = im.GetRows();
-  const int samples = pf.GetSamplesPerPixel();
-  const int allocated = pf.GetBitsAllocated(), stored = pf.GetBitsStored();
-  if (header) *header = {"dicom", cols, rows, samples, stored};
+  const unsigned cols = a_cols, rows = a_rows;
+  const int samples = int(a_samples);
+  const int allocated = int(a_allocated), stored = int(a_stored);
+  const bool is_signed = a_rep == 1;
   const auto frames_text = element_text(ds, gdcm::Tag(0x0028, 0x0008));
   if (!frames_text.empty() && std::atoi(frames_text.c_str()) != 1)
     dicom_reject("unsupported", frames_text + " frames; only single-frame images are read");
-  check_pixels(cols, rows, max_pixels, "DICOM");
-  if (allocated != 8 && allocated != 16)
-    dicom_reject("unsupported", "BitsAllocated " + std::to_string(allocated) + " (8 or 16 read)");
-  if (stored < 1 || stored > allocated || pf.GetHighBit() != stored - 1)
-    dicom_reject("unsupported", "BitsStored " + std::to_string(stored) + " / HighBit " +
-                                    std::to_string(pf.GetHighBit()));
   if (ds.FindDataElement(gdcm::Tag(0x0028, 0x3000)))
     dicom_reject("unsupported", "a Modality LUT Sequence");
-  const auto photometric = element_text(ds, gdcm::Tag(0x0028, 0x0004));
+  const auto& photometric = a_photometric;
   const auto& ts = im.GetTransferSyntax();
   const bool jpeg_lossy = is_jpeg_lossy(ts);
-  if (samples == 1) {
-    if (photometric != "MONOCHROME1" && photometric != "MONOCHROME2")
-      dicom_reject("unsupported", "photometric interpretation '" + photometric + "' with 1 sample");
-  } else if (samples == 3) {
+  if (samples == 3) {
     const bool ok = allocated == 8 &&
                     (photometric == "RGB" ||
                      (jpeg_lossy && (photometric == "YBR_FULL_422" || photometric == "YBR_FULL")));
@@ -313,8 +450,6 @@ image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_he
       dicom_reject("unsupported", "colour as '" + photometric + "' with " +
                                       std::to_string(allocated) + " bits (8-bit RGB read)");
     }
-  } else {
-    dicom_reject("unsupported", std::to_string(samples) + " samples per pixel");
   }
   const auto voi_function = element_text(ds, gdcm::Tag(0x0028, 0x1056));
   if (!voi_function.empty() && voi_function != "LINEAR")
@@ -374,12 +509,13 @@ image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_he
   }
 
   // Stored values: the low BitsStored bits, two's complement when PixelRepresentation is 1.
-  const bool is_signed = pf.GetPixelRepresentation() == 1;
   const std::uint32_t mask = stored >= 32 ? 0xffffffffu : ((1u << stored) - 1u);
   std::vector<double> x(n);
   double slope = 1, intercept = 0;
   const bool rescale = first_decimal(ds, gdcm::Tag(0x0028, 0x1053), slope) &
                        first_decimal(ds, gdcm::Tag(0x0028, 0x1052), intercept);
+  if (rescale && !(std::isfinite(slope) && std::isfinite(intercept)))
+    dicom_reject("unsupported", "RescaleSlope/RescaleIntercept not finite");
   for (std::size_t i = 0; i < n; ++i) {
     std::uint32_t v = allocated == 8
                           ? std::uint8_t(buffer[i])
@@ -393,6 +529,8 @@ image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_he
   double c = 0, w = 0;
   const bool window = first_decimal(ds, gdcm::Tag(0x0028, 0x1050), c) &
                       first_decimal(ds, gdcm::Tag(0x0028, 0x1051), w);
+  if (window && !(std::isfinite(c) && std::isfinite(w)))
+    dicom_reject("unsupported", "WindowCenter/WindowWidth not finite");
   if (window && w < 1) dicom_reject("unsupported", "WindowWidth " + std::to_string(w) + " below 1");
   double lo = 0, hi = 0;
   if (!window) {
@@ -481,3 +619,17 @@ std::string decoder_versions() {
 }
 
 }  // namespace hpcscreen::image
+
+// glibc's assertion failure, replaced for the process so that an assertion inside GDCM while a
+// thread decodes a DICOM file rejects that file instead of aborting the run (see on_fault).
+// Anywhere else: glibc's message, then abort().
+extern "C" [[noreturn]] void __assert_fail(const char* assertion, const char* file, unsigned int line,
+                                          const char* function) noexcept {
+  if (hpcscreen::image::gdcm_escape) {
+    hpcscreen::image::gdcm_failure = "an internal assertion failed";
+    siglongjmp(*hpcscreen::image::gdcm_escape, 1);
+  }
+  std::fprintf(stderr, "%s:%u: %s: Assertion `%s' failed.\n", file, line,
+               function ? function : "?", assertion);
+  std::abort();
+}

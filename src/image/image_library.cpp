@@ -54,19 +54,31 @@ bool is_tsv(const std::string& path) {
   return ext == ".tsv";
 }
 
-// The first header column, any case, that commonly names an image's file.
-std::string default_path_column(const std::string& list, char delimiter) {
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+// A list's header row: its column names (a UTF-8 byte-order mark skipped).
+std::vector<std::string> list_header(const std::string& list, char delimiter) {
   std::ifstream in(list, std::ios::binary);
   std::string header;
   std::getline(in, header);
+  if (header.compare(0, 3, "\xEF\xBB\xBF") == 0) header.erase(0, 3);
   if (!header.empty() && header.back() == '\r') header.pop_back();
   std::vector<std::string> names;
   pack::split_csv_record(header, delimiter, names);
-  auto lower = [](std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s;
-  };
+  return names;
+}
+
+bool has_column(const std::vector<std::string>& names, const std::string& want) {
+  return std::any_of(names.begin(), names.end(), [&](const std::string& n) { return lower(n) == lower(want); });
+}
+
+// The first header column, any case, that commonly names an image's file.
+std::string default_path_column(const std::string& list, char delimiter) {
+  const auto names = list_header(list, delimiter);
   for (const char* want : {"path", "file", "filename", "file_name", "image", "image index",
                            "image_path", "dicom_path"}) {
     for (const auto& n : names) {
@@ -75,6 +87,24 @@ std::string default_path_column(const std::string& list, char delimiter) {
   }
   throw usage_error("pack images: list '" + list + "' has no column naming the images (looked for "
                     "path, file, filename, image, Image Index, ...); name it with --path-column");
+}
+
+// Before anything is written: the columns a list must have.
+void check_list_columns(const std::string& list, const std::string& path_column,
+                        const std::string& id_column, const std::vector<std::string>& keep) {
+  const char delimiter = is_tsv(list) ? '\t' : ',';
+  const auto names = list_header(list, delimiter);
+  if (path_column.empty()) {
+    default_path_column(list, delimiter);
+  } else if (!has_column(names, path_column)) {
+    throw usage_error("pack images: list '" + list + "' has no column '" + path_column + "' (--path-column)");
+  }
+  if (!id_column.empty() && !has_column(names, id_column))
+    throw usage_error("pack images: list '" + list + "' has no column '" + id_column + "' (--id-column)");
+  for (const auto& k : keep) {
+    if (!has_column(names, k))
+      throw usage_error("pack images: list '" + list + "' has no column '" + k + "' (--keep-columns)");
+  }
 }
 
 std::string read_file(const fs::path& path) {
@@ -97,6 +127,11 @@ class image_reader {
     ++counts.n_rows;
     // A list's row names its image in the reason; a file or folder input's reject is the file.
     const std::string where = source == path.string() ? "" : "'" + path.string() + "': ";
+    if (path.filename().empty()) {  // an empty path cell, or one naming a folder
+      sink.reject({source, line, "not_a_file: the row names no file ('" + path.string() + "')"});
+      ++counts.n_rejects;
+      return;
+    }
     auto reject = [&](const std::string& reason) {
       const auto colon = reason.find(": ");
       sink.reject({source, line,
@@ -107,9 +142,8 @@ class image_reader {
     };
     std::error_code ec;
     const auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status)) return reject("missing: '" + path.string() + "' does not exist");
-    if (!fs::is_regular_file(status))
-      return reject("not_a_file: '" + path.string() + "' is not a regular file");
+    if (ec || !fs::exists(status)) return reject("missing: the file does not exist");
+    if (!fs::is_regular_file(status)) return reject("not_a_file: not a regular file");
     std::string bytes;
     try {
       bytes = read_file(path);
@@ -131,13 +165,24 @@ class image_reader {
   // A folder: every regular file below it, in the byte order of their relative paths (the
   // same library whatever the file system lists first); ids are those relative paths.
   pack::read_counts read_folder(const std::string& root, pack::shard_sink& sink) {
-    std::vector<std::string> files;
+    std::vector<std::string> files, linked_folders;
     for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
-      if (it->is_directory()) continue;
-      files.push_back(fs::relative(it->path(), root).generic_string());
+      // Ids are paths as found below the root (a symbolic link keeps its own name).
+      const auto rel = it->path().lexically_relative(root).generic_string();
+      if (it->is_symlink() && it->is_directory()) {
+        linked_folders.push_back(rel);  // not followed (a loop would never end): a reject row
+      } else if (!it->is_directory()) {
+        files.push_back(rel);
+      }
     }
     std::sort(files.begin(), files.end());
     pack::read_counts counts;
+    for (const auto& rel : linked_folders) {
+      ++counts.n_rows;
+      ++counts.n_rejects;
+      sink.reject({(fs::path(root) / rel).string(), 0,
+                   "not_followed: a symbolic link to a folder is not followed; give its target as an input"});
+    }
     for (const auto& rel : files) {
       const auto path = fs::path(root) / rel;
       add_file(path, rel, path.string(), 0, {}, sink, counts);
@@ -200,6 +245,18 @@ class image_pack : public pipeline::pack_command {
   }
   void check(const po::variables_map&) override {
     s_.o.csv.keep_columns = cli::split_commas(s_.keep_columns);
+    // Kept columns become shard fields and output columns: names of their own.
+    std::vector<std::string> seen;
+    for (const auto& k : s_.o.csv.keep_columns) {
+      const auto name = lower(k);
+      const auto& own = image_fields();
+      if (k.empty() || std::find(own.begin(), own.end(), name) != own.end() || name == "shard" ||
+          name == "row" || name == "rank" || name == "score" || std::count(seen.begin(), seen.end(), name))
+        throw usage_error("pack images: --keep-columns '" + k + "' is empty, given twice, or a name the "
+                          "library or its outputs use (id, format, width, height, channels, "
+                          "bit_depth, bytes, shard, row, rank, score)");
+      seen.push_back(name);
+    }
     s_.o.kind_config = json{{"max_pixels", s_.max_pixels},
                             {"path_column", s_.path_column},
                             {"id_column", s_.id_column}}
@@ -220,6 +277,7 @@ class image_pack : public pipeline::pack_command {
         if (fs::is_directory(in)) {
           formats.push_back("folder");
         } else if (is_list(in)) {
+          check_list_columns(in, s_.path_column, s_.id_column, s_.o.csv.keep_columns);
           formats.push_back("list");
         } else {
           if (!s_.o.csv.keep_columns.empty() || !s_.path_column.empty() || !s_.id_column.empty())

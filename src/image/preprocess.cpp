@@ -238,6 +238,13 @@ preprocess_spec preprocess_spec::from_json(const std::string& json_text) {
   }
   auto fail = [](const std::string& what) { throw model_error("image model: preprocess: " + what); };
   if (!j.is_object()) fail("must be an object");
+  // Everything that decides the tensor is stated, never defaulted: a model gets exactly the
+  // preprocessing it was trained with, or is refused.
+  for (const char* key : {"resize", "crop", "scale", "mean", "std"}) {
+    if (!j.contains(key)) fail(std::string("'") + key + "' is missing (data_schemas/image_contract.md)");
+  }
+  if (j.value("crop", std::string()) != "none" && !j.contains("crop_size"))
+    fail("'crop_size' is missing (data_schemas/image_contract.md)");
   for (const auto& [key, value] : j.items()) {
     (void)value;
     static const char* known[] = {"resize", "interpolation", "crop", "crop_size", "color",
@@ -279,6 +286,10 @@ preprocess_spec preprocess_spec::from_json(const std::string& json_text) {
   }
   if (s.crop == "none" && s.resize_h == 0)
     fail("'crop' \"none\" needs 'resize' as [h, w]: a batch needs one input size");
+  const int shorter = s.resize_h > 0 ? std::min(s.resize_h, s.resize_w) : s.resize;
+  if (s.crop == "ten" && s.crop_size > shorter)
+    fail("ten crops of " + std::to_string(s.crop_size) + " do not fit an image resized to " +
+         std::to_string(shorter) + " (torchvision's TenCrop refuses them)");
   if (j.contains("scale")) {
     if (!j["scale"].is_number() || !(j["scale"].get<double>() > 0)) fail("'scale' must be > 0");
     s.scale = j["scale"].get<float>();

@@ -56,8 +56,9 @@ cnn_metadata parse_cnn_metadata(const std::string& text, const std::string& path
   check_unique_names(m.labels, where + "'labels'");
   if (std::find(m.labels.begin(), m.labels.end(), m.rank_by) == m.labels.end())
     throw model_error(where + "rank_by '" + m.rank_by + "' is not one of the labels");
-  if (m.values != "probabilities" && m.values != "logits")
-    throw model_error(where + "output.values is '" + m.values + "', expected 'probabilities' or 'logits'");
+  if (m.values != "probabilities" && m.values != "logits" && m.values != "scores")
+    throw model_error(where + "output.values is '" + m.values +
+                      "', expected 'probabilities', 'logits' or 'scores'");
   if (m.activation != "sigmoid" && m.activation != "softmax")
     throw model_error(where + "output.activation is '" + m.activation + "', expected 'sigmoid' or 'softmax'");
   return m;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "hpcscreen/chem/featurize.hpp"
+#include "hpcscreen/batch/molecule_tensors.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen::infer {

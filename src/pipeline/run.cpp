@@ -87,6 +87,13 @@ void set_up(const run_options& o, const workload_kind& kind, const workload_fact
   s.hit_fields = s.library->hit_fields;
   for (const auto& f : s.manifest.fields) {  // columns kept by pack --keep-columns
     if (std::find(s.read_fields.begin(), s.read_fields.end(), f) != s.read_fields.end()) continue;
+    // A kept column shown beside the scores must not pass for one of the outputs' own columns.
+    if (f == "rank" || f == "score" || f == "shard" || f == "row" ||
+        std::find(s.layout.names.begin(), s.layout.names.end(), f) != s.layout.names.end()) {
+      throw usage_error("library '" + o.library_dir + "' keeps a column '" + f +
+                        "' that the outputs name too (a score column, rank, score, shard or row); "
+                        "pack it again without it in --keep-columns");
+    }
     s.read_fields.push_back(f);
     s.hit_fields.push_back(f);
   }
@@ -115,13 +122,13 @@ json begin_attempt(const run_options& o, const run_setup& s, int n_ranks) {
                         {"command_line", o.command_line},
                         {"scheduler", s.scheduler.name},
                         {"job_id", s.scheduler.job_id}};
-  const int number =
-      run::begin_attempt(o.out_dir, o.resume, identity_of(o, s).dump(), attempt.dump());
-  std::set<std::uint64_t> failed;
-  auto done = run::usable_committed_chunks(o.out_dir, s.plan.chunks.size(), &failed);
-  const std::size_t n_retried = o.retry_failed ? failed.size() : 0;
+  const auto identity = identity_of(o, s).dump();
+  auto started = run::start_attempt(o.out_dir, o.resume, identity, attempt.dump(), s.plan.chunks.size());
+  const int number = started.number;
+  auto& done = started.done;
+  const std::size_t n_retried = o.retry_failed ? started.failed.size() : 0;
   if (o.retry_failed) {
-    for (const auto id : failed) done.erase(id);
+    for (const auto id : started.failed) done.erase(id);
   }
   s.work->prepare_run_folder(o.out_dir);
   if (o.resume && number > 1) {

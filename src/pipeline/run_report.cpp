@@ -370,18 +370,18 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   auto& b = st.books;
   attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
   st.has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
+  std::vector<std::pair<std::string, std::string>> hit_lists;  // file → content
   for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {
     const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<ranking::hit>{};
     const auto file = s.layout.hits_file(k);
-    attempt_to(file, [&] {
-      run::write_file_atomically((fs::path(o.out_dir) / file).string(), hits_csv(s, merged));
-    });
+    hit_lists.emplace_back(file, hits_csv(s, merged));
     st.hit_files.push_back({{"file", file},
                             {"rank_by", s.layout.names[s.layout.keys[k].index]},
                             {"higher_is_better", s.layout.keys[k].higher_is_better},
                             {"hits", merged.size()}});
     if (k == 0) st.hits = merged;
   }
+  attempt_to("hit lists", [&] { run::write_files_atomically(o.out_dir, hit_lists); });
   attempt_to("workload outputs", [&] {
     st.workload_outputs =
         s.work->write_run_outputs(run_view{o.out_dir, s.manifest, s.plan, b.committed});

@@ -63,6 +63,11 @@ void write_file_atomically(const std::string& path, const std::string& content) 
   publish_file(tmp, path);
 }
 
+void write_files_atomically(const std::string& dir,
+                            const std::vector<std::pair<std::string, std::string>>& files) {
+  for (const auto& [name, content] : files) write_file_atomically((fs::path(dir) / name).string(), content);
+}
+
 void publish_file(const std::string& tmp, const std::string& path) {
   const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 || ::fsync(fd) != 0) {
@@ -144,6 +149,14 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
   config["attempts"].push_back(nlohmann::json::parse(attempt_json));
   write_file_atomically(config_path, config.dump(2) + "\n");
   return static_cast<int>(config["attempts"].size());
+}
+
+attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                            const std::string& attempt_json, std::uint64_t n_chunks) {
+  attempt_start a;
+  a.number = begin_attempt(dir, resume, identity_json, attempt_json);
+  a.done = usable_committed_chunks(dir, n_chunks, &a.failed);
+  return a;
 }
 
 std::set<std::uint64_t> committed_chunks(const std::string& dir) {

@@ -56,7 +56,7 @@ def save_probe(path, crop, resize, size):
     n = 3 * size * size
     meta = {"contract": "hpcscreen.image/1", "kind": "cnn", "name": "probe",
             "labels": [f"v{i}" for i in range(n)], "rank_by": "v0",
-            "output": {"values": "probabilities", "activation": "sigmoid"},
+            "output": {"values": "scores"},
             "preprocess": {"resize": resize, "interpolation": "bilinear", "crop": crop,
                            "crop_size": size, "color": "rgb", "scale": 255.0,
                            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "hpcscreen/chem/featurize.hpp"
+#include "hpcscreen/batch/molecule_tensors.hpp"
 
 namespace hpcscreen::batch {
 

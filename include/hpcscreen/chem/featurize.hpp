@@ -7,23 +7,13 @@
 #include <string_view>
 #include <vector>
 
+#include "hpcscreen/batch/molecule_tensors.hpp"
+
 namespace hpcscreen::chem {
 
-inline constexpr const char* featurizer_name = "ogb-smiles2graph";
-inline constexpr int featurizer_version = 1;
-inline constexpr int n_atom_features = 9;
-inline constexpr int n_bond_features = 3;
 // More '*' dummy atoms than this are rejected before RDKit sees them: its kekulization backtracks
 // exponentially over aromatic rings of dummy atoms (21 take 2 s, each more ~2.3x; found by fuzzing).
 inline constexpr int max_dummy_atoms = 8;
-
-struct mol_graph {
-  std::int64_t n_atoms = 0;
-  std::int64_t n_edges = 0;                 // directed edges: two per bond
-  std::vector<std::int64_t> atom_features;  // [n_atoms, 9]
-  std::vector<std::int64_t> edges;          // [n_edges, 2] (source, target) pairs
-  std::vector<std::int64_t> bond_features;  // [n_edges, 3]
-};
 
 struct featurize_options {
   std::int64_t max_atoms = 500;  // heavy atoms; larger molecules are rejected ("too_many_atoms")

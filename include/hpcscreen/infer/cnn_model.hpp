@@ -19,7 +19,7 @@ struct cnn_metadata {
   std::vector<std::string> labels;
   std::string rank_by;
   bool higher_is_better = true;
-  std::string values = "probabilities";  // "probabilities" or "logits"
+  std::string values = "probabilities";  // "probabilities", "logits" or "scores" (kept as they are)
   std::string activation = "sigmoid";    // how logits map to probabilities: sigmoid, softmax
   std::string preprocess_json;           // the "preprocess" object (image/preprocess.hpp)
   bool statically_quantized = false;     // "precision": "int8-static" (tools/quantize_image_model.py)

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "hpcscreen/batch/graph_batch.hpp"
-#include "hpcscreen/chem/featurizer.hpp"
+#include "hpcscreen/batch/molecule_tensors.hpp"
 #include "hpcscreen/infer/model_metadata.hpp"
 #include "hpcscreen/infer/precision.hpp"
 #include "hpcscreen/infer/runtime.hpp"

@@ -20,6 +20,15 @@ namespace hpcscreen::run {
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                   const std::string& attempt_json);
 
+// begin_attempt, then what the folder already holds: the attempt's number and the chunks
+// committed earlier whose records are usable (`failed`: those of them with failed rows).
+struct attempt_start {
+  int number = 1;
+  std::set<std::uint64_t> done, failed;
+};
+attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                            const std::string& attempt_json, std::uint64_t n_chunks);
+
 // Takes an exclusive lock on the run folder for the rest of the process (rank 0), so that two
 // runs never write one folder at once. Throws run_error when another process holds it.
 void lock_run_folder(const std::string& dir);
@@ -54,6 +63,9 @@ class journal {
 
 // Durable write: temporary file, fsync, rename, fsync of the folder.
 void write_file_atomically(const std::string& path, const std::string& content);
+// Several files of one folder, each as write_file_atomically; name → content.
+void write_files_atomically(const std::string& dir,
+                            const std::vector<std::pair<std::string, std::string>>& files);
 // The same for a file already written to `tmp` by someone else (e.g. HDF5): fsync, rename, fsync.
 void publish_file(const std::string& tmp, const std::string& path);
 
