@@ -188,7 +188,11 @@ class annotate_workload : public pipeline::workload {
     return {{"tokenize", featurize_threads}};
   }
   std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input input) override;
-  void on_committed(pipeline::chunk_work& work) override;
+  // A committed chunk's token counts and output write time, for run.json.
+  void add_committed(const token_counts& counts, double write_s) {
+    counts_ += counts;
+    write_s_ += write_s;
+  }
   const annotate_settings& settings() const { return settings_; }
   const infer::bert_model& model() const { return model_; }
   infer::bert_model& model() { return model_; }
@@ -374,6 +378,7 @@ class annotate_job : public pipeline::chunk_work {
       : chunk_work(std::move(input)), w_(w), sequences_(in_["sequence"]) {
     enc_.resize(in_.n_rows());
   }
+  void on_committed() override { w_.add_committed(counts(), write_s()); }
 
   pipeline::stage next_stage() override {
     if (phase_ == phase::start) {
@@ -718,11 +723,6 @@ class annotate_job : public pipeline::chunk_work {
 
 std::unique_ptr<pipeline::chunk_work> annotate_workload::start(pipeline::chunk_input input) {
   return std::make_unique<annotate_job>(*this, std::move(input));
-}
-
-void annotate_workload::on_committed(pipeline::chunk_work& work) {
-  counts_ += static_cast<annotate_job&>(work).counts();
-  write_s_ += static_cast<annotate_job&>(work).write_s();
 }
 
 }  // namespace

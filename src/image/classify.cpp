@@ -68,6 +68,7 @@ class classify_job : public pipeline::chunk_work {
   void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
                      const pipeline::chunk_outcomes& outcomes) override;
   std::size_t n_batches() const { return batches_.size(); }
+  void on_committed() override;
 
  private:
   void decode_one(std::size_t row);
@@ -135,9 +136,7 @@ class classify_workload : public pipeline::workload {
   std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input input) override {
     return std::make_unique<classify_job>(*this, std::move(input));
   }
-  void on_committed(pipeline::chunk_work& work) override {
-    n_batches_ += static_cast<classify_job&>(work).n_batches();
-  }
+  void add_committed(std::size_t n_batches) { n_batches_ += n_batches; }
   json rank_report() const override {
     auto j = infer::inference_report(backoffs_);
     j["batches"] = n_batches_;
@@ -219,6 +218,8 @@ classify_job::classify_job(classify_workload& w, pipeline::chunk_input input)
       rejects_(in_.n_rows()),
       probs_(in_.n_rows() * w.model().metadata().labels.size(), 0.0f),
       inferred_(in_.n_rows(), 0) {}
+
+void classify_job::on_committed() { w_.add_committed(batches_.size()); }
 
 pipeline::stage classify_job::next_stage() {
   if (phase_ == 0) {

@@ -256,7 +256,7 @@ rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, cons
       auto& work = static_cast<chunk_work&>(*done->job);
       auto rec = books->close(work.input(), work);
       books->commit(rec, seconds_since(f.started));
-      s.work->on_committed(work);
+      work.on_committed();
       publish();
     } catch (const std::exception& e) {
       result.error = chunk_error(f.chunk, e);

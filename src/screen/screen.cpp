@@ -279,7 +279,8 @@ class screen_workload : public pipeline::workload {
   void on_thread_start() const override { infer::configure_threads(1); }
 
   std::unique_ptr<pipeline::chunk_work> start(pipeline::chunk_input input) override;
-  void on_committed(pipeline::chunk_work& work) override;
+  // A committed chunk's batches; announces the first spill to the memory tier.
+  void add_committed(std::size_t n_batches);
 
   json rank_report() const override {
     auto j = infer::inference_report(backoffs_);
@@ -412,6 +413,7 @@ class screen_job : public pipeline::chunk_work {
     features_.resize(in_.n_rows());
     cached_ = w_.cached_rows(in_);
   }
+  void on_committed() override { w_.add_committed(n_batches()); }
 
   pipeline::stage next_stage() override {
     if (phase_ == phase::start) {
@@ -595,8 +597,8 @@ std::unique_ptr<pipeline::chunk_work> screen_workload::start(pipeline::chunk_inp
   return std::make_unique<screen_job>(*this, std::move(input));
 }
 
-void screen_workload::on_committed(pipeline::chunk_work& work) {
-  n_batches_ += static_cast<screen_job&>(work).n_batches();
+void screen_workload::add_committed(std::size_t n_batches) {
+  n_batches_ += n_batches;
   if (spilling_announced_) return;
   const auto t = infer::memory_tier_stats();
   if (t.installed && t.spill_allocations > 0) {

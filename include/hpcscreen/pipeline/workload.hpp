@@ -36,6 +36,9 @@ class chunk_work : public chunk_job {
   // them) before it is committed. `outcomes` are final: rows with non-finite outputs are rejects.
   virtual void write_outputs(const std::string& /*out_dir*/, std::uint64_t /*chunk_id*/,
                              const chunk_outcomes& /*outcomes*/) {}
+  // Called on the conductor once the chunk is committed (e.g. to add its counts to its
+  // workload's report).
+  virtual void on_committed() {}
 
  protected:
   chunk_input in_;
@@ -67,8 +70,6 @@ class workload {
   virtual void on_thread_start() const {}
   // The work of one chunk; its stages run on the pool's threads, possibly beside other chunks.
   virtual std::unique_ptr<chunk_work> start(chunk_input input) = 0;
-  // Called on the conductor after a chunk is committed (e.g. to count its batches).
-  virtual void on_committed(chunk_work& /*work*/) {}
   // This rank's counters and timings; numbers are summed over ranks (peaks: the maximum).
   virtual json rank_report() const { return json::object(); }
   // Rank 0 at the end: writes the outputs that span the run (e.g. an annotation manifest) and
