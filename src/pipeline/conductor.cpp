@@ -23,9 +23,11 @@ namespace {
 // A model that fails on every record of a chunk (two or more) is broken, not the records.
 constexpr std::size_t min_rows_for_broken_model = 2;
 
-class rank_books {
+// What this rank reads and keeps of its chunks: reading them from their shards, closing each
+// chunk's ledger from its outcomes, committing it to the run folder and the journal.
+class rank_ledger {
  public:
-  rank_books(const run_options& o, run_setup& s, int rank, int attempt)
+  rank_ledger(const run_options& o, run_setup& s, int rank, int attempt)
       : o_(o), s_(s), rank_(rank), attempt_(attempt), journal_(o.out_dir, attempt, rank) {}
 
   // The chunk's fields; nullopt when its shard cannot be read (rec then counts every row failed).
@@ -64,7 +66,7 @@ class rank_books {
     return in;
   }
 
-  // The chunk's outcomes, its books and its outputs; throws model_error for a broken model.
+  // The chunk's outcomes, its ledger and its outputs; throws model_error for a broken model.
   run::chunk_record close(const chunk_input& in, chunk_work& work) {
     chunk_outcomes outcomes(in.n_rows(), s_.layout.names.size());
     work.collect(outcomes);
@@ -130,167 +132,210 @@ struct in_flight {
   clock_type::time_point started;
 };
 
+// One rank's loop, step by step: keep the pool fed with chunks from the shared counter, close
+// and commit each chunk its pool finishes, share stop requests, report progress, wind down.
+class rank_loop {
+ public:
+  rank_loop(dist::context& ctx, const run_options& o, run_setup& s, const attempt_plan& a,
+            clock_type::time_point run_start)
+      : ctx_(ctx), o_(o), s_(s), a_(a), run_start_(run_start) {
+    try {
+      ledger_.emplace(o, s, ctx.rank(), a.attempt);
+    } catch (const std::exception& e) {
+      result_.error = e.what();
+    }
+    counter_ = ctx.make_counter();
+    board_ = ctx.make_progress_board();
+    if (ctx.rank() == 0) progress_.emplace(s.manifest.n_records(), a.n_done_before, o.progress_interval_s);
+    board_->publish(mine_);
+  }
+
+  rank_result run() {
+    start_pool();
+    while (result_.error.empty()) {
+      if (stop_anywhere()) {  // a signal: in-flight chunks are abandoned, not committed
+        result_.interrupted = true;
+        break;
+      }
+      const bool deadline = o_.stop_after_s > 0 && seconds_since(run_start_) >= o_.stop_after_s;
+      if (deadline || quota_reached()) {  // no new chunks; the ones in flight are finished
+        stop_taking_ = true;
+        result_.interrupted = true;
+      }
+      take_chunks();
+      if (!result_.error.empty() || pool_->in_flight() == 0) break;
+      auto done = pool_->wait_finished(0.2);
+      tick();
+      if (done && !finish(*done)) break;
+    }
+    wind_down();
+    return result_;
+  }
+
+ private:
+  // The pool of the rank's threads, with a fixed split when --featurize-threads asks for one.
+  void start_pool() {
+    if (!result_.error.empty()) return;
+    try {
+      pool_ = std::make_unique<stage_pool>(s_.threads, [w = s_.work.get()] { w->on_thread_start(); });
+      if (o_.featurize_threads > 0) {
+        for (const auto& [stage_name, cap] : s_.work->stage_split(o_.featurize_threads, s_.threads))
+          pool_->set_cap(stage_name, cap);
+      }
+    } catch (const std::exception& e) {
+      result_.error = "rank " + std::to_string(ctx_.rank()) + ": cannot start " +
+                      std::to_string(s_.threads) + " threads: " + e.what();
+    }
+  }
+
+  // Takes chunks from the shared counter until chunks_in_flight are in the pool; a chunk whose
+  // shard cannot be read is committed at once with its rows failed.
+  void take_chunks() {
+    while (!stop_taking_ && !no_more_ && !quota_reached() &&
+           pool_->in_flight() < static_cast<std::size_t>(o_.chunks_in_flight)) {
+      std::uint64_t next = 0;
+      timed([&] { next = counter_->next(); });
+      if (next >= a_.remaining.size()) {
+        no_more_ = true;
+        return;
+      }
+      ++taken_;
+      const auto& c = s_.plan.chunks[a_.remaining[next]];
+      try {
+        run::chunk_record failed;
+        auto input = ledger_->read(c, failed);
+        if (!input) {
+          ledger_->commit(failed, 0.0);
+          publish();
+          continue;
+        }
+        flight_.emplace(c.id, in_flight{c, clock_type::now()});
+        pool_->submit(c.id, s_.work->start(std::move(*input)));
+      } catch (const std::exception& e) {
+        result_.error = chunk_error(c, e);
+        return;
+      }
+    }
+  }
+
+  // A chunk the pool finished: its ledger closed, its outputs written, committed. False when the
+  // loop must end (a stop request, an error).
+  bool finish(finished_job& done) {
+    auto f = std::move(flight_.at(done.tag));
+    flight_.erase(done.tag);
+    if (stop_anywhere()) {  // its tasks may have returned early: never commit it
+      result_.interrupted = true;
+      return false;
+    }
+    try {
+      if (done.error) std::rethrow_exception(done.error);
+      auto& work = static_cast<chunk_work&>(*done.job);  // the pool runs only the workload's chunks
+      auto rec = ledger_->close(work.input(), work);
+      ledger_->commit(rec, seconds_since(f.started));
+      work.on_committed();
+      publish();
+      return true;
+    } catch (const std::exception& e) {
+      result_.error = chunk_error(f.chunk, e);
+      return false;
+    }
+  }
+
+  // A signal on this rank is raised on the shared flag; one raised elsewhere becomes this
+  // rank's own stop request, so in-flight work is abandoned alike on every rank.
+  bool stop_anywhere() {
+    try {
+      if (stop_requested() && !stop_shared_) {
+        timed([&] { counter_->raise_stop(stop_signal()); });
+        stop_shared_ = true;
+      } else if (!stop_requested()) {
+        int raised = 0;
+        timed([&] { raised = counter_->stop_raised(); });
+        if (raised != 0) request_stop(raised);
+      }
+    } catch (const std::exception& e) {
+      if (result_.error.empty()) result_.error = "rank " + std::to_string(ctx_.rank()) + ": " + e.what();
+    }
+    return stop_requested();
+  }
+
+  // The pool's figures; the pool stopped (a thread stuck inside one record after a stop request
+  // is not waited for beyond the grace period); the ranks' last progress; this rank's totals.
+  void wind_down() {
+    if (pool_) {
+      for (const auto& [stage_name, t] : pool_->stage_times())
+        result_.stages[stage_name] = {{"tasks", t.tasks}, {"thread_s", t.thread_s}};
+      result_.pool_threads = pool_->n_threads();
+      result_.pool_idle_thread_s = pool_->idle_thread_s();
+    }
+    if (pool_ && !pool_->stop(result_.interrupted || stop_requested() ? stop_grace_s : 1e9)) {
+      std::fprintf(stderr,
+                   "hpcscreen: rank %d: a thread is still inside a record after %.0f s; leaving it "
+                   "behind (its chunk is not committed)\n",
+                   ctx_.rank(), stop_grace_s);
+      result_.threads_abandoned = true;
+      (void)pool_.release();  // its detached threads still use it
+    }
+    pool_.reset();
+    mine_[3] = 0;
+    board_->publish(mine_);
+    ctx_.barrier();
+    if (progress_) progress_->maybe_report(*board_, ctx_.size(), true);
+    if (ledger_) {
+      result_.totals = ledger_->totals();
+      result_.n_chunks = ledger_->n_chunks();
+      result_.read_s = ledger_->read_s();
+      result_.commit_s = ledger_->commit_s();
+    }
+  }
+
+  template <class F>
+  void timed(F&& f) {
+    const auto t = clock_type::now();
+    f();
+    result_.coordination_s += seconds_since(t);
+  }
+  void tick() {
+    if (progress_) timed([&] { progress_->maybe_report(*board_, ctx_.size()); });
+  }
+  void publish() {
+    const auto& t = ledger_->totals();
+    mine_[0] = t.n_read;
+    mine_[1] = t.n_rejected;
+    mine_[2] = t.n_failed;
+    timed([&] { board_->publish(mine_); });
+    tick();
+  }
+  bool quota_reached() const {
+    return o_.max_chunks_per_rank > 0 && taken_ >= o_.max_chunks_per_rank;
+  }
+  std::string chunk_error(const plan::chunk& c, const std::exception& e) const {
+    return "rank " + std::to_string(ctx_.rank()) + ", " + plan::describe(c, s_.manifest) + ": " +
+           e.what();
+  }
+
+  dist::context& ctx_;
+  const run_options& o_;
+  run_setup& s_;
+  const attempt_plan& a_;
+  clock_type::time_point run_start_;
+  rank_result result_;
+  std::optional<rank_ledger> ledger_;
+  std::unique_ptr<dist::shared_counter> counter_;
+  std::unique_ptr<dist::progress_board> board_;
+  std::optional<progress_reporter> progress_;
+  std::uint64_t mine_[dist::progress_board::n_slots] = {0, 0, 0, 1};
+  std::unique_ptr<stage_pool> pool_;
+  std::map<std::uint64_t, in_flight> flight_;
+  std::uint64_t taken_ = 0;
+  bool no_more_ = false, stop_taking_ = false, stop_shared_ = false;
+};
+
 }  // namespace
 
 rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, const attempt_plan& a,
                     clock_type::time_point run_start) {
-  rank_result result;
-  std::optional<rank_books> books;
-  try {
-    books.emplace(o, s, ctx.rank(), a.attempt);
-  } catch (const std::exception& e) {
-    result.error = e.what();
-  }
-  auto timed = [&](auto&& f) {
-    const auto t = clock_type::now();
-    f();
-    result.coordination_s += seconds_since(t);
-  };
-
-  auto counter = ctx.make_counter();
-  auto board = ctx.make_progress_board();
-  std::optional<progress_reporter> progress;
-  if (ctx.rank() == 0) progress.emplace(s.manifest.n_records(), a.n_done_before, o.progress_interval_s);
-  std::uint64_t mine[dist::progress_board::n_slots] = {0, 0, 0, 1};
-  board->publish(mine);
-  auto tick = [&] {
-    if (progress) timed([&] { progress->maybe_report(*board, ctx.size()); });
-  };
-  auto publish = [&] {
-    const auto& t = books->totals();
-    mine[0] = t.n_read;
-    mine[1] = t.n_rejected;
-    mine[2] = t.n_failed;
-    timed([&] { board->publish(mine); });
-    tick();
-  };
-  auto chunk_error = [&](const plan::chunk& c, const std::exception& e) {
-    return "rank " + std::to_string(ctx.rank()) + ", " + plan::describe(c, s.manifest) + ": " +
-           e.what();
-  };
-
-  std::unique_ptr<stage_pool> pool;
-  if (result.error.empty()) {
-    try {
-      pool = std::make_unique<stage_pool>(s.threads, [w = s.work.get()] { w->on_thread_start(); });
-      if (o.featurize_threads > 0) {
-        for (const auto& [stage_name, cap] : s.work->stage_split(o.featurize_threads, s.threads))
-          pool->set_cap(stage_name, cap);
-      }
-    } catch (const std::exception& e) {
-      result.error = "rank " + std::to_string(ctx.rank()) + ": cannot start " +
-                     std::to_string(s.threads) + " threads: " + e.what();
-    }
-  }
-  std::map<std::uint64_t, in_flight> flight;
-  std::uint64_t taken = 0;
-  bool no_more = false, stop_taking = false;
-  auto quota_reached = [&] { return o.max_chunks_per_rank > 0 && taken >= o.max_chunks_per_rank; };
-
-  // A signal on this rank is raised on the shared flag; one raised elsewhere becomes this
-  // rank's own stop request, so in-flight work is abandoned alike on every rank.
-  bool stop_shared = false;
-  auto stop_anywhere = [&] {
-    try {
-      if (stop_requested() && !stop_shared) {
-        timed([&] { counter->raise_stop(stop_signal()); });
-        stop_shared = true;
-      } else if (!stop_requested()) {
-        int raised = 0;
-        timed([&] { raised = counter->stop_raised(); });
-        if (raised != 0) request_stop(raised);
-      }
-    } catch (const std::exception& e) {
-      if (result.error.empty()) result.error = "rank " + std::to_string(ctx.rank()) + ": " + e.what();
-    }
-    return stop_requested();
-  };
-
-  while (result.error.empty()) {
-    if (stop_anywhere()) {  // a signal: in-flight chunks are abandoned, not committed
-      result.interrupted = true;
-      break;
-    }
-    const bool deadline = o.stop_after_s > 0 && seconds_since(run_start) >= o.stop_after_s;
-    if (deadline || quota_reached()) {  // no new chunks; the ones in flight are finished
-      stop_taking = true;
-      result.interrupted = true;
-    }
-    while (!stop_taking && !no_more && !quota_reached() &&
-           pool->in_flight() < static_cast<std::size_t>(o.chunks_in_flight)) {
-      std::uint64_t next = 0;
-      timed([&] { next = counter->next(); });
-      if (next >= a.remaining.size()) {
-        no_more = true;
-        break;
-      }
-      ++taken;
-      const auto& c = s.plan.chunks[a.remaining[next]];
-      try {
-        run::chunk_record failed;
-        auto input = books->read(c, failed);
-        if (!input) {
-          books->commit(failed, 0.0);
-          publish();
-          continue;
-        }
-        flight.emplace(c.id, in_flight{c, clock_type::now()});
-        pool->submit(c.id, s.work->start(std::move(*input)));
-      } catch (const std::exception& e) {
-        result.error = chunk_error(c, e);
-        break;
-      }
-    }
-    if (!result.error.empty() || pool->in_flight() == 0) break;
-    auto done = pool->wait_finished(0.2);
-    tick();
-    if (!done) continue;
-    auto f = std::move(flight.at(done->tag));
-    flight.erase(done->tag);
-    if (stop_anywhere()) {  // its tasks may have returned early: never commit it
-      result.interrupted = true;
-      break;
-    }
-    try {
-      if (done->error) std::rethrow_exception(done->error);
-      auto& work = static_cast<chunk_work&>(*done->job);
-      auto rec = books->close(work.input(), work);
-      books->commit(rec, seconds_since(f.started));
-      work.on_committed();
-      publish();
-    } catch (const std::exception& e) {
-      result.error = chunk_error(f.chunk, e);
-      break;
-    }
-  }
-  if (pool) {
-    for (const auto& [stage_name, t] : pool->stage_times())
-      result.stages[stage_name] = {{"tasks", t.tasks}, {"thread_s", t.thread_s}};
-    result.pool_threads = pool->n_threads();
-    result.pool_idle_thread_s = pool->idle_thread_s();
-  }
-  // Abandoned tasks end at their next check; nothing new starts. After a stop request a thread
-  // stuck inside one record (RDKit, a user's model) is not waited for beyond the grace period.
-  if (pool && !pool->stop(result.interrupted || stop_requested() ? stop_grace_s : 1e9)) {
-    std::fprintf(stderr,
-                 "hpcscreen: rank %d: a thread is still inside a record after %.0f s; leaving it "
-                 "behind (its chunk is not committed)\n",
-                 ctx.rank(), stop_grace_s);
-    result.threads_abandoned = true;
-    (void)pool.release();  // its detached threads still use it
-  }
-  pool.reset();
-  mine[3] = 0;
-  board->publish(mine);
-  ctx.barrier();
-  if (progress) progress->maybe_report(*board, ctx.size(), true);
-  if (books) {
-    result.totals = books->totals();
-    result.n_chunks = books->n_chunks();
-    result.read_s = books->read_s();
-    result.commit_s = books->commit_s();
-  }
-  return result;
+  return rank_loop(ctx, o, s, a, run_start).run();
 }
 
 }  // namespace hpcscreen::pipeline

@@ -1,5 +1,5 @@
 // pipeline::run: set-up checked on every rank, the run folder's attempt, the conductor on every
-// rank, and the books at rank 0. Ranks agree on every failure before anyone gives up.
+// rank, and the outputs at rank 0 (run_report). Ranks agree on every failure before anyone gives up.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>

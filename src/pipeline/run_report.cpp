@@ -58,7 +58,7 @@ void combine_into(json& into, const json& from) {
 }
 
 // Everything the committed chunk records say.
-struct run_books {
+struct run_ledger {
   std::set<std::uint64_t> committed;
   run::chunk_counts totals, this_attempt;
   std::map<std::string, std::uint64_t> reject_reasons;
@@ -67,8 +67,8 @@ struct run_books {
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv.
-run_books keep_books(const run_options& o, const run_setup& s, int attempt) {
-  run_books b;
+run_ledger read_ledgers(const run_options& o, const run_setup& s, int attempt) {
+  run_ledger b;
   for (const auto& k : s.layout.keys) b.tops.emplace_back(s.layout.top_k, k.higher_is_better);
   const auto path = (fs::path(o.out_dir) / "rejects.csv").string();
   const auto tmp = path + ".tmp";
@@ -123,7 +123,7 @@ std::string hits_csv(const run_setup& s, const std::vector<ranking::hit>& hits) 
   return csv;
 }
 
-// Runs f; a failure is added to `errors` as "what: message" instead of ending the books, so
+// Runs f; a failure is added to `errors` as "what: message" instead of ending the outputs, so
 // the other outputs are still written.
 template <class F>
 void attempt_output(std::vector<std::string>& errors, const std::string& what, F&& f) {
@@ -136,7 +136,7 @@ void attempt_output(std::vector<std::string>& errors, const std::string& what, F
 
 // What rank 0 found at the end of an attempt, for run.json and the closing lines.
 struct run_state {
-  run_books books;
+  run_ledger ledger;
   run::chunk_counts live;  // what the ranks counted themselves in this attempt
   std::vector<ranking::hit> hits;  // hits.csv's
   json hit_files = json::array();
@@ -147,7 +147,7 @@ struct run_state {
 
 // The accounting invariants over the committed chunk records.
 void check_accounting(const run_setup& s, const std::vector<json>& rank_reports, run_state& st) {
-  const auto& b = st.books;
+  const auto& b = st.ledger;
   auto& live = st.live;
   for (const auto& r : rank_reports) {
     live.n_read += r.value("n_read", std::uint64_t{0});
@@ -202,11 +202,11 @@ void add_rank_figures(json& report, const std::vector<json>& rank_reports, const
   report["per_rank"] = per_rank;
 }
 
-// run.json: the shared keys from the books, the ranks' figures, and the workload's own section.
+// run.json: the shared keys from the ledger, the ranks' figures, and the workload's own section.
 json run_json(const run_options& o, const run_setup& s, const attempt_summary& a,
               const std::vector<json>& rank_reports, run_state& st) {
   const auto& kind = *s.kind;
-  const auto& b = st.books;
+  const auto& b = st.ledger;
   const auto& t = b.totals;
   const auto& live = st.live;
   const auto& problems = st.problems;
@@ -283,7 +283,7 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
 int closing_status(const run_options& o, const run_setup& s, const attempt_summary& a,
                    const run_state& st) {
   const auto& kind = *s.kind;
-  const auto& b = st.books;
+  const auto& b = st.ledger;
   const auto& t = b.totals;
   const auto& hits = st.hits;
   const bool has_hits = st.has_hits, all_committed = st.all_committed;
@@ -367,8 +367,8 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
   auto attempt_to = [&](const std::string& what, auto&& f) {
     attempt_output(st.write_errors, what, std::forward<decltype(f)>(f));
   };
-  auto& b = st.books;
-  attempt_to("rejects.csv", [&] { b = keep_books(o, s, a.attempt); });
+  auto& b = st.ledger;
+  attempt_to("rejects.csv", [&] { b = read_ledgers(o, s, a.attempt); });
   st.has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
   std::vector<std::pair<std::string, std::string>> hit_lists;  // file → content
   for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {

@@ -1,5 +1,6 @@
 #pragma once
-// Rank 0's progress lines: records done of total, rate, ETA, rejects, failures, ranks alive.
+// Rank 0's progress lines: records done of total, rate, ETA, rejects, failures, and how many
+// ranks are still working (the last line: how many finished).
 // Plain lines when stderr is a file (a Slurm output file), a live line on a terminal.
 #include <cstdint>
 #include <string>

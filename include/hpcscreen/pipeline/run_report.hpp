@@ -1,5 +1,5 @@
 #pragma once
-// The run's books, kept by rank 0 at the end of every attempt from the committed chunk records
+// The run's outputs, made by rank 0 at the end of every attempt from the committed chunk records
 // alone (this attempt's and earlier ones'): rejects.csv, hits.csv and run.json.
 #include <string>
 #include <vector>
