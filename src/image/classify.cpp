@@ -23,6 +23,7 @@
 #include "hpcscreen/infer/inference_report.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/infer/runtime.hpp"
+#include "hpcscreen/io/annotation_file.hpp"
 #include "hpcscreen/pipeline/pipeline.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
@@ -355,6 +356,26 @@ void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk
   }
   run::write_file_atomically((fs::path(out_dir) / "predictions" / chunk_file_name(chunk_id)).string(),
                              csv);
+  // The same rows as HDF5 for programs: an annotation chunk file at output level "sequence"
+  // (data_schemas/annotations.md: /row, /id, /scores [n, C], labels).
+  io::annotation_chunk h5;
+  h5.shard_file = in_.shard_file;
+  h5.row_begin = in_.chunk.row_begin;
+  h5.row_end = in_.chunk.row_end;
+  h5.per_residue = false;
+  h5.labels = w_.model().metadata().labels;
+  for (std::size_t i = 0; i < in_.n_rows(); ++i) {
+    if (outcomes.at(i) != pipeline::chunk_outcomes::state::scored) continue;
+    h5.rows.push_back(in_.chunk.row_begin + i);
+    h5.ids.push_back(ids[i]);
+    h5.lengths.push_back(0);
+    h5.values.insert(h5.values.end(), outcomes.scores(i), outcomes.scores(i) + n_labels);
+  }
+  const auto csv_name = chunk_file_name(chunk_id);
+  const auto h5_path =
+      (fs::path(out_dir) / "predictions" / (csv_name.substr(0, csv_name.size() - 4) + ".h5")).string();
+  io::write_annotation_chunk(h5_path + ".tmp", h5);
+  run::publish_file(h5_path + ".tmp", h5_path);
 }
 
 class classify_command : public pipeline::workload_command {

@@ -155,6 +155,21 @@ check(all(open(os.path.join(runs[n], f), "rb").read() == open(os.path.join(runs[
       "hit lists identical on 1, 2 and 3 ranks (one per --rank-by)")
 rj = read_json(os.path.join(runs[1], "run.json"))
 check(rj["records_scored"] == len(ok_files) and rj["accounting_ok"], "every image scored, accounting ok")
+import h5py  # the per-chunk HDF5 files hold the same values as predictions.csv
+h5_rows = {}
+for name in sorted(os.listdir(os.path.join(runs[1], "predictions"))):
+    if name.endswith(".h5"):
+        with h5py.File(os.path.join(runs[1], "predictions", name), "r") as f:
+            lab = f.attrs["labels"]
+            labels = (lab.decode() if isinstance(lab, bytes) else str(lab)).split("\n")
+            ids_b = f["id"]["bytes"][()].tobytes()
+            off = f["id"]["offsets"][()]
+            for k in range(len(off) - 1):
+                h5_rows[ids_b[off[k]:off[k + 1]].decode("utf-8", "surrogateescape")] = dict(zip(labels, f["scores"][k]))
+csv_rows = predictions(runs[1])
+check(len(h5_rows) == len(csv_rows) and all(np.float32(float(csv_rows[i][l])) == v
+                                            for i, r_ in h5_rows.items() for l, v in r_.items()),
+      f"per-chunk HDF5 predictions equal predictions.csv ({len(h5_rows)} images)")
 extra = {"hpcscreen.json": ""}
 net = torch.jit.load(tiny, _extra_files=extra).eval()
 tmeta = json.loads(extra["hpcscreen.json"])
