@@ -57,18 +57,22 @@ void agree_or_throw(context& ctx, const failure& mine, bool name_ranks) {
   }
 }
 
-namespace {
-int report_failure(const failure& f, bool printer, const std::string& command) {
-  if (f.ok()) return exit_ok;
-  if (printer) {
-    std::fprintf(stderr, "hpcscreen %s: %s%s\n", command.c_str(),
-                 f.kind == failure::error ? "error: " : "", f.message.c_str());
-  }
+int exit_status_of(const failure& f) {
   switch (f.kind) {
+    case failure::none: return exit_ok;
     case failure::usage: return exit_usage;
     case failure::stopped: return exit_interrupted;
     default: return exit_error;
   }
+}
+
+namespace {
+int report_failure(const failure& f, bool printer, const std::string& command) {
+  if (!f.ok() && printer) {
+    std::fprintf(stderr, "hpcscreen %s: %s%s\n", command.c_str(),
+                 f.kind == failure::error ? "error: " : "", f.message.c_str());
+  }
+  return exit_status_of(f);
 }
 }  // namespace
 

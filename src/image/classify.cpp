@@ -52,12 +52,6 @@ std::string chunk_file_name(std::uint64_t chunk_id) {
   return name;
 }
 
-std::string format_value(float v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.9g", static_cast<double>(v));
-  return text;
-}
-
 class classify_workload;
 
 class classify_job : public pipeline::chunk_work {
@@ -310,7 +304,7 @@ void classify_job::infer_batch(std::size_t b) {
         if (dst[l] < 0.0f || dst[l] > 1.0f) {
           std::lock_guard<std::mutex> lock(reject_mutex_);
           rejects_[row] = {"infer", "not_a_probability",
-                           "label '" + model.metadata().labels[l] + "' is " + format_value(dst[l]) +
+                           "label '" + model.metadata().labels[l] + "' is " + format_score(dst[l]) +
                                ", outside [0, 1] (hpcscreen.json says output.values " +
                                model.metadata().values + ")"};
           break;
@@ -351,7 +345,7 @@ void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk
            csv_field(std::string(ids[i]));
     for (const auto& k : kept) csv += ',' + csv_field(std::string(in_[k][i]));
     const float* p = outcomes.scores(i);
-    for (std::size_t l = 0; l < n_labels; ++l) csv += ',' + format_value(p[l]);
+    for (std::size_t l = 0; l < n_labels; ++l) csv += ',' + format_score(p[l]);
     csv += '\n';
   }
   run::write_file_atomically((fs::path(out_dir) / "predictions" / chunk_file_name(chunk_id)).string(),

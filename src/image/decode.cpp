@@ -253,21 +253,6 @@ bool is_jpeg_lossy(const gdcm::TransferSyntax& ts) {
          ts == gdcm::TransferSyntax::JPEGExtendedProcess2_4;
 }
 
-// GDCM pads a native PixelData the file cut short: what the file itself holds after the last
-// PixelData tag (explicit VR: tag, "OB"/"OW", 2 reserved bytes, 4-byte length; implicit: tag,
-// 4-byte length). Deflated files are not looked at (their inflation fails when cut).
-std::size_t native_pixel_bytes_in_file(std::string_view bytes, const gdcm::TransferSyntax& ts) {
-  if (ts == gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian) return SIZE_MAX;
-  const bool big = ts == gdcm::TransferSyntax::ExplicitVRBigEndian;
-  const std::string_view tag = big ? std::string_view("\x7f\xe0\x00\x10", 4)
-                                   : std::string_view("\xe0\x7f\x10\x00", 4);
-  const auto at = bytes.rfind(tag);
-  if (at == std::string_view::npos) return 0;
-  const auto vr = bytes.substr(at + 4, 2);
-  const std::size_t header = (vr == "OB" || vr == "OW") ? 12 : 8;
-  return bytes.size() < at + header ? 0 : bytes.size() - at - header;
-}
-
 // --- GDCM on hostile files. Debian's GDCM keeps its assertions, and some malformed files make
 // it divide by zero or read out of bounds. While a thread decodes a DICOM file, an assertion
 // (our __assert_fail below replaces glibc's for the process) or SIGFPE/SIGSEGV/SIGBUS jumps back
@@ -301,8 +286,11 @@ void install_fault_handlers() {
 }
 
 // The declared lengths of the last PixelData element (and of its fragments when encapsulated)
-// must fit in the file: GDCM allocates what a length field claims before reading it.
-void check_pixel_data_lengths(std::string_view bytes) {
+// must fit in the file: GDCM allocates what a length field claims before reading it. Returns the
+// bytes the file holds after a native PixelData's header (GDCM pads a PixelData the file cuts
+// short, so the decode compares this with what the image needs); SIZE_MAX when encapsulated or
+// not found. (Out of line: no local of it lives across the sigsetjmp of decode_dicom.)
+[[gnu::noinline]] std::size_t check_pixel_data_lengths(std::string_view bytes) {
   for (const bool big : {false, true}) {
     const std::string_view tag = big ? std::string_view("\x7f\xe0\x00\x10", 4)
                                      : std::string_view("\xe0\x7f\x10\x00", 4);
@@ -319,25 +307,27 @@ void check_pixel_data_lengths(std::string_view bytes) {
     const std::size_t value = at + (explicit_vr ? 12 : 8);
     const auto length = u32(at + (explicit_vr ? 8 : 4));
     if (length == UINT64_MAX) dicom_reject("truncated", "the file ends inside the PixelData header");
+    const std::size_t held = bytes.size() - std::min(bytes.size(), value);
     if (length != 0xffffffffu) {
       if (value + length > bytes.size() + 1)  // (an odd length padded by one byte is tolerated)
-        dicom_reject("truncated", "PixelData says " + std::to_string(length) + " bytes, the file holds " +
-                                      std::to_string(bytes.size() - std::min(bytes.size(), value)));
-      return;
+        dicom_reject("truncated", "PixelData says " + std::to_string(length) +
+                                      " bytes, the file holds " + std::to_string(held));
+      return held;
     }
     // Encapsulated: items (FFFE,E000) with their lengths, up to the delimiter (FFFE,E0DD).
     for (std::size_t p = value; p + 8 <= bytes.size();) {
       const auto item_tag = u32(p);
       const auto item_length = u32(p + 4);
       const bool item = big ? item_tag == 0xfffee000u : item_tag == 0xe000fffeu;
-      if (!item) return;  // the delimiter, or something GDCM will judge
+      if (!item) return SIZE_MAX;  // the delimiter, or something GDCM will judge
       if (item_length == 0xffffffffu || p + 8 + item_length > bytes.size())
         dicom_reject("truncated", "a PixelData fragment says " + std::to_string(item_length) +
                                       " bytes, more than the file holds");
       p += 8 + item_length;
     }
-    return;
+    return SIZE_MAX;
   }
+  return SIZE_MAX;
 }
 
 // A required attribute (US) of the image pixel module; throws a reject when absent.
@@ -351,10 +341,10 @@ unsigned required_us(const gdcm::DataSet& ds, const char* name) {
 }
 
 image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels,
-                                image_header* header);
+                                image_header* header, std::size_t pixel_bytes_held);
 
 image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
-  check_pixel_data_lengths(bytes);
+  const auto pixel_bytes_held = check_pixel_data_lengths(bytes);
   install_fault_handlers();
   sigjmp_buf escape;
   struct guard {
@@ -367,11 +357,11 @@ image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_he
                                       (gdcm_failure ? gdcm_failure : "it gave up") + ")");
   }
   gdcm_escape = &escape;
-  return decode_dicom_unguarded(bytes, max_pixels, header);
+  return decode_dicom_unguarded(bytes, max_pixels, header, pixel_bytes_held);
 }
 
 image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels,
-                                image_header* header) {
+                                image_header* header, std::size_t pixel_bytes_held) {
   static const bool quiet = [] {
     gdcm::Trace::WarningOff();
     gdcm::Trace::ErrorOff();
@@ -482,7 +472,8 @@ image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels
   if (frame.empty()) {
     if (im.GetBufferLength() < need || (native && native->GetLength() < need) ||
         (native && std::size_t(pixel_data.GetVL()) < need) ||
-        (native && native_pixel_bytes_in_file(bytes, ts) < need)) {
+        (native && ts != gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian &&
+         pixel_bytes_held < need)) {
       dicom_reject("truncated", "pixel data shorter than Rows x Columns x samples x bytes (" +
                                     std::to_string(need) + " bytes)");
     }

@@ -22,6 +22,7 @@
 #include "hpcscreen/pack/compound_readers.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
+#include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
 
@@ -107,15 +108,6 @@ void check_list_columns(const std::string& list, const std::string& path_column,
   }
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw error("cannot open '" + path.string() + "'");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw error("cannot read '" + path.string() + "'");
-  return std::move(buffer).str();
-}
-
 class image_reader {
  public:
   explicit image_reader(const image_pack_settings& s) : s_(s) {}
@@ -146,7 +138,7 @@ class image_reader {
     if (!fs::is_regular_file(status)) return reject("not_a_file: not a regular file");
     std::string bytes;
     try {
-      bytes = read_file(path);
+      bytes = run::read_file(path.string());
     } catch (const std::exception& e) {
       return reject(std::string("unreadable: ") + e.what());
     }

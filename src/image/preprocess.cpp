@@ -151,10 +151,9 @@ void crop_into(const image_u8& rgb, int top, int left, int h, int w, bool mirror
 }  // namespace
 
 image_u8 resize_bilinear(const image_u8& in, std::uint32_t out_h, std::uint32_t out_w) {
-  image_u8 out = in;
-  if (out_w != in.width) out = resize_horizontal(out, out_w);
-  if (out_h != in.height) out = resize_vertical(out, out_h);
-  return out;
+  if (out_w == in.width) return out_h == in.height ? in : resize_vertical(in, out_h);
+  auto wide = resize_horizontal(in, out_w);
+  return out_h == in.height ? wide : resize_vertical(wide, out_h);
 }
 
 void crop_u8(const image_u8& img, const preprocess_spec& s, std::vector<std::uint8_t>& out,
@@ -162,13 +161,13 @@ void crop_u8(const image_u8& img, const preprocess_spec& s, std::vector<std::uin
   std::uint32_t h = 0, w = 0;
   resized_size(img, s, h, w);
   // Grey is resized as grey: replicating it afterwards gives the same bytes as resizing RGB.
-  const auto resized = resize_bilinear(img, h, w);
-  image_u8 rgb = resized;
-  if (resized.channels == 1) {
+  auto rgb = resize_bilinear(img, h, w);
+  if (rgb.channels == 1) {
+    std::vector<std::uint8_t> grey = std::move(rgb.pixels);
     rgb.channels = 3;
-    rgb.pixels.resize(resized.pixels.size() * 3);
-    for (std::size_t i = 0; i < resized.pixels.size(); ++i)
-      rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = resized.pixels[i];
+    rgb.pixels.resize(grey.size() * 3);
+    for (std::size_t i = 0; i < grey.size(); ++i)
+      rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = grey[i];
   }
   if (s.crop == "none") {
     out_h = int(h);
@@ -217,15 +216,6 @@ void normalize(const std::uint8_t* in, std::size_t n_crops, int h, int w,
       for (std::size_t i = 0; i < plane; ++i) dst[i] = (float(src[i]) / s.scale - s.mean[c]) / s.std[c];
     }
   }
-}
-
-void preprocess(const image_u8& img, const preprocess_spec& s, std::vector<float>& out,
-                int& out_h, int& out_w) {
-  std::vector<std::uint8_t> crops;
-  crop_u8(img, s, crops, out_h, out_w);
-  out.resize(crops.size());
-  normalize(crops.data(), crops.size() / (std::size_t(3) * out_h * out_w), out_h, out_w, s,
-            out.data());
 }
 
 preprocess_spec preprocess_spec::from_json(const std::string& json_text) {

@@ -98,7 +98,7 @@ cnn_model::cnn_model(const std::string& path, const std::string& precision,
   auto& c = impl_->precision;
   if (impl_->metadata.statically_quantized) {
     // INT8 convolutions need static quantization, done by the export step: run it as it is.
-    if (precision != "int8" && precision != "auto" && precision != "fp32") check_precision_text(precision);
+    check_precision_text(precision);
     if (precision == "bf16")
       throw usage_error("model '" + path + "' is statically quantized (INT8); --precision bf16 needs its FP32 file");
     c.requested = precision;

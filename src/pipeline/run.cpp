@@ -34,11 +34,7 @@ int agreed_status(dist::context& ctx, const dist::failure& mine) {
       begin = end + 1;
     }
   }
-  switch (agreed.kind) {
-    case dist::failure::usage: return exit_usage;
-    case dist::failure::stopped: return exit_interrupted;
-    default: return exit_error;
-  }
+  return dist::exit_status_of(agreed);
 }
 
 void check_options(const run_options& o, int threads, const scheduler_info& scheduler) {

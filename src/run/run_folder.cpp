@@ -17,15 +17,17 @@
 namespace fs = std::filesystem;
 
 namespace hpcscreen::run {
-namespace {
 
-std::string read_text(const std::string& path) {
+std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw run_error("cannot read '" + path + "'");
   std::ostringstream s;
   s << in.rdbuf();
-  return s.str();
+  if (in.bad()) throw run_error("cannot read '" + path + "'");
+  return std::move(s).str();
 }
+
+namespace {
 
 void fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
@@ -112,7 +114,7 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
                       "': it has no run_config.json, so it is not an "
                       "hpcscreen run folder");
     }
-    config = nlohmann::json::parse(read_text(config_path));
+    config = nlohmann::json::parse(read_file(config_path));
     const auto& before = config.at("identity");
     for (const auto& [key, value] : identity.items()) {
       if (!before.contains(key) || before[key] != value) {
@@ -165,7 +167,7 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir) {
   if (!fs::exists(journal_dir)) return out;
   for (const auto& entry : fs::directory_iterator(journal_dir)) {
     if (entry.path().extension() != ".log") continue;
-    const auto text = read_text(entry.path().string());
+    const auto text = read_file(entry.path().string());
     std::size_t begin = 0;
     while (true) {
       const auto end = text.find('\n', begin);
@@ -258,7 +260,7 @@ void write_chunk_record(const std::string& dir, const chunk_record& r) {
 chunk_record read_chunk_record(const std::string& dir, std::uint64_t chunk_id) {
   const auto path = chunk_record_path(dir, chunk_id);
   try {
-    return chunk_record_from_json(read_text(path));
+    return chunk_record_from_json(read_file(path));
   } catch (const nlohmann::json::exception& e) {
     throw run_error("committed chunk record '" + path + "' is unreadable: " + e.what());
   }

@@ -26,13 +26,6 @@ namespace {
 const std::vector<std::string> cache_fields{"reason", "detail", "features"};
 constexpr const char* cache_index = "cache.json";
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // A cache shard's record, written after its .h5: both present means the shard is done.
 fs::path sidecar(const fs::path& dir, const std::string& shard_file) {
   return dir / (shard_file + ".json");
@@ -68,7 +61,7 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
   }
   json j;
   try {
-    j = json::parse(read_text(index));
+    j = json::parse(run::read_file(index.string()));
     if (j.at("schema") != cache_schema) throw std::invalid_argument("another schema");
   } catch (const std::exception& e) {
     why_not_ = "'" + index.string() + "' cannot be read (" + e.what() + ")";
@@ -272,7 +265,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
         for (const auto& shard : library.shards) {
           const auto side = sidecar(dirs[k], shard.file);
           if (!fs::exists(side)) throw error("cache shard of '" + shard.file + "' is missing in '" + dirs[k] + "'");
-          auto j = json::parse(read_text(side));
+          auto j = json::parse(run::read_file(side.string()));
           records += j.at("n_records").get<std::uint64_t>();
           rejected += j.at("n_rejected").get<std::uint64_t>();
           bytes += j.at("bytes").get<std::uint64_t>();

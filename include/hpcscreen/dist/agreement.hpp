@@ -33,6 +33,9 @@ failure capture_failure(F&& f) {
   return {};
 }
 
+// The exit status a failure calls for: 0, exit_usage, exit_interrupted or exit_error.
+int exit_status_of(const failure& f);
+
 // Collective: the worst kind of every rank's failure and each distinct message once, one per
 // line; with name_ranks, a message not every rank gave names the first rank that gave it.
 // Returns the same on every rank (kind none when every rank is fine).

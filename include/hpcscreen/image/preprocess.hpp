@@ -37,10 +37,4 @@ void crop_u8(const image_u8& img, const preprocess_spec& spec, std::vector<std::
 void normalize(const std::uint8_t* in, std::size_t n_crops, int h, int w,
                const preprocess_spec& spec, float* out);
 
-// Both steps: the input tensor(s) of one image: n_crops() × [3, H, W] float32, written to `out` (resized to
-// fit). Output H, W: crop_size (or the resized size for "none"). Throws image_reject when a
-// ten-crop is larger than the image.
-void preprocess(const image_u8& img, const preprocess_spec& spec, std::vector<float>& out,
-                int& out_h, int& out_w);
-
 }  // namespace hpcscreen::image

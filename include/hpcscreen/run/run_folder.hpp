@@ -63,6 +63,8 @@ class journal {
 
 // Durable write: temporary file, fsync, rename, fsync of the folder.
 void write_file_atomically(const std::string& path, const std::string& content);
+// A whole file's bytes; throws run_error when it cannot be opened or read.
+std::string read_file(const std::string& path);
 // Several files of one folder, each as write_file_atomically; name → content.
 void write_files_atomically(const std::string& dir,
                             const std::vector<std::pair<std::string, std::string>>& files);
