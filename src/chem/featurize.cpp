@@ -150,6 +150,53 @@ std::size_t count_atom_tokens(std::string_view s) {
   return n;
 }
 
+// RDKit's SmilesToMol as every featurizer's molecule has always been made: sanitization, H
+// removal and stereo perception. A CXSMILES extension is parsed (stereo groups and all); a
+// name after the SMILES never is: parse_checked allows no text outside the extension.
+RDKit::SmilesParserParams smiles_to_mol_params() {
+  RDKit::SmilesParserParams params;
+  params.allowCXSMILES = true;
+  params.parseName = false;
+  return params;
+}
+
+// The same molecule as SmilesToMol with smiles_to_mol_params(), without the steps that cannot
+// change it (measured in the stage benchmark: stereo perception was about a quarter of the
+// parse, the H-removal pass about 7%). SmilesToMol (RDKit 2022.09) parses, then for a CXSMILES
+// extension sets stereo from coordinates and wedges, then removes H atoms and sanitizes
+// (removeHs with sanitize), then perceives stereo (legacy, cleanIt, force, flagPossible).
+// - Without '@', '/', '\\' and an extension, no atom has a chiral tag and no bond a direction,
+//   so stereo perception only sets properties no feature reads (_CIPRank, _ChiralityPossible):
+//   it is skipped. Any stereo mark takes SmilesToMol's whole path.
+// - Without an H atom, removeHs removes nothing and then sanitizes: sanitizeMol alone.
+// Sanitization, which every reject of a parsed molecule comes from, runs whole either way.
+std::unique_ptr<RDKit::RWMol> parse_smiles(const std::string& smiles, bool extension,
+                                           parse_steps steps) {
+  const auto full = smiles_to_mol_params();
+  if (steps == parse_steps::all || extension ||
+      smiles.find_first_of("@/\\") != std::string::npos) {
+    return std::unique_ptr<RDKit::RWMol>(RDKit::SmilesToMol(smiles, full));
+  }
+  auto syntax_only = full;
+  syntax_only.sanitize = false;
+  syntax_only.removeHs = false;
+  std::unique_ptr<RDKit::RWMol> mol(RDKit::SmilesToMol(smiles, syntax_only));
+  if (!mol) return mol;
+  // A query feature (never expected in a SMILES without extension) takes the whole path.
+  if (mol->hasProp(RDKit::common_properties::_NeedsQueryScan)) {
+    return std::unique_ptr<RDKit::RWMol>(RDKit::SmilesToMol(smiles, full));
+  }
+  bool has_h = false;
+  for (const auto* atom : mol->atoms()) has_h = has_h || atom->getAtomicNum() == 1;
+  if (has_h) {
+    RDKit::MolOps::removeHs(*mol, /*implicitOnly=*/false, /*updateExplicitCount=*/true,
+                            /*sanitize=*/true);
+  } else {
+    RDKit::MolOps::sanitizeMol(*mol);
+  }
+  return mol;
+}
+
 }  // namespace
 
 void silence_rdkit_logs() {
@@ -157,9 +204,15 @@ void silence_rdkit_logs() {
   std::call_once(once, [] { boost::logging::disable_logs("rdApp.*"); });
 }
 
-bool parse_and_sanitize(std::string_view smiles) {
+bool parse_to_step(std::string_view smiles, parse_step step) {
   try {
-    std::unique_ptr<RDKit::RWMol> mol(RDKit::SmilesToMol(std::string(smiles)));
+    auto params = smiles_to_mol_params();
+    if (step != parse_step::smiles_to_mol) {
+      params.sanitize = false;
+      params.removeHs = false;
+    }
+    std::unique_ptr<RDKit::RWMol> mol(RDKit::SmilesToMol(std::string(smiles), params));
+    if (mol && step == parse_step::sanitize) RDKit::MolOps::sanitizeMol(*mol);
     return mol != nullptr;
   } catch (const std::exception&) {
     return false;
@@ -233,14 +286,9 @@ featurize_result parse_checked(std::string_view smiles, const featurize_options&
   }
   mol.reset();
   try {
-    // Parse with sanitization, as OGB's Chem.MolFromSmiles does: it also assigns and cleans
-    // stereochemistry, which the chirality and bond-stereo features depend on.
-    RDKit::SmilesParserParams params;
-    // The extension is parsed as CXSMILES (stereo groups and all); a name after the SMILES
-    // never is: the check above allows no text outside the extension.
-    params.allowCXSMILES = true;
-    params.parseName = false;
-    mol.reset(RDKit::SmilesToMol(std::string(smiles), params));
+    // The molecule OGB's Chem.MolFromSmiles makes (sanitized, stereo assigned and cleaned),
+    // with only the steps this SMILES needs.
+    mol = parse_smiles(std::string(smiles), !extension.empty(), options.parse);
     if (!mol) return reject("smiles_syntax", "RDKit could not parse the SMILES");
   } catch (const RDKit::AtomValenceException& e) {
     return reject("valence", e.what());
