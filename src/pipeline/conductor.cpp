@@ -27,20 +27,20 @@ constexpr std::size_t min_rows_for_broken_model = 2;
 // chunk's ledger from its outcomes, committing it to the run folder and the journal.
 class rank_ledger {
  public:
-  rank_ledger(const run_options& o, run_setup& s, int rank, int attempt)
-      : o_(o), s_(s), rank_(rank), attempt_(attempt), journal_(o.out_dir, attempt, rank) {}
+  rank_ledger(run_context& c, int rank, int attempt)
+      : c_(c), rank_(rank), attempt_(attempt), journal_(c.options.out_dir, attempt, rank) {}
 
   // The chunk's fields; nullopt when its shard cannot be read (rec then counts every row failed).
   std::optional<chunk_input> read(const plan::chunk& c, run::chunk_record& rec) {
     const auto t0 = clock_type::now();
-    chunk_input in{c, s_.manifest.shards[c.shard].file, s_.read_fields, {}};
+    chunk_input in{c, c_.manifest.shards[c.shard].file, c_.read_fields, {}};
     try {
-      const auto& entry = s_.manifest.shards[c.shard];
+      const auto& entry = c_.manifest.shards[c.shard];
       if (!reader_ || reader_shard_ != c.shard) {
         reader_.reset();
-        reader_ =
-            std::make_unique<io::shard_reader>((fs::path(o_.library_dir) / entry.file).string(),
-                                               s_.manifest.shard_schema, s_.manifest.fields);
+        reader_ = std::make_unique<io::shard_reader>(
+            (fs::path(c_.options.library_dir) / entry.file).string(), c_.manifest.shard_schema,
+            c_.manifest.fields);
         reader_shard_ = c.shard;
       }
       if (reader_->n_records() != entry.n_records) {
@@ -57,7 +57,7 @@ class rank_ledger {
       // One line per shard and rank: a broken shard of a million rows is not a thousand lines.
       if (reported_failures_.insert(c.shard).second) {
         std::fprintf(stderr, "hpcscreen: rank %d: %s: %s; its rows are counted as failed\n", rank_,
-                     plan::describe(c, s_.manifest).c_str(), e.what());
+                     plan::describe(c, c_.manifest).c_str(), e.what());
       }
       read_s_ += seconds_since(t0);
       return std::nullopt;
@@ -68,11 +68,11 @@ class rank_ledger {
 
   // The chunk's outcomes, its ledger and its outputs; throws model_error for a broken model.
   run::chunk_record close(const chunk_input& in, chunk_work& work) {
-    chunk_outcomes outcomes(in.n_rows(), s_.layout.names.size());
+    chunk_outcomes outcomes(in.n_rows(), c_.layout.names.size());
     work.collect(outcomes);
-    auto rec = close_chunk(in, outcomes, s_.layout, s_.hit_fields);
+    auto rec = close_chunk(in, outcomes, c_.layout, c_.hit_fields);
     refuse_broken_model(in, outcomes);
-    work.write_outputs(o_.out_dir, in.chunk.id, outcomes);
+    work.write_outputs(c_.options.out_dir, in.chunk.id, outcomes);
     return rec;
   }
 
@@ -84,7 +84,7 @@ class rank_ledger {
     rec.elapsed_s = elapsed_s;
     rec.end_time_s =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    run::write_chunk_record(o_.out_dir, rec);
+    run::write_chunk_record(c_.options.out_dir, rec);
     journal_.commit(rec.chunk_id);
     totals_ += rec.counts;
     ++n_chunks_;
@@ -108,15 +108,14 @@ class rank_ledger {
     if (n_model_errors >= min_rows_for_broken_model &&
         outcomes.count(chunk_outcomes::state::scored) == 0 &&
         n_model_errors == outcomes.count(chunk_outcomes::state::rejected)) {
-      throw model_error("the model failed on every one of the " + std::to_string(n_model_errors) +
-                        " records of " + plan::describe(in.chunk, s_.manifest) +
-                        ", so it is broken rather than the records; the first failure: " +
-                        first->detail);
+      throw model_error(
+          "the model failed on every one of the " + std::to_string(n_model_errors) +
+          " records of " + plan::describe(in.chunk, c_.manifest) +
+          ", so it is broken rather than the records; the first failure: " + first->detail);
     }
   }
 
-  const run_options& o_;
-  run_setup& s_;
+  run_context& c_;
   int rank_, attempt_;
   run::journal journal_;
   std::unique_ptr<io::shard_reader> reader_;
@@ -136,17 +135,18 @@ struct in_flight {
 // and commit each chunk its pool finishes, share stop requests, report progress, wind down.
 class rank_loop {
  public:
-  rank_loop(dist::context& ctx, const run_options& o, run_setup& s, const attempt_plan& a,
+  rank_loop(dist::context& ctx, run_context& c, const attempt_plan& a,
             clock_type::time_point run_start)
-      : ctx_(ctx), o_(o), s_(s), a_(a), run_start_(run_start) {
+      : ctx_(ctx), c_(c), a_(a), run_start_(run_start) {
     try {
-      ledger_.emplace(o, s, ctx.rank(), a.attempt);
+      ledger_.emplace(c, ctx.rank(), a.attempt);
     } catch (const std::exception& e) {
       result_.error = e.what();
     }
     counter_ = ctx.make_counter();
     board_ = ctx.make_progress_board();
-    if (ctx.rank() == 0) progress_.emplace(s.manifest.n_records(), a.n_done_before, o.progress_interval_s);
+    if (ctx.rank() == 0)
+      progress_.emplace(c.manifest.n_records(), a.n_done_before, c.options.progress_interval_s);
     board_->publish(mine_);
   }
 
@@ -157,7 +157,8 @@ class rank_loop {
         result_.interrupted = true;
         break;
       }
-      const bool deadline = o_.stop_after_s > 0 && seconds_since(run_start_) >= o_.stop_after_s;
+      const bool deadline =
+          c_.options.stop_after_s > 0 && seconds_since(run_start_) >= c_.options.stop_after_s;
       if (deadline || quota_reached()) {  // no new chunks; the ones in flight are finished
         stop_taking_ = true;
         result_.interrupted = true;
@@ -177,14 +178,16 @@ class rank_loop {
   void start_pool() {
     if (!result_.error.empty()) return;
     try {
-      pool_ = std::make_unique<stage_pool>(s_.threads, [w = s_.work.get()] { w->on_thread_start(); });
-      if (o_.featurize_threads > 0) {
-        for (const auto& [stage_name, cap] : s_.work->stage_split(o_.featurize_threads, s_.threads))
+      pool_ =
+          std::make_unique<stage_pool>(c_.threads, [w = c_.work.get()] { w->on_thread_start(); });
+      if (c_.options.featurize_threads > 0) {
+        for (const auto& [stage_name, cap] :
+             c_.work->stage_split(c_.options.featurize_threads, c_.threads))
           pool_->set_cap(stage_name, cap);
       }
     } catch (const std::exception& e) {
       result_.error = "rank " + std::to_string(ctx_.rank()) + ": cannot start " +
-                      std::to_string(s_.threads) + " threads: " + e.what();
+                      std::to_string(c_.threads) + " threads: " + e.what();
     }
   }
 
@@ -192,7 +195,7 @@ class rank_loop {
   // shard cannot be read is committed at once with its rows failed.
   void take_chunks() {
     while (!stop_taking_ && !no_more_ && !quota_reached() &&
-           pool_->in_flight() < static_cast<std::size_t>(o_.chunks_in_flight)) {
+           pool_->in_flight() < static_cast<std::size_t>(c_.options.chunks_in_flight)) {
       std::uint64_t next = 0;
       timed([&] { next = counter_->next(); });
       if (next >= a_.remaining.size()) {
@@ -200,7 +203,7 @@ class rank_loop {
         return;
       }
       ++taken_;
-      const auto& c = s_.plan.chunks[a_.remaining[next]];
+      const auto& c = c_.plan.chunks[a_.remaining[next]];
       try {
         run::chunk_record failed;
         auto input = ledger_->read(c, failed);
@@ -210,7 +213,7 @@ class rank_loop {
           continue;
         }
         flight_.emplace(c.id, in_flight{c, clock_type::now()});
-        pool_->submit(c.id, s_.work->start(std::move(*input)));
+        pool_->submit(c.id, c_.work->start(std::move(*input)));
       } catch (const std::exception& e) {
         result_.error = chunk_error(c, e);
         return;
@@ -307,16 +310,15 @@ class rank_loop {
     tick();
   }
   bool quota_reached() const {
-    return o_.max_chunks_per_rank > 0 && taken_ >= o_.max_chunks_per_rank;
+    return c_.options.max_chunks_per_rank > 0 && taken_ >= c_.options.max_chunks_per_rank;
   }
   std::string chunk_error(const plan::chunk& c, const std::exception& e) const {
-    return "rank " + std::to_string(ctx_.rank()) + ", " + plan::describe(c, s_.manifest) + ": " +
+    return "rank " + std::to_string(ctx_.rank()) + ", " + plan::describe(c, c_.manifest) + ": " +
            e.what();
   }
 
   dist::context& ctx_;
-  const run_options& o_;
-  run_setup& s_;
+  run_context& c_;
   const attempt_plan& a_;
   clock_type::time_point run_start_;
   rank_result result_;
@@ -333,9 +335,9 @@ class rank_loop {
 
 }  // namespace
 
-rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s, const attempt_plan& a,
+rank_result conduct(dist::context& ctx, run_context& c, const attempt_plan& a,
                     clock_type::time_point run_start) {
-  return rank_loop(ctx, o, s, a, run_start).run();
+  return rank_loop(ctx, c, a, run_start).run();
 }
 
 }  // namespace hpcscreen::pipeline

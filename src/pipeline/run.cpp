@@ -37,102 +37,106 @@ int agreed_status(dist::context& ctx, const dist::failure& mine) {
   return dist::exit_status_of(agreed);
 }
 
-void check_options(const run_options& o, int threads, const scheduler_info& scheduler) {
-  if (o.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
-  if (o.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
+void check_options(const run_context& c) {
+  const int threads = c.threads;
+  if (c.options.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
+  if (c.options.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
   if (threads < 1 || threads > max_threads_per_rank) {
     const std::string from =
-        o.threads > 0 ? "--threads " + std::to_string(threads)
-                      : std::to_string(threads) + " threads per rank from the environment (" +
-                            scheduler.name + ": SLURM_CPUS_PER_TASK, NCPUS or OMP_NUM_THREADS)";
+        c.options.threads > 0
+            ? "--threads " + std::to_string(threads)
+            : std::to_string(threads) + " threads per rank from the environment (" +
+                  c.scheduler.name + ": SLURM_CPUS_PER_TASK, NCPUS or OMP_NUM_THREADS)";
     throw usage_error(from + " is out of range: threads per rank must be between 1 and " +
                       std::to_string(max_threads_per_rank) + "; set --threads");
   }
-  if (o.featurize_threads < 0 || (o.featurize_threads > 0 && o.featurize_threads >= threads)) {
-    throw usage_error("--featurize-threads " + std::to_string(o.featurize_threads) +
+  if (c.options.featurize_threads < 0 ||
+      (c.options.featurize_threads > 0 && c.options.featurize_threads >= threads)) {
+    throw usage_error("--featurize-threads " + std::to_string(c.options.featurize_threads) +
                       " must leave at least one of the rank's " + std::to_string(threads) +
                       " threads for inference (accepted: 0 to " + std::to_string(threads - 1) +
                       ")");
   }
 }
 
-void set_up(const run_options& o, const workload_kind& kind, const workload_factory& make_workload,
-            run_setup& s) {
-  s.kind = &kind;
-  s.scheduler = detect_scheduler();
-  s.threads = o.threads > 0 ? o.threads : default_threads(s.scheduler);
-  check_options(o, s.threads, s.scheduler);
-  s.manifest = io::read_manifest(o.library_dir);
-  s.work = make_workload(s.threads);
+// Fills the context's set-up from its options, on every rank.
+void set_up(const workload_kind& kind, const workload_factory& make_workload, run_context& c) {
+  c.kind = &kind;
+  c.scheduler = detect_scheduler();
+  c.threads = c.options.threads > 0 ? c.options.threads : default_threads(c.scheduler);
+  check_options(c);
+  c.manifest = io::read_manifest(c.options.library_dir);
+  c.work = make_workload(c.threads);
   // After the models are loaded: what they mapped counts against an address-space limit.
-  if (const auto shortfall = address_space_shortfall(s.threads); !shortfall.empty())
+  if (const auto shortfall = address_space_shortfall(c.threads); !shortfall.empty())
     throw error(shortfall);
-  s.library = &find_library_kind(kind.library_kind);
-  s.layout = s.work->scores();
-  if (s.layout.ranked && s.layout.top_k == 0) throw usage_error("--top-k must be at least 1");
-  if (s.layout.ranked) s.layout.check_hit_files();
-  if (s.manifest.kind != s.library->name) {
-    throw shard_error("library '" + o.library_dir + "' holds " + s.manifest.kind + ", '" +
-                      kind.name + "' needs " + s.library->name);
+  c.library = &find_library_kind(kind.library_kind);
+  c.layout = c.work->scores();
+  if (c.layout.ranked && c.layout.top_k == 0) throw usage_error("--top-k must be at least 1");
+  if (c.layout.ranked) c.layout.check_hit_files();
+  if (c.manifest.kind != c.library->name) {
+    throw shard_error("library '" + c.options.library_dir + "' holds " + c.manifest.kind + ", '" +
+                      kind.name + "' needs " + c.library->name);
   }
-  for (const auto& f : s.library->fields) {
-    if (std::find(s.manifest.fields.begin(), s.manifest.fields.end(), f) == s.manifest.fields.end())
-      throw shard_error("library '" + o.library_dir + "' has no field '" + f + "'");
+  for (const auto& f : c.library->fields) {
+    if (std::find(c.manifest.fields.begin(), c.manifest.fields.end(), f) == c.manifest.fields.end())
+      throw shard_error("library '" + c.options.library_dir + "' has no field '" + f + "'");
   }
-  s.read_fields = s.library->fields;
-  s.hit_fields = s.library->hit_fields;
-  for (const auto& f : s.manifest.fields) {  // columns kept by pack --keep-columns
-    if (std::find(s.read_fields.begin(), s.read_fields.end(), f) != s.read_fields.end()) continue;
+  c.read_fields = c.library->fields;
+  c.hit_fields = c.library->hit_fields;
+  for (const auto& f : c.manifest.fields) {  // columns kept by pack --keep-columns
+    if (std::find(c.read_fields.begin(), c.read_fields.end(), f) != c.read_fields.end()) continue;
     // A kept column shown beside the scores must not pass for one of the outputs' own columns.
     if (f == "rank" || f == "score" || f == "shard" || f == "row" ||
-        std::find(s.layout.names.begin(), s.layout.names.end(), f) != s.layout.names.end()) {
-      throw usage_error("library '" + o.library_dir + "' keeps a column '" + f +
+        std::find(c.layout.names.begin(), c.layout.names.end(), f) != c.layout.names.end()) {
+      throw usage_error("library '" + c.options.library_dir + "' keeps a column '" + f +
                         "' that the outputs name too (a score column, rank, score, shard or row); "
                         "pack it again without it in --keep-columns");
     }
-    s.read_fields.push_back(f);
-    s.hit_fields.push_back(f);
+    c.read_fields.push_back(f);
+    c.hit_fields.push_back(f);
   }
-  s.plan = plan::make_chunk_plan(s.manifest, o.chunk_rows);
-  plan::check(s.plan, s.manifest);
+  c.plan = plan::make_chunk_plan(c.manifest, c.options.chunk_rows);
+  plan::check(c.plan, c.manifest);
 }
 
-json identity_of(const run_options& o, const run_setup& s) {
-  auto id = s.work->identity();
-  id["workload"] = s.kind->name;
-  id["library"] = fs::weakly_canonical(fs::absolute(o.library_dir)).string();
+json identity_of(const run_context& c) {
+  auto id = c.work->identity();
+  id["workload"] = c.kind->name;
+  id["library"] = fs::weakly_canonical(fs::absolute(c.options.library_dir)).string();
   id["manifest_checksum"] =
-      file_checksum((fs::path(o.library_dir) / io::manifest_file_name).string());
-  id["n_records"] = s.manifest.n_records();
-  id["chunk_rows"] = o.chunk_rows;
-  id["n_chunks"] = s.plan.chunks.size();
+      file_checksum((fs::path(c.options.library_dir) / io::manifest_file_name).string());
+  id["n_records"] = c.manifest.n_records();
+  id["chunk_rows"] = c.options.chunk_rows;
+  id["n_chunks"] = c.plan.chunks.size();
   return id;
 }
 
 // Rank 0: creates the run folder, or checks that a resume continues the same run; the chunks
 // this attempt does (with --retry-failed, also those whose shard could not be read before).
-json begin_attempt(const run_options& o, const run_setup& s, int n_ranks) {
-  if (o.retry_failed && !o.resume) throw usage_error("--retry-failed needs --resume");
+json begin_attempt(const run_context& c, int n_ranks) {
+  if (c.options.retry_failed && !c.options.resume)
+    throw usage_error("--retry-failed needs --resume");
   const json attempt = {{"ranks", n_ranks},
-                        {"threads_per_rank", s.threads},
-                        {"command_line", o.command_line},
-                        {"scheduler", s.scheduler.name},
-                        {"job_id", s.scheduler.job_id}};
-  const auto identity = identity_of(o, s).dump();
-  auto started = run::start_attempt(o.out_dir, o.resume, identity, attempt.dump(), s.plan.chunks.size());
+                        {"threads_per_rank", c.threads},
+                        {"command_line", c.options.command_line},
+                        {"scheduler", c.scheduler.name},
+                        {"job_id", c.scheduler.job_id}};
+  const auto identity = identity_of(c).dump();
+  auto started = run::start_attempt(c.options.out_dir, c.options.resume, identity, attempt.dump(),
+                                    c.plan.chunks.size());
   const int number = started.number;
   auto& done = started.done;
-  const std::size_t n_retried = o.retry_failed ? started.failed.size() : 0;
-  if (o.retry_failed) {
+  const std::size_t n_retried = c.options.retry_failed ? started.failed.size() : 0;
+  if (c.options.retry_failed) {
     for (const auto id : started.failed) done.erase(id);
   }
-  s.work->prepare_run_folder(o.out_dir);
-  if (o.resume && number > 1) {
-    std::fprintf(stderr,
-                 "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already committed%s\n",
-                 o.out_dir.c_str(), number, done.size(), s.plan.chunks.size(),
-                 n_retried ? (", " + std::to_string(n_retried) + " failed ones to retry").c_str()
-                           : "");
+  c.work->prepare_run_folder(c.options.out_dir);
+  if (c.options.resume && number > 1) {
+    std::fprintf(
+        stderr, "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already committed%s\n",
+        c.options.out_dir.c_str(), number, done.size(), c.plan.chunks.size(),
+        n_retried ? (", " + std::to_string(n_retried) + " failed ones to retry").c_str() : "");
   }
   return {{"attempt", number}, {"done", done}};
 }
@@ -144,36 +148,40 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
   const auto t_start = clock_type::now();
   install_stop_handlers();
 
-  run_setup s;
-  if (const int status = agreed_status(ctx, dist::capture_failure([&] { set_up(o, kind, make_workload, s); })); status != exit_ok)
+  run_context c;
+  c.options = o;
+  if (const int status =
+          agreed_status(ctx, dist::capture_failure([&] { set_up(kind, make_workload, c); }));
+      status != exit_ok)
     return status;
 
   json start;
   dist::failure started;
-  if (ctx.rank() == 0) started = dist::capture_failure([&] { start = begin_attempt(o, s, ctx.size()); });
+  if (ctx.rank() == 0)
+    started = dist::capture_failure([&] { start = begin_attempt(c, ctx.size()); });
   if (const int status = agreed_status(ctx, started); status != exit_ok) return status;
   start = json::parse(ctx.broadcast(start.dump()));
 
   attempt_plan a;
   a.attempt = start["attempt"].get<int>();
   const auto done = start["done"].get<std::set<std::uint64_t>>();
-  for (const auto& c : s.plan.chunks) {
-    if (done.count(c.id)) {
-      a.n_done_before += c.n_rows();
+  for (const auto& chunk : c.plan.chunks) {
+    if (done.count(chunk.id)) {
+      a.n_done_before += chunk.n_rows();
     } else {
-      a.remaining.push_back(c.id);
+      a.remaining.push_back(chunk.id);
     }
   }
 
-  const auto r = conduct(ctx, o, s, a, t_start);
+  const auto r = conduct(ctx, c, a, t_start);
   // Threads left inside a record still use the workload: it must never be destroyed.
   struct keep_alive {
-    run_setup& s;
+    run_context& c;
     bool abandoned;
     ~keep_alive() {
-      if (abandoned) (void)s.work.release();
+      if (abandoned) (void)c.work.release();
     }
-  } keep{s, r.threads_abandoned};
+  } keep{c, r.threads_abandoned};
   // A stop on any rank counts for the run.
   const bool interrupted = !ctx.all_ok(!r.interrupted && !stop_requested());
   if (const int status = agreed_status(ctx, {r.error.empty() ? dist::failure::none : dist::failure::error, r.error});
@@ -182,7 +190,7 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
 
   std::string mine;
   const auto built = dist::capture_failure([&] {
-    mine = rank_report_json(r, s, ctx.rank(), seconds_since(t_start))
+    mine = rank_report_json(r, c, ctx.rank(), seconds_since(t_start))
                .dump(-1, ' ', false, json::error_handler_t::replace);
   });
   if (!built.ok()) mine = json{{"rank", ctx.rank()}, {"error", built.message}}.dump();
@@ -196,7 +204,8 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
       std::vector<json> reports;
       for (const auto& b : blobs) reports.push_back(json::parse(b));
       status = write_run_outputs(
-          o, s, {a.attempt, interrupted, seconds_since(t_start), gather_s, ctx.size(), ctx.description()},
+          c,
+          {a.attempt, interrupted, seconds_since(t_start), gather_s, ctx.size(), ctx.description()},
           reports);
     });
     if (!finished.ok()) {

@@ -67,17 +67,18 @@ struct run_ledger {
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv.
-run_ledger read_ledgers(const run_options& o, const run_setup& s, int attempt) {
+run_ledger read_ledgers(const run_context& c, int attempt) {
   run_ledger b;
-  for (const auto& k : s.layout.keys) b.tops.emplace_back(s.layout.top_k, k.higher_is_better);
-  const auto path = (fs::path(o.out_dir) / "rejects.csv").string();
+  for (const auto& k : c.layout.keys) b.tops.emplace_back(c.layout.top_k, k.higher_is_better);
+  const auto path = (fs::path(c.options.out_dir) / "rejects.csv").string();
   const auto tmp = path + ".tmp";
   {
     std::ofstream rejects(tmp, std::ios::binary);
     rejects << "shard,row,id,stage,reason\n";
     // One record at a time: memory stays bounded by top-K, whatever the run's size.
-    for (const auto id : run::committed_chunks(o.out_dir)) {
-      const auto usable = run::read_usable_chunk_record(o.out_dir, id, s.plan.chunks.size());
+    for (const auto id : run::committed_chunks(c.options.out_dir)) {
+      const auto usable =
+          run::read_usable_chunk_record(c.options.out_dir, id, c.plan.chunks.size());
       if (!usable) continue;
       const auto& rec = *usable;
       b.committed.insert(id);
@@ -87,7 +88,7 @@ run_ledger read_ledgers(const run_options& o, const run_setup& s, int attempt) {
         if (k > 0 && k - 1 >= rec.extra_hits.size()) break;
         for (const auto& h : k == 0 ? rec.hits : rec.extra_hits[k - 1]) b.tops[k].offer(h);
       }
-      const auto& shard_file = s.manifest.shards[rec.shard].file;
+      const auto& shard_file = c.manifest.shards[rec.shard].file;
       for (const auto& x : rec.rejects) {
         rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ','
                 << x.stage << ',' << csv_field(x.reason + ": " + x.detail) << '\n';
@@ -107,15 +108,15 @@ run_ledger read_ledgers(const run_options& o, const run_setup& s, int attempt) {
 }
 
 // Every hit list carries every score of its records, then the fields shown (e.g. SMILES).
-std::string hits_csv(const run_setup& s, const std::vector<ranking::hit>& hits) {
+std::string hits_csv(const run_context& c, const std::vector<ranking::hit>& hits) {
   std::string csv = "rank,id,score,shard,row";
-  for (const auto& n : s.layout.names) csv += ',' + csv_field(n);
-  for (const auto& f : s.hit_fields) csv += ',' + csv_field(f);
+  for (const auto& n : c.layout.names) csv += ',' + csv_field(n);
+  for (const auto& f : c.hit_fields) csv += ',' + csv_field(f);
   csv += '\n';
   for (std::size_t i = 0; i < hits.size(); ++i) {
     const auto& h = hits[i];
     csv += std::to_string(i + 1) + ',' + csv_field(h.id) + ',' + format_score(h.score) + ',' +
-           csv_field(s.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row);
+           csv_field(c.manifest.shards[h.key.shard].file) + ',' + std::to_string(h.key.row);
     for (const auto v : h.scores) csv += ',' + format_score(v);
     for (const auto& f : h.fields) csv += ',' + csv_field(f);
     csv += '\n';
@@ -146,7 +147,7 @@ struct run_state {
 };
 
 // The accounting invariants over the committed chunk records.
-void check_accounting(const run_setup& s, const std::vector<json>& rank_reports, run_state& st) {
+void check_accounting(const run_context& c, const std::vector<json>& rank_reports, run_state& st) {
   const auto& b = st.ledger;
   auto& live = st.live;
   for (const auto& r : rank_reports) {
@@ -156,7 +157,7 @@ void check_accounting(const run_setup& s, const std::vector<json>& rank_reports,
     live.n_failed += r.value("n_failed", std::uint64_t{0});
   }
   const auto& t = b.totals;
-  st.all_committed = b.committed.size() == s.plan.chunks.size();
+  st.all_committed = b.committed.size() == c.plan.chunks.size();
   st.complete = st.all_committed && t.n_failed == 0 && st.write_errors.empty();
   auto& problems = st.problems;
   if (!t.balanced()) {
@@ -169,9 +170,9 @@ void check_accounting(const run_setup& s, const std::vector<json>& rank_reports,
                                    x.n_rejected == live.n_rejected && x.n_failed == live.n_failed)) {
     problems.push_back("the chunk records of this attempt disagree with the ranks' own counts");
   }
-  if (st.all_committed && st.write_errors.empty() && t.n_read != s.manifest.n_records()) {
-    problems.push_back("records_read " + std::to_string(t.n_read) + " differs from the manifest's " +
-                       std::to_string(s.manifest.n_records()));
+  if (st.all_committed && st.write_errors.empty() && t.n_read != c.manifest.n_records()) {
+    problems.push_back("records_read " + std::to_string(t.n_read) +
+                       " differs from the manifest's " + std::to_string(c.manifest.n_records()));
   }
 }
 
@@ -203,9 +204,9 @@ void add_rank_figures(json& report, const std::vector<json>& rank_reports, const
 }
 
 // run.json: the shared keys from the ledger, the ranks' figures, and the workload's own section.
-json run_json(const run_options& o, const run_setup& s, const attempt_summary& a,
-              const std::vector<json>& rank_reports, run_state& st) {
-  const auto& kind = *s.kind;
+json run_json(const run_context& c, const attempt_summary& a, const std::vector<json>& rank_reports,
+              run_state& st) {
+  const auto& kind = *c.kind;
   const auto& b = st.ledger;
   const auto& t = b.totals;
   const auto& live = st.live;
@@ -223,17 +224,17 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
   report["interrupted"] = a.interrupted;
   if (a.interrupted) report["stop_signal"] = stop_signal();
   report["attempt"] = a.attempt;
-  report["records_total"] = s.manifest.n_records();
+  report["records_total"] = c.manifest.n_records();
   report["records_read"] = t.n_read;
   report["records_scored"] = t.n_scored;
   report["records_rejected"] = t.n_rejected;
   report["records_failed"] = t.n_failed;
   report["records_filtered"] = t.n_filtered;
-  report["records_pending"] = s.manifest.n_records() - std::min(s.manifest.n_records(), t.n_read);
+  report["records_pending"] = c.manifest.n_records() - std::min(c.manifest.n_records(), t.n_read);
   report["accounting_ok"] = problems.empty();
   report["accounting_problems"] = problems;
   report["output_errors"] = write_errors;
-  report["chunks_total"] = s.plan.chunks.size();
+  report["chunks_total"] = c.plan.chunks.size();
   report["chunks_committed"] = b.committed.size();
   std::uint64_t chunks_this_attempt = 0;
   for (const auto& r : rank_reports) chunks_this_attempt += r.value("n_chunks", std::uint64_t{0});
@@ -244,33 +245,33 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
   for (const auto& r : rank_reports) workload_parts.push_back(r.value("workload", json::object()));
   add_rank_figures(report, rank_reports, a);
   report["ranks"] = a.n_ranks;
-  report["threads_per_rank"] = s.threads;
-  report["top_k"] = s.layout.top_k;
+  report["threads_per_rank"] = c.threads;
+  report["top_k"] = c.layout.top_k;
   report["hits"] = has_hits ? hits.size() : 0;
-  report["score_columns"] = s.layout.names;
+  report["score_columns"] = c.layout.names;
   report["hit_files"] = hit_files;
   json filters = json::array();
-  for (const auto& f : s.layout.filters) filters.push_back(f.text);
+  for (const auto& f : c.layout.filters) filters.push_back(f.text);
   report["filters"] = filters;
-  report["hit_fields"] = s.hit_fields;
+  report["hit_fields"] = c.hit_fields;
   report["reject_reasons"] = b.reject_reasons;
   report["failed_shards"] = b.failed_shards;
-  report.update(s.work->run_keys());
-  report["library"] = {{"path", fs::absolute(o.library_dir).string()},
-                       {"shards", s.manifest.shards.size()}};
-  report["config"] = {{"chunk_rows", o.chunk_rows},
-                      {"chunks_in_flight", o.chunks_in_flight},
-                      {"stop_after_s", o.stop_after_s},
-                      {"max_chunks_per_rank", o.max_chunks_per_rank},
-                      {"allow_failed_shards", o.allow_failed_shards},
-                      {"retry_failed", o.retry_failed},
-                      {"command_line", o.command_line}};
-  report["versions"] = {{"hpcscreen", o.version}, {"mpi", a.mpi_description}};
-  report["scheduler"] = {{"name", s.scheduler.name},
-                         {"job_id", s.scheduler.job_id},
-                         {"nodes", s.scheduler.n_nodes},
-                         {"cpus_per_task", s.scheduler.cpus_per_task}};
-  report[kind.name] = s.work->report(combine_rank_reports(workload_parts));
+  report.update(c.work->run_keys());
+  report["library"] = {{"path", fs::absolute(c.options.library_dir).string()},
+                       {"shards", c.manifest.shards.size()}};
+  report["config"] = {{"chunk_rows", c.options.chunk_rows},
+                      {"chunks_in_flight", c.options.chunks_in_flight},
+                      {"stop_after_s", c.options.stop_after_s},
+                      {"max_chunks_per_rank", c.options.max_chunks_per_rank},
+                      {"allow_failed_shards", c.options.allow_failed_shards},
+                      {"retry_failed", c.options.retry_failed},
+                      {"command_line", c.options.command_line}};
+  report["versions"] = {{"hpcscreen", c.options.version}, {"mpi", a.mpi_description}};
+  report["scheduler"] = {{"name", c.scheduler.name},
+                         {"job_id", c.scheduler.job_id},
+                         {"nodes", c.scheduler.n_nodes},
+                         {"cpus_per_task", c.scheduler.cpus_per_task}};
+  report[kind.name] = c.work->report(combine_rank_reports(workload_parts));
   report[kind.name].update(st.workload_outputs);
   if (!write_errors.empty()) {
     report["output_errors"] = write_errors;
@@ -280,9 +281,8 @@ json run_json(const run_options& o, const run_setup& s, const attempt_summary& a
 }
 
 // The closing lines on stderr and the run's exit status.
-int closing_status(const run_options& o, const run_setup& s, const attempt_summary& a,
-                   const run_state& st) {
-  const auto& kind = *s.kind;
+int closing_status(const run_context& c, const attempt_summary& a, const run_state& st) {
+  const auto& kind = *c.kind;
   const auto& b = st.ledger;
   const auto& t = b.totals;
   const auto& hits = st.hits;
@@ -292,18 +292,21 @@ int closing_status(const run_options& o, const run_setup& s, const attempt_summa
   std::string hits_note;
   if (has_hits) {
     hits_note = "; " + std::to_string(hits.size()) + " hits in " +
-                (fs::path(o.out_dir) / "hits.csv").string();
+                (fs::path(c.options.out_dir) / "hits.csv").string();
   }
-  std::fprintf(stderr,
-               "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d "
-               "threads)\n",
-               with_commas(t.n_read).c_str(), with_commas(t.n_scored).c_str(),
-               kind.done_verb.c_str(), with_commas(t.n_rejected).c_str(),
-               with_commas(t.n_failed).c_str(),
-               all_committed
-                   ? ""
-                   : (", " + with_commas(s.manifest.n_records() - std::min(s.manifest.n_records(), t.n_read)) + " pending").c_str(),
-               hits_note.c_str(), a.wall_s, a.n_ranks, s.threads);
+  std::fprintf(
+      stderr,
+      "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d "
+      "threads)\n",
+      with_commas(t.n_read).c_str(), with_commas(t.n_scored).c_str(), kind.done_verb.c_str(),
+      with_commas(t.n_rejected).c_str(), with_commas(t.n_failed).c_str(),
+      all_committed
+          ? ""
+          : (", " +
+             with_commas(c.manifest.n_records() - std::min(c.manifest.n_records(), t.n_read)) +
+             " pending")
+                .c_str(),
+      hits_note.c_str(), a.wall_s, a.n_ranks, c.threads);
   for (const auto& e : write_errors)
     std::fprintf(stderr, "hpcscreen: error: could not write %s\n", e.c_str());
   if (!write_errors.empty()) return exit_error;
@@ -313,7 +316,7 @@ int closing_status(const run_options& o, const run_setup& s, const attempt_summa
     std::fprintf(stderr,
                  "hpcscreen: run stopped before the end; %zu of %zu chunks are committed. Run the "
                  "same command with --resume to finish it.\n",
-                 b.committed.size(), s.plan.chunks.size());
+                 b.committed.size(), c.plan.chunks.size());
     return exit_interrupted;
   }
   if (t.n_failed > 0) {
@@ -322,13 +325,14 @@ int closing_status(const run_options& o, const run_setup& s, const attempt_summa
                    with_commas(f["rows_failed"].get<std::uint64_t>()).c_str(),
                    f["error"].get<std::string>().c_str());
     }
-    std::fprintf(stderr,
-                 "hpcscreen: %s records are in shards that could not be read; the run is not "
-                 "complete. Repair or restore them and run the same command with --resume "
-                 "--retry-failed%s\n",
-                 with_commas(t.n_failed).c_str(),
-                 o.allow_failed_shards ? "" : " (or pass --allow-failed-shards to accept this)");
-    if (!o.allow_failed_shards) return exit_incomplete;
+    std::fprintf(
+        stderr,
+        "hpcscreen: %s records are in shards that could not be read; the run is not "
+        "complete. Repair or restore them and run the same command with --resume "
+        "--retry-failed%s\n",
+        with_commas(t.n_failed).c_str(),
+        c.options.allow_failed_shards ? "" : " (or pass --allow-failed-shards to accept this)");
+    if (!c.options.allow_failed_shards) return exit_incomplete;
   }
   return exit_ok;
 }
@@ -341,7 +345,7 @@ json combine_rank_reports(const std::vector<json>& reports) {
   return out;
 }
 
-json rank_report_json(const rank_result& r, const run_setup& s, int rank, double busy_s) {
+json rank_report_json(const rank_result& r, const run_context& c, int rank, double busy_s) {
   return {{"rank", rank},
           {"host", host_name()},
           {"n_chunks", r.n_chunks},
@@ -357,10 +361,10 @@ json rank_report_json(const rank_result& r, const run_setup& s, int rank, double
           {"pool_idle_thread_s", r.pool_idle_thread_s},
           {"peak_rss_bytes", peak_rss_bytes()},
           {"coordination_s", r.coordination_s},
-          {"workload", s.work->rank_report()}};
+          {"workload", c.work->rank_report()}};
 }
 
-int write_run_outputs(const run_options& o, const run_setup& s, const attempt_summary& a,
+int write_run_outputs(const run_context& c, const attempt_summary& a,
                       const std::vector<json>& rank_reports) {
   run_state st;
   // An output that cannot be written is named in run.json (and stderr); the others still are.
@@ -368,32 +372,32 @@ int write_run_outputs(const run_options& o, const run_setup& s, const attempt_su
     attempt_output(st.write_errors, what, std::forward<decltype(f)>(f));
   };
   auto& b = st.ledger;
-  attempt_to("rejects.csv", [&] { b = read_ledgers(o, s, a.attempt); });
-  st.has_hits = s.layout.ranked && !s.layout.names.empty() && !s.layout.keys.empty();
+  attempt_to("rejects.csv", [&] { b = read_ledgers(c, a.attempt); });
+  st.has_hits = c.layout.ranked && !c.layout.names.empty() && !c.layout.keys.empty();
   std::vector<std::pair<std::string, std::string>> hit_lists;  // file → content
-  for (std::size_t k = 0; st.has_hits && k < s.layout.keys.size(); ++k) {
+  for (std::size_t k = 0; st.has_hits && k < c.layout.keys.size(); ++k) {
     const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<ranking::hit>{};
-    const auto file = s.layout.hits_file(k);
-    hit_lists.emplace_back(file, hits_csv(s, merged));
+    const auto file = c.layout.hits_file(k);
+    hit_lists.emplace_back(file, hits_csv(c, merged));
     st.hit_files.push_back({{"file", file},
-                            {"rank_by", s.layout.names[s.layout.keys[k].index]},
-                            {"higher_is_better", s.layout.keys[k].higher_is_better},
+                            {"rank_by", c.layout.names[c.layout.keys[k].index]},
+                            {"higher_is_better", c.layout.keys[k].higher_is_better},
                             {"hits", merged.size()}});
     if (k == 0) st.hits = merged;
   }
-  attempt_to("hit lists", [&] { run::write_files_atomically(o.out_dir, hit_lists); });
+  attempt_to("hit lists", [&] { run::write_files_atomically(c.options.out_dir, hit_lists); });
   attempt_to("workload outputs", [&] {
     st.workload_outputs =
-        s.work->write_run_outputs(run_view{o.out_dir, s.manifest, s.plan, b.committed});
+        c.work->write_run_outputs(run_view{c.options.out_dir, c.manifest, c.plan, b.committed});
   });
-  check_accounting(s, rank_reports, st);
-  json report = run_json(o, s, a, rank_reports, st);
+  check_accounting(c, rank_reports, st);
+  json report = run_json(c, a, rank_reports, st);
   // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
   attempt_to("run.json", [&] {
-    run::write_file_atomically((fs::path(o.out_dir) / "run.json").string(),
+    run::write_file_atomically((fs::path(c.options.out_dir) / "run.json").string(),
                                report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   });
-  return closing_status(o, s, a, st);
+  return closing_status(c, a, st);
 }
 
 }  // namespace hpcscreen::pipeline

@@ -18,8 +18,10 @@
 
 namespace hpcscreen::pipeline {
 
-// Everything every rank needs before the first chunk, checked on every rank.
-struct run_setup {
+// One run as every step sees it: the user's options, and what set-up found from them before
+// the first chunk (the library, the workload and its models, the chunks), checked on every rank.
+struct run_context {
+  run_options options;
   io::manifest manifest;
   const workload_kind* kind = nullptr;
   std::unique_ptr<workload> work;
@@ -61,7 +63,7 @@ inline constexpr double stop_grace_s = 3.0;
 
 // Collective (the counter and progress board are created and freed by every rank). Never throws:
 // any failure is in the result, for the ranks to agree on.
-rank_result conduct(dist::context& ctx, const run_options& o, run_setup& s,
-                    const attempt_plan& a, clock_type::time_point run_start);
+rank_result conduct(dist::context& ctx, run_context& c, const attempt_plan& a,
+                    clock_type::time_point run_start);
 
 }  // namespace hpcscreen::pipeline

@@ -18,11 +18,11 @@ struct attempt_summary {
 };
 
 // This rank's figures for run.json's per_rank list (the workload's under "workload").
-json rank_report_json(const rank_result& r, const run_setup& s, int rank, double busy_s);
+json rank_report_json(const rank_result& r, const run_context& c, int rank, double busy_s);
 
 // Rank 0. Writes every output it can even when one fails (each is written atomically), and
 // returns the run's exit status.
-int write_run_outputs(const run_options& o, const run_setup& s, const attempt_summary& a,
+int write_run_outputs(const run_context& c, const attempt_summary& a,
                       const std::vector<json>& rank_reports);
 
 }  // namespace hpcscreen::pipeline
