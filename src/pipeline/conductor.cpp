@@ -126,9 +126,12 @@ class rank_ledger {
   std::set<std::uint32_t> reported_failures_;
 };
 
+// A chunk in the pool, as the conductor knows it: the pool owns its work until it hands it back
+// finished, under the chunk's id.
 struct in_flight {
   plan::chunk chunk;
   clock_type::time_point started;
+  chunk_work* work;
 };
 
 // One rank's loop, step by step: keep the pool fed with chunks from the shared counter, close
@@ -212,8 +215,9 @@ class rank_loop {
           publish();
           continue;
         }
-        flight_.emplace(c.id, in_flight{c, clock_type::now()});
-        pool_->submit(c.id, c_.work->start(std::move(*input)));
+        auto work = c_.work->start(std::move(*input));
+        flight_.emplace(c.id, in_flight{c, clock_type::now(), work.get()});
+        pool_->submit(c.id, std::move(work));
       } catch (const std::exception& e) {
         result_.error = chunk_error(c, e);
         return;
@@ -232,7 +236,7 @@ class rank_loop {
     }
     try {
       if (done.error) std::rethrow_exception(done.error);
-      auto& work = static_cast<chunk_work&>(*done.job);  // the pool runs only the workload's chunks
+      auto& work = *f.work;  // alive while `done` holds the job
       auto rec = ledger_->close(work.input(), work);
       ledger_->commit(rec, seconds_since(f.started));
       work.on_committed();
