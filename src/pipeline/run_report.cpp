@@ -290,7 +290,7 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
   const auto& write_errors = st.write_errors;
   const auto& problems = st.problems;
   std::string hits_note;
-  if (has_hits) {
+  if (has_hits && write_errors.empty()) {  // otherwise the hit list may not be there
     hits_note = "; " + std::to_string(hits.size()) + " hits in " +
                 (fs::path(c.options.out_dir) / "hits.csv").string();
   }
@@ -337,6 +337,46 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
   return exit_ok;
 }
 
+using file_list = std::vector<std::pair<std::string, std::string>>;  // name → content
+
+// One hit list per ranking key, in memory (top-K rows each), with what run.json says of them.
+file_list hit_lists(const run_context& c, run_state& st) {
+  file_list files;
+  st.has_hits = c.layout.ranked && !c.layout.names.empty() && !c.layout.keys.empty();
+  const auto& tops = st.ledger.tops;
+  for (std::size_t k = 0; st.has_hits && k < c.layout.keys.size(); ++k) {
+    const auto merged = k < tops.size() ? tops[k].sorted() : std::vector<ranking::hit>{};
+    const auto file = c.layout.hits_file(k);
+    files.emplace_back(file, hits_csv(c, merged));
+    st.hit_files.push_back({{"file", file},
+                            {"rank_by", c.layout.names[c.layout.keys[k].index]},
+                            {"higher_is_better", c.layout.keys[k].higher_is_better},
+                            {"hits", merged.size()}});
+    if (k == 0) st.hits = merged;
+  }
+  return files;
+}
+
+// The run-wide files in one step, each atomically: the hit lists, then run.json last. When one
+// cannot be written, run.json is written again on its own, naming it (and the run incomplete).
+void write_run_files(const run_context& c, const attempt_summary& a,
+                     const std::vector<json>& rank_reports, run_state& st, file_list files) {
+  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
+  const auto run_json_text = [&] {
+    return run_json(c, a, rank_reports, st).dump(2, ' ', false, json::error_handler_t::replace) +
+           "\n";
+  };
+  files.emplace_back("run.json", run_json_text());
+  try {
+    run::write_files_atomically(c.options.out_dir, files);
+  } catch (const std::exception& e) {
+    st.write_errors.push_back(std::string("run files: ") + e.what());
+    attempt_output(st.write_errors, "run.json", [&] {
+      run::write_files_atomically(c.options.out_dir, {{"run.json", run_json_text()}});
+    });
+  }
+}
+
 }  // namespace
 
 json combine_rank_reports(const std::vector<json>& reports) {
@@ -368,35 +408,14 @@ int write_run_outputs(const run_context& c, const attempt_summary& a,
                       const std::vector<json>& rank_reports) {
   run_state st;
   // An output that cannot be written is named in run.json (and stderr); the others still are.
-  auto attempt_to = [&](const std::string& what, auto&& f) {
-    attempt_output(st.write_errors, what, std::forward<decltype(f)>(f));
-  };
-  auto& b = st.ledger;
-  attempt_to("rejects.csv", [&] { b = read_ledgers(c, a.attempt); });
-  st.has_hits = c.layout.ranked && !c.layout.names.empty() && !c.layout.keys.empty();
-  std::vector<std::pair<std::string, std::string>> hit_lists;  // file → content
-  for (std::size_t k = 0; st.has_hits && k < c.layout.keys.size(); ++k) {
-    const auto merged = k < b.tops.size() ? b.tops[k].sorted() : std::vector<ranking::hit>{};
-    const auto file = c.layout.hits_file(k);
-    hit_lists.emplace_back(file, hits_csv(c, merged));
-    st.hit_files.push_back({{"file", file},
-                            {"rank_by", c.layout.names[c.layout.keys[k].index]},
-                            {"higher_is_better", c.layout.keys[k].higher_is_better},
-                            {"hits", merged.size()}});
-    if (k == 0) st.hits = merged;
-  }
-  attempt_to("hit lists", [&] { run::write_files_atomically(c.options.out_dir, hit_lists); });
-  attempt_to("workload outputs", [&] {
-    st.workload_outputs =
-        c.work->write_run_outputs(run_view{c.options.out_dir, c.manifest, c.plan, b.committed});
+  attempt_output(st.write_errors, "rejects.csv", [&] { st.ledger = read_ledgers(c, a.attempt); });
+  auto files = hit_lists(c, st);
+  attempt_output(st.write_errors, "workload outputs", [&] {
+    st.workload_outputs = c.work->write_run_outputs(
+        run_view{c.options.out_dir, c.manifest, c.plan, st.ledger.committed});
   });
   check_accounting(c, rank_reports, st);
-  json report = run_json(c, a, rank_reports, st);
-  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
-  attempt_to("run.json", [&] {
-    run::write_file_atomically((fs::path(c.options.out_dir) / "run.json").string(),
-                               report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-  });
+  write_run_files(c, a, rank_reports, st, std::move(files));
   return closing_status(c, a, st);
 }
 

@@ -353,6 +353,33 @@ TEST_F(conductor_test, lost_chunk_record_and_journal_garbage_are_done_again_on_r
   EXPECT_EQ(hits("run"), hits_a);
 }
 
+// A hit list that cannot be written: the other outputs are, run.json names it and says the run
+// is not complete, the exit status is an error; the next --resume writes it.
+TEST_F(conductor_test, unwritable_hit_list_is_named_in_run_json) {
+  write_library(library_a);
+  auto o = options("run");
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  fs::remove(dir_ / "run" / "hits.csv");
+  fs::create_directory(dir_ / "run" / "hits.csv.tmp");  // the atomic write's temporary file
+  o.resume = true;
+  EXPECT_EQ(run(o), pipeline::exit_error);
+  auto rj = run_json("run");
+  EXPECT_EQ(rj["attempt"], 2);
+  EXPECT_FALSE(rj["complete"].get<bool>());
+  ASSERT_EQ(rj["output_errors"].size(), 1u) << rj["output_errors"];
+  EXPECT_NE(rj["output_errors"][0].get<std::string>().find("hits.csv.tmp"), std::string::npos);
+  EXPECT_TRUE(rj["accounting_ok"].get<bool>());
+  EXPECT_EQ(rj["records_read"], 10);
+  EXPECT_FALSE(fs::exists(dir_ / "run" / "hits.csv"));
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "rejects.csv"));
+  fs::remove(dir_ / "run" / "hits.csv.tmp");
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  rj = run_json("run");
+  EXPECT_TRUE(rj["complete"].get<bool>());
+  EXPECT_TRUE(rj["output_errors"].empty());
+  EXPECT_EQ(hits("run"), hits_a);
+}
+
 TEST_F(conductor_test, resume_of_a_missing_folder_is_refused) {
   write_library(library_a);
   auto o = options("nowhere");
