@@ -190,6 +190,7 @@ class image_reader {
     r.smiles_column = s_.path_column.empty() ? default_path_column(list, r.delimiter) : s_.path_column;
     r.id_column = s_.id_column;
     r.keep_columns = s_.o.csv.keep_columns;
+    r.max_line_bytes = s_.o.csv.max_line_bytes;
     const auto base = fs::path(list).parent_path();
     pack::read_counts counts;
     const auto read = pack::read_csv(
@@ -232,7 +233,9 @@ class image_pack : public pipeline::pack_command {
         "keep-columns", po::value(&s_.keep_columns),
         "a list's columns to carry to the outputs, e.g. 'Finding Labels,Patient ID'")(
         "max-pixels", cli::in_range(s_.max_pixels, "max-pixels", 1, 1LL << 40),
-        "larger images (width x height, from the header) are rejects, refused before decoding");
+        "larger images (width x height, from the header) are rejects, refused before decoding")(
+        "max-line-bytes", cli::in_range(o.csv.max_line_bytes, "max-line-bytes", 1, 1LL << 30),
+        "a list's longer lines (or quoted records) are pack rejects");
     o.shard_records = 10000;
   }
   void check(const po::variables_map&) override {

@@ -211,6 +211,40 @@ check(open(os.path.join(part, "predictions.csv"), "rb").read() == base,
 r = classify(1, tiny, part, "--resume", "--top-k", "7", expect=1)
 check("top_k" in r.stderr, "resume with another --top-k is refused, naming it")
 
+# ---------------------------------------------------------------------------- a CSV list
+# As NIH ChestX-ray14's Data_Entry file: an "Image Index" column of paths relative to the list,
+# label columns kept for the outputs. A row naming no file and an over-long line are the rows'
+# own pack rejects (the long one naming --max-line-bytes); the other rows are records.
+listed = ok_files[:5]
+list_path = os.path.join(corpus, "entries.csv")
+with open(list_path, "w") as f:
+    f.write("Image Index,Finding Labels,Patient ID\n")
+    for i, e in enumerate(listed):
+        f.write(f"{e['file']},Finding{i}|Other,{100 + i}\n")
+    f.write("nowhere/missing.png,No Finding,7\n")
+    f.write(listed[0]["file"] + ",\"" + "x" * 400 + "\",8\n")
+lib_list = os.path.join(W, "lib_list")
+run([hp, "pack", "images", "--input", list_path, "--out", lib_list, "--keep-columns",
+     "Finding Labels,Patient ID", "--max-line-bytes", "300"], expect=0)
+_, list_records = read_library(lib_list)
+list_rejects = read_csv(os.path.join(lib_list, "pack_rejects.csv"))
+check([r_["id"] for r_ in list_records] == [e["file"] for e in listed],
+      "a list's rows are records in its order, ids the paths as written")
+check([(r_["Finding Labels"], r_["Patient ID"]) for r_ in list_records]
+      == [(f"Finding{i}|Other", str(100 + i)) for i in range(len(listed))],
+      "the kept columns are in the shards")
+print("list rejects:", *list_rejects, sep="\n  ")
+check(len(list_rejects) == 2 and any("missing.png" in v for v in list_rejects[0].values())
+      and "--max-line-bytes" in list_rejects[1]["reason"],
+      "a row naming no file and a line over --max-line-bytes are the rows' rejects")
+out_list = os.path.join(W, "run_list")
+mpirun(1, [hp, "classify", "--library", lib_list, "--model", tiny, "--out", out_list,
+           "--progress-interval", "0"], expect=0)
+list_rows = read_csv(os.path.join(out_list, "predictions.csv"))
+check([(r_["id"], r_["Finding Labels"]) for r_ in list_rows]
+      == [(e["file"], f"Finding{i}|Other") for i, e in enumerate(listed)],
+      "classify of the list library: every record, kept columns beside the predictions")
+
 # ------------------------------------------------------------------------------- refusals
 r = run([hp, "classify", "--library", lib1, "--model", tiny, "--out", os.path.join(W, "x"),
          "--precision", "int8"], expect=1)
