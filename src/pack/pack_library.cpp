@@ -512,6 +512,16 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
                             "'): its records would be packed twice");
         }
       }
+      // Nor a file or folder that lies inside an input folder (every file below it is read).
+      for (const auto& [canonical, in] : seen) {
+        for (auto up = fs::path(canonical).parent_path(); up.has_relative_path();
+             up = up.parent_path()) {
+          if (const auto it = seen.find(up.string()); it != seen.end()) {
+            throw usage_error("pack: input '" + in + "' lies inside input folder '" + it->second +
+                              "': its records would be packed twice");
+          }
+        }
+      }
       const auto formats = k.check_inputs();
       const auto todo = prepare_folder(o, pack_config(o, k.kind, k.fields), summary);
       plan = {{"formats", formats}, {"todo", todo}};

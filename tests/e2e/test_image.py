@@ -246,6 +246,11 @@ check([(r_["id"], r_["Finding Labels"]) for r_ in list_rows]
       "classify of the list library: every record, kept columns beside the predictions")
 
 # ------------------------------------------------------------------------------- refusals
+inside = os.path.join(corpus, ok_files[0]["file"])
+r = run([hp, "pack", "images", "--input", os.path.dirname(inside), inside, "--out",
+         os.path.join(W, "lib_twice")], expect=2)
+check("inside input folder" in r.stderr and not os.path.exists(os.path.join(W, "lib_twice", "manifest.json")),
+      "a file inside an input folder is refused (it would be packed twice)")
 r = run([hp, "classify", "--library", lib1, "--model", tiny, "--out", os.path.join(W, "x"),
          "--precision", "int8"], expect=1)
 check("static quantization" in r.stderr, "--precision int8 on an FP32 CNN says to quantize statically")
