@@ -237,6 +237,9 @@ class image_pack : public pipeline::pack_command {
         "max-line-bytes", cli::in_range(o.csv.max_line_bytes, "max-line-bytes", 1, 1LL << 30),
         "a list's longer lines (or quoted records) are pack rejects");
     o.shard_records = 10000;
+    // The bytes are PNG, JPEG or DICOM files: deflating them again gained nothing on PNGs
+    // (ratio 1.00) and made the pack 1.7x slower (384 1024 x 1024 PNGs: 8.6 s against 5.1 s).
+    o.shard_writing.deflate_level = 0;
   }
   void check(const po::variables_map&) override {
     s_.o.csv.keep_columns = cli::split_commas(s_.keep_columns);

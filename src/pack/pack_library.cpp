@@ -194,9 +194,9 @@ class shard_builder {
     // HDF5 is called from this one writer at a time, never from two threads at once.
     writing_ = std::async(std::launch::async,
                           [columns = std::move(columns_), path, schema = layout_.shard_schema,
-                           fields = layout_.fields] {
+                           fields = layout_.fields, writing = options_.shard_writing] {
                             const auto tmp = path + ".tmp";
-                            io::write_shard(tmp, schema, fields, columns);
+                            io::write_shard(tmp, schema, fields, columns, writing);
                             fsync_path(tmp);
                             fs::rename(tmp, path);
                             return file_checksum(path);

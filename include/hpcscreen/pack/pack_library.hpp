@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pack/compound_readers.hpp"
 
 namespace hpcscreen::dist {
@@ -30,6 +31,8 @@ struct pack_options {
   std::function<bool()> stop_requested;
   // A kind's own settings that decide what the library holds (part of a resume's identity).
   std::string kind_config;
+  // How the kind's shards are written (HDF5 deflate level, chunking); every reader reads any.
+  io::shard_write_options shard_writing;
 };
 
 struct pack_summary {
