@@ -137,6 +137,8 @@ void write_dataset(hid_t group, const char* name, hid_t file_type, hid_t mem_typ
   if (shuffle) check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", path);
   if (deflate_level > 0) check(H5Pset_deflate(dcpl.get(), deflate_level), "H5Pset_deflate", path);
   check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
+  // No modification times: the same records give the same file, byte for byte.
+  check(H5Pset_obj_track_times(dcpl.get(), false), "H5Pset_obj_track_times", path);
   handle dset(
       check(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
             std::string("creating dataset ") + name, path),
@@ -162,9 +164,11 @@ void write_shard(const std::string& path, const std::string& schema,
               H5Fclose);
   write_string_attribute(file.get(), "schema", schema, path);
   write_u64_attribute(file.get(), "n_records", n, path);
+  handle gcpl(check(H5Pcreate(H5P_GROUP_CREATE), "H5Pcreate", path), H5Pclose);
+  check(H5Pset_obj_track_times(gcpl.get(), false), "H5Pset_obj_track_times", path);
   for (std::size_t f = 0; f < fields.size(); ++f) {
     handle group(
-        check(H5Gcreate2(file.get(), fields[f].c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+        check(H5Gcreate2(file.get(), fields[f].c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
               "creating group " + fields[f], path),
         H5Gclose);
     const auto& c = columns[f];
@@ -335,6 +339,8 @@ void write_array(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,
   check(H5Pset_chunk(dcpl.get(), 2, chunk_dims), "H5Pset_chunk", path);
   check(H5Pset_deflate(dcpl.get(), 4), "H5Pset_deflate", path);
   check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
+  // No modification times: the same records give the same file, byte for byte.
+  check(H5Pset_obj_track_times(dcpl.get(), false), "H5Pset_obj_track_times", path);
   handle dset(
       check(H5Dcreate2(loc, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
             std::string("creating dataset ") + name, path),
@@ -374,6 +380,8 @@ void write_matrix(hid_t loc, const char* name, bool float16, const void* data, s
   check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", path);
   check(H5Pset_deflate(dcpl.get(), 1), "H5Pset_deflate", path);
   check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32", path);
+  // No modification times: the same records give the same file, byte for byte.
+  check(H5Pset_obj_track_times(dcpl.get(), false), "H5Pset_obj_track_times", path);
   handle dset(check(H5Dcreate2(loc, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                     std::string("creating dataset ") + name, path),
               H5Dclose);

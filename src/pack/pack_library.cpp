@@ -252,10 +252,11 @@ class input_packer : public shard_sink {
   }
   std::uint64_t n_rejects() const override { return n_rejects_; }
 
-  // Every 4096 rows: a stop request abandons this input (redone by --resume).
+  // Every row (a flag set by the signal handler: cheap; an image row can take a second to
+  // decode, so a count of rows between checks could outlast a scheduler's grace period): a stop
+  // request abandons this input (redone by --resume).
   void poll_stop() const {
-    if (((n_records_ + n_rejects_) & 4095) != 0 || !options_.stop_requested) return;
-    if (options_.stop_requested()) throw_stopped(options_);
+    if (options_.stop_requested && options_.stop_requested()) throw_stopped(options_);
   }
 
   // The input is read: its last shard and its rejects go to disk, then the completion record
@@ -510,6 +511,16 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
         if (const auto [it, fresh] = seen.emplace(canonical, in); !fresh) {
           throw usage_error("pack: input '" + in + "' is given twice (also as '" + it->second +
                             "'): its records would be packed twice");
+        }
+      }
+      // Nor the library itself inside an input folder: the pack would read its own files.
+      const auto out = fs::weakly_canonical(o.out_dir);
+      for (const auto& [canonical, in] : seen) {
+        if (!fs::is_directory(canonical)) continue;
+        const auto rel = out.lexically_relative(canonical);
+        if (!rel.empty() && *rel.begin() != "..") {
+          throw usage_error("pack: --out '" + o.out_dir + "' lies inside input folder '" + in +
+                            "': the pack would read its own files; write the library elsewhere");
         }
       }
       // Nor a file or folder that lies inside an input folder (every file below it is read).

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -227,11 +228,17 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
         for (const auto k : todo) {
           std::vector<string_column> columns(3);
           std::uint64_t rejected = 0;
-          for (const auto& f : features) {
+          for (std::size_t i = 0; i < features.size(); ++i) {
+            // A featurizer that failed on a parsed molecule fails that record for the whole set;
+            // each cache holds what its own featurizer gives (redone alone: such records are rare).
+            const auto alone = features[i].reason == "featurizer_error"
+                                   ? std::optional(chem::featurize_record(smiles[i], s.featurize, {set[k]}))
+                                   : std::nullopt;
+            const auto& f = alone ? *alone : features[i];
             if (f.ok) {
               columns[0].push_back("");
               columns[1].push_back("");
-              columns[2].push_back(chem::encode_features(f, k, set[k]->tensors()));
+              columns[2].push_back(chem::encode_features(f, alone ? 0 : k, set[k]->tensors()));
             } else {
               ++rejected;
               columns[0].push_back(f.reason);

@@ -120,6 +120,25 @@ def main():
           f"the damage is reported and those chunks featurized from SMILES ({fc})")
     check(got == reference, "results identical to the screen from SMILES")
 
+    print("== a featurizer failing on a parsed molecule fails it in its own cache only")
+    # Chemprop with keep_h parses again keeping H atoms: RDKit refuses "[H+]C" and "CC=[H]" then,
+    # which parse with H removed. A cache built with it beside the OGB graph must not hold that
+    # failure in the OGB cache: a GNN-only screen from the caches scores them, as from SMILES.
+    kh_smi = os.path.join(work, "keep_h.smi")
+    with open(kh_smi, "w") as f:
+        f.write("[H+]C x1\nCCO x2\nCC=[H] x3\nc1ccccc1O x4\n")
+    lib_kh = os.path.join(work, "lib_keep_h")
+    run([a.hpcscreen, "pack", "compounds", "--input", kh_smi, "--out", lib_kh], expect=0)
+    mpirun(1, [a.hpcscreen, "featurize", "--library", lib_kh, "--featurizer",
+               json.dumps({"name": "chemprop", "version": 1, "keep_h": True}), "--featurizer",
+               json.dumps({"name": "ogb-smiles2graph", "version": 1})], expect=0)
+    gnn_only = [a.hpcscreen, "screen", "--library", lib_kh, "--model", models[0], "--all-scores"]
+    kh_ref, kh_cached = fresh(os.path.join(work, "kh_smiles")), fresh(os.path.join(work, "kh_cached"))
+    mpirun(1, gnn_only + ["--out", kh_ref, "--no-feature-cache"], expect=0)
+    mpirun(1, gnn_only + ["--out", kh_cached, "--require-cache"], expect=0)
+    check(outputs(kh_cached) == outputs(kh_ref) and len(outputs(kh_ref)[2]) == 4,
+          "GNN-only screen from a cache built beside chemprop keep_h: all 4 scored, as from SMILES")
+
     print("== a build cut off resumes")
     lib_r = os.path.join(work, "lib_resume")
     shutil.copytree(lib3, lib_r)

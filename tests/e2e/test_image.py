@@ -251,6 +251,10 @@ r = run([hp, "pack", "images", "--input", os.path.dirname(inside), inside, "--ou
          os.path.join(W, "lib_twice")], expect=2)
 check("inside input folder" in r.stderr and not os.path.exists(os.path.join(W, "lib_twice", "manifest.json")),
       "a file inside an input folder is refused (it would be packed twice)")
+r = run([hp, "pack", "images", "--input", os.path.dirname(inside), "--out",
+         os.path.join(os.path.dirname(inside), "lib_here")], expect=2)
+check("lies inside input folder" in r.stderr and not os.path.exists(os.path.join(os.path.dirname(inside), "lib_here", "manifest.json")),
+      "--out inside an input folder is refused (the pack would read its own files)")
 r = run([hp, "classify", "--library", lib1, "--model", tiny, "--out", os.path.join(W, "x"),
          "--precision", "int8"], expect=1)
 check("static quantization" in r.stderr, "--precision int8 on an FP32 CNN says to quantize statically")
