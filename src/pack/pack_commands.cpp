@@ -121,7 +121,8 @@ void register_text_library_kinds() {
       {"proteins", io::protein_shard_schema, io::protein_fields, {"description"},
        "pack FASTA (plain or compressed) into HDF5 shards + manifest",
        "usage: hpcscreen pack proteins --input FILE.fasta[.gz]... --out DIR",
-       [] { return std::make_unique<protein_pack>(); }});
+       [] { return std::make_unique<protein_pack>(); },
+       nullptr});  // report.html shows a protein hit by its fields alone
 }
 
 }  // namespace hpcscreen::pack

@@ -115,17 +115,19 @@ void check_unchanged(const std::string& path, const json& before) {
 json pack_config(const pack_options& o, const std::string& kind, const std::vector<std::string>& fields) {
   json inputs = json::array();
   for (const auto& in : o.inputs) inputs.push_back(input_identity(in));
-  return {{"kind", kind},
-          {"fields", fields},
-          {"inputs", inputs},
-          {"format", o.format},
-          {"shard_records", o.shard_records},
-          {"smiles_column", o.csv.smiles_column},
-          {"id_column", o.csv.id_column},
-          {"keep_columns", o.csv.keep_columns},
-          {"max_line_bytes", o.csv.max_line_bytes},
-          {"sdf_id_field", o.sdf_id_field},
-          {"kind_config", o.kind_config}};
+  json config = {{"kind", kind},
+                 {"fields", fields},
+                 {"inputs", inputs},
+                 {"format", o.format},
+                 {"shard_records", o.shard_records},
+                 {"smiles_column", o.csv.smiles_column},
+                 {"id_column", o.csv.id_column},
+                 {"keep_columns", o.csv.keep_columns},
+                 {"max_line_bytes", o.csv.max_line_bytes},
+                 {"sdf_id_field", o.sdf_id_field},
+                 {"kind_config", o.kind_config}};
+  if (o.shard_bytes > 0) config["shard_bytes"] = o.shard_bytes;  // absent: packs made before it
+  return config;
 }
 
 std::string first_difference(const json& was, const json& now) {
@@ -173,7 +175,14 @@ class shard_builder {
     for (const auto v : rest) columns_[f++].push_back(v);
     for (const auto& v : kept) columns_[f++].push_back(v);
     HPCSCREEN_ASSERT(f == columns_.size());
-    if (columns_[0].size() >= options_.shard_records) flush();
+    if (columns_[0].size() >= options_.shard_records || shard_full_of_bytes()) flush();
+  }
+
+  bool shard_full_of_bytes() const {
+    if (options_.shard_bytes == 0) return false;
+    std::uint64_t held = 0;
+    for (const auto& c : columns_) held += c.bytes.size();
+    return held >= options_.shard_bytes;
   }
 
   // Writes the last shard and waits until every shard of the input is on disk.

@@ -86,6 +86,21 @@ check(manifest["kind"] == "images", "the library's kind is images")
 check([(r_["id"], r_["bytes"]) for r_ in records] == [(r_["id"], r_["bytes"]) for r_ in records3],
       "pack under 3 ranks gives the same records as one process")
 
+# Shards close at --shard-size images or --shard-bytes bytes, whichever comes first, so a rank's
+# memory stays bounded whatever the images weigh; the records are the same.
+lib_bytes = os.path.join(W, "lib_bytes")
+run([hp, "pack", "images", "--input", *inputs, "--out", lib_bytes, "--shard-bytes", "100000"], expect=0)
+manifest_b, records_b = read_library(lib_bytes)
+check(len(manifest_b["shards"]) > 2 and [(r_["id"], r_["bytes"]) for r_ in records_b] == [(r_["id"], r_["bytes"]) for r_ in records],
+      f"--shard-bytes 100000: {len(manifest_b['shards'])} shards, the same records")
+sizes = {}
+for r_ in records_b:
+    sizes.setdefault(r_["shard"], []).append(len(r_["bytes"].encode("utf-8", "surrogateescape")))
+check(all(sum(v[:-1]) < 100000 for v in sizes.values()), "a shard is closed by the image that reaches the limit")
+r = run([hp, "pack", "images", "--help"], expect=0)
+check("(=10000)" in r.stdout and "(=1073741824)" in r.stdout,
+      "pack images' defaults: 10,000 images or 1 GiB per shard (the option defaults shown and used)")
+
 # Every file is a record (id: its path inside its folder) or a pack reject, as expected.
 packed = {rec["id"]: rec for rec in records}
 rejects = read_csv(os.path.join(lib1, "pack_rejects.csv"))

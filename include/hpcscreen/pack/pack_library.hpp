@@ -19,6 +19,9 @@ struct pack_options {
   std::vector<std::string> inputs;
   std::string out_dir;
   std::uint64_t shard_records = 1'000'000;  // records per shard; one shard is buffered at a time
+  // 0: no limit; else a shard is also closed once its records hold this many bytes, so a rank's
+  // memory stays bounded whatever the size of one record (images: megabytes each).
+  std::uint64_t shard_bytes = 0;
   std::string format;  // smi|csv|tsv|cxsmiles|sdf; empty: from each file's extension
   reader_options csv;  // columns, delimiter, line limit (.smi with a header uses it too)
   std::string sdf_id_field;
