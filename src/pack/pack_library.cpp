@@ -522,24 +522,24 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
                             "'): its records would be packed twice");
         }
       }
-      // Nor the library itself inside an input folder: the pack would read its own files.
-      const auto out = fs::weakly_canonical(o.out_dir);
-      for (const auto& [canonical, in] : seen) {
-        if (!fs::is_directory(canonical)) continue;
-        const auto rel = out.lexically_relative(canonical);
-        if (!rel.empty() && *rel.begin() != "..") {
-          throw usage_error("pack: --out '" + o.out_dir + "' lies inside input folder '" + in +
-                            "': the pack would read its own files; write the library elsewhere");
+      // The input folder (as given) that is `p` or holds it; nullptr when none is.
+      const auto input_holding = [&seen](fs::path p) -> const std::string* {
+        for (; p.has_relative_path(); p = p.parent_path()) {
+          const auto it = seen.find(p.string());
+          if (it != seen.end() && fs::is_directory(it->first)) return &it->second;
         }
+        return nullptr;
+      };
+      // Nor the library itself inside an input folder: the pack would read its own files.
+      if (const auto* folder = input_holding(fs::weakly_canonical(o.out_dir))) {
+        throw usage_error("pack: --out '" + o.out_dir + "' lies inside input folder '" + *folder +
+                          "': the pack would read its own files; write the library elsewhere");
       }
       // Nor a file or folder that lies inside an input folder (every file below it is read).
       for (const auto& [canonical, in] : seen) {
-        for (auto up = fs::path(canonical).parent_path(); up.has_relative_path();
-             up = up.parent_path()) {
-          if (const auto it = seen.find(up.string()); it != seen.end()) {
-            throw usage_error("pack: input '" + in + "' lies inside input folder '" + it->second +
-                              "': its records would be packed twice");
-          }
+        if (const auto* folder = input_holding(fs::path(canonical).parent_path())) {
+          throw usage_error("pack: input '" + in + "' lies inside input folder '" + *folder +
+                            "': its records would be packed twice");
         }
       }
       const auto formats = k.check_inputs();
