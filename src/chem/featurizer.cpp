@@ -480,6 +480,7 @@ record_features featurize_record(std::string_view smiles, const featurize_option
         record_features failed;
         failed.reason = "featurizer_error";
         failed.detail = "featurizer '" + set[k]->identity() + "': " + e.what();
+        failed.failed_featurizer = k;
         return failed;
       }
     } else {

@@ -229,9 +229,10 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           std::vector<string_column> columns(3);
           std::uint64_t rejected = 0;
           for (std::size_t i = 0; i < features.size(); ++i) {
-            // A featurizer that failed on a parsed molecule fails that record for the whole set;
-            // each cache holds what its own featurizer gives (redone alone: such records are rare).
-            const auto alone = features[i].reason == "featurizer_error"
+            // Another featurizer that failed on the parsed molecule failed the record for the
+            // whole set; this cache holds what its own featurizer gives (redone alone: rare).
+            const auto other = features[i].failed_featurizer;
+            const auto alone = other != std::string::npos && other != k
                                    ? std::optional(chem::featurize_record(smiles[i], s.featurize, {set[k]}))
                                    : std::nullopt;
             const auto& f = alone ? *alone : features[i];

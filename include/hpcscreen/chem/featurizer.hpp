@@ -44,6 +44,9 @@ std::unique_ptr<featurizer> make_featurizer(const std::string& spec_json);
 struct record_features {
   bool ok = false;
   std::string reason, detail;  // stable reject code and message when !ok
+  // When one featurizer failed on the parsed molecule (which rejects the record for the whole
+  // set): its index in the set; npos when the parse itself rejected it, or nothing failed.
+  std::size_t failed_featurizer = std::string::npos;
   std::int64_t n_atoms = 0;
   mol_graph graph;                       // when a graph featurizer is in the set
   std::vector<std::vector<float>> dense;  // [featurizer index] rows; empty for other kinds
