@@ -152,7 +152,8 @@ class annotate_workload : public pipeline::workload {
     layout.ranked = false;
     if (m.per_residue || m.embedding) return layout;
     layout.names = m.labels;
-    layout.keys = {{m.rank_label_index(), m.higher_is_better}};
+    layout.keys = {{m.rank_label_index(), m.higher_is_better, "hits.csv"}};
+    layout.sampled = m.rank_label_index();
     layout.ranked = settings_.hits;
     return layout;
   }

@@ -103,6 +103,8 @@ class classify_workload : public pipeline::workload {
     pipeline::score_layout l;
     l.names = model_.metadata().labels;
     l.keys = keys_;
+    pipeline::name_hit_files(l.keys, l.names);
+    l.sampled = l.keys.front().index;  // the histogram shows the first --rank-by
     l.top_k = s_.top_k;
     return l;
   }

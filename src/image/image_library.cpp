@@ -21,6 +21,7 @@
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pack/compound_readers.hpp"
 #include "hpcscreen/pack/pack_library.hpp"
+#include "hpcscreen/pipeline/outcome.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/run/run_folder.hpp"
 
@@ -253,8 +254,8 @@ class image_pack : public pipeline::pack_command {
     for (const auto& k : s_.o.csv.keep_columns) {
       const auto name = lower(k);
       const auto& own = image_fields();
-      if (k.empty() || std::find(own.begin(), own.end(), name) != own.end() || name == "shard" ||
-          name == "row" || name == "rank" || name == "score" || std::count(seen.begin(), seen.end(), name))
+      if (k.empty() || std::find(own.begin(), own.end(), name) != own.end() ||
+          pipeline::is_hit_list_column(name) || std::count(seen.begin(), seen.end(), name))
         throw usage_error("pack images: --keep-columns '" + k + "' is empty, given twice, or a name the "
                           "library or its outputs use (id, format, width, height, channels, "
                           "bit_depth, bytes, shard, row, rank, score)");

@@ -23,6 +23,7 @@
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pack/fasta_reader.hpp"
 #include "hpcscreen/pack/text_source.hpp"
+#include "hpcscreen/pipeline/outcome.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -596,6 +597,11 @@ void check_keep_columns(const std::vector<std::string>& keep) {
         low == "id" || low == "smiles") {
       throw usage_error("--keep-columns: '" + k +
                         "' cannot be a shard field (empty, '/', or the id or smiles field itself)");
+    }
+    if (pipeline::is_hit_list_column(k)) {  // shown in the hit lists beside these
+      throw usage_error("--keep-columns: '" + k +
+                        "' is a column of the hit lists too (rank, id, score, shard, row); keep "
+                        "the others and rename it in the input if it is needed");
     }
     if (!seen.insert(low).second) throw usage_error("--keep-columns: '" + k + "' is given twice");
   }

@@ -1,5 +1,6 @@
 #include "hpcscreen/pipeline/chunk_ledger.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -10,24 +11,41 @@
 
 namespace hpcscreen::pipeline {
 
-std::string score_layout::hits_file(std::size_t k) const {
-  if (k == 0) return "hits.csv";
-  std::string name = names[keys[k].index];
-  for (auto& ch : name) {
-    const bool plain = std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
-    if (!plain) ch = '-';
+const std::vector<std::string>& hit_list_columns() {
+  static const std::vector<std::string> columns = {"rank", "id", "score", "shard", "row"};
+  return columns;
+}
+
+bool is_hit_list_column(const std::string& name) {
+  const auto& c = hit_list_columns();
+  return std::find(c.begin(), c.end(), name) != c.end();
+}
+
+void name_hit_files(std::vector<rank_key>& keys, const std::vector<std::string>& names) {
+  for (std::size_t k = 0; k < keys.size(); ++k) {
+    if (k == 0) {
+      keys[k].hits_file = "hits.csv";
+      continue;
+    }
+    std::string name = names.at(keys[k].index);
+    for (auto& ch : name) {
+      const bool plain =
+          std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+      if (!plain) ch = '-';
+    }
+    keys[k].hits_file = "hits-" + name + ".csv";
   }
-  return "hits-" + name + ".csv";
 }
 
 void score_layout::check_hit_files() const {
   std::map<std::string, std::string> by_file;  // hit-list file -> the key's name
   std::set<std::string> seen;
-  for (std::size_t k = 0; k < keys.size(); ++k) {
-    const auto& name = names[keys[k].index];
+  for (const auto& k : keys) {
+    const auto& name = names.at(k.index);
     if (!seen.insert(name).second)
       throw usage_error("--rank-by " + name + " is given twice; give each ranking once");
-    const auto [it, fresh] = by_file.emplace(hits_file(k), name);
+    HPCSCREEN_ASSERT_MSG(!k.hits_file.empty(), "the ranking by " + name + " names no hit list");
+    const auto [it, fresh] = by_file.emplace(k.hits_file, name);
     if (!fresh) {
       throw usage_error("--rank-by " + name + " and --rank-by " + it->second +
                         " would both write " + it->first +
@@ -117,8 +135,8 @@ run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& ou
     if (outcomes.at(i) != chunk_outcomes::state::scored || !has_scores) continue;
     const float* v = outcomes.scores(i);
     const auto row = c.row_begin + i;
-    if (row % run::chunk_record::sample_every == 0)
-      rec.score_sample.push_back(v[layout.keys[0].index]);
+    if (row % run::chunk_record::sample_every == 0 && layout.sampled < outcomes.n_scores())
+      rec.score_sample.push_back(v[layout.sampled]);
     if (!layout.ranked) continue;
     bool passes = true;
     for (const auto& f : layout.filters) passes = passes && f.passes(v[f.index]);
@@ -133,13 +151,7 @@ run::chunk_record close_chunk(const chunk_input& input, const chunk_outcomes& ou
       tops[k].offer(h);
     }
   }
-  for (std::size_t k = 0; k < tops.size(); ++k) {
-    if (k == 0) {
-      rec.hits = tops[k].sorted();
-    } else {
-      rec.extra_hits.push_back(tops[k].sorted());
-    }
-  }
+  for (const auto& t : tops) rec.hit_lists.push_back(t.sorted());
   return rec;
 }
 

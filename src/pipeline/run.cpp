@@ -87,7 +87,7 @@ void set_up(const workload_kind& kind, const workload_factory& make_workload, ru
   for (const auto& f : c.manifest.fields) {  // columns kept by pack --keep-columns
     if (std::find(c.read_fields.begin(), c.read_fields.end(), f) != c.read_fields.end()) continue;
     // A kept column shown beside the scores must not pass for one of the outputs' own columns.
-    if (f == "rank" || f == "score" || f == "shard" || f == "row" ||
+    if (is_hit_list_column(f) ||
         std::find(c.layout.names.begin(), c.layout.names.end(), f) != c.layout.names.end()) {
       throw usage_error("library '" + c.options.library_dir + "' keeps a column '" + f +
                         "' that the outputs name too (a score column, rank, score, shard or row); "

@@ -84,10 +84,9 @@ run_ledger read_ledgers(const run_context& c, int attempt) {
       b.committed.insert(id);
       b.totals += rec.counts;
       if (rec.attempt == attempt) b.this_attempt += rec.counts;
-      for (std::size_t k = 0; k < b.tops.size(); ++k) {  // a failed chunk's record has no hits
-        if (k > 0 && k - 1 >= rec.extra_hits.size()) break;
-        for (const auto& h : k == 0 ? rec.hits : rec.extra_hits[k - 1]) b.tops[k].offer(h);
-      }
+      // A failed chunk's record has no hit lists.
+      for (std::size_t k = 0; k < b.tops.size() && k < rec.hit_lists.size(); ++k)
+        for (const auto& h : rec.hit_lists[k]) b.tops[k].offer(h);
       const auto& shard_file = c.manifest.shards[rec.shard].file;
       for (const auto& x : rec.rejects) {
         rejects << csv_field(shard_file) << ',' << x.row << ',' << csv_field(x.id) << ','
@@ -109,7 +108,8 @@ run_ledger read_ledgers(const run_context& c, int attempt) {
 
 // Every hit list carries every score of its records, then the fields shown (e.g. SMILES).
 std::string hits_csv(const run_context& c, const std::vector<ranking::hit>& hits) {
-  std::string csv = "rank,id,score,shard,row";
+  std::string csv;
+  for (const auto& n : hit_list_columns()) csv += (csv.empty() ? "" : ",") + n;
   for (const auto& n : c.layout.names) csv += ',' + csv_field(n);
   for (const auto& f : c.hit_fields) csv += ',' + csv_field(f);
   csv += '\n';
@@ -139,7 +139,7 @@ void attempt_output(std::vector<std::string>& errors, const std::string& what, F
 struct run_state {
   run_ledger ledger;
   run::chunk_counts live;  // what the ranks counted themselves in this attempt
-  std::vector<ranking::hit> hits;  // hits.csv's
+  std::size_t n_hits = 0;  // in each hit list: every ranking keeps the same records' best
   json hit_files = json::array();
   json workload_outputs = json::object();  // what the workload's run-wide outputs say of themselves
   std::vector<std::string> problems, write_errors;
@@ -214,7 +214,6 @@ json run_json(const run_context& c, const attempt_summary& a, const std::vector<
   auto& write_errors = st.write_errors;
   const bool complete = st.complete;
   const bool has_hits = st.has_hits;
-  const auto& hits = st.hits;
   const auto& hit_files = st.hit_files;
   json report;
   report["schema"] = "hpcscreen.run_report/2";
@@ -247,7 +246,7 @@ json run_json(const run_context& c, const attempt_summary& a, const std::vector<
   report["ranks"] = a.n_ranks;
   report["threads_per_rank"] = c.threads;
   report["top_k"] = c.layout.top_k;
-  report["hits"] = has_hits ? hits.size() : 0;
+  report["hits"] = has_hits ? st.n_hits : 0;
   report["score_columns"] = c.layout.names;
   report["hit_files"] = hit_files;
   json filters = json::array();
@@ -285,14 +284,16 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
   const auto& kind = *c.kind;
   const auto& b = st.ledger;
   const auto& t = b.totals;
-  const auto& hits = st.hits;
   const bool has_hits = st.has_hits, all_committed = st.all_committed;
   const auto& write_errors = st.write_errors;
   const auto& problems = st.problems;
   std::string hits_note;
   if (has_hits && write_errors.empty()) {  // otherwise the hit list may not be there
-    hits_note = "; " + std::to_string(hits.size()) + " hits in " +
-                (fs::path(c.options.out_dir) / "hits.csv").string();
+    hits_note = "; " + std::to_string(st.n_hits) + " hits in ";
+    for (std::size_t k = 0; k < c.layout.keys.size(); ++k) {
+      if (k > 0) hits_note += ", ";
+      hits_note += (fs::path(c.options.out_dir) / c.layout.keys[k].hits_file).string();
+    }
   }
   std::fprintf(
       stderr,
@@ -346,13 +347,13 @@ file_list hit_lists(const run_context& c, run_state& st) {
   const auto& tops = st.ledger.tops;
   for (std::size_t k = 0; st.has_hits && k < c.layout.keys.size(); ++k) {
     const auto merged = k < tops.size() ? tops[k].sorted() : std::vector<ranking::hit>{};
-    const auto file = c.layout.hits_file(k);
+    const auto& file = c.layout.keys[k].hits_file;
     files.emplace_back(file, hits_csv(c, merged));
     st.hit_files.push_back({{"file", file},
                             {"rank_by", c.layout.names[c.layout.keys[k].index]},
                             {"higher_is_better", c.layout.keys[k].higher_is_better},
                             {"hits", merged.size()}});
-    if (k == 0) st.hits = merged;
+    st.n_hits = std::max(st.n_hits, merged.size());
   }
   return files;
 }

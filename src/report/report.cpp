@@ -234,8 +234,7 @@ std::string write_report(const std::string& run_dir, const report_options& optio
       auto rec = run::read_chunk_record(run_dir, id);
       for (const auto& x : rec.rejects) ++reasons_by_code[x.reason];
       sample.insert(sample.end(), rec.score_sample.begin(), rec.score_sample.end());
-      rec.hits.clear();  // the page needs counts and times of each chunk, not its lists
-      rec.extra_hits.clear();
+      rec.hit_lists.clear();  // the page needs counts and times of each chunk, not its lists
       rec.rejects.clear();
       rec.score_sample.clear();
       recs.push_back(std::move(rec));
@@ -357,7 +356,12 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   for (const auto& [k, v] : workload_versions.items()) row(escape(k), number(v));
   h << "</table>\n";
 
-  const auto hits = read_csv_rows((fs::path(run_dir) / "hits.csv").string());
+  // The first hit list run.json names (hits.csv for every workload so far, and for runs from
+  // before run.json named them).
+  std::string first_hit_list = "hits.csv";
+  if (const auto files = r.value("hit_files", json::array()); !files.empty())
+    first_hit_list = fs::path(files[0].value("file", first_hit_list)).filename().string();
+  const auto hits = read_csv_rows((fs::path(run_dir) / first_hit_list).string());
   // Each hit is drawn by its library kind (a structure, a thumbnail), when the kind can.
   const pipeline::library_kind* kind = nullptr;
   for (const auto& k : pipeline::library_kinds()) {

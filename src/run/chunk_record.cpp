@@ -67,13 +67,6 @@ std::vector<ranking::hit> hits_parse(const nlohmann::json& a) {
 
 }  // namespace
 
-std::string hits_to_json(const std::vector<ranking::hit>& hits) {
-  return hits_json(hits).dump();
-}
-std::vector<ranking::hit> hits_from_json(const std::string& text) {
-  return hits_parse(nlohmann::json::parse(text));
-}
-
 std::string to_json(const chunk_record& r) {
   nlohmann::json j;
   j["chunk"] = r.chunk_id;
@@ -91,10 +84,9 @@ std::string to_json(const chunk_record& r) {
   j["elapsed_s"] = r.elapsed_s;
   j["end_time_s"] = r.end_time_s;
   j["score_sample"] = r.score_sample;
-  j["hits"] = hits_json(r.hits);
-  auto extra = nlohmann::json::array();
-  for (const auto& h : r.extra_hits) extra.push_back(hits_json(h));
-  j["extra_hits"] = std::move(extra);
+  auto lists = nlohmann::json::array();
+  for (const auto& h : r.hit_lists) lists.push_back(hits_json(h));
+  j["hit_lists"] = std::move(lists);
   auto rejects = nlohmann::json::array();
   for (const auto& x : r.rejects) {
     rejects.push_back({x.row, text_json(x.id), x.stage, x.reason, text_json(x.detail)});
@@ -121,8 +113,13 @@ chunk_record chunk_record_from_json(const std::string& text) {
   r.elapsed_s = j.at("elapsed_s").get<double>();
   r.end_time_s = j.value("end_time_s", 0.0);
   r.score_sample = j.value("score_sample", std::vector<float>{});
-  r.hits = hits_parse(j.at("hits"));
-  for (const auto& h : j.value("extra_hits", nlohmann::json::array())) r.extra_hits.push_back(hits_parse(h));
+  if (j.contains("hit_lists")) {
+    for (const auto& h : j.at("hit_lists")) r.hit_lists.push_back(hits_parse(h));
+  } else {  // written before 2026-12: the first key's list, then the further keys' lists
+    r.hit_lists.push_back(hits_parse(j.at("hits")));
+    for (const auto& h : j.value("extra_hits", nlohmann::json::array()))
+      r.hit_lists.push_back(hits_parse(h));
+  }
   for (const auto& x : j.at("rejects")) {
     r.rejects.push_back({x.at(0).get<std::uint64_t>(), text_parse(x.at(1)),
                          x.at(2).get<std::string>(), x.at(3).get<std::string>(),

@@ -130,6 +130,8 @@ class score_plan {
     pipeline::score_layout l;
     l.names = names_;
     l.keys = keys_;
+    pipeline::name_hit_files(l.keys, l.names);
+    l.sampled = l.keys.front().index;  // the histogram shows the first --rank-by
     l.top_k = top_k;
     l.filters = filters_;
     return l;

@@ -283,6 +283,16 @@ def keep_columns_test(a, work):
     check(header[-3:] == ["smiles", "MW", "slogP"], f"hits.csv ends with smiles,MW,slogP ({header})")
     check(len(hits) == 10 and all((h["MW"], h["slogP"]) == expect[h["id"]] for h in hits),
           f"each hit carries its own row's MW and slogP ({len(hits)} hits)")
+    # A kept column named like a hit list's own (rank, id, score, shard, row) would make two
+    # columns of one name in hits.csv: refused when packing, before the library is written.
+    with open(csv_path.replace("kept.csv", "scored.csv"), "w") as f:
+        f.write("SMILES,ID,score\nCCO,a,0.5\n")
+    out = os.path.join(work, "lib_scored")
+    r = run([a.hpcscreen, "pack", "compounds", "--input", csv_path.replace("kept.csv", "scored.csv"), "--out", out,
+             "--keep-columns", "score"])
+    check(r.returncode == 2 and "a column of the hit lists" in r.stderr
+          and not os.path.exists(os.path.join(out, "manifest.json")),
+          f"--keep-columns score: exit {r.returncode} (2), refused before writing ({r.stderr.strip()[-120:]})")
 
 
 def refusal_test(a, work):

@@ -2,16 +2,16 @@
 // workload whose "model" reads each record's score from its SMILES field, so every expected
 // count, reject and hit below is worked out by hand from the library the test writes.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <csignal>
-#include <map>
-#include <future>
-#include <mutex>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -41,7 +41,8 @@ std::string slurp(const fs::path& p) {
 }
 
 // The fake model's rules, by the record's "smiles" text:
-//   a number      → that score
+//   a number x    → scores activity = x and toxicity = (x - 4)², ranked by activity (higher
+//                   first, hits.csv) and by toxicity (lower first, lowest-toxicity.csv)
 //   "bad"         → rejected by preprocessing (reason fake_syntax)
 //   "poison"      → forward() raises whenever the record is in the batch
 //   "huge"        → out of memory whenever the record is in the batch
@@ -89,7 +90,8 @@ class fake_job : public pipeline::chunk_work {
           std::lock_guard<std::mutex> lock(mutex_);
           for (auto i = b; i < e; ++i) {
             if (text[i] == "bad") continue;
-            scores_[i] = text[i] == "nan" ? NAN : std::stof(std::string(text[i]));
+            const float x = text[i] == "nan" ? NAN : std::stof(std::string(text[i]));
+            scores_[i] = {x, (x - 4) * (x - 4)};
           }
         },
         [&](std::size_t i, const char* reason, std::string detail) {
@@ -106,7 +108,7 @@ class fake_job : public pipeline::chunk_work {
       } else if (failures_.count(i)) {
         out.reject(i, "infer", failures_[i].first, failures_[i].second);
       } else {
-        out.score(i, &scores_.at(i));
+        out.score(i, scores_.at(i).data());
       }
     }
   }
@@ -116,7 +118,7 @@ class fake_job : public pipeline::chunk_work {
   infer::backoff_counters& counters_;
   int phase_ = 0;
   std::mutex mutex_;
-  std::map<std::size_t, float> scores_;
+  std::map<std::size_t, std::array<float, 2>> scores_;
   std::map<std::size_t, std::pair<std::string, std::string>> failures_;
 };
 
@@ -126,8 +128,8 @@ class fake_workload : public pipeline::workload {
       : s_(s), model_(std::move(model)), top_k_(top_k) {}
   pipeline::score_layout scores() const override {
     pipeline::score_layout l;
-    l.names = {"activity"};
-    l.keys = {{0, true}};
+    l.names = {"activity", "toxicity"};
+    l.keys = {{0, true, "hits.csv"}, {1, false, "lowest-toxicity.csv"}};
     l.top_k = top_k_;
     return l;
   }
@@ -275,10 +277,17 @@ class conductor_test : public ::testing::Test {
 const std::vector<std::vector<std::string>> library_a = {
     {"1", "5", "bad", "2", "6", "poison"}, {"9", "nan", "3", "4"}};
 const std::string hits_a =
-    "rank,id,score,shard,row,activity,smiles\n"
-    "1,m1-0,9,shard-1.h5,0,9,9\n"
-    "2,m0-4,6,shard-0.h5,4,6,6\n"
-    "3,m0-1,5,shard-0.h5,1,5,5\n";
+    "rank,id,score,shard,row,activity,toxicity,smiles\n"
+    "1,m1-0,9,shard-1.h5,0,9,25,9\n"
+    "2,m0-4,6,shard-0.h5,4,6,4,6\n"
+    "3,m0-1,5,shard-0.h5,1,5,1,5\n";
+// Toxicity (x - 4)² of the scored 1, 5, 2, 6 (shard 0) and 9, 3, 4 (shard 1), lowest first; the
+// tie at 1 goes to the earlier record.
+const std::string lowest_toxicity_a =
+    "rank,id,score,shard,row,activity,toxicity,smiles\n"
+    "1,m1-3,0,shard-1.h5,3,4,0,4\n"
+    "2,m0-1,1,shard-0.h5,1,5,1,5\n"
+    "3,m1-2,1,shard-1.h5,2,3,1,3\n";
 
 TEST_F(conductor_test, books_count_every_record_and_rank_the_scores) {
   write_library(library_a);
@@ -292,6 +301,13 @@ TEST_F(conductor_test, books_count_every_record_and_rank_the_scores) {
   EXPECT_TRUE(rj["accounting_ok"].get<bool>());
   EXPECT_EQ(rj["reject_reasons"], (json{{"fake_syntax", 1}, {"model_error", 1}, {"non_finite_score", 1}}));
   EXPECT_EQ(hits("run"), hits_a);
+  EXPECT_EQ(slurp(dir_ / "run" / "lowest-toxicity.csv"), lowest_toxicity_a);
+  EXPECT_EQ(rj["hits"], 3);
+  ASSERT_EQ(rj["hit_files"].size(), 2u);
+  EXPECT_EQ(rj["hit_files"][1], (json{{"file", "lowest-toxicity.csv"},
+                                      {"rank_by", "toxicity"},
+                                      {"higher_is_better", false},
+                                      {"hits", 3}}));
   const auto rejects = slurp(dir_ / "run" / "rejects.csv");
   EXPECT_NE(rejects.find("shard-0.h5,2,m0-2,featurize,fake_syntax: not a number\n"), std::string::npos);
   EXPECT_NE(rejects.find("shard-0.h5,5,m0-5,infer,model_error: fake forward(): index out of range\n"),
@@ -312,6 +328,7 @@ TEST_F(conductor_test, chunks_in_flight_and_threads_do_not_change_results) {
   ASSERT_EQ(run(many), pipeline::exit_ok);
   EXPECT_EQ(hits("one"), hits_a);
   EXPECT_EQ(hits("many"), hits_a);
+  EXPECT_EQ(slurp(dir_ / "many" / "lowest-toxicity.csv"), lowest_toxicity_a);
   EXPECT_EQ(slurp(dir_ / "one" / "rejects.csv"), slurp(dir_ / "many" / "rejects.csv"));
 }
 
@@ -496,7 +513,7 @@ TEST_F(conductor_test, record_too_large_even_alone_is_rejected) {
 TEST_F(conductor_test, latin1_id_is_kept_byte_for_byte) {
   write_library({{"1", "2"}}, {{"caf\xe9", "plain"}});
   ASSERT_EQ(run(options("run")), pipeline::exit_ok);
-  EXPECT_NE(hits("run").find("2,caf\xe9,1,shard-0.h5,0,1,1\n"), std::string::npos) << hits("run");
+  EXPECT_NE(hits("run").find("2,caf\xe9,1,shard-0.h5,0,1,9,1\n"), std::string::npos) << hits("run");
   EXPECT_TRUE(run_json("run")["complete"].get<bool>());
 }
 

@@ -77,8 +77,7 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   second.id = "b";
   second.fields = {"C"};
   second.scores = {0.75f, -3.5e-7f};
-  r.hits = {first, second};
-  r.extra_hits = {{second}, {second, first}};
+  r.hit_lists = {{first, second}, {second}, {second, first}};
   r.rejects = {{105, "bad", "featurize", "valence", "too many bonds"},
                {106, "worse", "read", "smiles_syntax", "unclosed ring"},
                {108, "worst", "infer", "non_finite", "score is NaN"}};
@@ -99,20 +98,18 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   EXPECT_EQ(back.counts.n_failed, 1u);
   EXPECT_EQ(back.counts.n_filtered, 2u);
   EXPECT_EQ(back.failure, r.failure);
-  ASSERT_EQ(back.extra_hits.size(), 2u);
-  ASSERT_EQ(back.extra_hits[0].size(), 1u);
-  ASSERT_EQ(back.extra_hits[1].size(), 2u);
-  EXPECT_EQ(back.extra_hits[0][0].key, second.key);
-  EXPECT_EQ(back.extra_hits[1][0].id, "b");
-  EXPECT_EQ(back.extra_hits[1][1].scores, first.scores);
-  ASSERT_EQ(back.hits.size(), r.hits.size());
-  for (std::size_t i = 0; i < r.hits.size(); ++i) {
-    SCOPED_TRACE("hit " + std::to_string(i));
-    EXPECT_EQ(back.hits[i].score, r.hits[i].score);  // floats survive exactly
-    EXPECT_EQ(back.hits[i].key, r.hits[i].key);
-    EXPECT_EQ(back.hits[i].id, r.hits[i].id);
-    EXPECT_EQ(back.hits[i].fields, r.hits[i].fields);
-    EXPECT_EQ(back.hits[i].scores, r.hits[i].scores);
+  ASSERT_EQ(back.hit_lists.size(), 3u);
+  for (std::size_t k = 0; k < r.hit_lists.size(); ++k) {
+    ASSERT_EQ(back.hit_lists[k].size(), r.hit_lists[k].size());
+    for (std::size_t i = 0; i < r.hit_lists[k].size(); ++i) {
+      SCOPED_TRACE("list " + std::to_string(k) + " hit " + std::to_string(i));
+      const auto &got = back.hit_lists[k][i], &want = r.hit_lists[k][i];
+      EXPECT_EQ(got.score, want.score);  // floats survive exactly
+      EXPECT_EQ(got.key, want.key);
+      EXPECT_EQ(got.id, want.id);
+      EXPECT_EQ(got.fields, want.fields);
+      EXPECT_EQ(got.scores, want.scores);
+    }
   }
   ASSERT_EQ(back.rejects.size(), r.rejects.size());
   for (std::size_t i = 0; i < r.rejects.size(); ++i) {
@@ -139,18 +136,43 @@ TEST(chunk_record, json_round_trip_keeps_bytes_that_are_not_utf8) {
   h.id = latin1;
   h.fields = {"C" + latin1};
   h.scores = {0.5f};
-  r.hits = {h};
+  r.hit_lists = {{h}};
   r.rejects = {{9, latin1 + "2", "featurize", "smiles_syntax", "bad byte \xff"}};
   std::string text;
   ASSERT_NO_THROW(text = run::to_json(r));
   const auto back = run::chunk_record_from_json(text);
   EXPECT_EQ(back.failure, r.failure);
-  ASSERT_EQ(back.hits.size(), 1u);
-  EXPECT_EQ(back.hits[0].id, latin1);
-  EXPECT_EQ(back.hits[0].fields, h.fields);
+  ASSERT_EQ(back.hit_lists.size(), 1u);
+  ASSERT_EQ(back.hit_lists[0].size(), 1u);
+  EXPECT_EQ(back.hit_lists[0][0].id, latin1);
+  EXPECT_EQ(back.hit_lists[0][0].fields, h.fields);
   ASSERT_EQ(back.rejects.size(), 1u);
   EXPECT_EQ(back.rejects[0].id, latin1 + "2");
   EXPECT_EQ(back.rejects[0].detail, "bad byte \xff");
+}
+
+TEST(chunk_record, reads_records_written_before_hit_lists) {
+  // A record as written before December 2026 (run folders of then must still resume): the first
+  // ranking's list under "hits", each further one under "extra_hits".
+  const std::string text = R"({"chunk":7,"shard":1,"row_begin":0,"row_end":4,"rank":0,
+    "attempt":1,"n_read":4,"n_scored":3,"n_rejected":1,"n_failed":0,"failure":"",
+    "elapsed_s":0.5,"score_sample":[0.25],
+    "hits":[[0.9,1,2,"b",["CC"],[0.9,0.1]],[0.5,1,0,"a",["C"],[0.5,0.3]]],
+    "extra_hits":[[[0.3,1,0,"a",["C"],[0.5,0.3]]]],
+    "rejects":[[3,"d","featurize","valence","N has 5 bonds"]]})";
+  const auto r = run::chunk_record_from_json(text);
+  ASSERT_EQ(r.hit_lists.size(), 2u);
+  ASSERT_EQ(r.hit_lists[0].size(), 2u);
+  EXPECT_EQ(r.hit_lists[0][0].id, "b");
+  EXPECT_EQ(r.hit_lists[0][0].key, (record_key{1, 2}));
+  EXPECT_EQ(r.hit_lists[0][1].fields, std::vector<std::string>{"C"});
+  ASSERT_EQ(r.hit_lists[1].size(), 1u);
+  EXPECT_EQ(r.hit_lists[1][0].score, 0.3f);
+  EXPECT_EQ(r.hit_lists[1][0].scores, (std::vector<float>{0.5f, 0.3f}));
+  EXPECT_EQ(r.counts.n_filtered, 0u);
+  EXPECT_EQ(r.end_time_s, 0.0);
+  ASSERT_EQ(r.rejects.size(), 1u);
+  EXPECT_EQ(r.rejects[0].reason, "valence");
 }
 
 TEST(options, durations_and_sizes) {

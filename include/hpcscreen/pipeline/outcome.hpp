@@ -12,10 +12,11 @@
 
 namespace hpcscreen::pipeline {
 
-// A ranking of records by one of their scores.
+// A ranking of records by one of their scores, and the hit list it fills.
 struct rank_key {
   std::size_t index = 0;  // into score_layout::names
   bool higher_is_better = true;
+  std::string hits_file;  // the hit list's file name in the run folder
 };
 
 // A condition a record's score must meet to enter the hit lists ("activity > 0.5"). Records that
@@ -31,18 +32,28 @@ struct score_filter {
 // What each record's score vector holds and how records are ranked by it.
 struct score_layout {
   std::vector<std::string> names;  // one per score; empty: the workload keeps its own outputs
-  // keys[0] ranks hits.csv (and the score sample); each further key its own hit list. Empty:
-  // nothing to rank.
-  std::vector<rank_key> keys;
+  std::vector<rank_key> keys;      // one hit list each; empty: nothing to rank
   std::size_t top_k = 100;  // records in each hit list
   bool ranked = true;  // false: no hit lists (e.g. annotate without --top-k)
   std::vector<score_filter> filters;  // all must pass for a record to enter a hit list
-  // hits.csv's file name for key k: hits.csv, then hits-<name with ':' as '-'>.csv
-  std::string hits_file(std::size_t k) const;
-  // Throws usage_error when two keys would write the same hit-list file (the same key twice, or
-  // names that differ only in characters a file name cannot hold, such as a-b:c and a:b-c).
+  // The score whose distribution is sampled (every chunk_record::sample_every-th row) for
+  // report.html's histogram; none when it is past the scores.
+  std::size_t sampled = 0;
+
+  // Throws usage_error when two keys rank the same score or would write the same hit-list file
+  // (names that differ only in characters a file name cannot hold, such as a-b:c and a:b-c).
   void check_hit_files() const;
 };
+
+// The columns every hit list starts with, before the record's scores and its shown fields:
+// rank, id, score, shard, row. A library's kept column may not bear one of these names.
+const std::vector<std::string>& hit_list_columns();
+bool is_hit_list_column(const std::string& name);
+
+// The hit lists' usual files, as a workload names them: its first ranking's list is hits.csv,
+// each further one hits-<score name>.csv with every character but letters, digits, '.', '_' and
+// '-' written as '-' (hits-m1-activity.csv for m1:activity).
+void name_hit_files(std::vector<rank_key>& keys, const std::vector<std::string>& names);
 
 // A chunk's rows as read from its shard, by field name.
 struct chunk_input {

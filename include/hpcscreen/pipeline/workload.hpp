@@ -55,7 +55,8 @@ struct run_view {
 class workload {
  public:
   virtual ~workload() = default;
-  // The score vector of each record, the ranking keys, the hit lists' length and filters.
+  // The score vector of each record, the rankings and the file each fills, the hit lists'
+  // length and filters, the score sampled for report.html.
   virtual score_layout scores() const = 0;
   // Everything that must not change on --resume besides the library and the chunking (which the
   // host adds): the model files' checksums, top-K, precision, batch settings, ...

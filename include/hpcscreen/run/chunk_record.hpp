@@ -35,20 +35,17 @@ struct chunk_record {
   int rank = 0, attempt = 0;
   chunk_counts counts;
   std::string failure;          // the shard error when counts.n_failed > 0
-  std::vector<ranking::hit> hits;  // this chunk's top-K by the first rank key, best first
-  std::vector<std::vector<ranking::hit>> extra_hits;  // by each further rank key
+  // This chunk's top-K for each ranking key of the run, best first; none for a failed chunk.
+  std::vector<std::vector<ranking::hit>> hit_lists;
   std::vector<reject> rejects;  // in row order
   double elapsed_s = 0;
   double end_time_s = 0;  // Unix time of the commit, for throughput over time
   std::vector<float>
-      score_sample;  // ranked scores of rows divisible by sample_every, for the histogram
+      score_sample;  // the sampled score of rows divisible by sample_every, for the histogram
   static constexpr std::uint64_t sample_every = 16;
 };
 
 std::string to_json(const chunk_record& r);
 chunk_record chunk_record_from_json(const std::string& text);
-
-std::string hits_to_json(const std::vector<ranking::hit>& hits);
-std::vector<ranking::hit> hits_from_json(const std::string& text);
 
 }  // namespace hpcscreen::run
