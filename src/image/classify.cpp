@@ -170,7 +170,7 @@ class classify_workload : public pipeline::workload {
     }
     out.close();
     if (!out) throw error("cannot write '" + tmp + "'");
-    fs::rename(tmp, dir / "predictions.csv");
+    run::publish_file(tmp, (dir / "predictions.csv").string());
     return {{"predictions", {{"file", "predictions.csv"}, {"rows", rows}}}};
   }
 
@@ -343,7 +343,7 @@ void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk
   const std::size_t n_labels = w_.model().metadata().labels.size();
   for (std::size_t i = 0; i < in_.n_rows(); ++i) {
     if (outcomes.at(i) != pipeline::chunk_outcomes::state::scored) continue;
-    csv += std::to_string(in_.chunk.shard) + ',' + std::to_string(in_.chunk.row_begin + i) + ',' +
+    csv += csv_field(in_.shard_file) + ',' + std::to_string(in_.chunk.row_begin + i) + ',' +
            csv_field(std::string(ids[i]));
     for (const auto& k : kept) csv += ',' + csv_field(std::string(in_[k][i]));
     const float* p = outcomes.scores(i);

@@ -45,6 +45,13 @@ void score_layout::check_hit_files() const {
     if (!seen.insert(name).second)
       throw usage_error("--rank-by " + name + " is given twice; give each ranking once");
     HPCSCREEN_ASSERT_MSG(!k.hits_file.empty(), "the ranking by " + name + " names no hit list");
+    // 255 bytes is a file name's limit on Linux file systems; the atomic write adds ".tmp".
+    if (k.hits_file.size() + 4 > 255) {
+      throw usage_error("--rank-by " + name + " would write a hit list whose file name has " +
+                        std::to_string(k.hits_file.size()) +
+                        " bytes, more than a file system allows (251); give the model or task a "
+                        "shorter name");
+    }
     const auto [it, fresh] = by_file.emplace(k.hits_file, name);
     if (!fresh) {
       throw usage_error("--rank-by " + name + " and --rank-by " + it->second +

@@ -89,7 +89,7 @@ void set_up(const workload_kind& kind, const workload_factory& make_workload, ru
     // A kept column shown beside the scores must not pass for one of the outputs' own columns.
     if (is_hit_list_column(f) ||
         std::find(c.layout.names.begin(), c.layout.names.end(), f) != c.layout.names.end()) {
-      throw usage_error("library '" + c.options.library_dir + "' keeps a column '" + f +
+      throw shard_error("library '" + c.options.library_dir + "' keeps a column '" + f +
                         "' that the outputs name too (a score column, rank, score, shard or row); "
                         "pack it again without it in --keep-columns");
     }
@@ -124,7 +124,7 @@ json begin_attempt(const run_context& c, int n_ranks) {
                         {"job_id", c.scheduler.job_id}};
   const auto identity = identity_of(c).dump();
   auto started = run::start_attempt(c.options.out_dir, c.options.resume, identity, attempt.dump(),
-                                    c.plan.chunks.size());
+                                    c.record_shape());
   const int number = started.number;
   auto& done = started.done;
   const std::size_t n_retried = c.options.retry_failed ? started.failed.size() : 0;

@@ -77,14 +77,13 @@ run_ledger read_ledgers(const run_context& c, int attempt) {
     rejects << "shard,row,id,stage,reason\n";
     // One record at a time: memory stays bounded by top-K, whatever the run's size.
     for (const auto id : run::committed_chunks(c.options.out_dir)) {
-      const auto usable =
-          run::read_usable_chunk_record(c.options.out_dir, id, c.plan.chunks.size());
+      const auto usable = run::read_usable_chunk_record(c.options.out_dir, id, c.record_shape());
       if (!usable) continue;
       const auto& rec = *usable;
       b.committed.insert(id);
       b.totals += rec.counts;
       if (rec.attempt == attempt) b.this_attempt += rec.counts;
-      // A failed chunk's record has no hit lists.
+      // A failed chunk's record has no hit lists (check_shape).
       for (std::size_t k = 0; k < b.tops.size() && k < rec.hit_lists.size(); ++k)
         for (const auto& h : rec.hit_lists[k]) b.tops[k].offer(h);
       const auto& shard_file = c.manifest.shards[rec.shard].file;
@@ -127,7 +126,7 @@ std::string hits_csv(const run_context& c, const std::vector<ranking::hit>& hits
 // Runs f; a failure is added to `errors` as "what: message" instead of ending the outputs, so
 // the other outputs are still written.
 template <class F>
-void attempt_output(std::vector<std::string>& errors, const std::string& what, F&& f) {
+void write_or_note(std::vector<std::string>& errors, const std::string& what, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
@@ -248,6 +247,8 @@ json run_json(const run_context& c, const attempt_summary& a, const std::vector<
   report["top_k"] = c.layout.top_k;
   report["hits"] = has_hits ? st.n_hits : 0;
   report["score_columns"] = c.layout.names;
+  if (c.layout.sampled < c.layout.names.size())  // the score report.html's histogram shows
+    report["sampled_score"] = c.layout.names[c.layout.sampled];
   report["hit_files"] = hit_files;
   json filters = json::array();
   for (const auto& f : c.layout.filters) filters.push_back(f.text);
@@ -358,24 +359,24 @@ file_list hit_lists(const run_context& c, run_state& st) {
   return files;
 }
 
-// The run-wide files in one step, each atomically: the hit lists, then run.json last. When one
-// cannot be written, run.json is written again on its own, naming it (and the run incomplete).
+// The run-wide files, each on its own and atomically: the hit lists, then run.json, which names
+// any that could not be written (the run is then not complete).
 void write_run_files(const run_context& c, const attempt_summary& a,
-                     const std::vector<json>& rank_reports, run_state& st, file_list files) {
-  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
-  const auto run_json_text = [&] {
-    return run_json(c, a, rank_reports, st).dump(2, ' ', false, json::error_handler_t::replace) +
-           "\n";
+                     const std::vector<json>& rank_reports, run_state& st, const file_list& files) {
+  const auto path = [&](const std::string& name) {
+    return (fs::path(c.options.out_dir) / name).string();
   };
-  files.emplace_back("run.json", run_json_text());
-  try {
-    run::write_files_atomically(c.options.out_dir, files);
-  } catch (const std::exception& e) {
-    st.write_errors.push_back(std::string("run files: ") + e.what());
-    attempt_output(st.write_errors, "run.json", [&] {
-      run::write_files_atomically(c.options.out_dir, {{"run.json", run_json_text()}});
-    });
+  for (std::size_t k = 0; k < files.size(); ++k) {
+    const auto& [name, content] = files[k];
+    const auto n_errors = st.write_errors.size();
+    write_or_note(st.write_errors, name, [&] { run::write_file_atomically(path(name), content); });
+    if (st.write_errors.size() > n_errors) st.hit_files[k]["written"] = false;
   }
+  // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
+  const auto text =
+      run_json(c, a, rank_reports, st).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  write_or_note(st.write_errors, "run.json",
+                [&] { run::write_file_atomically(path("run.json"), text); });
 }
 
 }  // namespace
@@ -409,14 +410,14 @@ int write_run_outputs(const run_context& c, const attempt_summary& a,
                       const std::vector<json>& rank_reports) {
   run_state st;
   // An output that cannot be written is named in run.json (and stderr); the others still are.
-  attempt_output(st.write_errors, "rejects.csv", [&] { st.ledger = read_ledgers(c, a.attempt); });
+  write_or_note(st.write_errors, "rejects.csv", [&] { st.ledger = read_ledgers(c, a.attempt); });
   auto files = hit_lists(c, st);
-  attempt_output(st.write_errors, "workload outputs", [&] {
+  write_or_note(st.write_errors, "workload outputs", [&] {
     st.workload_outputs = c.work->write_run_outputs(
         run_view{c.options.out_dir, c.manifest, c.plan, st.ledger.committed});
   });
   check_accounting(c, rank_reports, st);
-  write_run_files(c, a, rank_reports, st, std::move(files));
+  write_run_files(c, a, rank_reports, st, files);
   return closing_status(c, a, st);
 }
 

@@ -356,11 +356,18 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   for (const auto& [k, v] : workload_versions.items()) row(escape(k), number(v));
   h << "</table>\n";
 
-  // The first hit list run.json names (hits.csv for every workload so far, and for runs from
-  // before run.json named them).
-  std::string first_hit_list = "hits.csv";
-  if (const auto files = r.value("hit_files", json::array()); !files.empty())
-    first_hit_list = fs::path(files[0].value("file", first_hit_list)).filename().string();
+  // The first hit list run.json names, a file of the run folder (hits.csv for every workload so
+  // far, and for runs from before run.json named them).
+  std::string first_hit_list = "hits.csv", ranked_by;
+  if (const auto files = r.value("hit_files", json::array());
+      files.is_array() && !files.empty() && files[0].is_object()) {
+    const auto& f = files[0];
+    if (f.contains("file") && f["file"].is_string()) {
+      const auto name = fs::path(f["file"].get<std::string>()).filename().string();
+      if (!name.empty() && name != "." && name != "..") first_hit_list = name;
+    }
+    if (f.contains("rank_by") && f["rank_by"].is_string()) ranked_by = f["rank_by"];
+  }
   const auto hits = read_csv_rows((fs::path(run_dir) / first_hit_list).string());
   // Each hit is drawn by its library kind (a structure, a thumbnail), when the kind can.
   const pipeline::library_kind* kind = nullptr;
@@ -377,7 +384,11 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   const auto library_dir =
       r.contains("library") ? r["library"].value("path", std::string()) : std::string();
   if (!hits.empty()) {
-    h << "<h2>Top hits</h2><table id=\"hits\"><tr>";
+    h << "<h2>Top hits</h2>";
+    if (!ranked_by.empty())
+      h << "<p class=\"note\">" << escape(first_hit_list) << ", ranked by " << escape(ranked_by)
+        << "</p>";
+    h << "<table id=\"hits\"><tr>";
     if (kind) h << "<th>" << (kind->name == "compounds" ? "structure" : "picture") << "</th>";
     for (const auto& c : hits[0]) h << "<th>" << escape(c) << "</th>";
     h << "</tr>\n";
@@ -401,8 +412,10 @@ std::string write_report(const std::string& run_dir, const report_options& optio
     h << "</table>\n";
   }
 
-  h << "<h2>Score distribution</h2><div id=\"histogram\">"
-    << histogram_svg(sample, options.histogram_bins) << "</div>\n";
+  h << "<h2>Score distribution</h2>";
+  if (r.contains("sampled_score") && r["sampled_score"].is_string())
+    h << "<p class=\"note\">" << escape(r["sampled_score"].get<std::string>()) << "</p>";
+  h << "<div id=\"histogram\">" << histogram_svg(sample, options.histogram_bins) << "</div>\n";
   h << "<h2>Throughput over time</h2><div id=\"throughput\">" << throughput_svg(recs)
     << "<p class=\"note\">Records done by each rank against time since the first chunk "
        "started.</p></div>\n";

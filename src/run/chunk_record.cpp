@@ -1,6 +1,9 @@
 #include "hpcscreen/run/chunk_record.hpp"
 
 #include <nlohmann/json.hpp>
+#include <set>
+
+#include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen::run {
 namespace {
@@ -52,6 +55,7 @@ nlohmann::json hits_json(const std::vector<ranking::hit>& hits) {
 }
 
 std::vector<ranking::hit> hits_parse(const nlohmann::json& a) {
+  if (!a.is_array()) throw run_error("a hit list is not a list");
   std::vector<ranking::hit> out;
   for (const auto& h : a) {
     ranking::hit x{h.at(0).get<float>(),
@@ -114,11 +118,14 @@ chunk_record chunk_record_from_json(const std::string& text) {
   r.end_time_s = j.value("end_time_s", 0.0);
   r.score_sample = j.value("score_sample", std::vector<float>{});
   if (j.contains("hit_lists")) {
+    if (!j.at("hit_lists").is_array()) throw run_error("hit_lists is not a list");
     for (const auto& h : j.at("hit_lists")) r.hit_lists.push_back(hits_parse(h));
   } else {  // written before 2026-12: the first key's list, then the further keys' lists
     r.hit_lists.push_back(hits_parse(j.at("hits")));
-    for (const auto& h : j.value("extra_hits", nlohmann::json::array()))
-      r.hit_lists.push_back(hits_parse(h));
+    // Records from before several rankings have no extra_hits.
+    const auto extra = j.value("extra_hits", nlohmann::json::array());
+    if (!extra.is_array()) throw run_error("extra_hits is not a list");
+    for (const auto& h : extra) r.hit_lists.push_back(hits_parse(h));
   }
   for (const auto& x : j.at("rejects")) {
     r.rejects.push_back({x.at(0).get<std::uint64_t>(), text_parse(x.at(1)),
@@ -126,6 +133,32 @@ chunk_record chunk_record_from_json(const std::string& text) {
                          text_parse(x.at(4))});
   }
   return r;
+}
+
+void check_shape(const chunk_record& r, const record_shape& shape) {
+  if (r.chunk_id >= shape.n_chunks || r.shard >= shape.n_shards || r.row_end < r.row_begin)
+    throw run_error("it names a chunk or shard the run does not have");
+  const auto n_lists = r.hit_lists.size();
+  // A chunk whose shard failed has no hits. Lists past the rankings must be empty: records
+  // written before December 2026 held one (empty) list for runs without a ranking.
+  if (n_lists < shape.n_hit_lists && r.counts.n_failed == 0)
+    throw run_error("it holds " + std::to_string(n_lists) + " hit lists for the run's " +
+                    std::to_string(shape.n_hit_lists) + " rankings");
+  for (std::size_t k = 0; k < n_lists; ++k) {
+    if (k >= shape.n_hit_lists && !r.hit_lists[k].empty())
+      throw run_error("it holds hits for a ranking the run does not have");
+    std::set<std::uint64_t> rows;
+    for (const auto& h : r.hit_lists[k]) {
+      if (h.key.shard != r.shard || h.key.row < r.row_begin || h.key.row >= r.row_end ||
+          !rows.insert(h.key.row).second)
+        throw run_error("a hit is not a row of the chunk, or is there twice");
+      if (h.scores.size() != shape.n_scores || h.fields.size() != shape.n_hit_fields)
+        throw run_error("a hit has " + std::to_string(h.scores.size()) + " scores and " +
+                        std::to_string(h.fields.size()) + " fields, not the run's " +
+                        std::to_string(shape.n_scores) + " and " +
+                        std::to_string(shape.n_hit_fields));
+    }
+  }
 }
 
 }  // namespace hpcscreen::run

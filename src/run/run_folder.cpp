@@ -65,11 +65,6 @@ void write_file_atomically(const std::string& path, const std::string& content) 
   publish_file(tmp, path);
 }
 
-void write_files_atomically(const std::string& dir,
-                            const std::vector<std::pair<std::string, std::string>>& files) {
-  for (const auto& [name, content] : files) write_file_atomically((fs::path(dir) / name).string(), content);
-}
-
 void publish_file(const std::string& tmp, const std::string& path) {
   const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 || ::fsync(fd) != 0) {
@@ -154,10 +149,10 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
 }
 
 attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                            const std::string& attempt_json, std::uint64_t n_chunks) {
+                            const std::string& attempt_json, const record_shape& shape) {
   attempt_start a;
   a.number = begin_attempt(dir, resume, identity_json, attempt_json);
-  a.done = usable_committed_chunks(dir, n_chunks, &a.failed);
+  a.done = usable_committed_chunks(dir, shape, &a.failed);
   return a;
 }
 
@@ -192,18 +187,19 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir) {
 }
 
 std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
-                                                     std::uint64_t n_chunks) {
-  if (id >= n_chunks) {
+                                                     const record_shape& shape) {
+  if (id >= shape.n_chunks) {
     std::fprintf(stderr,
                  "hpcscreen: warning: a journal of '%s' names chunk %llu, but the run has %llu "
                  "chunks; ignored\n",
                  dir.c_str(), static_cast<unsigned long long>(id),
-                 static_cast<unsigned long long>(n_chunks));
+                 static_cast<unsigned long long>(shape.n_chunks));
     return std::nullopt;
   }
   try {
     auto rec = read_chunk_record(dir, id);
     if (rec.chunk_id != id) throw run_error("it holds chunk " + std::to_string(rec.chunk_id));
+    check_shape(rec, shape);
     return rec;
   } catch (const std::exception& e) {
     std::fprintf(stderr,
@@ -215,11 +211,11 @@ std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std
   }
 }
 
-std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, std::uint64_t n_chunks,
+std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, const record_shape& shape,
                                                 std::set<std::uint64_t>* with_failed_rows) {
   std::set<std::uint64_t> out;
   for (const auto id : committed_chunks(dir)) {
-    const auto rec = read_usable_chunk_record(dir, id, n_chunks);
+    const auto rec = read_usable_chunk_record(dir, id, shape);
     if (!rec) continue;
     out.insert(id);
     if (with_failed_rows && rec->counts.n_failed > 0) with_failed_rows->insert(id);

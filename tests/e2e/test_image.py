@@ -199,7 +199,10 @@ with torch.no_grad():
         worst = max(worst, float(np.abs(have - p).max()))
 check(worst <= 1e-5, f"tiny CNN: probabilities equal PyTorch's on the reference tensors (max |diff| {worst:.2e})")
 hits = read_csv(os.path.join(runs[1], "hits.csv"))
-order = sorted(got.values(), key=lambda r_: (-float(r_["Pneumonia"]), int(r_["shard"]), int(r_["row"])))[:5]
+# predictions.csv names each record's shard file, as hits.csv does; ties go by the manifest's order
+shard_index = {s["file"]: i for i, s in enumerate(manifest["shards"])}
+check(set(r_["shard"] for r_ in got.values()) <= set(shard_index), "predictions.csv names shard files of the library")
+order = sorted(got.values(), key=lambda r_: (-float(r_["Pneumonia"]), shard_index[r_["shard"]], int(r_["row"])))[:5]
 check([h["id"] for h in hits] == [r_["id"] for r_ in order], "hits.csv: the top 5 by Pneumonia, ties by record")
 
 html = open(os.path.join(runs[1], "report.html")).read()

@@ -370,6 +370,27 @@ TEST_F(conductor_test, lost_chunk_record_and_journal_garbage_are_done_again_on_r
   EXPECT_EQ(hits("run"), hits_a);
 }
 
+// A committed record that lacks one of the run's hit lists (damaged, or edited by hand) would
+// lose that chunk's hits from the list: its chunk is done again instead.
+TEST_F(conductor_test, record_missing_a_hit_list_is_done_again_on_resume) {
+  write_library(library_a);
+  auto o = options("run");
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  const auto part = dir_ / "run" / "parts" / "chunk-0000000002.json";  // shard 1: m1-0, m1-2, m1-3
+  auto rec = json::parse(slurp(part));
+  ASSERT_EQ(rec["hit_lists"].size(), 2u);
+  ASSERT_EQ(rec["hit_lists"][1].size(), 3u);
+  rec["hit_lists"].erase(1);
+  std::ofstream(part) << rec.dump();
+  o.resume = true;
+  ASSERT_EQ(run(o), pipeline::exit_ok);
+  const auto rj = run_json("run");
+  EXPECT_EQ(rj["chunks_this_attempt"], 1) << "only the chunk whose record lacks a list is redone";
+  EXPECT_TRUE(rj["complete"].get<bool>());
+  EXPECT_EQ(hits("run"), hits_a);
+  EXPECT_EQ(slurp(dir_ / "run" / "lowest-toxicity.csv"), lowest_toxicity_a);
+}
+
 // A hit list that cannot be written: the other outputs are, run.json names it and says the run
 // is not complete, the exit status is an error; the next --resume writes it.
 TEST_F(conductor_test, unwritable_hit_list_is_named_in_run_json) {
@@ -377,6 +398,7 @@ TEST_F(conductor_test, unwritable_hit_list_is_named_in_run_json) {
   auto o = options("run");
   ASSERT_EQ(run(o), pipeline::exit_ok);
   fs::remove(dir_ / "run" / "hits.csv");
+  fs::remove(dir_ / "run" / "lowest-toxicity.csv");
   fs::create_directory(dir_ / "run" / "hits.csv.tmp");  // the atomic write's temporary file
   o.resume = true;
   EXPECT_EQ(run(o), pipeline::exit_error);
@@ -388,7 +410,11 @@ TEST_F(conductor_test, unwritable_hit_list_is_named_in_run_json) {
   EXPECT_TRUE(rj["accounting_ok"].get<bool>());
   EXPECT_EQ(rj["records_read"], 10);
   EXPECT_FALSE(fs::exists(dir_ / "run" / "hits.csv"));
+  EXPECT_EQ(rj["hit_files"][0]["written"], false);
+  // The other outputs are still written, each on its own.
   EXPECT_TRUE(fs::exists(dir_ / "run" / "rejects.csv"));
+  EXPECT_EQ(slurp(dir_ / "run" / "lowest-toxicity.csv"), lowest_toxicity_a);
+  EXPECT_FALSE(rj["hit_files"][1].contains("written"));
   fs::remove(dir_ / "run" / "hits.csv.tmp");
   ASSERT_EQ(run(o), pipeline::exit_ok);
   rj = run_json("run");

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
@@ -173,6 +174,55 @@ TEST(chunk_record, reads_records_written_before_hit_lists) {
   EXPECT_EQ(r.end_time_s, 0.0);
   ASSERT_EQ(r.rejects.size(), 1u);
   EXPECT_EQ(r.rejects[0].reason, "valence");
+}
+
+// The records a run may use: shapes worked out by hand for a run of 4 chunks over 2 shards, 2
+// rankings, 2 scores and 1 shown field; the chunk is shard 1 rows 10-14.
+TEST(chunk_record, shape_is_checked_against_the_run) {
+  const run::record_shape shape{4, 2, 2, 2, 1};
+  run::chunk_record r;
+  r.chunk_id = 3;
+  r.shard = 1;
+  r.row_begin = 10;
+  r.row_end = 14;
+  ranking::hit h{0.5f, {1, 12}, "a", {"CCO"}, {0.5f, 0.25f}};
+  r.hit_lists = {{h}, {h}};
+  EXPECT_NO_THROW(run::check_shape(r, shape));
+  auto bad = r;
+  bad.hit_lists.pop_back();  // a ranking's list is missing
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad.counts.n_failed = 4;  // ... which a chunk whose shard failed has none of
+  bad.hit_lists.clear();
+  EXPECT_NO_THROW(run::check_shape(bad, shape));
+  bad = r;
+  bad.hit_lists.push_back({});  // an empty list past the rankings (older records had one)
+  EXPECT_NO_THROW(run::check_shape(bad, shape));
+  bad.hit_lists.back() = {h};  // hits for a ranking the run does not have
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.hit_lists[1] = {h, h};  // one record twice
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  for (const record_key key : {record_key{1, 14}, record_key{1, 9}, record_key{0, 12}}) {
+    bad = r;
+    bad.hit_lists[0][0].key = key;  // not a row of the chunk
+    EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  }
+  bad = r;
+  bad.hit_lists[0][0].scores.push_back(1.0f);  // a score the run does not have
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.hit_lists[1][0].fields.clear();  // the shown field missing
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.shard = 2;  // a shard the library does not have
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.chunk_id = 4;
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  // A record whose hit_lists is not a list does not read at all.
+  auto j = nlohmann::json::parse(run::to_json(r));
+  j["hit_lists"] = nullptr;
+  EXPECT_THROW(run::chunk_record_from_json(j.dump()), run_error);
 }
 
 TEST(options, durations_and_sizes) {

@@ -33,6 +33,13 @@ struct run_context {
   plan::chunk_plan plan;
   scheduler_info scheduler;
   int threads = 1;
+
+  // What each committed chunk's record holds in this run (close_chunk makes one hit list per
+  // ranking key, each hit with every score and the shown fields).
+  run::record_shape record_shape() const {
+    return {plan.chunks.size(), manifest.shards.size(), layout.keys.size(), layout.names.size(),
+            hit_fields.size()};
+  }
 };
 
 // Which chunks this attempt does.

@@ -48,4 +48,14 @@ struct chunk_record {
 std::string to_json(const chunk_record& r);
 chunk_record chunk_record_from_json(const std::string& text);
 
+// What a record of one run must hold to be used: a chunk of its plan (an id below n_chunks, a
+// shard of its library) and, unless the chunk's shard failed, one hit list per ranking, each
+// hit a row of the chunk, once, with the run's scores and shown fields.
+struct record_shape {
+  std::uint64_t n_chunks = 0;
+  std::size_t n_shards = 0, n_hit_lists = 0, n_scores = 0, n_hit_fields = 0;
+};
+// Throws run_error saying what does not fit.
+void check_shape(const chunk_record& r, const record_shape& shape);
+
 }  // namespace hpcscreen::run

@@ -27,7 +27,7 @@ struct attempt_start {
   std::set<std::uint64_t> done, failed;
 };
 attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                            const std::string& attempt_json, std::uint64_t n_chunks);
+                            const std::string& attempt_json, const record_shape& shape);
 
 // Takes an exclusive lock on the run folder for the rest of the process (rank 0), so that two
 // runs never write one folder at once. Throws run_error when another process holds it.
@@ -38,14 +38,16 @@ void lock_run_folder(const std::string& dir);
 std::set<std::uint64_t> committed_chunks(const std::string& dir);
 
 // The record of committed chunk `id` if it can be used: an id within [0, n_chunks) whose record
-// reads back. One that cannot is warned about, naming the file, and counts as not done.
+// reads back with the run's shape (check_shape). One that cannot is warned about, naming the
+// file, and counts as not done.
 std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
-                                                     std::uint64_t n_chunks);
+                                                     const record_shape& shape);
 
 // The committed chunks that can be used (read_usable_chunk_record); those whose records count
 // failed rows (a shard that could not be read) also go to `with_failed_rows` when given.
-std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, std::uint64_t n_chunks,
-                                                std::set<std::uint64_t>* with_failed_rows = nullptr);
+std::set<std::uint64_t> usable_committed_chunks(
+    const std::string& dir, const record_shape& shape,
+    std::set<std::uint64_t>* with_failed_rows = nullptr);
 
 // Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
 class journal {
@@ -65,9 +67,6 @@ class journal {
 void write_file_atomically(const std::string& path, const std::string& content);
 // A whole file's bytes; throws run_error when it cannot be opened or read.
 std::string read_file(const std::string& path);
-// Several files of one folder, each as write_file_atomically; name → content.
-void write_files_atomically(const std::string& dir,
-                            const std::vector<std::pair<std::string, std::string>>& files);
 // The same for a file already written to `tmp` by someone else (e.g. HDF5): fsync, rename, fsync.
 void publish_file(const std::string& tmp, const std::string& path);
 
