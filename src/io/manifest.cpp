@@ -2,9 +2,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen::io {
@@ -45,18 +47,21 @@ manifest read_manifest(const std::string& library_dir) {
     throw shard_error("library '" + library_dir +
                       "': this library's pack did not complete; rerun pack with --resume");
   }
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw shard_error("cannot open library manifest '" + path +
                       "': is --library a folder written by 'hpcscreen pack'?");
   }
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) throw shard_error("cannot read library manifest '" + path + "'");
   try {
-    const auto j = nlohmann::json::parse(in);
+    const auto j = nlohmann::json::parse(text);
     const auto schema = j.at("schema").get<std::string>();
     if (schema != manifest_schema) {
       throw shard_error("schema is '" + schema + "', expected '" + manifest_schema + "'");
     }
     manifest m;
+    m.checksum = bytes_checksum(text);
     m.kind = j.at("kind").get<std::string>();
     m.shard_schema = j.at("shard_schema").get<std::string>();
     m.fields = j.at("fields").get<std::vector<std::string>>();

@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <map>
 
-#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/pipeline/conductor.hpp"
@@ -104,8 +103,7 @@ json identity_of(const run_context& c) {
   auto id = c.work->identity();
   id["workload"] = c.kind->name;
   id["library"] = fs::weakly_canonical(fs::absolute(c.options.library_dir)).string();
-  id["manifest_checksum"] =
-      file_checksum((fs::path(c.options.library_dir) / io::manifest_file_name).string());
+  id["manifest_checksum"] = c.manifest.checksum;
   id["n_records"] = c.manifest.n_records();
   id["chunk_rows"] = c.options.chunk_rows;
   id["n_chunks"] = c.plan.chunks.size();

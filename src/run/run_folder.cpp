@@ -196,6 +196,7 @@ std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std
                  static_cast<unsigned long long>(shape.n_chunks));
     return std::nullopt;
   }
+  const auto path = chunk_record_path(dir, id);
   try {
     auto rec = read_chunk_record(dir, id);
     if (rec.chunk_id != id) throw run_error("it holds chunk " + std::to_string(rec.chunk_id));
@@ -205,8 +206,7 @@ std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std
     std::fprintf(stderr,
                  "hpcscreen: warning: the record of committed chunk %llu ('%s') cannot be read "
                  "(%s); the chunk counts as not done and is done again\n",
-                 static_cast<unsigned long long>(id), chunk_record_path(dir, id).c_str(),
-                 e.what());
+                 static_cast<unsigned long long>(id), path.c_str(), e.what());
     return std::nullopt;
   }
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -102,7 +103,10 @@ class score_plan {
           index = mean_of_.at(ranked_task);
         } else {
           double k = -1;
-          if (!parse_decimal(key.substr(4), k) || !(k >= 0) || k > 1e6) {
+          const auto text = key.substr(4);  // unsigned: lcb:-0 would be lcb:0 under another name
+          if (text.empty() ||
+              (!std::isdigit(static_cast<unsigned char>(text[0])) && text[0] != '.') ||
+              !parse_decimal(text, k) || !(k >= 0) || k > 1e6) {
             throw usage_error("--rank-by " + key + ": K must be a number 0 or more, as in lcb:2");
           }
           index = column(key + ":" + ranked_task);

@@ -147,7 +147,10 @@ def main():
                          (["--model", models["m1"], "--ensemble"], "at least two"),
                          (["--model", models["m1"], "--rank-by", "m9:activity"], "is not a score"),
                          (["--model", models["m1"], "--where", "m1:activity = 3"], "--where"),
-                         (["--model", models["m1"], "--model", models["m2"], "--rank-by", "mean"], "is not a score")]:
+                         (["--model", models["m1"], "--model", models["m2"], "--rank-by", "mean"], "is not a score"),
+                         # a signed K: lcb:-0 would be lcb:0 under another column name
+                         (["--model", models["m1"], "--model", models["m2"], "--ensemble", "--rank-by", "lcb:-0"],
+                          "K must be a number 0 or more")]:
         rd = fresh(os.path.join(work, "refused"))
         r = mpirun(1, base + extra + ["--out", rd])
         check(r.returncode == 2 and words in r.stderr and not os.path.exists(rd), f"{' '.join(extra[-2:])}: exit 2, '{words}'")

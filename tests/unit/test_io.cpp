@@ -132,6 +132,15 @@ TEST(manifest, round_trip_and_clear_errors) {
   EXPECT_THROW(io::read_manifest(dir.string()), shard_error);
 }
 
+TEST(manifest, checksum_is_of_the_bytes_read) {
+  // The run's identity names it; the value is Python's zlib.crc32 of the same bytes.
+  const auto dir = fresh_dir("manifest_checksum");
+  write_text(dir / "manifest.json",
+             "{\"schema\":\"hpcscreen.manifest/1\",\"kind\":\"compounds\",\"shard_schema\":\"x\","
+             "\"fields\":[],\"n_records\":2,\"shards\":[{\"file\":\"a.h5\",\"n_records\":2}]}\n");
+  EXPECT_EQ(io::read_manifest(dir.string()).checksum, "crc32:721ecd81");
+}
+
 TEST(readers, smi_lines_ids_comments_blank_and_crlf) {
   const auto dir = fresh_dir("smi");
   write_text(dir / "in.smi",

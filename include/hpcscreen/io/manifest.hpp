@@ -21,6 +21,9 @@ struct manifest {
   std::vector<std::string> fields;
   std::vector<shard_entry> shards;
   std::string provenance_json = "{}";  // what pack read, kept for people; not interpreted
+  // The manifest file's checksum (file_checksum's form), of the bytes read_manifest parsed: a
+  // run's identity names it, so --resume continues over the same library only.
+  std::string checksum;
 
   std::uint64_t n_records() const;
 };
