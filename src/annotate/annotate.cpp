@@ -182,6 +182,10 @@ class annotate_workload : public pipeline::workload {
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "annotations");
   }
+  bool has_chunk_outputs(const std::string& out_dir, std::uint64_t chunk_id) const override {
+    return pipeline::output_file_present(
+        (fs::path(out_dir) / "annotations" / chunk_file_name(chunk_id)).string());
+  }
 
   // Each batch uses all the rank's threads inside LibTorch.
   void on_thread_start() const override { infer::configure_threads(threads_); }

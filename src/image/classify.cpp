@@ -125,6 +125,11 @@ class classify_workload : public pipeline::workload {
   void prepare_run_folder(const std::string& out_dir) const override {
     fs::create_directories(fs::path(out_dir) / "predictions");
   }
+  bool has_chunk_outputs(const std::string& out_dir, std::uint64_t chunk_id) const override {
+    const auto csv = fs::path(out_dir) / "predictions" / chunk_file_name(chunk_id);
+    return pipeline::output_file_present(csv.string()) &&
+           pipeline::output_file_present(fs::path(csv).replace_extension(".h5").string());
+  }
   // Each batch uses all the rank's threads inside LibTorch; decoding takes the others' turns.
   void on_thread_start() const override { infer::configure_threads(threads_); }
   std::map<std::string, int> stage_split(int featurize_threads, int) const override {
@@ -367,9 +372,9 @@ void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk
     h5.lengths.push_back(0);
     h5.values.insert(h5.values.end(), outcomes.scores(i), outcomes.scores(i) + n_labels);
   }
-  const auto csv_name = chunk_file_name(chunk_id);
-  const auto h5_path =
-      (fs::path(out_dir) / "predictions" / (csv_name.substr(0, csv_name.size() - 4) + ".h5")).string();
+  const auto h5_path = (fs::path(out_dir) / "predictions" / chunk_file_name(chunk_id))
+                           .replace_extension(".h5")
+                           .string();
   io::write_annotation_chunk(h5_path + ".tmp", h5);
   run::publish_file(h5_path + ".tmp", h5_path);
 }

@@ -327,9 +327,18 @@ std::string thumbnail_html(const std::map<std::string, std::string>& hit, const 
   // The shard named by hits.csv must be a file of this library, not a path elsewhere.
   if (shard->second.find('/') != std::string::npos || shard->second.find("..") != std::string::npos)
     return "";
-  const auto r = std::stoull(row->second);
+  const auto& row_text = row->second;
+  if (row_text.empty() || row_text.size() > 19 ||
+      row_text.find_first_not_of("0123456789") != std::string::npos)
+    throw error("row '" + row_text + "' is not a row number");
+  const auto r = std::stoull(row_text);
   io::shard_reader reader((fs::path(library_dir) / shard->second).string(), image_shard_schema,
                           image_fields());
+  // The library may have been packed again since the run: only the same record is drawn.
+  const auto id = hit.find("id");
+  if (r >= reader.n_records() || id == hit.end() || reader.read("id", r, r + 1)[0] != id->second)
+    throw error("not drawn: row " + row_text + " of " + shard->second +
+                " is not this hit's image any more (was the library packed again?)");
   const auto bytes = reader.read("bytes", r, r + 1);
   const auto img = decode(bytes[0]);
   const double scale = 128.0 / std::max(img.width, img.height);

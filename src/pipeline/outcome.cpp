@@ -2,14 +2,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/pipeline/workload.hpp"
 #include "hpcscreen/ranking/topk.hpp"
 
 namespace hpcscreen::pipeline {
+
+bool output_file_present(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0 &&
+         !ec;
+}
 
 const std::vector<std::string>& hit_list_columns() {
   static const std::vector<std::string> columns = {"rank", "id", "score", "shard", "row"};

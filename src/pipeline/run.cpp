@@ -130,6 +130,24 @@ json begin_attempt(const run_context& c, int n_ranks) {
     for (const auto id : started.failed) done.erase(id);
   }
   c.work->prepare_run_folder(c.options.out_dir);
+  // A committed chunk whose own files are gone (deleted, or emptied) would be missing from the
+  // outputs: it is done again. (A chunk whose shard failed has none.)
+  std::vector<std::uint64_t> lost;
+  for (const auto id : done) {
+    if (!started.failed.count(id) && !c.work->has_chunk_outputs(c.options.out_dir, id))
+      lost.push_back(id);
+  }
+  if (!lost.empty()) {
+    std::string which;
+    for (std::size_t i = 0; i < lost.size() && i < 5; ++i)
+      which += (i ? ", " : "") + std::to_string(lost[i]);
+    std::fprintf(stderr,
+                 "hpcscreen: warning: the outputs of %zu committed chunks are missing or empty in "
+                 "'%s' (chunk %s%s); they are done again\n",
+                 lost.size(), c.options.out_dir.c_str(), which.c_str(),
+                 lost.size() > 5 ? ", ..." : "");
+    for (const auto id : lost) done.erase(id);
+  }
   if (c.options.resume && number > 1) {
     std::fprintf(
         stderr, "hpcscreen: resuming '%s' (attempt %d): %zu of %zu chunks already committed%s\n",

@@ -1,5 +1,7 @@
 #include "hpcscreen/run/chunk_record.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -138,6 +140,15 @@ chunk_record chunk_record_from_json(const std::string& text) {
 void check_shape(const chunk_record& r, const record_shape& shape) {
   if (r.chunk_id >= shape.n_chunks || r.shard >= shape.n_shards || r.row_end < r.row_begin)
     throw run_error("it names a chunk or shard the run does not have");
+  const auto& n = r.counts;
+  if (n.n_read != r.row_end - r.row_begin || !n.balanced() || n.n_rejected != r.rejects.size() ||
+      n.n_filtered > n.n_scored)
+    throw run_error("its counts do not add up to its rows and rejects");
+  for (std::size_t i = 0; i < r.rejects.size(); ++i) {
+    const auto row = r.rejects[i].row;
+    if (row < r.row_begin || row >= r.row_end || (i > 0 && row <= r.rejects[i - 1].row))
+      throw run_error("a reject is not a row of the chunk, or is there twice");
+  }
   const auto n_lists = r.hit_lists.size();
   // A chunk whose shard failed has no hits. Lists past the rankings must be empty: records
   // written before December 2026 held one (empty) list for runs without a ranking.
@@ -152,6 +163,9 @@ void check_shape(const chunk_record& r, const record_shape& shape) {
       if (h.key.shard != r.shard || h.key.row < r.row_begin || h.key.row >= r.row_end ||
           !rows.insert(h.key.row).second)
         throw run_error("a hit is not a row of the chunk, or is there twice");
+      const auto finite = [](float v) { return std::isfinite(v); };
+      if (!finite(h.score) || !std::all_of(h.scores.begin(), h.scores.end(), finite))
+        throw run_error("a hit's score is not a finite number");
       if (h.scores.size() != shape.n_scores || h.fields.size() != shape.n_hit_fields)
         throw run_error("a hit has " + std::to_string(h.scores.size()) + " scores and " +
                         std::to_string(h.fields.size()) + " fields, not the run's " +

@@ -93,6 +93,35 @@ void lock_run_folder(const std::string& dir) {
   held_fd = fd;
 }
 
+namespace {
+
+// run_config.json as a run wrote it: an object with the run's identity and at least one attempt.
+// Anything else (damaged, edited) is named, and the run cannot be resumed from it.
+nlohmann::json read_run_config(const std::string& path) {
+  const auto damaged = [&](const std::string& why) {
+    return run_error("'" + path + "' is damaged (" + why +
+                     "), so the run cannot be resumed from it; start a new --out");
+  };
+  nlohmann::json config;
+  try {
+    // Nesting deeper than any run_config.json has is refused before it can exhaust the stack.
+    config = nlohmann::json::parse(read_file(path),
+                                   [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+                                     if (depth > 64)
+                                       throw damaged("nested more than 64 levels deep");
+                                     return true;
+                                   });
+  } catch (const nlohmann::json::exception& e) {
+    throw damaged(e.what());
+  }
+  if (!config.is_object() || !config.contains("identity") || !config["identity"].is_object() ||
+      !config.contains("attempts") || !config["attempts"].is_array() || config["attempts"].empty())
+    throw damaged("it must hold the run's identity and its attempts");
+  return config;
+}
+
+}  // namespace
+
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                   const std::string& attempt_json) {
   const auto config_path = (fs::path(dir) / "run_config.json").string();
@@ -109,7 +138,7 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
                       "': it has no run_config.json, so it is not an "
                       "hpcscreen run folder");
     }
-    config = nlohmann::json::parse(read_file(config_path));
+    config = read_run_config(config_path);
     const auto& before = config.at("identity");
     for (const auto& [key, value] : identity.items()) {
       if (!before.contains(key) || before[key] != value) {

@@ -39,6 +39,13 @@ struct scoring_model {
   std::atomic<std::uint64_t> infer_ns{0};
 };
 
+// --all-scores: every scored record of a chunk, in RUN/scores/.
+std::string scores_file(const std::string& out_dir, std::uint64_t chunk_id) {
+  char name[48];
+  std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(chunk_id));
+  return (fs::path(out_dir) / "scores" / name).string();
+}
+
 // A decimal number written in full (no hex, nothing after it), finite as a float.
 bool parse_decimal(const std::string& text, double& value) {
   char* end = nullptr;
@@ -276,6 +283,9 @@ class screen_workload : public pipeline::workload {
   }
   void prepare_run_folder(const std::string& out_dir) const override {
     if (settings_.all_scores) fs::create_directories(fs::path(out_dir) / "scores");
+  }
+  bool has_chunk_outputs(const std::string& out_dir, std::uint64_t chunk_id) const override {
+    return !settings_.all_scores || pipeline::output_file_present(scores_file(out_dir, chunk_id));
   }
   std::map<std::string, int> stage_split(int featurize_threads, int threads) const override {
     return {{"featurize", featurize_threads}, {"infer", std::max(1, threads - featurize_threads)}};
@@ -572,9 +582,7 @@ class screen_job : public pipeline::chunk_work {
       for (std::size_t t = 0; t < out.n_scores(); ++t) csv += ',' + format_score(out.scores(i)[t]);
       csv += '\n';
     }
-    char name[48];
-    std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(chunk_id));
-    run::write_file_atomically((fs::path(out_dir) / "scores" / name).string(), csv);
+    run::write_file_atomically(scores_file(out_dir, chunk_id), csv);
   }
 
   std::size_t n_batches() const { return ranges_.size(); }

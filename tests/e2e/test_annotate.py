@@ -197,6 +197,16 @@ def main():
     pf = read_json(os.path.join(outs["fixed"], "run.json"))["annotate"]["padding_fraction"]
     pl = read_json(os.path.join(outs["length"], "run.json"))["annotate"]["padding_fraction"]
     check(pl < pf, f"length-aware batching pads less ({pl:.3f}) than fixed ({pf:.3f})")
+    # A chunk file of a finished run deleted: --resume does that chunk again rather than leaving its
+    # records out of annotations.json (which then listed the files that were there).
+    gone = os.path.join(outs["fixed"], "annotations", "chunk-0000000000.h5")
+    os.remove(gone)
+    r = mpirun(2, [a.hpcscreen, "annotate", "--library", lib, "--model", seq_model, "--out", outs["fixed"], "--top-k", "5",
+                   "--long-sequences", "window", "--batching", "fixed", "--max-sequences", "8", "--resume"], expect=0)
+    _, again = read_results(outs["fixed"])
+    check("outputs of 1 committed chunks are missing" in r.stderr and os.path.exists(gone) and set(again) == set(fres)
+          and all(torch.equal(again[k][1], fres[k][1]) for k in fres),
+          f"a deleted chunk file is redone on --resume: {len(again)} of {len(fres)} records, the same scores")
 
     print("== refusals")
     rd = fresh(os.path.join(work, "bad"))

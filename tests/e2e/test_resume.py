@@ -216,6 +216,14 @@ def main():
           "resume says what it skips (8 chunks whose records have the earlier layout)")
     compare("max-chunks + resume on 3 ranks", reference, rd)
 
+    print("== a finished run whose --all-scores file of one chunk was deleted: --resume redoes it")
+    lost = sorted(glob.glob(os.path.join(rd, "scores", "*.csv")))[0]
+    os.remove(lost)
+    r = mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
+    check("outputs of 1 committed chunks are missing" in r.stderr and os.path.exists(lost),
+          "the chunk whose scores file is gone is named and done again")
+    compare("deleted scores file + resume", reference, rd)
+
     for point in (3, n_chunks // 2):
         print(f"== SIGKILL of the whole mpirun after {point} chunks, resumed on 1 rank")
         name = f"kill at {point}"

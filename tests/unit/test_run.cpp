@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "hpcscreen/core/error.hpp"
@@ -185,13 +186,16 @@ TEST(chunk_record, shape_is_checked_against_the_run) {
   r.shard = 1;
   r.row_begin = 10;
   r.row_end = 14;
+  r.counts = {4, 3, 1, 0, 0};  // read, scored, rejected, failed, filtered
+  r.rejects = {{13, "d", "featurize", "valence", "N has 5 bonds"}};
   ranking::hit h{0.5f, {1, 12}, "a", {"CCO"}, {0.5f, 0.25f}};
   r.hit_lists = {{h}, {h}};
   EXPECT_NO_THROW(run::check_shape(r, shape));
   auto bad = r;
   bad.hit_lists.pop_back();  // a ranking's list is missing
   EXPECT_THROW(run::check_shape(bad, shape), run_error);
-  bad.counts.n_failed = 4;  // ... which a chunk whose shard failed has none of
+  bad.counts = {4, 0, 0, 4, 0};  // ... which a chunk whose shard failed has none of
+  bad.rejects.clear();
   bad.hit_lists.clear();
   EXPECT_NO_THROW(run::check_shape(bad, shape));
   bad = r;
@@ -212,6 +216,18 @@ TEST(chunk_record, shape_is_checked_against_the_run) {
   EXPECT_THROW(run::check_shape(bad, shape), run_error);
   bad = r;
   bad.hit_lists[1][0].fields.clear();  // the shown field missing
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.counts.n_scored = 2;  // counts that do not add up to the chunk's 4 rows
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.rejects.clear();  // a reject counted but not listed
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.rejects[0].row = 14;  // a reject past the chunk's rows
+  EXPECT_THROW(run::check_shape(bad, shape), run_error);
+  bad = r;
+  bad.hit_lists[0][0].score = std::numeric_limits<float>::infinity();  // 1e39 read as a float
   EXPECT_THROW(run::check_shape(bad, shape), run_error);
   bad = r;
   bad.shard = 2;  // a shard the library does not have

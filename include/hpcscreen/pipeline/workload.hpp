@@ -44,6 +44,9 @@ class chunk_work : public chunk_job {
   chunk_input in_;
 };
 
+// A file a workload wrote for a chunk is still there: a regular file that is not empty.
+bool output_file_present(const std::string& path);
+
 // What rank 0 knows at the end of a run, for workload outputs that span it.
 struct run_view {
   std::string out_dir;
@@ -65,6 +68,12 @@ class workload {
   virtual json run_keys() const { return json::object(); }
   // Called on rank 0 once the run folder exists, before any chunk.
   virtual void prepare_run_folder(const std::string& /*out_dir*/) const {}
+  // Rank 0 at an attempt's start, for each chunk committed before whose shard was read: whether
+  // the files this workload wrote for it (its scores, annotations or predictions) are still in
+  // the run folder. A chunk whose files are gone or empty is done again.
+  virtual bool has_chunk_outputs(const std::string& /*out_dir*/, std::uint64_t /*chunk_id*/) const {
+    return true;
+  }
   // A fixed split for --featurize-threads N of `threads`: stage name → most tasks at once.
   virtual std::map<std::string, int> stage_split(int featurize_threads, int threads) const = 0;
   // Called first on every worker thread of the rank's stage_pool (e.g. its intra-op threads).
