@@ -33,10 +33,42 @@ nlohmann::json read_manifest(const std::string& run_dir) {
     throw run_error("'" + run_dir +
                     "' has no annotations.json: not a finished 'hpcscreen annotate' run");
   }
+  nlohmann::json m;
   try {
-    return nlohmann::json::parse(in);
+    m = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw run_error("'" + path + "' is not valid JSON: " + e.what());
+  }
+  const auto damaged = [&](const std::string& why) {
+    return run_error(
+        "'" + path + "' is damaged (" + why +
+        "); run the same 'hpcscreen annotate' command with --resume to write it again");
+  };
+  if (!m.is_object() || !m.contains("files") || !m["files"].is_array())
+    throw damaged("no list of files");
+  for (const auto& f : m["files"]) {
+    // Every file is a chunk file of this run folder.
+    if (!f.is_object() || !f.contains("file") || !f["file"].is_string())
+      throw damaged("a file entry has no file name");
+    const auto name = f["file"].get<std::string>();
+    if (name.rfind("annotations/", 0) != 0 || name.find("..") != std::string::npos)
+      throw damaged("'" + name + "' is not a file of the run's annotations/ folder");
+  }
+  if (m.contains("output_level") && !m["output_level"].is_string()) throw damaged("output_level");
+  if (m.contains("complete") && !m["complete"].is_boolean()) throw damaged("complete");
+  if (m.contains("embeddings") && !m["embeddings"].is_object()) throw damaged("embeddings");
+  return m;
+}
+
+// Records annotated by the run, as its run.json counts them.
+std::uint64_t records_annotated(const std::string& run_dir) {
+  const auto path = (fs::path(run_dir) / "run.json").string();
+  std::ifstream in(path);
+  try {
+    const auto j = nlohmann::json::parse(in);
+    return j.at("records_scored").get<std::uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw run_error("cannot read the records annotated from '" + path + "': " + e.what());
   }
 }
 
@@ -98,6 +130,13 @@ embedding_export_summary export_embeddings(const embedding_export_options& o) {
     sum.n_records += e.n_records;
     sum.payload_bytes +=
         (per_residue ? e.n_residues : e.n_records) * e.hidden_size * (e.float16 ? 2 : 4);
+  }
+  // Every annotated record is exported, or none: the files listed must hold what run.json counts.
+  if (const auto counted = records_annotated(o.run_dir); counted != sum.n_records) {
+    throw run_error("the files annotations.json lists hold " + std::to_string(sum.n_records) +
+                    " records, but run.json counts " + std::to_string(counted) +
+                    " annotated: the run folder is damaged; run the same 'hpcscreen annotate' "
+                    "command with --resume to write its outputs again");
   }
   if (sum.payload_bytes > o.max_bytes) {
     throw run_error("the run's " + sum.level + " embeddings are " + shown_bytes(sum.payload_bytes) +

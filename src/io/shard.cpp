@@ -492,6 +492,52 @@ void write_annotation_chunk(const std::string& path, const annotation_chunk& a) 
   check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing", path);
 }
 
+namespace {
+
+// offsets [n+1] from 0, never decreasing, ending at `total`.
+bool valid_offsets(const std::vector<std::uint64_t>& o, std::size_t n, std::uint64_t total) {
+  if (o.size() != n + 1 || o.front() != 0 || o.back() != total) return false;
+  for (std::size_t i = 0; i < n; ++i)
+    if (o[i] > o[i + 1]) return false;
+  return true;
+}
+
+// Every dataset of a chunk file sized as its records say (a damaged or edited file must not be
+// read past its ends by export or annotations.tsv).
+void check_annotation_shapes(const annotation_chunk& a, const std::string& path) {
+  const auto n = a.rows.size();
+  const auto bad = [&](const std::string& what) {
+    return shard_error("'" + path + "' is damaged: " + what);
+  };
+  if (a.lengths.size() != n || !valid_offsets(a.ids.offsets, n, a.ids.bytes.size()))
+    throw bad("its row, length and id datasets disagree");
+  for (std::size_t i = 0; i < n; ++i)
+    if (a.rows[i] < a.row_begin || a.rows[i] >= a.row_end || (i > 0 && a.rows[i] <= a.rows[i - 1]))
+      throw bad("a row lies outside its chunk or is listed twice");
+  const std::uint64_t n_residues = a.residue_offsets.empty() ? 0 : a.residue_offsets.back();
+  if (a.embedding) {
+    const std::uint64_t width = a.hidden_size * (a.float16 ? 2 : 4);
+    if (a.hidden_size == 0 || a.hidden_size > (1u << 20))
+      throw bad("hidden_size " + std::to_string(a.hidden_size));
+    if (a.has_per_sequence && a.per_sequence_bytes.size() != n * width)
+      throw bad("embedding_per_sequence is not [records, hidden_size]");
+    if (a.has_per_residue && (!valid_offsets(a.residue_offsets, n, n_residues) ||
+                              a.per_residue_bytes.size() != n_residues * width))
+      throw bad("embedding_per_residue and residue_offsets disagree");
+    return;
+  }
+  const auto n_labels = a.labels.size();
+  if (a.per_residue) {
+    if (!valid_offsets(a.residue_offsets, n, n_residues) || a.prediction.size() != n_residues ||
+        a.values.size() != n_residues * n_labels)
+      throw bad("logits, prediction and residue_offsets disagree");
+  } else if (a.values.size() != n * n_labels) {
+    throw bad("scores is not [records, labels]");
+  }
+}
+
+}  // namespace
+
 annotation_chunk read_annotation_chunk(const std::string& path) {
   silence_hdf5();
   handle file(
@@ -540,6 +586,7 @@ annotation_chunk read_annotation_chunk(const std::string& path) {
   } else {
     a.values = read_array<float>(file.get(), "scores", H5T_NATIVE_FLOAT, path);
   }
+  check_annotation_shapes(a, path);
   return a;
 }
 
@@ -557,6 +604,18 @@ embedding_extent read_embedding_extent(const std::string& path) {
   e.has_per_sequence = has_link(file.get(), "embedding_per_sequence", path);
   e.has_per_residue = has_link(file.get(), "embedding_per_residue", path);
   if (e.has_per_residue) e.n_residues = matrix_shape(file.get(), "embedding_per_residue", path).first;
+  // The sizes an export plans with must be the datasets' own.
+  const auto rows = read_array<std::uint64_t>(file.get(), "row", H5T_NATIVE_UINT64, path);
+  const bool width_ok =
+      (!e.has_per_sequence ||
+       matrix_shape(file.get(), "embedding_per_sequence", path) ==
+           std::pair<std::uint64_t, std::uint64_t>{e.n_records, e.hidden_size}) &&
+      (!e.has_per_residue ||
+       matrix_shape(file.get(), "embedding_per_residue", path).second == e.hidden_size);
+  if (rows.size() != e.n_records || e.hidden_size == 0 || !width_ok)
+    throw shard_error("'" + path +
+                      "' is damaged: its n_records and hidden_size attributes disagree "
+                      "with its datasets");
   return e;
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/half.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 #include "hpcscreen/io/embedding_export.hpp"
@@ -110,6 +111,23 @@ TEST(embedding_file, round_trip_and_extent) {
   EXPECT_EQ(e.n_records, 2u);
   EXPECT_EQ(e.n_residues, 3u);
   EXPECT_TRUE(e.has_per_sequence && e.has_per_residue && e.float16);
+
+  // Files whose datasets disagree with each other (damaged or edited) are refused, not read past
+  // their ends: each case is the file above with one thing wrong.
+  const auto refused = [&](const std::string& what, auto&& spoil) {
+    SCOPED_TRACE(what);
+    auto bad = a;
+    spoil(bad);
+    const auto p = (dir / (what + ".h5")).string();
+    io::write_annotation_chunk(p, bad);
+    EXPECT_THROW(io::read_annotation_chunk(p), shard_error);
+  };
+  // (The writer itself refuses matrices of the wrong size; those were checked on files edited
+  // with h5py.)
+  refused("offsets_decreasing", [](io::annotation_chunk& x) { x.residue_offsets = {0, 4, 3}; });
+  refused("row_outside_the_chunk", [](io::annotation_chunk& x) { x.rows = {10, 13}; });
+  refused("row_twice", [](io::annotation_chunk& x) { x.rows = {12, 12}; });
+  refused("lengths_missing", [](io::annotation_chunk& x) { x.lengths = {2}; });
   fs::remove_all(dir);
 }
 
