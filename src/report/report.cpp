@@ -221,7 +221,9 @@ json summary_from_records(const std::string& run_dir, const std::vector<run::chu
 
 }  // namespace
 
-std::string write_report(const std::string& run_dir, const report_options& options) {
+namespace {
+
+std::string write_report_page(const std::string& run_dir, const report_options& options) {
   if (!fs::is_directory(run_dir)) {
     throw run_error("'" + run_dir + "' " + (fs::exists(run_dir) ? "is not a folder" : "does not exist") +
                     ": give a run folder (one with run.json or run_config.json)");
@@ -246,8 +248,13 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   json r;
   try {
     if (std::ifstream in(fs::path(run_dir) / "run.json"); in) {
-      r = json::parse(in);
-      if (!r.is_object()) throw run_error("it is not a JSON object");
+      // Nesting deeper than any run.json has is refused before it can exhaust the stack.
+      r = json::parse(in, [&](int depth, json::parse_event_t, json&) {
+        if (depth > 64)
+          throw run_error("'" + run_dir + "/run.json' is nested more than 64 levels deep");
+        return true;
+      });
+      if (!r.is_object()) throw run_error("'" + run_dir + "/run.json' is not a JSON object");
     } else {
       r = summary_from_records(run_dir, recs, reasons_by_code);
     }
@@ -442,6 +449,22 @@ std::string write_report(const std::string& run_dir, const report_options& optio
   const auto path = (fs::path(run_dir) / "report.html").string();
   run::write_file_atomically(path, h.str());
   return path;
+}
+
+}  // namespace
+
+std::string write_report(const std::string& run_dir, const report_options& options) {
+  try {
+    return write_report_page(run_dir, options);
+  } catch (const nlohmann::json::exception& e) {
+    // A run.json (or run_config.json) edited or damaged: a key of the wrong type.
+    throw run_error("'" + run_dir +
+                    "': run.json or run_config.json holds a value of the wrong "
+                    "type (" +
+                    e.what() +
+                    "); run the same command with --resume to write run.json "
+                    "again, or move it away to draw the report from the chunk records");
+  }
 }
 
 }  // namespace hpcscreen::report
