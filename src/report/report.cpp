@@ -247,13 +247,8 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
   }
   json r;
   try {
-    if (std::ifstream in(fs::path(run_dir) / "run.json"); in) {
-      // Nesting deeper than any run.json has is refused before it can exhaust the stack.
-      r = json::parse(in, [&](int depth, json::parse_event_t, json&) {
-        if (depth > 64)
-          throw run_error("'" + run_dir + "/run.json' is nested more than 64 levels deep");
-        return true;
-      });
+    if (const auto path = fs::path(run_dir) / "run.json"; fs::exists(path)) {
+      r = run::read_json_file(path.string());
       if (!r.is_object()) throw run_error("'" + run_dir + "/run.json' is not a JSON object");
     } else {
       r = summary_from_records(run_dir, recs, reasons_by_code);

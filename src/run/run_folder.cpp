@@ -93,6 +93,14 @@ void lock_run_folder(const std::string& dir) {
   held_fd = fd;
 }
 
+nlohmann::json read_json_file(const std::string& path) {
+  return nlohmann::json::parse(
+      read_file(path), [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+        if (depth > 64) throw run_error("'" + path + "' is nested more than 64 levels deep");
+        return true;
+      });
+}
+
 namespace {
 
 // run_config.json as a run wrote it: an object with the run's identity and at least one attempt.
@@ -104,14 +112,10 @@ nlohmann::json read_run_config(const std::string& path) {
   };
   nlohmann::json config;
   try {
-    // Nesting deeper than any run_config.json has is refused before it can exhaust the stack.
-    config = nlohmann::json::parse(read_file(path),
-                                   [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-                                     if (depth > 64)
-                                       throw damaged("nested more than 64 levels deep");
-                                     return true;
-                                   });
+    config = read_json_file(path);
   } catch (const nlohmann::json::exception& e) {
+    throw damaged(e.what());
+  } catch (const run_error& e) {  // nested too deep
     throw damaged(e.what());
   }
   if (!config.is_object() || !config.contains("identity") || !config["identity"].is_object() ||

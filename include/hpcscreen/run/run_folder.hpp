@@ -5,6 +5,7 @@
 //   parts/chunk-NNNNNNNNNN.json     one chunk_record per committed chunk
 //   hits.csv, rejects.csv, run.json written by rank 0 at the end of each attempt
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -67,6 +68,10 @@ class journal {
 void write_file_atomically(const std::string& path, const std::string& content);
 // A whole file's bytes; throws run_error when it cannot be opened or read.
 std::string read_file(const std::string& path);
+// A JSON file of the run folder (run.json, run_config.json). Nesting deeper than 64 levels, which
+// no file hpcscreen writes has, is refused (run_error) before it can exhaust the stack; syntax
+// errors are nlohmann's parse_error.
+nlohmann::json read_json_file(const std::string& path);
 // The same for a file already written to `tmp` by someone else (e.g. HDF5): fsync, rename, fsync.
 void publish_file(const std::string& tmp, const std::string& path);
 
