@@ -76,8 +76,9 @@ run_ledger read_ledgers(const run_context& c, int attempt) {
     std::ofstream rejects(tmp, std::ios::binary);
     rejects << "shard,row,id,stage,reason\n";
     // One record at a time: memory stays bounded by top-K, whatever the run's size.
+    const auto shape = c.record_shape();
     for (const auto id : run::committed_chunks(c.options.out_dir)) {
-      const auto usable = run::read_usable_chunk_record(c.options.out_dir, id, c.record_shape());
+      const auto usable = run::read_usable_chunk_record(c.options.out_dir, id, shape);
       if (!usable) continue;
       const auto& rec = *usable;
       b.committed.insert(id);
