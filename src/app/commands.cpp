@@ -6,6 +6,7 @@
 #include "hpcscreen/core/cli.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
+#include "hpcscreen/core/scheduler.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pipeline/pipeline.hpp"
@@ -31,17 +32,17 @@ struct run_command_line {
   infer::tier_config tier;
 
   void add_options(po::options_description& desc) {
-    desc.add_options()("help,h", "show this help")(
-        "library,l", po::value(&o.library_dir)->required(),
-        "library folder written by 'hpcscreen pack'")(
+    desc.add_options()("help,h", "show this help")("library,l",
+                                                   po::value(&o.library_dir)->required(),
+                                                   "library folder written by 'hpcscreen pack'")(
         "out,o", po::value(&o.out_dir)->required(),
         "run folder to create (or continue with --resume)")(
-        "threads,t", in_range(o.threads, "threads", 0, pipeline::max_threads_per_rank),
+        "threads,t", in_range(o.threads, "threads", 0, max_threads_per_rank),
         "threads per rank (0: from Slurm/PBS or the machine)")(
         "chunk-rows", in_range(o.chunk_rows, "chunk-rows", 1, cli::rows_max),
         "rows per unit of work")(
         "featurize-threads",
-        in_range(o.featurize_threads, "featurize-threads", 0, pipeline::max_threads_per_rank - 1),
+        in_range(o.featurize_threads, "featurize-threads", 0, max_threads_per_rank - 1),
         "of the rank's threads, this many prepare records (featurize, tokenize, decode) and the "
         "rest infer (0: each thread takes whichever stage has work, oldest chunk first)")(
         "chunks-in-flight", in_range(o.chunks_in_flight, "chunks-in-flight", 1, 64),

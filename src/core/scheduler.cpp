@@ -44,6 +44,16 @@ int env_int_or_zero(const char* name) {
     return 0;
   }
 }
+
+int threads_from_environment(const scheduler_info& s) {
+  if (!s.cpus_variable.empty()) {  // strict here: the value is about to be used
+    if (const int n = env_count(s.cpus_variable.c_str()); n > 0) return n;
+  }
+  if (const int omp = env_count("OMP_NUM_THREADS"); omp > 0) return omp;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
 }  // namespace
 
 scheduler_info detect_scheduler() {
@@ -75,14 +85,17 @@ scheduler_info detect_scheduler() {
   return s;
 }
 
-int default_threads(const scheduler_info& s) {
-  if (!s.cpus_variable.empty()) {  // strict here: the value is about to be used
-    if (const int n = env_count(s.cpus_variable.c_str()); n > 0) return n;
+int threads_per_rank(const scheduler_info& s, int requested) {
+  const int threads = requested > 0 ? requested : threads_from_environment(s);
+  if (threads < 1 || threads > max_threads_per_rank) {
+    const std::string from =
+        requested > 0 ? "--threads " + std::to_string(threads)
+                      : std::to_string(threads) + " threads per rank from the environment (" +
+                            s.name + ": SLURM_CPUS_PER_TASK, NCPUS or OMP_NUM_THREADS)";
+    throw usage_error(from + " is out of range: threads per rank must be between 1 and " +
+                      std::to_string(max_threads_per_rank) + "; set --threads");
   }
-  if (const int omp = env_count("OMP_NUM_THREADS"); omp > 0) return omp;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return threads;
 }
 
 std::string address_space_shortfall(int threads) {

@@ -92,7 +92,7 @@ class classify_workload : public pipeline::workload {
         }) {
     const auto& m = model_.metadata();
     for (const auto& label : s_.rank_by.empty() ? std::vector<std::string>{m.rank_by} : s_.rank_by)
-      keys_.push_back({m.label_index(label), m.higher_is_better});
+      keys_.push_back({m.label_index(label), m.higher_is_better, {}});  // file: name_hit_files
     input_h_ = spec_.crop == "none" ? spec_.resize_h : spec_.crop_size;
     input_w_ = spec_.crop == "none" ? spec_.resize_w : spec_.crop_size;
     infer::configure_threads(threads_);

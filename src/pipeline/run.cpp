@@ -36,35 +36,30 @@ int agreed_status(dist::context& ctx, const dist::failure& mine) {
   return dist::exit_status_of(agreed);
 }
 
-void check_options(const run_context& c) {
-  const int threads = c.threads;
-  if (c.options.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
-  if (c.options.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
-  if (threads < 1 || threads > max_threads_per_rank) {
-    const std::string from =
-        c.options.threads > 0
-            ? "--threads " + std::to_string(threads)
-            : std::to_string(threads) + " threads per rank from the environment (" +
-                  c.scheduler.name + ": SLURM_CPUS_PER_TASK, NCPUS or OMP_NUM_THREADS)";
-    throw usage_error(from + " is out of range: threads per rank must be between 1 and " +
-                      std::to_string(max_threads_per_rank) + "; set --threads");
-  }
-  if (c.options.featurize_threads < 0 ||
-      (c.options.featurize_threads > 0 && c.options.featurize_threads >= threads)) {
-    throw usage_error("--featurize-threads " + std::to_string(c.options.featurize_threads) +
-                      " must leave at least one of the rank's " + std::to_string(threads) +
-                      " threads for inference (accepted: 0 to " + std::to_string(threads - 1) +
-                      ")");
-  }
+// The options that need nothing read first.
+void check_options(const run_options& o) {
+  if (o.chunk_rows == 0) throw usage_error("--chunk-rows must be at least 1");
+  if (o.chunks_in_flight < 1) throw usage_error("--chunks-in-flight must be at least 1");
+  if (o.retry_failed && !o.resume) throw usage_error("--retry-failed needs --resume");
 }
 
-// Fills the context's set-up from its options, on every rank.
+// Fills the context's set-up from its options, on every rank: the library and its chunks, the
+// rank's threads, the workload (its models loaded), then what the workload needs of the library.
 void set_up(const workload_kind& kind, const workload_factory& make_workload, run_context& c) {
   c.kind = &kind;
-  c.scheduler = detect_scheduler();
-  c.threads = c.options.threads > 0 ? c.options.threads : default_threads(c.scheduler);
-  check_options(c);
+  check_options(c.options);
   c.manifest = io::read_manifest(c.options.library_dir);
+  c.plan = plan::make_chunk_plan(c.manifest, c.options.chunk_rows);
+  plan::check(c.plan, c.manifest);
+  c.scheduler = detect_scheduler();
+  c.threads = threads_per_rank(c.scheduler, c.options.threads);
+  if (c.options.featurize_threads < 0 ||
+      (c.options.featurize_threads > 0 && c.options.featurize_threads >= c.threads)) {
+    throw usage_error("--featurize-threads " + std::to_string(c.options.featurize_threads) +
+                      " must leave at least one of the rank's " + std::to_string(c.threads) +
+                      " threads for inference (accepted: 0 to " + std::to_string(c.threads - 1) +
+                      ")");
+  }
   c.work = make_workload(c.threads);
   // After the models are loaded: what they mapped counts against an address-space limit.
   if (const auto shortfall = address_space_shortfall(c.threads); !shortfall.empty())
@@ -95,8 +90,6 @@ void set_up(const workload_kind& kind, const workload_factory& make_workload, ru
     c.read_fields.push_back(f);
     c.hit_fields.push_back(f);
   }
-  c.plan = plan::make_chunk_plan(c.manifest, c.options.chunk_rows);
-  plan::check(c.plan, c.manifest);
 }
 
 json identity_of(const run_context& c) {
@@ -113,8 +106,6 @@ json identity_of(const run_context& c) {
 // Rank 0: creates the run folder, or checks that a resume continues the same run; the chunks
 // this attempt does (with --retry-failed, also those whose shard could not be read before).
 json begin_attempt(const run_context& c, int n_ranks) {
-  if (c.options.retry_failed && !c.options.resume)
-    throw usage_error("--retry-failed needs --resume");
   const json attempt = {{"ranks", n_ranks},
                         {"threads_per_rank", c.threads},
                         {"command_line", c.options.command_line},

@@ -140,6 +140,7 @@ struct run_state {
   run_ledger ledger;
   run::chunk_counts live;  // what the ranks counted themselves in this attempt
   std::size_t n_hits = 0;  // in each hit list: every ranking keeps the same records' best
+  std::uint64_t n_pending = 0;  // the library's records no committed chunk has read
   json hit_files = json::array();
   json workload_outputs = json::object();  // what the workload's run-wide outputs say of themselves
   std::vector<std::string> problems, write_errors;
@@ -158,6 +159,7 @@ void check_accounting(const run_context& c, const std::vector<json>& rank_report
   }
   const auto& t = b.totals;
   st.all_committed = b.committed.size() == c.plan.chunks.size();
+  st.n_pending = c.manifest.n_records() - std::min(c.manifest.n_records(), t.n_read);
   st.complete = st.all_committed && t.n_failed == 0 && st.write_errors.empty();
   auto& problems = st.problems;
   if (!t.balanced()) {
@@ -229,7 +231,7 @@ json run_json(const run_context& c, const attempt_summary& a, const std::vector<
   report["records_rejected"] = t.n_rejected;
   report["records_failed"] = t.n_failed;
   report["records_filtered"] = t.n_filtered;
-  report["records_pending"] = c.manifest.n_records() - std::min(c.manifest.n_records(), t.n_read);
+  report["records_pending"] = st.n_pending;
   report["accounting_ok"] = problems.empty();
   report["accounting_problems"] = problems;
   report["output_errors"] = write_errors;
@@ -297,19 +299,14 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
       hits_note += (fs::path(c.options.out_dir) / c.layout.keys[k].hits_file).string();
     }
   }
-  std::fprintf(
-      stderr,
-      "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d "
-      "threads)\n",
-      with_commas(t.n_read).c_str(), with_commas(t.n_scored).c_str(), kind.done_verb.c_str(),
-      with_commas(t.n_rejected).c_str(), with_commas(t.n_failed).c_str(),
-      all_committed
-          ? ""
-          : (", " +
-             with_commas(c.manifest.n_records() - std::min(c.manifest.n_records(), t.n_read)) +
-             " pending")
-                .c_str(),
-      hits_note.c_str(), a.wall_s, a.n_ranks, c.threads);
+  std::fprintf(stderr,
+               "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d "
+               "threads)\n",
+               with_commas(t.n_read).c_str(), with_commas(t.n_scored).c_str(),
+               kind.done_verb.c_str(), with_commas(t.n_rejected).c_str(),
+               with_commas(t.n_failed).c_str(),
+               all_committed ? "" : (", " + with_commas(st.n_pending) + " pending").c_str(),
+               hits_note.c_str(), a.wall_s, a.n_ranks, c.threads);
   for (const auto& e : write_errors)
     std::fprintf(stderr, "hpcscreen: error: could not write %s\n", e.c_str());
   if (!write_errors.empty()) return exit_error;

@@ -130,7 +130,7 @@ class score_plan {
                             (s.ensemble ? " (and mean, lcb:K, ucb:K with --ensemble)" : ""));
         }
       }
-      keys_.push_back({index, direction_of(index)});
+      keys_.push_back({index, direction_of(index), {}});  // its file: name_hit_files
     }
     for (const auto& w : s.where) filters_.push_back(parse_filter(w));
   }

@@ -71,9 +71,10 @@ class screen_command : public pipeline::workload_command {
 int featurize_main(const std::vector<std::string>& args, int argc, char** argv) {
   featurize_settings s;
   std::vector<std::string> models;
+  int threads = 0;  // 0: from the scheduler or the machine
   po::options_description desc("featurize options");
-  desc.add_options()("help,h", "show this help")(
-      "library", po::value(&s.library_dir)->required(), "compound library folder (from pack)")(
+  desc.add_options()("help,h", "show this help")("library", po::value(&s.library_dir)->required(),
+                                                 "compound library folder (from pack)")(
       "featurizer", po::value(&s.featurizer_specs)->composing(),
       "a featurizer as in a model's hpcscreen.json, e.g. '{\"name\": \"morgan\", "
       "\"version\": 1, \"radius\": 2, \"bits\": 2048}' (repeatable)")(
@@ -81,8 +82,8 @@ int featurize_main(const std::vector<std::string>& args, int argc, char** argv) 
       "the featurizer this model's hpcscreen.json names (repeatable)")(
       "max-atoms", in_range(s.featurize.max_atoms, "max-atoms", 1, 100000),
       "as screen's --max-atoms: a cache is used only by screens with the same value")(
-      "threads,t", in_range(s.threads, "threads", 0, pipeline::max_threads_per_rank),
-      "threads per rank (default: as screen)")(
+      "threads,t", in_range(threads, "threads", 0, max_threads_per_rank),
+      "threads per rank (default: as screen, from the scheduler or the machine)")(
       "resume", po::bool_switch(&s.resume), "finish a build that was cut off");
   po::variables_map vm;
   if (!cli::parse(args, desc, vm,
@@ -100,7 +101,7 @@ int featurize_main(const std::vector<std::string>& args, int argc, char** argv) 
     });
     s.featurizer_specs.push_back(spec);
   }
-  if (s.threads == 0) s.threads = default_threads(detect_scheduler());
+  s.threads = threads_per_rank(detect_scheduler(), threads);
   pipeline::install_stop_handlers();
   return dist::run_collective_command(argc, argv, "featurize", [&](dist::context& ctx) {
     const auto t0 = std::chrono::steady_clock::now();

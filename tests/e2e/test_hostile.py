@@ -7,6 +7,7 @@ byte in the report, the report of a two-model reduced-precision screen, pack sto
 signal and an input that changes while it is packed. Expected outcomes are the documented exit
 statuses and messages, never values computed by hpcscreen."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +69,20 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS="1e3")
     r = run([a.hpcscreen, "screen", "--library", lib, "--model", gnn_model, "--out", fresh(os.path.join(work, "env"))], env=env)
     check(r.returncode == 2 and "OMP_NUM_THREADS" in r.stderr, f"OMP_NUM_THREADS=1e3: exit {r.returncode} (2 expected)")
+
+    print("== a thread count from the environment above 1024 is refused by every command that uses it")
+    env = dict(os.environ, OMP_NUM_THREADS="5000")
+    r = run([a.hpcscreen, "screen", "--library", lib, "--model", gnn_model, "--out", fresh(os.path.join(work, "env"))], env=env)
+    check(r.returncode == 2 and "5000 threads per rank from the environment" in r.stderr,
+          f"screen, OMP_NUM_THREADS=5000: exit {r.returncode} (2 expected), names where it came from")
+    flib = fresh(os.path.join(work, "flib"))
+    shutil.copytree(lib, flib)
+    r = run([a.hpcscreen, "featurize", "--library", flib, "--model", gnn_model], env=env)
+    check(r.returncode == 2 and "between 1 and 1024" in r.stderr and not os.path.exists(os.path.join(flib, "features")),
+          f"featurize, OMP_NUM_THREADS=5000: exit {r.returncode} (2 expected), no cache started")
+    print("== featurize takes its threads from the environment when --threads is not given, as screen does")
+    r = run([a.hpcscreen, "featurize", "--library", flib, "--model", gnn_model], env=dict(os.environ, OMP_NUM_THREADS="2"))
+    check(r.returncode == 0 and "1 rank(s) x 2 threads" in r.stdout, f"featurize, OMP_NUM_THREADS=2: exit {r.returncode}, 2 threads")
 
     print("== sizes beyond 64 bits are refused, never wrapped to 0")
     rd = fresh(os.path.join(work, "size"))
@@ -170,7 +185,6 @@ def main():
           f"ulimit -v 1 GB: exit {r.returncode} (1 expected) in {time.monotonic() - t0:.0f} s, says what to change")
 
     print("== a shard replaced by a FIFO (a hung file system) is a failed shard, not a hang")
-    import shutil
     flib = fresh(os.path.join(work, "fifo_lib"))
     shutil.copytree(lib, flib)
     shard = read_json(os.path.join(flib, "manifest.json"))["shards"][0]["file"]

@@ -14,10 +14,13 @@ struct scheduler_info {
 
 scheduler_info detect_scheduler();
 
-// Threads per rank when --threads is not given: the scheduler's CPUs per task, then
-// OMP_NUM_THREADS, then the cores this process may run on. A variable that is set but is not
-// a whole positive number is a usage_error naming it.
-int default_threads(const scheduler_info& s);
+inline constexpr int max_threads_per_rank = 1024;
+
+// Threads per rank: `requested` (--threads) when above 0; else the scheduler's CPUs per task,
+// then OMP_NUM_THREADS, then the cores this process may run on. A variable that is set but is
+// not a whole positive number, or a count above max_threads_per_rank, is a usage_error naming
+// where the count came from.
+int threads_per_rank(const scheduler_info& s, int requested);
 
 // Under an address-space limit (ulimit -v, as some clusters set per job): empty when the room
 // left above what the process maps now is enough for `threads` worker threads, else a message

@@ -46,8 +46,6 @@ struct run_options {
   std::string version;
 };
 
-inline constexpr int max_threads_per_rank = 1024;
-
 using workload_factory = std::function<std::unique_ptr<workload>(int threads)>;
 
 // Collective over ctx: runs a workload of `kind` over the library. Returns the same exit status

@@ -64,7 +64,7 @@ struct featurize_settings {
   std::string library_dir;
   std::vector<std::string> featurizer_specs;  // JSON objects as in hpcscreen.json
   chem::featurize_options featurize;
-  int threads = 1;
+  int threads = 1;  // per rank (featurize's --threads, or the scheduler's: threads_per_rank)
   bool resume = false;
 };
 
