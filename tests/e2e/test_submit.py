@@ -4,8 +4,9 @@ every value that reaches a job script is checked (a control character, a name ou
 character set, a malformed walltime, a count out of range: exit 2 naming the option, and no
 script written); a log path with spaces is written so that the scheduler reads it as one
 argument; and the filled scripts, run by bash with stub mpirun/srun on PATH, hand every path and
-argument over unchanged and run nothing else. (--hpcscreen and --models are accepted and not
-used; --work is the scratch folder.)"""
+argument over unchanged and run nothing else. Arguments after `--` that the script sets itself,
+paths that are not there, and a --submit with no sbatch/qsub are refused the same way.
+(--hpcscreen and --models are accepted and not used; --work is the scratch folder.)"""
 import os
 import subprocess
 import sys
@@ -16,6 +17,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SUBMIT = os.path.join(ROOT, "tools", "hpcscreen-submit")
 CASE = [0]
+FIX = {}  # a library folder, a model file and an executable: the tool checks that they exist
+
+
+def make_fixtures(work):
+    FIX["lib"] = make_library(os.path.join(work, "data", "lib"))
+    FIX["model"] = make_file(os.path.join(work, "data", "m.pt"))
+    FIX["hpcscreen"] = make_file(os.path.join(work, "opt", "hpcscreen"), executable=True)
+    FIX["scratch"] = os.path.join(work, "scratch")
+    os.makedirs(FIX["scratch"])
+
+
+def make_file(path, executable=False):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" if executable else "")
+    if executable:
+        os.chmod(path, 0o755)
+    return path
+
+
+def make_library(path):
+    make_file(os.path.join(path, "manifest.json"))
+    return path
 
 
 def case_dir(work):
@@ -26,15 +50,16 @@ def case_dir(work):
     return d
 
 
-def submit(scheduler, d, *opts, out=None, script=None, extra=()):
+def submit(scheduler, d, *opts, out=None, script=None, extra=(), workload="screen", model=None, env=None):
     """hpcscreen-submit run in folder d with ordinary values, then `opts` (a repeated option
-    overrides): a relative path given in `opts` lands in d."""
-    cmd = [sys.executable, SUBMIT, scheduler, "screen", "--library", "/data/lib", "--model", "/data/m.pt",
+    overrides; --model adds one unless `model` is given): a relative path in `opts` lands in d."""
+    models = ["--model", FIX["model"]] if model is None else [x for m in model for x in ("--model", m)]
+    cmd = [sys.executable, SUBMIT, scheduler, workload, "--library", FIX["lib"], *models,
            "--out", out or os.path.join(d, "run"), "--cpus", "2", "--time", "01:00:00",
-           "--script", script or os.path.join(d, "job.sh"), "--hpcscreen", "/opt/hpcscreen", *opts]
+           "--script", script or os.path.join(d, "job.sh"), "--hpcscreen", FIX["hpcscreen"], *opts]
     if extra:
         cmd += ["--", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=d)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=d, env=env)
 
 
 def refused(work, scheduler, option, opts=(), named=None, says=None, **kw):
@@ -120,20 +145,21 @@ def run_script(script, env, record, cwd):
 
 def test_ordinary(work):
     print("== ordinary values: the script the tool wrote before these checks")
+    run1, lib, model, exe = os.path.join(FIX["scratch"], "run1"), FIX["lib"], FIX["model"], FIX["hpcscreen"]
     for scheduler, expected in [
         ("slurm", ["#SBATCH --job-name=hpcscreen-screen", "#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1",
-                   "#SBATCH --cpus-per-task=40", "#SBATCH --time=24:00:00", "#SBATCH --output=/scratch/run1.%j.log",
+                   "#SBATCH --cpus-per-task=40", "#SBATCH --time=24:00:00", f"#SBATCH --output={run1}.%j.log",
                    "#SBATCH --signal=B:USR1@300", "#SBATCH --partition=batch", "#SBATCH --account=proj1",
-                   "HPCSCREEN=/opt/hpcscreen", "OUT=/scratch/run1",
-                   "ARGS=(screen --library /data/lib --model /data/m.pt --out \"$OUT\" --top-k 1000 'a b')"]),
+                   f"HPCSCREEN={exe}", f"OUT={run1}",
+                   f"ARGS=(screen --library {lib} --model {model} --out \"$OUT\" --top-k 1000 'a b')"]),
         ("pbs", ["#PBS -N hpcscreen-screen", "#PBS -l select=4:ncpus=40:mpiprocs=1", "#PBS -l walltime=24:00:00",
-                 "#PBS -j oe", "#PBS -o /scratch/run1.log", "#PBS -q workq", "#PBS -A proj1",
-                 "HPCSCREEN=/opt/hpcscreen", "OUT=/scratch/run1",
-                 "ARGS=(screen --library /data/lib --model /data/m.pt --out \"$OUT\" --top-k 1000 'a b')",
+                 "#PBS -j oe", f"#PBS -o {run1}.log", "#PBS -q workq", "#PBS -A proj1",
+                 f"HPCSCREEN={exe}", f"OUT={run1}",
+                 f"ARGS=(screen --library {lib} --model {model} --out \"$OUT\" --top-k 1000 'a b')",
                  "ARGS+=(--stop-after 86100s)"])]:
         d = case_dir(work)
         script = os.path.join(d, "job.sh")
-        r = submit(scheduler, d, "--out", "/scratch/run1", "--nodes", "4", "--cpus", "40", "--time", "24:00:00",
+        r = submit(scheduler, d, "--out", run1, "--nodes", "4", "--cpus", "40", "--time", "24:00:00",
                    "--partition", "batch", "--account", "proj1", "--queue", "workq", extra=["--top-k", "1000", "a b"])
         cmd = "sbatch" if scheduler == "slurm" else "qsub"
         check(r.returncode == 0 and r.stdout == f"{cmd} {script}\n", f"{scheduler}: exit 0, prints `{cmd} SCRIPT` "
@@ -156,9 +182,26 @@ def test_ordinary(work):
 
     print("== a value is never read again as a placeholder")
     d = case_dir(work)
-    r = submit("slurm", d, "--library", "/data/{{SLURM_EXTRA}}{{ARGS}}", "--partition", "p", extra=["x"])
-    check(r.returncode == 0 and "ARGS=(screen --library '/data/{{SLURM_EXTRA}}{{ARGS}}' --model /data/m.pt "
+    odd = make_library(os.path.join(work, "data", "{{SLURM_EXTRA}}{{ARGS}}"))
+    r = submit("slurm", d, "--library", odd, "--partition", "p", extra=["x"])
+    check(r.returncode == 0 and f"ARGS=(screen --library '{odd}' --model {model} "
           "--out \"$OUT\" x)" in lines(os.path.join(d, "job.sh")), "a library path with {{...}} is written as it is")
+
+    print("== several models for screen, one for annotate and classify")
+    m2 = make_file(os.path.join(work, "data", "second model.pt"))
+    for scheduler in ["slurm", "pbs"]:
+        d = case_dir(work)
+        r = submit(scheduler, d, model=[model, m2])
+        check(r.returncode == 0 and f"ARGS=(screen --library {lib} --model {model} --model '{m2}' --out \"$OUT\" )"
+              in lines(os.path.join(d, "job.sh")), f"{scheduler}: screen with two --model keeps both, in order "
+              f"({r.stderr.strip()!r})")
+    d = case_dir(work)
+    r = submit("slurm", d, workload="classify")
+    check(r.returncode == 0 and f"ARGS=(classify --library {lib} --model {model} --out \"$OUT\" )"
+          in lines(os.path.join(d, "job.sh")), f"classify is a workload the tool submits ({r.stderr.strip()!r})")
+    d = case_dir(work)
+    r = submit("slurm", d, extra=["--stop-after", "5m"])
+    check(r.returncode == 0, f"slurm: --stop-after after -- is the user's (the Slurm script sets none) ({r.stderr.strip()!r})")
 
 
 def test_refused(work):
@@ -203,6 +246,33 @@ def test_refused(work):
             refused(work, scheduler, opts[-2], opts, named=f"argument {opts[0]}" if argparse_error else None)
     refused(work, "slurm", "--warn", ("--time", "2-0", "--warn", "70000"))
 
+    print("== arguments after -- that the script sets itself would be given twice when the job starts")
+    for scheduler in ["slurm", "pbs"]:
+        for extra in (["--threads", "4"], ["--threads=4"], ["-t4"], ["-t", "4"], ["--thr", "4"], ["--resume"],
+                      ["--res"], ["--out", "x"], ["-o", "x"], ["--library=x"], ["--lib", "x"], ["-m", "x.pt"],
+                      ["--top-k", "5", "--model", "x.pt"]):
+            refused(work, scheduler, "arguments after --", extra=extra, says="which the job script sets")
+    for extra in (["--stop-after", "5m"], ["--stop-after=5m"], ["--stop", "5m"]):
+        refused(work, "pbs", "arguments after --", extra=extra, says="set --warn")
+
+    print("== several models for a workload that takes one")
+    for workload in ["annotate", "classify"]:
+        refused(work, "slurm", "--model", workload=workload, model=[FIX["model"], FIX["model"]], says="takes one model")
+
+    print("== paths that are not there: refused now, not after the queue")
+    refused(work, "slurm", "--library", ("--library", os.path.join(work, "no such lib")), says="manifest.json")
+    refused(work, "slurm", "--library", ("--library", FIX["scratch"]), says="manifest.json")
+    refused(work, "pbs", "--model", model=[FIX["model"], os.path.join(work, "no such.pt")], says="is not a file")
+    refused(work, "slurm", "--hpcscreen", ("--hpcscreen", FIX["model"]), says="not an executable file")
+    refused(work, "slurm", "--out", out=os.path.join(work, "no such folder", "run"), says="does not exist")
+    refused(work, "pbs", "--script", script=FIX["scratch"], says="is a folder")
+    refused(work, "slurm", "--script", script=os.path.join(work, "no such folder", "job.sh"), says="does not exist")
+
+    print("== --submit where the scheduler's command is missing")
+    for scheduler, cmd in [("slurm", "sbatch"), ("pbs", "qsub")]:
+        refused(work, scheduler, "--submit", ("--submit",), env=dict(os.environ, PATH=os.path.join(work, "empty path")),
+                says=f"{cmd} is not on PATH")
+
 
 def test_stub_runs(work):
     print("== the filled scripts run under bash with stub launchers: arguments arrive unchanged")
@@ -210,8 +280,8 @@ def test_stub_runs(work):
     record = os.path.join(work, "stub record")
     top = os.path.join(work, "odd dir $(touch PWNED1)")
     os.makedirs(top)
-    lib, model = os.path.join(top, "lib 'one'"), os.path.join(top, 'model "x".pt')
-    hpcscreen = os.path.join(top, "bin dir", "hpcscreen `touch PWNED2`")
+    lib, model = make_library(os.path.join(top, "lib 'one'")), make_file(os.path.join(top, 'model "x".pt'))
+    hpcscreen = make_file(os.path.join(top, "bin dir", "hpcscreen `touch PWNED2`"), executable=True)
     extra = ["--top-k", "10", "a b; touch PWNED3", "$(touch PWNED4)", "'", '"', "*", ""]
     base_env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"), STUB_RECORD=record)
 
@@ -220,8 +290,8 @@ def test_stub_runs(work):
     for launcher in ["mpirun", "srun"]:
         d = case_dir(work)
         script = os.path.join(d, "job.sbatch")
-        r = submit("slurm", d, "--library", lib, "--model", model, "--hpcscreen", hpcscreen, "--launcher", launcher,
-                   out=out, script=script, extra=extra)
+        r = submit("slurm", d, "--library", lib, "--hpcscreen", hpcscreen, "--launcher", launcher,
+                   out=out, script=script, extra=extra, model=[model])
         check(r.returncode == 0, f"slurm {launcher}: exit 0 for an odd but valid --out ({r.stderr.strip()!r})")
         text = lines(script)
         log_line = [x for x in text if x.startswith("#SBATCH --output=")] or [""]
@@ -243,10 +313,11 @@ def test_stub_runs(work):
 
     # PBS: -o cannot carry whitespace, so a run folder with shell syntax but no spaces.
     out = os.path.join(work, "pbs$(touch${IFS}PWNED7)", "run;`touch${IFS}PWNED8`&x|y>z")
+    os.makedirs(os.path.dirname(out))
     d = case_dir(work)
     script = os.path.join(d, "job.pbs")
-    r = submit("pbs", d, "--library", lib, "--model", model, "--hpcscreen", hpcscreen, "--time", "1-0",
-               out=out, script=script, extra=extra)
+    r = submit("pbs", d, "--library", lib, "--hpcscreen", hpcscreen, "--time", "1-0",
+               out=out, script=script, extra=extra, model=[model])
     check(r.returncode == 0, f"pbs: exit 0 for an odd but valid --out ({r.stderr.strip()!r})")
     text = lines(script)
     check(f"#PBS -o {out}.log" in text and "#PBS -l walltime=24:00:00" in text, "pbs: -o and walltime lines")
@@ -269,6 +340,7 @@ def test_stub_runs(work):
 def main():
     a = e2e_args()
     work = os.path.abspath(a.work)
+    make_fixtures(work)
     test_ordinary(work)
     test_refused(work)
     test_stub_runs(work)
