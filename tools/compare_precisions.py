@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """How far a classify run at another precision is from the FP32 run of the same library and
 model: per label the largest |p - p_fp32| and the overlap of the top K by that label; with a
 labels column (ChestX-ray14's 'Finding Labels', kept at pack with --keep-columns), each run's

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Synthetic libraries of any size, for benchmarks (standard library only, fast enough for
 10 M records):
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """memkind alone (no hpcscreen, nothing to build): THREADS threads allocate and free tensor-like
 sizes from one pmem kind capped at CAP_MB, for SECS seconds. Before the fix, 2 such processes at
 once on 2 cores crashed (SIGSEGV inside libmemkind) in 5 of 8 runs of 15 s; the same with

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The Python script a user would write to run a CheXNet-class TorchScript model over a folder
 of images: torchvision's DataLoader with PIL decoding, the model's own transforms (Resize,
 CenterCrop or TenCrop, ToTensor, Normalize, from its hpcscreen.json), the same TorchScript file,
