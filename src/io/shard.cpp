@@ -164,6 +164,8 @@ void write_shard(const std::string& path, const std::string& schema,
               H5Fclose);
   write_string_attribute(file.get(), "schema", schema, path);
   write_u64_attribute(file.get(), "n_records", n, path);
+  for (const auto& [name, value] : options.attributes)
+    write_string_attribute(file.get(), name.c_str(), value, path);
   handle gcpl(check(H5Pcreate(H5P_GROUP_CREATE), "H5Pcreate", path), H5Pclose);
   check(H5Pset_obj_track_times(gcpl.get(), false), "H5Pset_obj_track_times", path);
   for (std::size_t f = 0; f < fields.size(); ++f) {
@@ -294,6 +296,12 @@ std::uint64_t shard_reader::n_records() const {
 }
 const std::string& shard_reader::path() const {
   return impl_->path;
+}
+
+std::optional<std::string> shard_reader::attribute(const std::string& name) const {
+  if (check(H5Aexists(impl_->file.get(), name.c_str()), "H5Aexists", impl_->path) <= 0)
+    return std::nullopt;
+  return read_string_attribute(impl_->file.get(), name.c_str(), impl_->path);
 }
 
 string_column shard_reader::read(const std::string& field, std::uint64_t row_begin,

@@ -53,7 +53,7 @@ struct feature_cache::reader {
 
 feature_cache::feature_cache(const std::string& library_dir, const io::manifest& library,
                              const chem::featurizer& f, const chem::featurize_options& options)
-    : dir_(cache_dir(library_dir, f, options)) {
+    : dir_(cache_dir(library_dir, f, options)), identity_(cache_identity(f, options)) {
   const auto index = fs::path(dir_) / cache_index;
   if (!fs::exists(index)) {
     why_not_ = "no cache of " + f.identity() + " with --max-atoms " +
@@ -86,6 +86,7 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
       continue;
     }
     shards_[file] = path.string();
+    checksums_[file] = it->second->checksum;
   }
   if (stale) {
     std::fprintf(stderr,
@@ -106,7 +107,20 @@ std::vector<string_column> feature_cache::read(const std::string& shard_file, st
   if (open_shard_ != shard_file) {
     reader_.reset();
     open_shard_.clear();
-    reader_ = std::make_shared<reader>(path);
+    auto r = std::make_shared<reader>(path);
+    // Made by this cache's featurizer, from this library shard (absent: an older cache).
+    const std::pair<const char*, std::string> expected[] = {
+        {"cache_identity", identity_},
+        {"library_shard", shard_file},
+        {"library_checksum", checksums_.at(shard_file)}};
+    for (const auto& [name, want] : expected) {
+      const auto got = r->r.attribute(name);
+      if (got && *got != want) {
+        throw shard_error("cache shard '" + path + "' has " + name + " '" + *got +
+                          "', this cache needs '" + want + "' (copied from another cache?)");
+      }
+    }
+    reader_ = std::move(r);
     open_shard_ = shard_file;
   }
   if (reader_->r.n_records() < end) {
@@ -169,15 +183,27 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
     if (library.kind != "compounds")
       throw usage_error("library '" + s.library_dir + "' holds " + library.kind + ", not compounds");
   }));
-  // Rank 0 prepares the folders: a finished cache is never rebuilt, a partial one only with --resume.
+  // Rank 0 prepares the folders: a finished cache of the library as it is now is kept (the
+  // others are built beside it), one of other library shards is never rebuilt over, a partial
+  // one is finished only with --resume.
   dist::failure prepared;
+  std::vector<bool> kept(dirs.size(), false);
   if (ctx.rank() == 0) {
     prepared = dist::capture_failure([&] {
       for (std::size_t k = 0; k < dirs.size(); ++k) {
         const fs::path dir(dirs[k]);
         if (fs::exists(dir / cache_index)) {
-          throw run_error("the cache of " + set[k]->identity() + " exists already ('" + dirs[k] +
-                          "'); remove that folder to build it again");
+          const feature_cache found(s.library_dir, library, *set[k], s.featurize);
+          if (found.why_not().empty() && found.n_shards() == library.shards.size()) {
+            kept[k] = true;
+            continue;
+          }
+          throw run_error("the cache of " + set[k]->identity() + " in '" + dirs[k] +
+                          "' is complete but does not serve the library as it is now (" +
+                          (found.why_not().empty() ? "some of its shards were made from other "
+                                                     "library shards"
+                                                   : found.why_not()) +
+                          "); remove that folder to build it again");
         }
         if (fs::exists(dir) && !s.resume) {
           throw run_error("'" + dirs[k] + "' holds a cache build that did not complete; run the "
@@ -248,7 +274,11 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
             }
           }
           const auto path = fs::path(dirs[k]) / shard.file;
-          io::write_shard(path.string() + ".tmp", cache_schema, cache_fields, columns);
+          io::shard_write_options options;
+          options.attributes = {{"cache_identity", cache_identity(*set[k], s.featurize)},
+                                {"library_shard", shard.file},
+                                {"library_checksum", shard.checksum}};
+          io::write_shard(path.string() + ".tmp", cache_schema, cache_fields, columns, options);
           fs::rename(path.string() + ".tmp", path);
           const json side = {{"library_shard", shard.file},
                              {"library_checksum", shard.checksum},
@@ -268,6 +298,18 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
   if (ctx.rank() == 0) {
     indexed = dist::capture_failure([&] {
       for (std::size_t k = 0; k < dirs.size(); ++k) {
+        if (kept[k]) {  // its cache.json stands; the summary reads it
+          const auto index =
+              json::parse(run::read_file((fs::path(dirs[k]) / cache_index).string()));
+          if (k == 0) {
+            summary.n_records = index.value("n_records", std::uint64_t{0});
+            summary.n_rejected = index.value("n_rejected", std::uint64_t{0});
+            summary.n_accepted =
+                summary.n_records - std::min(summary.n_records, summary.n_rejected);
+          }
+          summary.bytes += index.value("bytes", std::uint64_t{0});
+          continue;
+        }
         json shards = json::array();
         std::uint64_t records = 0, rejected = 0, bytes = 0;
         for (const auto& shard : library.shards) {
@@ -305,6 +347,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
   }
   dist::agree_or_throw(ctx, indexed);
   summary.dirs = dirs;
+  summary.kept = kept;
   return summary;
 }
 

@@ -302,7 +302,8 @@ class screen_workload : public pipeline::workload {
     auto j = infer::inference_report(backoffs_);
     j["feature_cache"] = {{"chunks_from_cache", chunks_from_cache_},
                           {"chunks_from_smiles", chunks_from_smiles_},
-                          {"damaged_cache_shards", cache_shards_damaged_}};
+                          {"damaged_cache_shards", cache_shards_damaged_},
+                          {"records_not_decoded", cache_records_not_decoded_.load()}};
     j["batches"] = n_batches_;
     json per_model = json::object();
     for (const auto& m : models_)
@@ -386,6 +387,17 @@ class screen_workload : public pipeline::workload {
     return rows;
   }
 
+  // A cached record whose features cannot be decoded (a damaged blob): it is featurized from
+  // SMILES instead; the first one is warned about, all are counted in run.json. Any thread.
+  void note_not_decoded(const std::string& what) {
+    if (cache_records_not_decoded_.fetch_add(1) == 0) {
+      std::fprintf(stderr,
+                   "hpcscreen: warning: %s; such records are featurized from SMILES (run.json "
+                   "counts them: feature_cache.records_not_decoded)\n",
+                   what.c_str());
+    }
+  }
+
  private:
   void open_caches() {
     if (!settings_.use_cache || settings_.library_dir.empty()) return;
@@ -407,6 +419,7 @@ class screen_workload : public pipeline::workload {
   std::vector<std::unique_ptr<feature_cache>> caches_;  // [featurizer], or none
   std::string cache_note_;                              // why no cache is used
   std::uint64_t chunks_from_cache_ = 0, chunks_from_smiles_ = 0, cache_shards_damaged_ = 0;
+  std::atomic<std::uint64_t> cache_records_not_decoded_{0};
   std::vector<std::unique_ptr<chem::featurizer>> featurizers_;  // before models_: they use them
   std::vector<const chem::featurizer*> featurizer_set_;
   std::vector<scoring_model> models_;
@@ -504,7 +517,7 @@ class screen_job : public pipeline::chunk_work {
 
   // Record k as the caches hold it: the first featurizer's reject, in featurizer order (as
   // featurize_record decides), or every featurizer's features. A blob that cannot be decoded
-  // is a damaged cache: an error, never a guess.
+  // is damaged: the record is featurized from its SMILES instead, never guessed.
   chem::record_features from_cache(std::size_t k) const {
     chem::record_features r;
     const auto& set = w_.featurizers();
@@ -522,8 +535,10 @@ class screen_job : public pipeline::chunk_work {
       try {
         chem::decode_features(cached_[f][2][k], f, set[f]->tensors(), r);
       } catch (const std::invalid_argument& e) {
-        throw shard_error(std::string("feature cache of ") + in_.shard_file + " row " +
-                          std::to_string(in_.chunk.row_begin + k) + ": " + e.what());
+        w_.note_not_decoded("the feature cache of " + in_.shard_file + " row " +
+                            std::to_string(in_.chunk.row_begin + k) + " cannot be decoded (" +
+                            e.what() + ")");
+        return chem::featurize_record(smiles_[k], w_.settings().featurize, w_.featurizers());
       }
     }
     return r;

@@ -108,7 +108,8 @@ int featurize_main(const std::vector<std::string>& args, int argc, char** argv) 
     const auto r = build_feature_caches(ctx, s);
     if (ctx.rank() != 0) return;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (const auto& d : r.dirs) std::printf("cache: %s\n", d.c_str());
+    for (std::size_t k = 0; k < r.dirs.size(); ++k)
+      std::printf("cache: %s%s\n", r.dirs[k].c_str(), r.kept[k] ? " (complete already: kept)" : "");
     std::printf("%llu records (%llu accepted, %llu rejected with their reasons), %.1f MB of "
                 "caches (%.0f bytes per record), %.1f s on %d rank(s) x %d threads\n",
                 static_cast<unsigned long long>(r.n_records),

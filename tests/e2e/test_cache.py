@@ -4,7 +4,9 @@ content, used by screen on 1, 2 and 3 ranks with results identical to featurizin
 (scores, rejects with their reasons, accounting, hits) for every registered featurizer in one
 screen; a cache made with other parameters or another --max-atoms is not used (and
 --require-cache refuses); a damaged cache shard is featurized from SMILES with a warning; a
-build cut off resumes; a finished cache is never rebuilt over."""
+build cut off resumes; a finished cache is kept when featurize runs again (one more featurizer
+builds only its own); a cache shard copied in from another cache is refused on open, and a
+record whose cached features cannot be decoded is featurized from SMILES."""
 import glob
 import json
 import os
@@ -56,6 +58,9 @@ def main():
     model_args = [x for m in models for x in ("--model", m)]
     screen = [a.hpcscreen, "screen", "--library", lib, "--all-scores", "--chunk-rows", "300", *model_args]
 
+    def on(library):  # the same screen of a copy of the library
+        return [library if x == lib else x for x in screen]
+
     print("== from SMILES (reference)")
     ref_dir = fresh(os.path.join(work, "from_smiles"))
     mpirun(1, screen + ["--out", ref_dir], expect=0)
@@ -76,8 +81,21 @@ def main():
     check(len(glob.glob(os.path.join(lib, "features", "*", "cache.json"))) == n_featurizers,
           f"one cache per distinct featurizer ({n_featurizers})")
     check(c1 == c3 and len(c1) == n_featurizers * 4, f"caches built on 3 ranks identical to 1 rank ({len(c1)} cache shards)")
+    index_times = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(lib, "features", "*", "cache.json"))}
     r = mpirun(1, [a.hpcscreen, "featurize", "--library", lib, *model_args])
-    check(r.returncode == 1 and "exists already" in r.stderr, f"a finished cache is not rebuilt over: exit {r.returncode}")
+    check(r.returncode == 0 and r.stdout.count("(complete already: kept)") == n_featurizers and cache_contents(lib) == c1
+          and index_times == {p: os.stat(p).st_mtime_ns for p in index_times},
+          f"featurize again: every finished cache kept as it was, nothing rebuilt (exit {r.returncode}, {r.stdout!r})")
+    lib_more = os.path.join(work, "lib_more")
+    shutil.copytree(lib3, lib_more)
+    radius3 = json.dumps({"name": "morgan", "version": 1, "radius": 3, "bits": 2048})
+    r = mpirun(2, [a.hpcscreen, "featurize", "--library", lib_more, *model_args, "--featurizer", radius3])
+    more = cache_contents(lib_more)
+    check(r.returncode == 0 and r.stdout.count("(complete already: kept)") == n_featurizers
+          and len(glob.glob(os.path.join(lib_more, "features", "*", "cache.json"))) == n_featurizers + 1
+          and {k: v for k, v in more.items() if k in {x.replace("lib3", "lib_more") for x in c3}} ==
+          {k.replace("lib3", "lib_more"): v for k, v in c3.items()} and len(more) == len(c3) + 4,
+          f"one more featurizer: its cache built, the others kept (exit {r.returncode}, {r.stderr.strip()[-300:]!r})")
 
     print("== screen from the caches on 1, 2 and 3 ranks")
     for np_ in (1, 2, 3):
@@ -109,7 +127,7 @@ def main():
     print("== a damaged cache shard is featurized from SMILES, with a warning")
     victim = sorted(glob.glob(os.path.join(lib, "features", "morgan-*", "*.h5")))[1]
     data = bytearray(open(victim, "rb").read())
-    for k in range(len(data) // 3, len(data) // 3 + 64):
+    for k in range(len(data) // 3, 2 * len(data) // 3, 16):  # whatever the layout, data chunks are hit
         data[k] ^= 0xFF
     open(victim, "wb").write(bytes(data))
     rd = fresh(os.path.join(work, "damaged"))
@@ -119,6 +137,46 @@ def main():
     check("cannot be read" in r.stderr and fc["damaged_cache_shards"] >= 1 and fc["chunks_from_smiles"] >= 1,
           f"the damage is reported and those chunks featurized from SMILES ({fc})")
     check(got == reference, "results identical to the screen from SMILES")
+
+    print("== a cache shard copied in from another featurizer's cache is not used")
+    lib_swap = os.path.join(work, "lib_swap")
+    shutil.copytree(lib3, lib_swap)
+    by_featurizer = {read_json(p)["featurizer"]: os.path.dirname(p)
+                     for p in glob.glob(os.path.join(lib_swap, "features", "morgan-*", "cache.json"))}
+    bits = [d for f, d in by_featurizer.items() if "bits=2048" in f and "radius=2" in f]
+    counts = [d for f, d in by_featurizer.items() if "bits=1024" in f]
+    check(len(bits) == 1 and len(counts) == 1, f"the two morgan caches found ({sorted(by_featurizer)})")
+    shard = sorted(os.path.basename(p) for p in glob.glob(os.path.join(counts[0], "*.h5")))[0]
+    for suffix in ("", ".json"):
+        shutil.copyfile(os.path.join(bits[0], shard + suffix), os.path.join(counts[0], shard + suffix))
+    rd = fresh(os.path.join(work, "swapped"))
+    r = mpirun(2, on(lib_swap) + ["--out", rd], expect=0)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check("copied from another cache" in r.stderr and fc["damaged_cache_shards"] >= 1 and fc["chunks_from_smiles"] >= 1,
+          f"the copied shard is named and its chunks featurized from SMILES ({fc})")
+    check(outputs(rd) == reference, "results identical to the screen from SMILES")
+
+    print("== a cached record that cannot be decoded is featurized from SMILES")
+    import h5py
+    import numpy as np
+    lib_blob = os.path.join(work, "lib_blob")
+    shutil.copytree(lib3, lib_blob)
+    victim = sorted(glob.glob(os.path.join(lib_blob, "features", "ogb-*", "*.h5")))[0]
+    with h5py.File(victim, "r+") as f:  # record 5's features cut to 3 bytes, the file otherwise valid
+        g = f["features"]
+        data, offsets = g["bytes"][()], g["offsets"][()].astype(np.int64)
+        cut = int(offsets[5]) + 3
+        data = np.concatenate([data[:cut], data[int(offsets[6]):]])
+        offsets[6:] -= int(offsets[6]) - cut
+        for name, values in (("bytes", data), ("offsets", offsets.astype(g["offsets"].dtype))):
+            del g[name]
+            g.create_dataset(name, data=values, chunks=True, compression="gzip", fletcher32=True)
+    rd = fresh(os.path.join(work, "blob"))
+    r = mpirun(1, on(lib_blob) + ["--out", rd, "--require-cache"], expect=0)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check("cannot be decoded" in r.stderr and fc["records_not_decoded"] == 1,
+          f"the record is named once and counted ({fc}; {r.stderr.strip()[-300:]!r})")
+    check(outputs(rd) == reference, "results identical to the screen from SMILES")
 
     print("== a featurizer failing on a parsed molecule fails it in its own cache only")
     # Chemprop with keep_h parses again keeping H atoms: RDKit refuses "[H+]C" and "CC=[H]" then,

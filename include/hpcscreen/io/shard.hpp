@@ -3,7 +3,9 @@
 // per field a group `/<field>` with `bytes` (uint8) and `offsets` (uint64, n+1 entries),
 // chunked, compressed, with HDF5's Fletcher-32 checksum so a damaged chunk fails on read.
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@ struct shard_write_options {
   int deflate_level = 4;
   std::uint64_t bytes_chunk = 1 << 20;    // elements per HDF5 chunk of a bytes dataset
   std::uint64_t offsets_chunk = 1 << 16;  // elements per HDF5 chunk of an offsets dataset
+  std::map<std::string, std::string> attributes;  // more string attributes on the file
 };
 
 // Writes one whole shard: `columns[i]` is field `fields[i]`; all columns have equal size.
@@ -40,6 +43,8 @@ class shard_reader {
 
   std::uint64_t n_records() const;
   const std::string& path() const;
+  // A string attribute of the file (write_shard's `attributes`); nullopt when it has none.
+  std::optional<std::string> attribute(const std::string& name) const;
   // Rows [row_begin, row_end) of one field, offsets rebased to 0. Throws shard_error on a
   // checksum failure or inconsistent offsets.
   string_column read(const std::string& field, std::uint64_t row_begin, std::uint64_t row_end);

@@ -10,7 +10,11 @@
 // (chem::encode_features). Its identity is the featurizer's (name, version, parameters), the
 // screen's --max-atoms (it decides rejects) and the RDKit version; a screen uses a cache only
 // when all three equal its own, and a cache shard only when the library shard it was made from
-// (its checksum in the library manifest) is the one the library holds now.
+// (its checksum in the library manifest) is the one the library holds now. Each cache shard
+// also carries the cache's identity and its library shard's file name and checksum as
+// attributes, checked when it is opened: a shard copied in from another cache or library is
+// treated as damaged (featurized from SMILES). Shards written before these attributes have
+// none and are used as the cache.json lists them.
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -53,7 +57,8 @@ class feature_cache {
   std::size_t n_shards() const { return shards_.size(); }
 
  private:
-  std::string dir_, why_not_;
+  std::string dir_, why_not_, identity_;
+  std::map<std::string, std::string> checksums_;  // library shard file -> its checksum
   std::map<std::string, std::string> shards_;  // library shard file -> cache shard path
   std::string open_shard_;
   struct reader;
@@ -72,12 +77,15 @@ struct featurize_summary {
   std::uint64_t n_records = 0, n_accepted = 0, n_rejected = 0, n_shards_done = 0,
                 n_shards_kept = 0, bytes = 0;
   std::vector<std::string> dirs;
+  std::vector<bool> kept;  // per dir: complete already for this library, left as it was
 };
 
 // Builds the caches of every featurizer over the library: ranks take library shards from a
 // shared counter; each shard's cache is written whole (temporary file, then renamed), so a
 // cut-off build resumes (with `resume`) by redoing only the shards without one; rank 0 writes
-// cache.json last. Collective. Throws usage_error / error, agreed by every rank.
+// cache.json last. A featurizer whose cache is complete for the library as it is now is kept as
+// it is (featurize run again with one more --model builds only the new one). Collective.
+// Throws usage_error / error, agreed by every rank.
 featurize_summary build_feature_caches(dist::context& ctx, const featurize_settings& s);
 
 }  // namespace hpcscreen::screen
