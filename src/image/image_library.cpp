@@ -36,6 +36,7 @@ using json = nlohmann::json;
 struct image_pack_settings {
   pack::pack_options o;
   std::string keep_columns, path_column, id_column;
+  std::string image_dir;  // a list's relative paths are read from here (default: its folder)
   std::uint64_t max_pixels = default_max_pixels;
 };
 
@@ -116,7 +117,7 @@ class image_reader {
   // One image file: decoded whole (which proves it readable), stored as its original bytes.
   void add_file(const fs::path& path, const std::string& id, const std::string& source,
                 std::uint64_t line, const std::vector<std::string>& kept, pack::shard_sink& sink,
-                pack::read_counts& counts) {
+                pack::read_counts& counts, const std::string& if_missing = "") {
     ++counts.n_rows;
     // A list's row names its image in the reason; a file or folder input's reject is the file.
     const std::string where = source == path.string() ? "" : "'" + path.string() + "': ";
@@ -135,7 +136,7 @@ class image_reader {
     };
     std::error_code ec;
     const auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status)) return reject("missing: the file does not exist");
+    if (ec || !fs::exists(status)) return reject("missing: the file does not exist" + if_missing);
     if (!fs::is_regular_file(status)) return reject("not_a_file: not a regular file");
     std::string bytes;
     try {
@@ -183,8 +184,8 @@ class image_reader {
     return counts;
   }
 
-  // A list: rows of a CSV/TSV whose path column names the image, relative to the list's folder
-  // unless absolute; ids from --id-column or the path as written.
+  // A list: rows of a CSV/TSV whose path column names the image, relative to --image-dir or
+  // else the list's folder, unless absolute; ids from --id-column or the path as written.
   pack::read_counts read_list(const std::string& list, pack::shard_sink& sink) {
     pack::reader_options r;
     if (is_tsv(list)) r.delimiter = '\t';
@@ -192,14 +193,18 @@ class image_reader {
     r.id_column = s_.id_column;
     r.keep_columns = s_.o.csv.keep_columns;
     r.max_line_bytes = s_.o.csv.max_line_bytes;
-    const auto base = fs::path(list).parent_path();
+    const auto base = s_.image_dir.empty() ? fs::path(list).parent_path() : fs::path(s_.image_dir);
     pack::read_counts counts;
     const auto read = pack::read_csv(
         list, r,
         [&](pack::compound_record&& rec) {
           const fs::path p(rec.smiles);
           const auto id = s_.id_column.empty() ? rec.smiles : rec.id;
-          add_file(p.is_absolute() ? p : base / p, id, list, rec.line, rec.kept, sink, counts);
+          add_file(p.is_absolute() ? p : base / p, id, list, rec.line, rec.kept, sink, counts,
+                   p.is_absolute() || !s_.image_dir.empty()
+                       ? ""
+                       : " (a list's relative paths are read from its own folder; name the "
+                         "images' folder with --image-dir)");
         },
         [&](pack::pack_reject&& rej) {
           sink.reject(std::move(rej));
@@ -235,6 +240,9 @@ class image_pack : public pipeline::pack_command {
         "shards in memory")("path-column", po::value(&s_.path_column),
                             "a list's column naming each image, any case (default: 'path', "
                             "'file', 'filename', 'image', 'Image Index')")(
+        "image-dir", po::value(&s_.image_dir),
+        "folder a list's relative paths are read from (default: the list's own folder), e.g. "
+        "ChestX-ray14's images/ beside Data_Entry_2017.csv")(
         "id-column", po::value(&s_.id_column),
         "a list's column holding ids (default: the path as written)")(
         "keep-columns", po::value(&s_.keep_columns),
@@ -261,10 +269,15 @@ class image_pack : public pipeline::pack_command {
                           "bit_depth, bytes, shard, row, rank, score)");
       seen.push_back(name);
     }
-    s_.o.kind_config = json{{"max_pixels", s_.max_pixels},
-                            {"path_column", s_.path_column},
-                            {"id_column", s_.id_column}}
-                           .dump();
+    auto config = json{{"max_pixels", s_.max_pixels},
+                       {"path_column", s_.path_column},
+                       {"id_column", s_.id_column}};
+    if (!s_.image_dir.empty()) {  // (absent from packs made before the option: they resume)
+      if (!fs::is_directory(s_.image_dir))
+        throw usage_error("pack images: --image-dir '" + s_.image_dir + "' is not a folder");
+      config["image_dir"] = fs::weakly_canonical(fs::absolute(s_.image_dir)).string();
+    }
+    s_.o.kind_config = config.dump();
   }
   std::string run(dist::context& ctx, std::function<bool()> stop_requested) override {
     s_.o.stop_requested = std::move(stop_requested);
@@ -284,14 +297,20 @@ class image_pack : public pipeline::pack_command {
           check_list_columns(in, s_.path_column, s_.id_column, s_.o.csv.keep_columns);
           formats.push_back("list");
         } else {
-          if (!s_.o.csv.keep_columns.empty() || !s_.path_column.empty() || !s_.id_column.empty())
-            throw usage_error("pack images: --path-column, --id-column and --keep-columns are for lists (.csv/.tsv); '" + in + "' is an image");
+          if (!s_.o.csv.keep_columns.empty() || !s_.path_column.empty() || !s_.id_column.empty() ||
+              !s_.image_dir.empty())
+            throw usage_error(
+                "pack images: --path-column, --id-column, --keep-columns and --image-dir are for "
+                "lists (.csv/.tsv); '" +
+                in + "' is an image");
           formats.push_back("file");
         }
       }
       if (!s_.o.csv.keep_columns.empty() &&
           std::count(formats.begin(), formats.end(), "list") != std::ptrdiff_t(formats.size()))
         throw usage_error("pack images: --keep-columns needs every input to be a list (.csv/.tsv)");
+      if (!s_.image_dir.empty() && std::count(formats.begin(), formats.end(), "list") == 0)
+        throw usage_error("pack images: --image-dir is for lists (.csv/.tsv); no input is one");
       return formats;
     };
     k.read_input = [&](std::size_t i, const std::string& format, pack::shard_sink& sink) {

@@ -63,6 +63,15 @@ namespace {
 
 constexpr const char* journal_file = "pack_journal.jsonl";  // written by earlier versions
 constexpr const char* rejects_file = "pack_rejects.csv";
+
+// The first row of a pack_rejects.csv (after its header), shortened for a message.
+std::string first_reject(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!std::getline(in, line) || !std::getline(in, line)) return "(none found)";
+  if (line.size() > 300) line = line.substr(0, 300) + "...";
+  return line;
+}
 constexpr const char* rejects_header = "file,line,reason\n";
 
 void fsync_path(const std::string& path) {
@@ -582,7 +591,16 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
   dist::failure assembled;
   if (ctx.rank() == 0) assembled = dist::capture_failure([&] { assemble(o, layout, summary); });
   dist::agree_or_throw(ctx, assembled, false);
-  return summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
+  auto packed_summary = summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
+  // A library of nothing but rejects is written (every row is accounted for in
+  // pack_rejects.csv), but it is almost always a wrong column, format or folder: it fails.
+  if (packed_summary.n_records == 0 && packed_summary.n_pack_rejects > 0) {
+    const auto rejects = (fs::path(o.out_dir) / rejects_file).string();
+    throw error("nothing was packed: all " + std::to_string(packed_summary.n_pack_rejects) +
+                " input rows are pack rejects; the first: " + first_reject(rejects) +
+                " (every reason is in '" + rejects + "')");
+  }
+  return packed_summary;
 }
 
 namespace {

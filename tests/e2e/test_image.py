@@ -12,6 +12,7 @@ tests/image_reference.py (Pillow, pydicom, torchvision) and PyTorch, never from 
   the same as one that ran through."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -262,6 +263,33 @@ list_rows = read_csv(os.path.join(out_list, "predictions.csv"))
 check([(r_["id"], r_["Finding Labels"]) for r_ in list_rows]
       == [(e["file"], f"Finding{i}|Other") for i, e in enumerate(listed)],
       "classify of the list library: every record, kept columns beside the predictions")
+
+# ChestX-ray14 as downloaded: Data_Entry_2017.csv names bare files, which unpack into images/
+# beside it. Read from the list's folder, every row is a reject and the pack fails (exit 1);
+# with --image-dir images/ every row is a record.
+nih = os.path.join(W, "nih")
+os.makedirs(os.path.join(nih, "images"))
+with open(os.path.join(nih, "Data_Entry_2017.csv"), "w") as f:
+    f.write("Image Index,Finding Labels\n")
+    for i, e in enumerate(listed):
+        name = f"{i:08d}_000" + os.path.splitext(e["file"])[1]
+        shutil.copyfile(os.path.join(corpus, e["file"]), os.path.join(nih, "images", name))
+        f.write(f"{name},Finding{i}\n")
+entry = os.path.join(nih, "Data_Entry_2017.csv")
+r = run([hp, "pack", "images", "--input", entry, "--path-column", "Image Index", "--out", os.path.join(W, "nih_lib0")])
+nih_rejects = read_csv(os.path.join(W, "nih_lib0", "pack_rejects.csv"))
+check(r.returncode == 1 and "nothing was packed" in r.stderr and "--image-dir" in r.stderr
+      and len(nih_rejects) == len(listed) and all(x["reason"].startswith("missing:") for x in nih_rejects),
+      f"bare names read from the list's folder: all {len(listed)} rejects, exit 1 naming --image-dir (exit {r.returncode})")
+run([hp, "pack", "images", "--input", entry, "--path-column", "Image Index", "--image-dir",
+     os.path.join(nih, "images"), "--keep-columns", "Finding Labels", "--out", os.path.join(W, "nih_lib")], expect=0)
+_, nih_records = read_library(os.path.join(W, "nih_lib"))
+check([(r_["id"], r_["Finding Labels"]) for r_ in nih_records]
+      == [(f"{i:08d}_000" + os.path.splitext(e["file"])[1], f"Finding{i}") for i, e in enumerate(listed)]
+      and [r_["bytes"] for r_ in nih_records] == [r_["bytes"] for r_ in list_records],
+      "--image-dir: every row a record, ids the names as written, the same image bytes")
+r = run([hp, "pack", "images", "--input", os.path.join(nih, "images"), "--image-dir", nih, "--out", os.path.join(W, "nih_bad")])
+check(r.returncode == 2 and "--image-dir is for lists" in r.stderr, f"--image-dir without a list: exit {r.returncode} (2)")
 
 # ------------------------------------------------------------------------------- refusals
 inside = os.path.join(corpus, ok_files[0]["file"])
