@@ -245,9 +245,11 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
                    run::chunk_record_path(run_dir, id).c_str(), e.what());
     }
   }
+  // A run still going: its run.json, if any, is an earlier attempt's; the records say more.
+  const bool running = run::run_folder_in_use(run_dir);
   json r;
   try {
-    if (const auto path = fs::path(run_dir) / "run.json"; fs::exists(path)) {
+    if (const auto path = fs::path(run_dir) / "run.json"; !running && fs::exists(path)) {
       r = run::read_json_file(path.string());
       if (!r.is_object()) throw run_error("'" + run_dir + "/run.json' is not a JSON object");
     } else {
@@ -273,14 +275,20 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
   h << "<h1>hpcscreen " << escape(r.value("workload", "")) << " report</h1>\n";
   const bool complete = r.value("complete", false);
   const bool accounting_ok = r.value("accounting_ok", false);
-  h << "<p id=\"status\" class=\"" << (complete && accounting_ok ? "good" : "bad") << "\">"
-    << (complete ? "Complete." : "Not complete: resume the run with --resume.") << ' '
-    << (r.value("rebuilt_from_chunk_records", false)
-            ? "The run ended without run.json (cut off hard); this summary comes from its "
-              "committed chunks. "
-            : "")
-    << (accounting_ok ? "Every record is accounted for." : "ACCOUNTING PROBLEM: see run.json.")
-    << "</p>\n";
+  if (running) {
+    h << "<p id=\"status\" class=\"note\">In progress: an hpcscreen run is writing this folder "
+         "now (it holds its lock). This page shows the chunks committed so far; run hpcscreen "
+         "report again when the run has ended.</p>\n";
+  } else {
+    h << "<p id=\"status\" class=\"" << (complete && accounting_ok ? "good" : "bad") << "\">"
+      << (complete ? "Complete." : "Not complete: resume the run with --resume.") << ' '
+      << (r.value("rebuilt_from_chunk_records", false)
+              ? "The run ended without run.json (cut off hard); this summary comes from its "
+                "committed chunks. "
+              : "")
+      << (accounting_ok ? "Every record is accounted for." : "ACCOUNTING PROBLEM: see run.json.")
+      << "</p>\n";
+  }
 
   h << "<h2>Summary</h2><table id=\"summary\">";
   auto row = [&](const std::string& k, const std::string& v) {
@@ -450,7 +458,11 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
 
 std::string write_report(const std::string& run_dir, const report_options& options) {
   try {
-    return write_report_page(run_dir, options);
+    // A run that ended while its page was drawn has written its own outputs since: drawn again.
+    const bool running = run::run_folder_in_use(run_dir);
+    auto path = write_report_page(run_dir, options);
+    if (running && !run::run_folder_in_use(run_dir)) path = write_report_page(run_dir, options);
+    return path;
   } catch (const nlohmann::json::exception& e) {
     // A run.json (or run_config.json) edited or damaged: a key of the wrong type.
     throw run_error("'" + run_dir +

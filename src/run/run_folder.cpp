@@ -78,8 +78,12 @@ void publish_file(const std::string& tmp, const std::string& path) {
   fsync_dir(fs::path(path).parent_path().string());
 }
 
+namespace {
+int held_fd = -1;       // the run folder lock this process holds, until it ends
+std::string held_path;  // that lock file
+}  // namespace
+
 void lock_run_folder(const std::string& dir) {
-  static int held_fd = -1;  // held until the process ends: the lock goes with it
   if (held_fd >= 0) return;
   const auto path = (fs::path(dir) / "lock").string();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -91,6 +95,18 @@ void lock_run_folder(const std::string& dir) {
                     "); wait for it to end, or choose another --out");
   }
   held_fd = fd;
+  held_path = path;
+}
+
+bool run_folder_in_use(const std::string& dir) {
+  const auto path = (fs::path(dir) / "lock").string();
+  std::error_code ec;
+  if (held_fd >= 0 && fs::equivalent(held_path, path, ec)) return false;  // this run's own
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // no run ever held it
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // drops a shared lock taken here
+  return held;
 }
 
 nlohmann::json read_json_file(const std::string& path) {

@@ -73,6 +73,7 @@ def main():
     rejects = dom.inside("tr", ancestor_id="rejects")
     check(len(rejects) == 3, f"reject reasons by count: a header and 2 reasons ({len(rejects) - 1})")
     check("Every record is accounted for" in text, "the accounting status is stated")
+    check("Complete." in text and "In progress" not in text, "the run's own page says it is complete")
 
     print("== a partial run, report rebuilt by 'hpcscreen report'")
     rd2 = os.path.join(work, "partial")
@@ -84,6 +85,20 @@ def main():
     dom, text = browser_dom(os.path.join(rd2, "report.html"))
     check("Not complete" in text and "--resume" in text, "a partial run says so and how to continue")
     check(read_json(os.path.join(rd2, "run.json"))["chunks_committed"] == 3, "3 chunks committed")
+    print("== report of a run still going (another process holds the run folder's lock)")
+    import fcntl
+    with open(os.path.join(rd2, "lock")) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        run([a.hpcscreen, "report", rd2], expect=0)
+        dom, text = browser_dom(os.path.join(rd2, "report.html"))
+        check("In progress" in text and "--resume" not in text and "cut off" not in text,
+              "the page says the run is in progress, not that it ended or needs --resume")
+        r = mpirun(1, [a.hpcscreen, "screen", "--library", lib, "--model", os.path.join(a.models, "gnn.pt"),
+                       "--out", rd2, "--chunk-rows", "100", "--resume"])
+        check(r.returncode == 1 and "in use" in r.stderr, f"a resume meanwhile is refused (exit {r.returncode})")
+    run([a.hpcscreen, "report", rd2], expect=0)
+    dom, text = browser_dom(os.path.join(rd2, "report.html"))
+    check("Not complete" in text and "In progress" not in text, "once the lock is free: not complete, as before")
     r = run([a.hpcscreen, "report", os.path.join(work, "nothing")])
     check(r.returncode == 1 and "run.json" in r.stderr, "report on a folder that is no run says why")
     finish()
