@@ -268,6 +268,21 @@ def test_refused(work):
     refused(work, "pbs", "--script", script=FIX["scratch"], says="is a folder")
     refused(work, "slurm", "--script", script=os.path.join(work, "no such folder", "job.sh"), says="does not exist")
 
+    print("== an existing --out that holds no run, a --script over a file the tool did not write")
+    refused(work, "slurm", "--out", out=FIX["lib"], says="holds no hpcscreen run")
+    manifest = os.path.join(FIX["lib"], "manifest.json")
+    with open(manifest, "w") as f:
+        f.write("{}")
+    refused(work, "pbs", "--script", script=manifest, says="is not a job script written by hpcscreen-submit")
+    check(open(manifest).read() == "{}", "the library's manifest.json is left as it was")
+    d = case_dir(work)
+    run_dir = os.path.join(d, "run")
+    make_file(os.path.join(run_dir, "run_config.json"))
+    first = submit("slurm", d, out=run_dir)
+    again = submit("slurm", d, "--nodes", "2", out=run_dir)
+    check(first.returncode == 0 and again.returncode == 0 and "#SBATCH --nodes=2" in lines(os.path.join(d, "job.sh")),
+          f"a run folder to resume and the tool's own script: written again ({again.stderr.strip()!r})")
+
     print("== --submit where the scheduler's command is missing")
     for scheduler, cmd in [("slurm", "sbatch"), ("pbs", "qsub")]:
         refused(work, scheduler, "--submit", ("--submit",), env=dict(os.environ, PATH=os.path.join(work, "empty path")),
