@@ -154,6 +154,15 @@ torch::jit::Module prepare_module(torch::jit::Module m, precision_choice& c, boo
   } else if (c.used == precision::int8) {
     c.n_converted = quantize_graph_linears(*graph);
     c.graph_passes.push_back("quantize_dynamic_linear_int8");
+    if (c.n_converted == 0) {  // nothing ran in INT8: never reported as if it had
+      if (c.requested != "auto") {
+        throw precision_error(
+            "--precision int8: the model has no linear layer (aten::linear) to "
+            "quantize, so it would run at FP32; use --precision fp32 or bf16");
+      }
+      c.used = precision::fp32;
+      c.reason += "; the model has no linear layer to quantize: fp32";
+    }
   }
   if (passes.optimize) {
     m = torch::jit::optimize_for_inference(m);

@@ -160,23 +160,24 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
     }
     config = read_run_config(config_path);
     const auto& before = config.at("identity");
+    const std::string what_to_do =
+        "; resume with the settings the run started with (its run_config.json lists them), or "
+        "start a new --out";
     for (const auto& [key, value] : identity.items()) {
-      if (!before.contains(key) || before[key] != value) {
-        throw run_error("cannot resume '" + dir + "': " + key + " was " +
-                        (before.contains(key) ? before[key].dump() : std::string("absent")) +
-                        " when the run started and is " + value.dump() +
-                        " now; resume with the same library, model and settings, or start a "
-                        "new --out");
+      if (!before.contains(key)) {  // a setting left at a default that adds no key (fp32)
+        throw run_error("cannot resume '" + dir + "': the run started with " + key +
+                        " at its default and this command sets it to " + value.dump() + what_to_do);
+      }
+      if (before[key] != value) {
+        throw run_error("cannot resume '" + dir + "': " + key + " was " + before[key].dump() +
+                        " when the run started and is " + value.dump() + " now" + what_to_do);
       }
     }
-    // A key the run started with and the command no longer gives (a default that adds no key,
-    // such as --precision fp32 after bf16) is a change too.
     for (const auto& [key, value] : before.items()) {
       if (!identity.contains(key)) {
-        throw run_error("cannot resume '" + dir + "': " + key + " was " + value.dump() +
-                        " when the run started and is now the default (" + key +
-                        " not recorded, e.g. fp32 for precision); resume with the same library, "
-                        "model and settings, or start a new --out");
+        throw run_error("cannot resume '" + dir + "': the run started with " + key + " " +
+                        value.dump() + " and this command leaves " + key + " at its default" +
+                        what_to_do);
       }
     }
   } else {

@@ -139,15 +139,24 @@ def main():
     rd = fresh(os.path.join(work, "prec"))
     r = screen(a, lib, rd, "--model", gnn_model, "--precision", "bf16", "--chunk-rows", "50", "--max-chunks", "1")
     if check(r.returncode == 75, f"bf16 run stopped after a chunk: exit {r.returncode}"):
-        for other in ([], ["--precision", "fp32"], ["--precision", "int8"]):
+        for other, says in (([], 'the run started with precision "bf16" and this command leaves precision at its default'),
+                            (["--precision", "fp32"], "leaves precision at its default"),
+                            (["--precision", "int8"], 'precision was "bf16" when the run started and is "int8" now')):
             r = screen(a, lib, rd, "--model", gnn_model, "--chunk-rows", "50", "--resume", *other)
-            check(r.returncode == 1 and "precision" in r.stderr,
-                  f"resume of a bf16 run with {other or 'no --precision'}: exit {r.returncode} (1 expected), names precision")
+            check(r.returncode == 1 and says in r.stderr,
+                  f"resume of a bf16 run with {other or 'no --precision'}: exit {r.returncode} (1 expected), says {says!r}")
         screen(a, lib, rd, "--model", gnn_model, "--precision", "bf16", "--chunk-rows", "50", "--resume", expect=0)
     rd = fresh(os.path.join(work, "prec32"))
     screen(a, lib, rd, "--model", gnn_model, "--chunk-rows", "50", "--max-chunks", "1", expect=75)
     r = screen(a, lib, rd, "--model", gnn_model, "--chunk-rows", "50", "--resume", "--precision", "bf16")
-    check(r.returncode == 1 and "precision" in r.stderr, f"resume of an fp32 run with bf16: exit {r.returncode} (1 expected)")
+    says = 'the run started with precision at its default and this command sets it to "bf16"'
+    check(r.returncode == 1 and says in r.stderr, f"resume of an fp32 run with bf16: exit {r.returncode} (1 expected), says {says!r}")
+
+    print("== --precision int8 on a model with no linear layer: refused, never reported as int8")
+    env = dict(os.environ, HPCSCREEN_FAKE_CPU_FEATURES="avx512f,avx512_vnni")
+    rd = fresh(os.path.join(work, "int8_nothing"))
+    r = screen(a, lib, rd, "--model", nan_model, "--precision", "int8", env=env)
+    check(r.returncode == 1 and "no linear layer" in r.stderr, f"int8 with nothing to quantize: exit {r.returncode} (1 expected)")
 
     print("== the report of a two-model bf16 screen shows what ran; a NUL byte in an id is escaped")
     rd = fresh(os.path.join(work, "two"))
