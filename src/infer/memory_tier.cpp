@@ -15,6 +15,7 @@
 
 #ifdef HPCSCREEN_WITH_MEMKIND
 #include <memkind.h>
+#include <unistd.h>
 #endif
 
 namespace hpcscreen::infer {
@@ -224,6 +225,12 @@ void install_memory_tier(const tier_config& c) {
     // and corrupts both arenas' extent heaps: a SIGSEGV inside memkind, with two or more
     // threads allocating and freeing, whether or not the kind is full. With one arena there
     // is nothing to merge across. memkind reads this when it creates the kind.
+    // memkind makes its file there (O_TMPFILE): a folder it cannot write to is the node's file
+    // system, not the command line (exit 1), and memkind would only say its arguments are bad.
+    if (::access(c.pmem_dir.c_str(), W_OK | X_OK) != 0) {
+      throw hpcscreen::error("--pmem-dir '" + c.pmem_dir + "' is not writable (" +
+                             std::strerror(errno) + "); give a folder this job may write to");
+    }
     if (::setenv("MEMKIND_ARENA_NUM_PER_KIND", "1", /*overwrite=*/1) != 0) {
       throw hpcscreen::error("memory tier: cannot set MEMKIND_ARENA_NUM_PER_KIND");
     }
@@ -232,7 +239,7 @@ void install_memory_tier(const tier_config& c) {
     if (err != 0) {
       char msg[MEMKIND_ERROR_MESSAGE_SIZE];
       memkind_error_message(err, msg, sizeof msg);
-      throw usage_error("cannot create a memkind pmem kind in '" + c.pmem_dir + "': " + msg);
+      throw hpcscreen::error("cannot create a memkind pmem kind in '" + c.pmem_dir + "': " + msg);
     }
     a.spill_kind =
         "pmem-dir " + c.pmem_dir +

@@ -5,6 +5,7 @@ a spill folder under the build tree, with the same scores as small batches witho
 a spill tier too small for the batch makes hpcscreen retry in halves; bad configurations are
 refused at start."""
 import os
+import subprocess
 
 from common import e2e_args, NCI, check, finish, fresh, mpirun, read_csv, read_json, run
 
@@ -68,6 +69,26 @@ def main():
         r = mpirun(2, screen + ["--out", rd, *args])
         check(r.returncode == code and words in r.stderr and not os.path.exists(os.path.join(rd, "parts")),
               f"{' '.join(args)}: exit {r.returncode}, '{words}'")
+
+    print("== a --pmem-dir the job cannot write to: the node's file system, exit 1, said plainly")
+    ro = os.path.join(work, "pmem_ro")
+    os.makedirs(ro)
+    mounted = False
+    if os.geteuid() != 0:
+        os.chmod(ro, 0o555)
+    else:  # root writes through permission bits: a read-only bind mount instead
+        mounted = (subprocess.run(["mount", "--bind", ro, ro]).returncode == 0 and
+                   subprocess.run(["mount", "-o", "remount,ro,bind", ro]).returncode == 0)
+    try:
+        if os.geteuid() != 0 or mounted:
+            rd = fresh(os.path.join(work, "bad"))
+            r = mpirun(1, screen + ["--out", rd, "--dram-budget", "32M", "--pmem-dir", ro])
+            check(r.returncode == 1 and "is not writable" in r.stderr, f"read-only --pmem-dir: exit {r.returncode} (1 expected)")
+        else:
+            print("  (this machine cannot make a read-only folder for root: not checked)")
+    finally:
+        if mounted:
+            subprocess.run(["umount", ro])
     finish()
 
 
