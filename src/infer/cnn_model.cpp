@@ -99,11 +99,23 @@ cnn_model::cnn_model(const std::string& path, const std::string& precision,
   if (impl_->metadata.statically_quantized) {
     // INT8 convolutions need static quantization, done by the export step: run it as it is.
     check_precision_text(precision);
+    // A fact of the model, like an FP32 file given --precision int8: exit 1, not a usage error.
     if (precision == "bf16")
-      throw usage_error("model '" + path + "' is statically quantized (INT8); --precision bf16 needs its FP32 file");
+      throw precision_error("model '" + path + "' is statically quantized (INT8); --precision " +
+                            precision + " needs its FP32 file");
     c.requested = precision;
     c.used = precision::int8;
     c.cpu = detect_cpu_features();
+    // oneDNN's INT8 kernels without VNNI add pairs of products in 16 bits, which saturate for
+    // weights quantized over the full range (as these are): other numbers, not just slower.
+    if (!c.cpu.runs_int8()) {
+      throw precision_error(
+          "model '" + path +
+          "' is statically quantized (INT8), which needs "
+          "AVX512_VNNI (or AVX-VNNI, AMX-INT8); this CPU lacks it (" +
+          std::string(c.cpu.faked ? "faked by HPCSCREEN_FAKE_CPU_FEATURES" : "CPUID") +
+          "): use the model's FP32 file on this node");
+    }
     c.reason = "the model file is statically quantized (tools/quantize_image_model.py)";
     c.quantized_engine = engine;
     impl_->module = std::move(a.module);

@@ -307,4 +307,26 @@ check("static quantization" in r.stderr, "--precision int8 on an FP32 CNN says t
 r = run([hp, "classify", "--library", lib1, "--model", tiny, "--out", os.path.join(W, "y"),
          "--rank-by", "Nope"], expect=2)
 check("not a label" in r.stderr, "an unknown --rank-by label is a usage error")
+
+# A statically quantized model runs as INT8 where the CPU has VNNI (oneDNN's INT8 without it
+# saturates 16-bit sums: other numbers); --precision bf16 needs the FP32 file. Both refusals are
+# facts of the model or the node: exit 1.
+calib = os.path.join(W, "calib")
+os.makedirs(calib)
+for e in [e for e in ok_files if e["file"].lower().endswith((".jpg", ".jpeg"))][:8]:  # 8-bit
+    shutil.copyfile(os.path.join(corpus, e["file"]), os.path.join(calib, e["file"].replace("/", "_")))
+tiny8 = os.path.join(W, "tiny8.pt")
+run([PY, os.path.join(ROOT, "tools", "quantize_image_model.py"), "--seed", "3", "--small", "--calibrate", calib,
+     "--out", tiny8], expect=0)
+no_vnni = dict(os.environ, HPCSCREEN_FAKE_CPU_FEATURES="avx512f,avx512_bf16")
+r = run([hp, "classify", "--library", lib1, "--model", tiny8, "--out", os.path.join(W, "q0"), "--threads", "1"], env=no_vnni)
+check(r.returncode == 1 and "AVX512_VNNI" in r.stderr and not os.path.exists(os.path.join(W, "q0")),
+      f"a statically quantized model on a CPU without VNNI: exit {r.returncode} (1), names the ISA, no run folder")
+r = run([hp, "classify", "--library", lib1, "--model", tiny8, "--out", os.path.join(W, "q1"), "--precision", "bf16"])
+check(r.returncode == 1 and "needs its FP32 file" in r.stderr, f"--precision bf16 on an INT8 file: exit {r.returncode} (1)")
+vnni = dict(os.environ, HPCSCREEN_FAKE_CPU_FEATURES="avx512f,avx512_vnni")
+r = run([hp, "classify", "--library", lib1, "--model", tiny8, "--out", os.path.join(W, "q2"), "--threads", "1"], env=vnni)
+q = read_json(os.path.join(W, "q2", "run.json")) if r.returncode == 0 else {}
+check(r.returncode == 0 and q["classify"]["precision"]["used"] == "int8" and q["records_scored"] == read_json(os.path.join(runs[1], "run.json"))["records_scored"],
+      f"with VNNI it runs as INT8, every image scored (exit {r.returncode})")
 finish()
