@@ -8,8 +8,10 @@
 #include <GraphMol/MolOps.h>
 #include <GraphMol/SmilesParse/SmilesParse.h>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -407,6 +409,25 @@ std::string encode_features(const record_features& r, std::size_t k, const featu
   return out;
 }
 
+namespace {
+// The vocabularies of OGB's categorical features (ogb.utils.features, get_atom_feature_dims and
+// get_bond_feature_dims): a cached value outside them is damage, not a molecule.
+constexpr std::uint8_t ogb_atom_dims[] = {119, 5, 12, 12, 10, 6, 6, 2, 2};
+constexpr std::uint8_t ogb_bond_dims[] = {5, 6, 2};
+static_assert(std::size(ogb_atom_dims) == n_atom_features &&
+              std::size(ogb_bond_dims) == n_bond_features);
+
+void check_edges(const std::vector<std::int64_t>& edges, std::int64_t n_atoms) {
+  for (const auto v : edges)
+    if (v >= n_atoms) throw std::invalid_argument("a cached bond names an atom the graph lacks");
+}
+
+void check_finite(const std::vector<float>& values) {
+  for (const auto v : values)
+    if (!std::isfinite(v)) throw std::invalid_argument("a cached feature is not finite");
+}
+}  // namespace
+
 void decode_features(std::string_view bytes, std::size_t k, const feature_tensors& t,
                      record_features& r) {
   blob_reader in(bytes);
@@ -424,6 +445,13 @@ void decode_features(std::string_view bytes, std::size_t k, const feature_tensor
     for (auto& v : g.edges) v = in.get<std::uint32_t>();
     g.bond_features.resize(static_cast<std::size_t>(g.n_edges) * n_bond_features);
     for (auto& v : g.bond_features) v = in.get<std::uint8_t>();
+    for (std::size_t i = 0; i < g.atom_features.size(); ++i)
+      if (g.atom_features[i] >= ogb_atom_dims[i % n_atom_features])
+        throw std::invalid_argument("a cached atom feature is outside OGB's vocabulary");
+    for (std::size_t i = 0; i < g.bond_features.size(); ++i)
+      if (g.bond_features[i] >= ogb_bond_dims[i % n_bond_features])
+        throw std::invalid_argument("a cached bond feature is outside OGB's vocabulary");
+    check_edges(g.edges, g.n_atoms);
   } else if (t.what == feature_tensors::kind::dense) {
     if (r.dense.size() <= k) r.dense.resize(k + 1);
     auto& row = r.dense[k];
@@ -435,6 +463,7 @@ void decode_features(std::string_view bytes, std::size_t k, const feature_tensor
       if (c >= row.size()) throw std::invalid_argument("a cached column is out of range");
       row[c] = v;
     }
+    check_finite(row);
   } else {
     if (r.float_graphs.size() <= k) r.float_graphs.resize(k + 1);
     auto& g = r.float_graphs[k];
@@ -450,6 +479,9 @@ void decode_features(std::string_view bytes, std::size_t k, const feature_tensor
     in.get_many(g.edge_features.data(), n_e);
     g.edges.resize(static_cast<std::size_t>(g.n_edges) * 2);
     for (auto& v : g.edges) v = in.get<std::uint32_t>();
+    check_edges(g.edges, g.n_atoms);
+    check_finite(g.atom_features);
+    check_finite(g.edge_features);
   }
   in.done();
 }

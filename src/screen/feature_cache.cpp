@@ -73,26 +73,21 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
                ", this screen needs " + cache_identity(f, options);
     return;
   }
+  index_read_ = true;
+  checked_shards_ = j.value("shard_attributes", false);
   std::map<std::string, const io::shard_entry*> now;
   for (const auto& s : library.shards) now[s.file] = &s;
-  std::size_t stale = 0;
   for (const auto& s : j.value("shards", json::array())) {
     const auto file = s.value("library_shard", "");
     const auto it = now.find(file);
     const auto path = fs::path(dir_) / file;
     if (it == now.end() || it->second->checksum != s.value("library_checksum", "") ||
         it->second->n_records != s.value("n_records", std::uint64_t{0}) || !fs::exists(path)) {
-      ++stale;
+      ++n_stale_;
       continue;
     }
     shards_[file] = path.string();
     checksums_[file] = it->second->checksum;
-  }
-  if (stale) {
-    std::fprintf(stderr,
-                 "hpcscreen: warning: %zu shard(s) of the feature cache '%s' were made from "
-                 "other library shards (or are missing): those are featurized from SMILES\n",
-                 stale, dir_.c_str());
   }
   if (shards_.empty()) why_not_ = "the cache in '" + dir_ + "' covers none of the library's shards";
 }
@@ -101,26 +96,50 @@ bool feature_cache::covers(const std::string& shard_file) const {
   return shards_.count(shard_file) != 0;
 }
 
+std::shared_ptr<feature_cache::reader> feature_cache::open(const std::string& shard_file) const {
+  const auto& path = shards_.at(shard_file);
+  auto r = std::make_shared<reader>(path);
+  // Made by this cache's featurizer, from this library shard. A cache whose cache.json does not
+  // say its shards carry these was built before they did: its shards have none.
+  const std::pair<const char*, std::string> expected[] = {
+      {"cache_identity", identity_},
+      {"library_shard", shard_file},
+      {"library_checksum", checksums_.at(shard_file)}};
+  for (const auto& [name, want] : expected) {
+    const auto got = r->r.attribute(name);
+    if (!got && checked_shards_) {
+      throw shard_error("cache shard '" + path + "' has no " + name +
+                        " attribute, which every shard of this cache carries (copied from "
+                        "another cache?)");
+    }
+    if (got && *got != want) {
+      throw shard_error("cache shard '" + path + "' has " + name + " '" + *got +
+                        "', this cache needs '" + want + "' (copied from another cache?)");
+    }
+  }
+  return r;
+}
+
+std::vector<std::string> feature_cache::check_shards() {
+  std::vector<std::string> bad;
+  for (const auto& [file, path] : shards_) {
+    try {
+      (void)open(file);
+    } catch (const std::exception&) {
+      bad.push_back(file);
+    }
+  }
+  for (const auto& file : bad) drop(file);
+  return bad;
+}
+
 std::vector<string_column> feature_cache::read(const std::string& shard_file, std::uint64_t begin,
                                                std::uint64_t end) {
   const auto& path = shards_.at(shard_file);
   if (open_shard_ != shard_file) {
     reader_.reset();
     open_shard_.clear();
-    auto r = std::make_shared<reader>(path);
-    // Made by this cache's featurizer, from this library shard (absent: an older cache).
-    const std::pair<const char*, std::string> expected[] = {
-        {"cache_identity", identity_},
-        {"library_shard", shard_file},
-        {"library_checksum", checksums_.at(shard_file)}};
-    for (const auto& [name, want] : expected) {
-      const auto got = r->r.attribute(name);
-      if (got && *got != want) {
-        throw shard_error("cache shard '" + path + "' has " + name + " '" + *got +
-                          "', this cache needs '" + want + "' (copied from another cache?)");
-      }
-    }
-    reader_ = std::move(r);
+    reader_ = open(shard_file);
     open_shard_ = shard_file;
   }
   if (reader_->r.n_records() < end) {
@@ -193,17 +212,34 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
       for (std::size_t k = 0; k < dirs.size(); ++k) {
         const fs::path dir(dirs[k]);
         if (fs::exists(dir / cache_index)) {
-          const feature_cache found(s.library_dir, library, *set[k], s.featurize);
-          if (found.why_not().empty() && found.n_shards() == library.shards.size()) {
+          feature_cache found(s.library_dir, library, *set[k], s.featurize);
+          if (!found.index_read()) {
+            throw run_error(found.why_not() + "; remove that folder to build the cache again");
+          }
+          found.check_shards();
+          std::vector<std::string> redo;  // made from other library shards, missing, or failing
+          for (const auto& shard : library.shards)
+            if (!found.covers(shard.file)) redo.push_back(shard.file);
+          if (redo.empty()) {
             kept[k] = true;
             continue;
           }
-          throw run_error("the cache of " + set[k]->identity() + " in '" + dirs[k] +
-                          "' is complete but does not serve the library as it is now (" +
-                          (found.why_not().empty() ? "some of its shards were made from other "
-                                                     "library shards"
-                                                   : found.why_not()) +
-                          "); remove that folder to build it again");
+          std::string which;
+          for (std::size_t i = 0; i < redo.size() && i < 3; ++i) which += (i ? ", " : "") + redo[i];
+          if (!s.resume) {
+            throw run_error("the cache of " + set[k]->identity() + " in '" + dirs[k] +
+                            "' is complete but " + std::to_string(redo.size()) + " of its " +
+                            std::to_string(library.shards.size()) +
+                            " shards do not serve the library as it is now (made from other "
+                            "library shards, missing, or failing their check: " +
+                            which + (redo.size() > 3 ? ", ..." : "") +
+                            "); run the same command with --resume to build those again");
+          }
+          fs::remove(dir / cache_index);  // the cache is unusable until they are built again
+          for (const auto& file : redo) {
+            fs::remove(dir / file);
+            fs::remove(sidecar(dir, file));
+          }
         }
         if (fs::exists(dir) && !s.resume) {
           throw run_error("'" + dirs[k] + "' holds a cache build that did not complete; run the "
@@ -325,16 +361,19 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           throw error("the cache in '" + dirs[k] + "' holds " + std::to_string(records) +
                       " records, the library " + std::to_string(library.n_records()));
         }
-        const json index = {{"schema", cache_schema},
-                            {"identity", cache_identity(*set[k], s.featurize)},
-                            {"featurizer", set[k]->identity()},
-                            {"max_atoms", s.featurize.max_atoms},
-                            {"rdkit", chem::rdkit_version()},
-                            {"n_records", records},
-                            {"n_rejected", rejected},
-                            {"bytes", bytes},
-                            {"bytes_per_record", records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
-                            {"shards", shards}};
+        const json index = {
+            {"schema", cache_schema},
+            {"identity", cache_identity(*set[k], s.featurize)},
+            {"shard_attributes", true},
+            {"featurizer", set[k]->identity()},
+            {"max_atoms", s.featurize.max_atoms},
+            {"rdkit", chem::rdkit_version()},
+            {"n_records", records},
+            {"n_rejected", rejected},
+            {"bytes", bytes},
+            {"bytes_per_record",
+             records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
+            {"shards", shards}};
         run::write_file_atomically((fs::path(dirs[k]) / cache_index).string(), index.dump(2) + "\n");
         if (k == 0) {
           summary.n_records = records;

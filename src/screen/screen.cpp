@@ -405,6 +405,12 @@ class screen_workload : public pipeline::workload {
     std::string missing;
     for (const auto* f : featurizer_set_) {
       auto c = std::make_unique<feature_cache>(settings_.library_dir, library, *f, settings_.featurize);
+      if (c->usable() && c->n_stale() > 0) {
+        std::fprintf(stderr,
+                     "hpcscreen: warning: %zu shard(s) of the feature cache '%s' were made from "
+                     "other library shards (or are missing): those are featurized from SMILES\n",
+                     c->n_stale(), c->dir().c_str());
+      }
       if (!c->usable()) missing += (missing.empty() ? "" : "; ") + c->why_not();
       caches_.push_back(std::move(c));
     }

@@ -178,6 +178,49 @@ def main():
           f"the record is named once and counted ({fc}; {r.stderr.strip()[-300:]!r})")
     check(outputs(rd) == reference, "results identical to the screen from SMILES")
 
+    print("== a cached graph whose bond names an atom the graph lacks is featurized from SMILES")
+    lib_edge = os.path.join(work, "lib_edge")
+    shutil.copytree(lib3, lib_edge)
+    victim = sorted(glob.glob(os.path.join(lib_edge, "features", "ogb-*", "*.h5")))[0]
+    with h5py.File(victim, "r+") as f:  # blob: u32 atoms, u32 edges, 9 bytes an atom, u32 pairs
+        g = f["features"]
+        data, offsets = g["bytes"][()], g["offsets"][()]
+        at = int(offsets[7])
+        n_atoms = int(np.frombuffer(data[at:at + 4].tobytes(), "<u4")[0])
+        first_edge = at + 8 + 9 * n_atoms
+        data[first_edge:first_edge + 4] = np.frombuffer(np.array([n_atoms + 1000], "<u4").tobytes(), np.uint8)
+        del g["bytes"]
+        g.create_dataset("bytes", data=data, chunks=True, compression="gzip", fletcher32=True)
+    rd = fresh(os.path.join(work, "edge"))
+    r = mpirun(1, on(lib_edge) + ["--out", rd, "--require-cache"], expect=0)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check("names an atom the graph lacks" in r.stderr and fc["records_not_decoded"] == 1,
+          f"the bad bond is caught, the record counted ({fc})")
+    check(outputs(rd) == reference, "results identical to the screen from SMILES (no model error reject)")
+
+    print("== a shard without its identity in a cache whose shards all carry one is not used; featurize --resume rebuilds it")
+    lib_bare = os.path.join(work, "lib_bare")
+    shutil.copytree(lib3, lib_bare)
+    bits_dir = [os.path.dirname(p) for p in glob.glob(os.path.join(lib_bare, "features", "morgan-*", "cache.json"))
+                if "bits=2048" in read_json(p)["featurizer"] and "radius=2" in read_json(p)["featurizer"]][0]
+    shards = sorted(glob.glob(os.path.join(bits_dir, "*.h5")))
+    shutil.copyfile(shards[0], shards[1])  # another library shard's cache, its attributes removed
+    with h5py.File(shards[1], "r+") as f:
+        for name in ("cache_identity", "library_shard", "library_checksum"):
+            del f.attrs[name]
+    rd = fresh(os.path.join(work, "bare"))
+    r = mpirun(1, on(lib_bare) + ["--out", rd], expect=0)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check("has no cache_identity attribute" in r.stderr and fc["damaged_cache_shards"] >= 1,
+          f"the shard without its identity is named and not used ({fc})")
+    check(outputs(rd) == reference, "results identical to the screen from SMILES")
+    r = mpirun(1, [a.hpcscreen, "featurize", "--library", lib_bare, *model_args])
+    check(r.returncode == 1 and os.path.basename(shards[1])[:-3] in r.stderr and "--resume" in r.stderr,
+          f"featurize names the shard and says --resume (exit {r.returncode}; {r.stderr.strip()[-200:]!r})")
+    r = mpirun(2, [a.hpcscreen, "featurize", "--library", lib_bare, *model_args, "--resume"], expect=0)
+    check(cache_contents(lib_bare) == {k.replace("lib3", "lib_bare"): v for k, v in c3.items()},
+          "featurize --resume rebuilt that shard: the caches equal an untouched build")
+
     print("== a featurizer failing on a parsed molecule fails it in its own cache only")
     # Chemprop with keep_h parses again keeping H atoms: RDKit refuses "[H+]C" and "CC=[H]" then,
     # which parse with H removed. A cache built with it beside the OGB graph must not hold that
