@@ -1,5 +1,7 @@
 #include "hpcscreen/report/report.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,11 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/pack/compound_readers.hpp"
+#include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
@@ -223,7 +225,21 @@ json summary_from_records(const std::string& run_dir, const std::vector<run::chu
 
 namespace {
 
-std::string write_report_page(const std::string& run_dir, const report_options& options) {
+// A run still going: it holds the folder's lock and has not yet written this attempt's run.json
+// (a run.json there is an earlier attempt's). Once it has, its outputs are final, lock or not.
+bool run_in_progress(const std::string& run_dir) {
+  if (!run::run_folder_in_use(run_dir)) return false;
+  try {
+    const auto config = run::read_json_file((fs::path(run_dir) / "run_config.json").string());
+    const auto r = run::read_json_file((fs::path(run_dir) / "run.json").string());
+    return r.value("attempt", std::size_t{0}) != config.at("attempts").size();
+  } catch (const std::exception&) {
+    return true;  // no run.json of any attempt yet
+  }
+}
+
+// The page, drawn in memory.
+std::string draw_report(const std::string& run_dir, const report_options& options, bool running) {
   if (!fs::is_directory(run_dir)) {
     throw run_error("'" + run_dir + "' " + (fs::exists(run_dir) ? "is not a folder" : "does not exist") +
                     ": give a run folder (one with run.json or run_config.json)");
@@ -246,7 +262,6 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
     }
   }
   // A run still going: its run.json, if any, is an earlier attempt's; the records say more.
-  const bool running = run::run_folder_in_use(run_dir);
   json r;
   try {
     if (const auto path = fs::path(run_dir) / "run.json"; !running && fs::exists(path)) {
@@ -449,9 +464,7 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
     h << "</table>\n";
   }
   h << "</body></html>\n";
-  const auto path = (fs::path(run_dir) / "report.html").string();
-  run::write_file_atomically(path, h.str());
-  return path;
+  return h.str();
 }
 
 }  // namespace
@@ -459,9 +472,12 @@ std::string write_report_page(const std::string& run_dir, const report_options& 
 std::string write_report(const std::string& run_dir, const report_options& options) {
   try {
     // A run that ended while its page was drawn has written its own outputs since: drawn again.
-    const bool running = run::run_folder_in_use(run_dir);
-    auto path = write_report_page(run_dir, options);
-    if (running && !run::run_folder_in_use(run_dir)) path = write_report_page(run_dir, options);
+    const bool running = run_in_progress(run_dir);
+    auto html = draw_report(run_dir, options, running);
+    if (running && !run_in_progress(run_dir)) html = draw_report(run_dir, options, false);
+    // A temporary of this process's own: the run may be writing its page at the same moment.
+    const auto path = (fs::path(run_dir) / "report.html").string();
+    run::write_file_atomically(path, html, ".tmp." + std::to_string(::getpid()));
     return path;
   } catch (const nlohmann::json::exception& e) {
     // A run.json (or run_config.json) edited or damaged: a key of the wrong type.

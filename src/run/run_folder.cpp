@@ -51,8 +51,9 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 
 }  // namespace
 
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const auto tmp = path + ".tmp";
+void write_file_atomically(const std::string& path, const std::string& content,
+                           const std::string& tmp_suffix) {
+  const auto tmp = path + tmp_suffix;
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw run_error("cannot create '" + tmp + "': " + std::strerror(errno));
   try {

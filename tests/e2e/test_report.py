@@ -3,6 +3,7 @@
 summary, the top hits with their RDKit structure drawings, the score histogram, throughput per
 rank and the reject reasons. `hpcscreen report RUN` rebuilds it for a partial run too."""
 import html.parser
+import json
 import os
 import shutil
 import subprocess
@@ -87,6 +88,12 @@ def main():
     check(read_json(os.path.join(rd2, "run.json"))["chunks_committed"] == 3, "3 chunks committed")
     print("== report of a run still going (another process holds the run folder's lock)")
     import fcntl
+    # As a resumed run looks while it runs: its attempt is in run_config.json, run.json is the last one's.
+    config_path = os.path.join(rd2, "run_config.json")
+    config = read_json(config_path)
+    config["attempts"].append(dict(config["attempts"][-1]))
+    with open(config_path, "w") as f:
+        json.dump(config, f)
     with open(os.path.join(rd2, "lock")) as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         run([a.hpcscreen, "report", rd2], expect=0)
@@ -99,6 +106,12 @@ def main():
     run([a.hpcscreen, "report", rd2], expect=0)
     dom, text = browser_dom(os.path.join(rd2, "report.html"))
     check("Not complete" in text and "In progress" not in text, "once the lock is free: not complete, as before")
+    with open(os.path.join(rd, "lock")) as held:  # a finished run between its run.json and its exit
+        fcntl.flock(held, fcntl.LOCK_EX)
+        run([a.hpcscreen, "report", rd], expect=0)
+    dom, text = browser_dom(os.path.join(rd, "report.html"))
+    check("Complete." in text and "In progress" not in text,
+          "a run whose attempt has written run.json is finished, whatever its lock says")
     r = run([a.hpcscreen, "report", os.path.join(work, "nothing")])
     check(r.returncode == 1 and "run.json" in r.stderr, "report on a folder that is no run says why")
     finish()

@@ -66,8 +66,9 @@ class journal {
   int fd_ = -1;
 };
 
-// Durable write: temporary file, fsync, rename, fsync of the folder.
-void write_file_atomically(const std::string& path, const std::string& content);
+// Durable write: temporary file (path + tmp_suffix), fsync, rename, fsync of the folder.
+void write_file_atomically(const std::string& path, const std::string& content,
+                           const std::string& tmp_suffix = ".tmp");
 // A whole file's bytes; throws run_error when it cannot be opened or read.
 std::string read_file(const std::string& path);
 // A JSON file of the run folder (run.json, run_config.json). Nesting deeper than 64 levels, which
