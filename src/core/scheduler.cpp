@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include "hpcscreen/core/error.hpp"
 
@@ -45,14 +46,19 @@ int env_int_or_zero(const char* name) {
   }
 }
 
-int threads_from_environment(const scheduler_info& s) {
-  if (!s.cpus_variable.empty()) {  // strict here: the value is about to be used
-    if (const int n = env_count(s.cpus_variable.c_str()); n > 0) return n;
-  }
-  if (const int omp = env_count("OMP_NUM_THREADS"); omp > 0) return omp;
+int usable_cpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+// The count and where it came from (for messages).
+std::pair<int, std::string> threads_from_environment(const scheduler_info& s) {
+  if (!s.cpus_variable.empty()) {  // strict here: the value is about to be used
+    if (const int n = env_count(s.cpus_variable.c_str()); n > 0) return {n, s.cpus_variable};
+  }
+  if (const int omp = env_count("OMP_NUM_THREADS"); omp > 0) return {omp, "OMP_NUM_THREADS"};
+  return {usable_cpus(), "the CPUs this process may use"};
 }
 }  // namespace
 
@@ -86,16 +92,27 @@ scheduler_info detect_scheduler() {
 }
 
 int threads_per_rank(const scheduler_info& s, int requested) {
-  const int threads = requested > 0 ? requested : threads_from_environment(s);
+  const auto [threads, source] = requested > 0 ? std::pair<int, std::string>{requested, "--threads"}
+                                               : threads_from_environment(s);
   if (threads < 1 || threads > max_threads_per_rank) {
     const std::string from =
-        requested > 0 ? "--threads " + std::to_string(threads)
-                      : std::to_string(threads) + " threads per rank from the environment (" +
-                            s.name + ": SLURM_CPUS_PER_TASK, NCPUS or OMP_NUM_THREADS)";
+        requested > 0
+            ? "--threads " + std::to_string(threads)
+            : std::to_string(threads) + " threads per rank from the environment (" + source + ")";
     throw usage_error(from + " is out of range: threads per rank must be between 1 and " +
                       std::to_string(max_threads_per_rank) + "; set --threads");
   }
   return threads;
+}
+
+std::string oversubscription_note(int threads) {
+  const int cpus = usable_cpus();
+  if (threads <= cpus) return "";
+  return std::to_string(threads) + " threads per rank, and this rank may use " +
+         std::to_string(cpus) +
+         " CPU(s): the threads take turns on them (LibTorch's threads "
+         "wait by spinning), which can be many times slower than " +
+         std::to_string(cpus) + " thread(s); set --threads to the cores each rank has";
 }
 
 std::string address_space_shortfall(int threads) {

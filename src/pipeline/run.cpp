@@ -161,6 +161,8 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
           agreed_status(ctx, dist::capture_failure([&] { set_up(kind, make_workload, c); }));
       status != exit_ok)
     return status;
+  if (const auto note = oversubscription_note(c.threads); !note.empty() && ctx.rank() == 0)
+    std::fprintf(stderr, "hpcscreen: warning: %s\n", note.c_str());
 
   json start;
   dist::failure started;

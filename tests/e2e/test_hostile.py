@@ -80,6 +80,14 @@ def main():
     r = run([a.hpcscreen, "featurize", "--library", flib, "--model", gnn_model], env=env)
     check(r.returncode == 2 and "between 1 and 1024" in r.stderr and not os.path.exists(os.path.join(flib, "features")),
           f"featurize, OMP_NUM_THREADS=5000: exit {r.returncode} (2 expected), no cache started")
+    print("== more threads than the CPUs a rank may use: a warning (they spin against each other)")
+    cpus = len(os.sched_getaffinity(0))
+    r = run(["mpirun", "-np", "1", "--bind-to", "none", a.hpcscreen, "screen", "--library", lib, "--out",
+             fresh(os.path.join(work, "many")), "--model", gnn_model, "--threads", str(cpus + 2), "--max-chunks", "1"])
+    check(f"{cpus + 2} threads per rank, and this rank may use {cpus} CPU(s)" in r.stderr,
+          f"--threads {cpus + 2} on {cpus} CPUs is warned about (exit {r.returncode})")
+    r = screen(a, lib, fresh(os.path.join(work, "few")), "--model", gnn_model, "--max-chunks", "1")
+    check("threads per rank, and this rank may use" not in r.stderr, "--threads 1: no warning")
     print("== featurize takes its threads from the environment when --threads is not given, as screen does")
     r = run([a.hpcscreen, "featurize", "--library", flib, "--model", gnn_model], env=dict(os.environ, OMP_NUM_THREADS="2"))
     check(r.returncode == 0 and "1 rank(s) x 2 threads" in r.stdout, f"featurize, OMP_NUM_THREADS=2: exit {r.returncode}, 2 threads")

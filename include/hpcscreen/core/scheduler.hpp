@@ -22,6 +22,10 @@ inline constexpr int max_threads_per_rank = 1024;
 // where the count came from.
 int threads_per_rank(const scheduler_info& s, int requested);
 
+// Empty when `threads` fit the CPUs this process may run on (its affinity), else a warning:
+// more threads than CPUs share them, and spinning threads slow each other down.
+std::string oversubscription_note(int threads);
+
 // Under an address-space limit (ulimit -v, as some clusters set per job): empty when the room
 // left above what the process maps now is enough for `threads` worker threads, else a message
 // saying how much is left, how much is needed and what to change. OpenBLAS maps each thread's
