@@ -255,7 +255,9 @@ class image_pack : public pipeline::pack_command {
     // (ratio 1.00) and made the pack 1.7x slower (384 1024 x 1024 PNGs: 8.6 s against 5.1 s).
     o.shard_writing.deflate_level = 0;
   }
-  void check(const po::variables_map&) override {
+  void check(const po::variables_map& vm) override {
+    if (vm.count("image-dir") && s_.image_dir.empty())
+      throw usage_error("pack images: --image-dir is empty; name the images' folder");
     s_.o.csv.keep_columns = cli::split_commas(s_.keep_columns);
     // Kept columns become shard fields and output columns: names of their own.
     std::vector<std::string> seen;

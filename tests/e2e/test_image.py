@@ -290,6 +290,8 @@ check([(r_["id"], r_["Finding Labels"]) for r_ in nih_records]
       "--image-dir: every row a record, ids the names as written, the same image bytes")
 r = run([hp, "pack", "images", "--input", os.path.join(nih, "images"), "--image-dir", nih, "--out", os.path.join(W, "nih_bad")])
 check(r.returncode == 2 and "--image-dir is for lists" in r.stderr, f"--image-dir without a list: exit {r.returncode} (2)")
+r = run([hp, "pack", "images", "--input", entry, "--image-dir", "", "--out", os.path.join(W, "nih_empty")])
+check(r.returncode == 2 and "--image-dir is empty" in r.stderr, f"--image-dir '': exit {r.returncode} (2)")
 
 # ------------------------------------------------------------------------------- refusals
 inside = os.path.join(corpus, ok_files[0]["file"])
