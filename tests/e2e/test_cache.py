@@ -156,47 +156,45 @@ def main():
           f"the copied shard is named and its chunks featurized from SMILES ({fc})")
     check(outputs(rd) == reference, "results identical to the screen from SMILES")
 
-    print("== a cached record that cannot be decoded is featurized from SMILES")
+    print("== a cached record that cannot be decoded, or decodes to no molecule, is featurized from SMILES")
     import h5py
     import numpy as np
-    lib_blob = os.path.join(work, "lib_blob")
-    shutil.copytree(lib3, lib_blob)
-    victim = sorted(glob.glob(os.path.join(lib_blob, "features", "ogb-*", "*.h5")))[0]
-    with h5py.File(victim, "r+") as f:  # record 5's features cut to 3 bytes, the file otherwise valid
-        g = f["features"]
-        data, offsets = g["bytes"][()], g["offsets"][()].astype(np.int64)
+
+    def damaged_blob(name, edit, says):
+        """A copy of the library whose OGB cache shard 0 has one record's blob changed by
+        edit(bytes, offsets), rewritten by h5py (HDF5's checksums hold): the record is named
+        once, counted, featurized from its SMILES, and the results equal the screen from SMILES."""
+        lib_x = os.path.join(work, f"lib_{name}")
+        shutil.copytree(lib3, lib_x)
+        victim = sorted(glob.glob(os.path.join(lib_x, "features", "ogb-*", "*.h5")))[0]
+        with h5py.File(victim, "r+") as f:
+            g = f["features"]
+            data, offsets = edit(g["bytes"][()], g["offsets"][()].astype(np.int64))
+            for ds, values in (("bytes", data), ("offsets", offsets.astype(g["offsets"].dtype))):
+                del g[ds]
+                g.create_dataset(ds, data=values, chunks=True, compression="gzip", fletcher32=True)
+        rd = fresh(os.path.join(work, name))
+        r = mpirun(1, on(lib_x) + ["--out", rd, "--require-cache"], expect=0)
+        fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+        check(says in r.stderr and fc["records_not_decoded"] == 1,
+              f"{name}: the record is named once and counted ({fc}; {r.stderr.strip()[-300:]!r})")
+        check(outputs(rd) == reference, f"{name}: results identical to the screen from SMILES")
+
+    def cut_record_5(data, offsets):  # its blob cut to 3 bytes
         cut = int(offsets[5]) + 3
         data = np.concatenate([data[:cut], data[int(offsets[6]):]])
         offsets[6:] -= int(offsets[6]) - cut
-        for name, values in (("bytes", data), ("offsets", offsets.astype(g["offsets"].dtype))):
-            del g[name]
-            g.create_dataset(name, data=values, chunks=True, compression="gzip", fletcher32=True)
-    rd = fresh(os.path.join(work, "blob"))
-    r = mpirun(1, on(lib_blob) + ["--out", rd, "--require-cache"], expect=0)
-    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
-    check("cannot be decoded" in r.stderr and fc["records_not_decoded"] == 1,
-          f"the record is named once and counted ({fc}; {r.stderr.strip()[-300:]!r})")
-    check(outputs(rd) == reference, "results identical to the screen from SMILES")
+        return data, offsets
 
-    print("== a cached graph whose bond names an atom the graph lacks is featurized from SMILES")
-    lib_edge = os.path.join(work, "lib_edge")
-    shutil.copytree(lib3, lib_edge)
-    victim = sorted(glob.glob(os.path.join(lib_edge, "features", "ogb-*", "*.h5")))[0]
-    with h5py.File(victim, "r+") as f:  # blob: u32 atoms, u32 edges, 9 bytes an atom, u32 pairs
-        g = f["features"]
-        data, offsets = g["bytes"][()], g["offsets"][()]
-        at = int(offsets[7])
+    def bond_out_of_graph(data, offsets):  # record 7's first bond names atom n_atoms + 1000
+        at = int(offsets[7])  # blob: u32 atoms, u32 edges, 9 bytes an atom, then u32 pairs
         n_atoms = int(np.frombuffer(data[at:at + 4].tobytes(), "<u4")[0])
         first_edge = at + 8 + 9 * n_atoms
         data[first_edge:first_edge + 4] = np.frombuffer(np.array([n_atoms + 1000], "<u4").tobytes(), np.uint8)
-        del g["bytes"]
-        g.create_dataset("bytes", data=data, chunks=True, compression="gzip", fletcher32=True)
-    rd = fresh(os.path.join(work, "edge"))
-    r = mpirun(1, on(lib_edge) + ["--out", rd, "--require-cache"], expect=0)
-    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
-    check("names an atom the graph lacks" in r.stderr and fc["records_not_decoded"] == 1,
-          f"the bad bond is caught, the record counted ({fc})")
-    check(outputs(rd) == reference, "results identical to the screen from SMILES (no model error reject)")
+        return data, offsets
+
+    damaged_blob("blob", cut_record_5, "cannot be decoded")
+    damaged_blob("edge", bond_out_of_graph, "names an atom the graph lacks")
 
     print("== a shard without its identity in a cache whose shards all carry one is not used; featurize --resume rebuilds it")
     lib_bare = os.path.join(work, "lib_bare")
