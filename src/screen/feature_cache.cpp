@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -68,9 +69,9 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
     why_not_ = "'" + index.string() + "' cannot be read (" + e.what() + ")";
     return;
   }
-  if (j.value("identity", "") != cache_identity(f, options)) {
+  if (j.value("identity", "") != identity_) {
     why_not_ = "the cache in '" + dir_ + "' was made by " + j.value("identity", "?") +
-               ", this screen needs " + cache_identity(f, options);
+               ", this screen needs " + identity_;
     return;
   }
   index_read_ = true;
@@ -120,7 +121,7 @@ std::shared_ptr<feature_cache::reader> feature_cache::open(const std::string& sh
   return r;
 }
 
-std::vector<std::string> feature_cache::check_shards() {
+void feature_cache::check_shards() {
   std::vector<std::string> bad;
   for (const auto& [file, path] : shards_) {
     try {
@@ -130,7 +131,6 @@ std::vector<std::string> feature_cache::check_shards() {
     }
   }
   for (const auto& file : bad) drop(file);
-  return bad;
 }
 
 std::vector<string_column> feature_cache::read(const std::string& shard_file, std::uint64_t begin,
@@ -334,47 +334,51 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
   if (ctx.rank() == 0) {
     indexed = dist::capture_failure([&] {
       for (std::size_t k = 0; k < dirs.size(); ++k) {
-        if (kept[k]) {  // its cache.json stands; the summary reads it
-          const auto index =
-              json::parse(run::read_file((fs::path(dirs[k]) / cache_index).string()));
-          if (k == 0) {
-            summary.n_records = index.value("n_records", std::uint64_t{0});
-            summary.n_rejected = index.value("n_rejected", std::uint64_t{0});
-            summary.n_accepted =
-                summary.n_records - std::min(summary.n_records, summary.n_rejected);
-          }
-          summary.bytes += index.value("bytes", std::uint64_t{0});
-          continue;
-        }
+        // A kept cache's shard records are those its cache.json lists for the library's shards
+        // (it may list others, made from shards since packed again); the others' sidecars.
         json shards = json::array();
+        if (kept[k]) {
+          std::set<std::string> current;
+          for (const auto& shard : library.shards) current.insert(shard.file);
+          const auto listed =
+              json::parse(run::read_file((fs::path(dirs[k]) / cache_index).string())).at("shards");
+          for (const auto& j : listed)
+            if (current.count(j.value("library_shard", ""))) shards.push_back(j);
+        } else {
+          for (const auto& shard : library.shards) {
+            const auto side = sidecar(dirs[k], shard.file);
+            if (!fs::exists(side))
+              throw error("cache shard of '" + shard.file + "' is missing in '" + dirs[k] + "'");
+            shards.push_back(json::parse(run::read_file(side.string())));
+          }
+        }
         std::uint64_t records = 0, rejected = 0, bytes = 0;
-        for (const auto& shard : library.shards) {
-          const auto side = sidecar(dirs[k], shard.file);
-          if (!fs::exists(side)) throw error("cache shard of '" + shard.file + "' is missing in '" + dirs[k] + "'");
-          auto j = json::parse(run::read_file(side.string()));
+        for (const auto& j : shards) {
           records += j.at("n_records").get<std::uint64_t>();
           rejected += j.at("n_rejected").get<std::uint64_t>();
           bytes += j.at("bytes").get<std::uint64_t>();
-          shards.push_back(j);
         }
         if (records != library.n_records()) {
           throw error("the cache in '" + dirs[k] + "' holds " + std::to_string(records) +
                       " records, the library " + std::to_string(library.n_records()));
         }
-        const json index = {
-            {"schema", cache_schema},
-            {"identity", cache_identity(*set[k], s.featurize)},
-            {"shard_attributes", true},
-            {"featurizer", set[k]->identity()},
-            {"max_atoms", s.featurize.max_atoms},
-            {"rdkit", chem::rdkit_version()},
-            {"n_records", records},
-            {"n_rejected", rejected},
-            {"bytes", bytes},
-            {"bytes_per_record",
-             records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
-            {"shards", shards}};
-        run::write_file_atomically((fs::path(dirs[k]) / cache_index).string(), index.dump(2) + "\n");
+        if (!kept[k]) {  // a kept cache's cache.json stands
+          const json index = {
+              {"schema", cache_schema},
+              {"identity", cache_identity(*set[k], s.featurize)},
+              {"shard_attributes", true},
+              {"featurizer", set[k]->identity()},
+              {"max_atoms", s.featurize.max_atoms},
+              {"rdkit", chem::rdkit_version()},
+              {"n_records", records},
+              {"n_rejected", rejected},
+              {"bytes", bytes},
+              {"bytes_per_record",
+               records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
+              {"shards", shards}};
+          run::write_file_atomically((fs::path(dirs[k]) / cache_index).string(),
+                                     index.dump(2) + "\n");
+        }
         if (k == 0) {
           summary.n_records = records;
           summary.n_rejected = rejected;

@@ -57,10 +57,8 @@ class feature_cache {
   std::size_t n_shards() const { return shards_.size(); }
   // Shards cache.json lists that were made from other library shards, or are missing.
   std::size_t n_stale() const { return n_stale_; }
-  // Opens every usable shard as read() would; drops and returns those that fail.
-  std::vector<std::string> check_shards();
-  // cache.json says every shard carries its identity (caches built before that do not).
-  bool checked_shards() const { return checked_shards_; }
+  // Opens every usable shard as read() would and drops those that fail (covers() then says no).
+  void check_shards();
   // cache.json was read and names this featurizer (the cache may still cover no shard).
   bool index_read() const { return index_read_; }
 
@@ -68,7 +66,8 @@ class feature_cache {
   std::string dir_, why_not_, identity_;
   std::map<std::string, std::string> checksums_;  // library shard file -> its checksum
   std::size_t n_stale_ = 0;
-  bool checked_shards_ = false, index_read_ = false;
+  bool checked_shards_ = false;  // cache.json says every shard carries its identity
+  bool index_read_ = false;
   std::map<std::string, std::string> shards_;  // library shard file -> cache shard path
   std::string open_shard_;
   struct reader;
