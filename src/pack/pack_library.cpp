@@ -592,9 +592,14 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
   if (ctx.rank() == 0) assembled = dist::capture_failure([&] { assemble(o, layout, summary); });
   dist::agree_or_throw(ctx, assembled, false);
   auto packed_summary = summary_from(json::parse(ctx.broadcast(summary_json(summary).dump())));
-  // A library of nothing but rejects is written (every row is accounted for in
-  // pack_rejects.csv), but it is almost always a wrong column, format or folder: it fails.
-  if (packed_summary.n_records == 0 && packed_summary.n_pack_rejects > 0) {
+  // A library of nothing, or of nothing but rejects (every row is accounted for in
+  // pack_rejects.csv), is written, but it is almost always a wrong column, format or folder: it
+  // fails.
+  if (packed_summary.n_records == 0 && packed_summary.n_pack_rejects == 0)
+    throw error(
+        "nothing was packed: the inputs hold no rows (an empty file, a header alone, or a "
+        "folder without images)");
+  if (packed_summary.n_records == 0) {
     const auto rejects = (fs::path(o.out_dir) / rejects_file).string();
     throw error("nothing was packed: all " + std::to_string(packed_summary.n_pack_rejects) +
                 " input rows are pack rejects; the first: " + first_reject(rejects) +

@@ -308,6 +308,25 @@ def refusal_test(a, work):
               f"pack {kind} {' '.join(os.path.basename(i) for i in inputs)}: exit 2, '{words}'")
 
 
+def empty_test(a, work):
+    print("== inputs without a row (an empty file, a header alone, a folder without images): exit 1")
+    empty_smi = os.path.join(work, "empty.smi")
+    header_csv = os.path.join(work, "header.csv")
+    empty_fasta = os.path.join(work, "empty.fasta")
+    no_images = os.path.join(work, "no_images")
+    os.makedirs(no_images, exist_ok=True)
+    for path, text in [(empty_smi, ""), (header_csv, "smiles,id\n"), (empty_fasta, "")]:
+        with open(path, "w") as f:
+            f.write(text)
+    for kind, inputs in [("compounds", [empty_smi]), ("compounds", [header_csv, empty_smi]),
+                         ("proteins", [empty_fasta]), ("images", [no_images])]:
+        out = fresh(os.path.join(work, "lib_empty"))
+        r = run([a.hpcscreen, "pack", kind, "--input", *inputs, "--out", out])
+        check(r.returncode == 1 and "nothing was packed" in r.stderr and "no rows" in r.stderr,
+              f"pack {kind} {' '.join(os.path.basename(i) for i in inputs)}: exit {r.returncode} (1), "
+              f"'nothing was packed' ({r.stderr.strip()[-120:]})")
+
+
 def main():
     a = e2e_args()
     work = a.work
@@ -318,6 +337,7 @@ def main():
     long_smiles_test(a, work)
     refusal_test(a, work)
     keep_columns_test(a, work)
+    empty_test(a, work)
     finish()
 
 
