@@ -6,7 +6,9 @@ script written); a log path with spaces is written so that the scheduler reads i
 argument; and the filled scripts, run by bash with stub mpirun/srun on PATH, hand every path and
 argument over unchanged and run nothing else. Arguments after `--` that the script sets itself,
 paths that are not there, and a --submit with no sbatch/qsub are refused the same way.
-(--hpcscreen and --models are accepted and not used; --work is the scratch folder.)"""
+Where the built hpcscreen (--hpcscreen) is given to the tool, it reads the arguments after `--`
+against that binary's own option list. (--models is accepted and not used; --work is the
+scratch folder.)"""
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SUBMIT = os.path.join(ROOT, "tools", "hpcscreen-submit")
 CASE = [0]
+HPCSCREEN = [None]  # the built binary, for the cases that need hpcscreen's own option list
 FIX = {}  # a library folder, a model file and an executable: the tool checks that they exist
 
 
@@ -255,6 +258,22 @@ def test_refused(work):
     for extra in (["--stop-after", "5m"], ["--stop-after=5m"], ["--stop", "5m"]):
         refused(work, "pbs", "arguments after --", extra=extra, says="set --warn")
 
+    print("== with a real hpcscreen, arguments after -- are read as it reads them")
+    real = ("--hpcscreen", HPCSCREEN[0])
+    for extra in (["--pmem-dir", "-tmpdir", "--dram-budget", "1G"], ["--where", "m:t < -1"], ["-k5"],
+                  ["-k", "5", "--rank-by", "-m:t"], ["--top=5"], ["--all-scores", "--precision=bf16"]):
+        d = case_dir(work)
+        r = submit("slurm", d, *real, extra=extra)
+        check(r.returncode == 0, f"-- {' '.join(extra)}: a value that looks like an option is hpcscreen's "
+                                 f"(exit {r.returncode}, {r.stderr.strip()!r})")
+    for extra, says in [(["--topk", "5"], "has no such option"), (["-x"], "has no option -x"),
+                        (["--t", "4"], "is ambiguous: --threads, --top-k"), (["--top-k"], "needs a value"),
+                        (["--top-k", "5", "10"], "is not an option, nor the value of one"),
+                        (["--thr=4"], "which the job script sets")]:
+        refused(work, "slurm", "arguments after --", real, extra=extra, says=says)
+    refused(work, "slurm", "arguments after --", real, extra=["--batch-images", "8"], says="has no such option",
+            workload="annotate")
+
     print("== several models for a workload that takes one")
     for workload in ["annotate", "classify"]:
         refused(work, "slurm", "--model", workload=workload, model=[FIX["model"], FIX["model"]], says="takes one model")
@@ -354,6 +373,7 @@ def test_stub_runs(work):
 
 def main():
     a = e2e_args()
+    HPCSCREEN[0] = os.path.abspath(a.hpcscreen)
     work = os.path.abspath(a.work)
     make_fixtures(work)
     test_ordinary(work)
