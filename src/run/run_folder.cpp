@@ -177,8 +177,8 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
     for (const auto& [key, value] : before.items()) {
       if (!identity.contains(key)) {
         throw run_error("cannot resume '" + dir + "': the run started with " + key + " " +
-                        value.dump() + " and this command leaves " + key + " at its default" +
-                        what_to_do);
+                        value.dump() + " and this command runs with " + key +
+                        " at its default (given, or chosen here)" + what_to_do);
       }
     }
   } else {

@@ -147,8 +147,8 @@ def main():
     rd = fresh(os.path.join(work, "prec"))
     r = screen(a, lib, rd, "--model", gnn_model, "--precision", "bf16", "--chunk-rows", "50", "--max-chunks", "1")
     if check(r.returncode == 75, f"bf16 run stopped after a chunk: exit {r.returncode}"):
-        for other, says in (([], 'the run started with precision "bf16" and this command leaves precision at its default'),
-                            (["--precision", "fp32"], "leaves precision at its default"),
+        for other, says in (([], 'the run started with precision "bf16" and this command runs with precision at its default'),
+                            (["--precision", "fp32"], "runs with precision at its default"),
                             (["--precision", "int8"], 'precision was "bf16" when the run started and is "int8" now')):
             r = screen(a, lib, rd, "--model", gnn_model, "--chunk-rows", "50", "--resume", *other)
             check(r.returncode == 1 and says in r.stderr,
