@@ -1,9 +1,13 @@
 #include "hpcscreen/io/shard.hpp"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 #include "hpcscreen/core/error.hpp"
@@ -29,12 +33,27 @@ std::string hdf5_error_stack() {
       },
       &out);
   H5Eclear2(H5E_DEFAULT);
+  // A failed read or write of the file itself: the system's reason (e.g. "No space left on
+  // device") is what a user can act on, not the chain of HDF5 calls above it.
+  const std::string marker = "error message = '";
+  if (const auto at = out.find(marker); at != std::string::npos) {
+    const auto begin = at + marker.size();
+    const auto end = out.find('\'', begin);
+    if (end != std::string::npos) return out.substr(begin, end - begin);
+  }
   return out.empty() ? "no HDF5 detail" : out;
 }
 
+// Also: no HDF5 shutdown at exit. A file HDF5 failed to write (a full disk) can no longer be
+// closed, and the shutdown then crashes trying again (h5py issue 914); every file that was
+// written is closed by its handle before that. (In an MPI process HDF5 shuts down at
+// MPI_Finalize instead: files written there are built in memory, see memory_file.)
 void silence_hdf5() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 template <class T>
@@ -64,6 +83,54 @@ class handle {
  private:
   hid_t id_ = -1;
   herr_t (*close_)(hid_t) = nullptr;
+};
+
+// A file HDF5 builds in memory (its core driver, no backing store) and that is then written to
+// `path` in one go by write(2). A disk that fills fails that write, with errno, and nothing of
+// HDF5: when HDF5 itself cannot write a file, the file can no longer be closed and the library
+// crashes when it shuts down (at exit, or at MPI_Finalize). For files of bounded size: one
+// shard, one chunk's outputs.
+class memory_file {
+ public:
+  explicit memory_file(const std::string& path) : path_(path) {
+    handle fapl(check(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate", path), H5Pclose);
+    check(H5Pset_fapl_core(fapl.get(), 1 << 20, false), "H5Pset_fapl_core", path);
+    file_ = handle(
+        check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "creating", path),
+        H5Fclose);
+  }
+  hid_t get() const { return file_.get(); }
+
+  // Writes the file's image to its path, which must not exist when `exclusive`.
+  void write_to_disk(bool exclusive) {
+    check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flushing", path_);
+    const auto size = check(H5Fget_file_image(file_.get(), nullptr, 0), "sizing", path_);
+    std::vector<char> image(static_cast<std::size_t>(size));
+    check(H5Fget_file_image(file_.get(), image.data(), image.size()), "imaging", path_);
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC), 0644);
+    if (fd < 0) throw error("cannot create '" + path_ + "': " + std::strerror(errno));
+    std::size_t done = 0;
+    while (done < image.size()) {
+      const auto n = ::write(fd, image.data() + done, image.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const std::string why = n < 0 ? std::strerror(errno) : "nothing written";
+        ::close(fd);
+        ::unlink(path_.c_str());
+        throw error("cannot write '" + path_ + "': " + why);
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (::close(fd) != 0) {
+      const std::string why = std::strerror(errno);
+      ::unlink(path_.c_str());
+      throw error("cannot write '" + path_ + "': " + why);
+    }
+  }
+
+ private:
+  std::string path_;
+  handle file_;
 };
 
 void write_string_attribute(hid_t obj, const char* name, const std::string& value,
@@ -159,9 +226,7 @@ void write_shard(const std::string& path, const std::string& schema,
   const std::uint64_t n = columns.empty() ? 0 : columns.front().size();
   for (const auto& c : columns) HPCSCREEN_ASSERT(c.size() == n);
 
-  handle file(check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
-                    "creating shard", path),
-              H5Fclose);
+  memory_file file(path);
   write_string_attribute(file.get(), "schema", schema, path);
   write_u64_attribute(file.get(), "n_records", n, path);
   for (const auto& [name, value] : options.attributes)
@@ -179,7 +244,7 @@ void write_shard(const std::string& path, const std::string& schema,
     write_dataset(group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, c.offsets.data(),
                   c.offsets.size(), options.offsets_chunk, true, options.deflate_level, path);
   }
-  check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing shard", path);
+  file.write_to_disk(true);
 }
 
 struct shard_reader::impl {
@@ -445,9 +510,7 @@ std::vector<T> read_array(hid_t file, const char* name, hid_t mem_type, const st
 
 void write_annotation_chunk(const std::string& path, const annotation_chunk& a) {
   silence_hdf5();
-  handle file(
-      check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating", path),
-      H5Fclose);
+  memory_file file(path);
   write_string_attribute(file.get(), "schema", annotation_schema, path);
   write_string_attribute(file.get(), "shard", a.shard_file, path);
   write_string_attribute(file.get(), "output_level",
@@ -497,7 +560,7 @@ void write_annotation_chunk(const std::string& path, const annotation_chunk& a) 
     write_array(file.get(), "scores", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.values, 1 << 14, path,
                 n_labels);
   }
-  check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing", path);
+  file.write_to_disk(false);
 }
 
 namespace {
