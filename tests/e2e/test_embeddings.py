@@ -205,8 +205,9 @@ def main():
     r = run([hp, "export", "embeddings", rd2, "--out", out], expect=0)
     with h5py.File(out, "r") as h:
         names = sorted(h.keys())
-        orig = {h[n].attrs["original_id"].decode() if isinstance(h[n].attrs["original_id"], bytes)
-                else h[n].attrs["original_id"]: n for n in names}
+        orig = {h[n].attrs["original_id"]: n for n in names}
+        check(all(isinstance(k, str) for k in orig),
+              "original_id reads back as a str (a UTF-8 string, as h5py and bio_embeddings write it)")
         by_id = {v[0]: v for v in runs[2].values()}
         ok = len(names) == n_good and set(orig) == set(by_id)
         ok &= all(h[orig[i]].shape == (HIDDEN,) and h[orig[i]].dtype == np.float16 and np.array_equal(h[orig[i]][()], by_id[i][1])
@@ -239,6 +240,19 @@ def main():
     mpirun(1, [hp, "annotate", "--library", dup_lib, "--model", enc, "--out", dup_run, "--embeddings", "per-sequence"], expect=0)
     r = run([hp, "export", "embeddings", dup_run, "--out", os.path.join(work, "dup.h5")])
     check(r.returncode == 1 and "'same' appears twice" in r.stderr, "duplicate ids: export refused, both places named")
+
+    odd_fa = os.path.join(work, "odd.fa")
+    odd_ids = ["prot_é_日本", "L" * 70000, "plain"]
+    write_fasta(odd_fa, [(i, "MKTAYIAK") for i in odd_ids])
+    odd_lib, odd_run, odd_h5 = os.path.join(work, "odd_lib"), fresh(os.path.join(work, "odd_run")), os.path.join(work, "odd.h5")
+    run([hp, "pack", "proteins", "--input", odd_fa, "--out", fresh(odd_lib)], expect=0)
+    mpirun(1, [hp, "annotate", "--library", odd_lib, "--model", enc, "--out", odd_run, "--embeddings", "per-sequence"],
+           expect=0)
+    run([hp, "export", "embeddings", odd_run, "--out", odd_h5], expect=0)
+    with h5py.File(odd_h5, "r") as h:
+        got = sorted(h[n].attrs["original_id"] for n in h.keys())
+    check(got == sorted(odd_ids), "a non-ASCII id and a 70,000-character id (beyond an object header's 64 KiB) "
+                                  "are kept whole in original_id")
 
     print("== values beyond float16's range and NaN are rejects, not written")
     ovf = os.path.join(a.models, "bert_encoder_overflow.pt")
