@@ -289,6 +289,10 @@ def _load_png(path):
         data = f.read()
     ihdr, _, _ = png_image_data(data)  # checks what PIL does not (CRCs, missing rows)
     bd, ct = ihdr["bit_depth"], ihdr["color_type"]
+    if ct == 3:  # an index beyond PLTE is an error (PNG spec 11.2.3); PIL gives it grey v,v,v
+        indices, _, plte = decode_png_samples(data)
+        if int(indices.max()) >= len(plte):
+            raise Reject(f"PNG: palette index {int(indices.max())} beyond the PLTE's {len(plte)} entries")
     if bd == 16:
         samples, _, _ = decode_png_samples(data)
         v = ((samples.astype(np.uint32) + 128) // 257).astype(np.uint8)
@@ -432,6 +436,43 @@ def _dicom_pixels(ds, path):
     return a, str(src.PhotometricInterpretation).strip()
 
 
+RLE_TS = "1.2.840.10008.1.2.5"
+
+
+def _frame_header(stream):
+    """(width, height, components, precision) from a compressed frame's own header: JPEG SOFn or
+    JPEG-LS SOF55 (ITU-T T.81 B.2.2, T.87 C.2.2), JPEG 2000 SIZ (T.800 A.5.1, in a raw codestream
+    or a JP2 file's jp2c box); None where there is none. A frame that disagrees with Rows,
+    Columns, SamplesPerPixel and BitsAllocated is a reject: a decoder that sizes its output from
+    the attributes would write past it."""
+    if stream[:2] == b"\xff\xd8":
+        p = 2
+        while p + 4 <= len(stream):
+            if stream[p] != 0xFF:
+                return None
+            m = stream[p + 1]
+            if m == 0xFF:
+                p += 1
+                continue
+            if m == 0x01 or 0xD0 <= m <= 0xD7:
+                p += 2
+                continue
+            if (0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC)) or m == 0xF7:
+                if p + 10 > len(stream):
+                    return None
+                prec, y, x, nf = struct.unpack(">BHHB", stream[p + 4:p + 10])
+                return x, y, nf, prec
+            if m in (0xDA, 0xD9):
+                return None
+            p += 2 + struct.unpack(">H", stream[p + 2:p + 4])[0]
+        return None
+    at = stream.find(b"\xff\x4f\xff\x51", 0, 1 << 16)
+    if at < 0 or at + 4 + 39 > len(stream):
+        return None
+    _, _, x, y, x0, y0, _, _, _, _, c = struct.unpack(">HHIIIIIIIIH", stream[at + 4:at + 42])
+    return (x - x0, y - y0, c, (stream[at + 42] & 0x7F) + 1) if x >= x0 and y >= y0 else None
+
+
 def _load_dicom(path):
     """DICOM. Single frame only (NumberOfFrames > 1 is a reject: which frame, or all, would be a
     choice the workload does not make). Stored samples are the low BitsStored bits of each
@@ -479,6 +520,18 @@ def _load_dicom(path):
         raise Reject(f"DICOM: SamplesPerPixel {spp}")
     if "ModalityLUTSequence" in ds:
         raise Reject("DICOM: Modality LUT Sequence is not supported")
+
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if ds.file_meta.TransferSyntaxUID.is_compressed and ts not in JPEG_LOSSY_TS and ts != RLE_TS:
+        from pydicom.encaps import generate_pixel_data_frame
+        stream = next(generate_pixel_data_frame(ds.PixelData), b"")
+        f = _frame_header(stream)
+        if f is None:
+            raise Reject("DICOM: no JPEG, JPEG-LS or JPEG 2000 frame header in the pixel data")
+        w, h, nc, prec = f
+        if (w, h, nc) != (cols, rows, spp) or not 1 <= prec <= ba or (prec + 7) // 8 != ba // 8:
+            raise Reject(f"DICOM: the compressed frame is {w}x{h}, {nc} components of {prec} bits; "
+                         f"the header says {cols}x{rows}, {spp} of {ba} bits allocated")
 
     arr, phot = _dicom_pixels(ds, path)
     want = (rows, cols) if spp == 1 else (rows, cols, 3)

@@ -318,6 +318,23 @@ def make_pngs(c, rng):
         "grey with gAMA and tEXt chunks; both ignored (no gamma correction)",
         extra_chunks=[(b"gAMA", struct.pack(">I", 45455)), (b"tEXt", b"Comment\0test")])
     png("rgb8_1x1", content(rng, 1, 1, 3, 255), 8, 2, "1x1 RGB")
+    # Ancillary chunks whose contents are wrong but whose CRCs are right: the decode ignores
+    # them (libpng would warn about each, and a warning is a reject), as Pillow does.
+    plain = png("rgb8_plain", content(rng, 30, 40, 3, 255), 8, 2, "RGB 8-bit, no ancillary chunks")
+    for name, chunks in [("gama_zero", [(b"gAMA", struct.pack(">I", 0))]),
+                         ("chrm_zero", [(b"cHRM", bytes(32))]),
+                         ("srgb_bad_intent", [(b"sRGB", bytes([9]))]),
+                         ("srgb_and_iccp", [(b"sRGB", bytes([0])),
+                                            (b"iCCP", b"profile\0\0" + zlib.compress(bytes(200)))]),
+                         ("itxt_bad_flag", [(b"iTXt", b"Comment\0\x05\x00\0\0text")]),
+                         ("time_invalid", [(b"tIME", struct.pack(">HBBBBB", 2020, 13, 40, 25, 61, 61))])]:
+        png(f"rgb8_{name}", plain, 8, 2, f"RGB 8-bit with a {name.replace('_', ' ')} chunk of wrong "
+            "contents (right CRC): ignored, the image of rgb8_plain", same_as="png/rgb8_plain.png",
+            extra_chunks=chunks)
+    pal2 = content(rng, 1, 4, 3, 255)[0]
+    pal_idx = content(rng, 20, 24, 1, 3)
+    png("palette_trns_long", pal_idx, 8, 3, "palette of 4 entries with a tRNS of 10 (longer than "
+        "PLTE: wrong, and ignored, since alpha is dropped)", palette=pal2, trns=bytes(range(10)))
 
 
 def make_jpegs(c, rng):
@@ -477,6 +494,33 @@ def make_dicoms(c, rng, seed, tmp):
     conv("rle_rgb8", src_rgb, ["--rle"], "RLE lossless, RGB 8-bit")
     conv("rle_12in16", src12, ["--rle"], "RLE lossless, 12 bits stored")
 
+    # A compressed frame whose own header disagrees with Rows/Columns: GDCM decodes into a
+    # buffer sized from the attributes, so a larger frame would overrun it.
+    for name, opts, (rows, cols) in [("j2k_frame_larger", ["--j2k"], (26, 18)),
+                                     ("j2k_frame_smaller", ["--j2k"], (106, 74)),
+                                     ("jpegls_frame_smaller", ["--jpegls"], (106, 74)),
+                                     ("jpeg_lossless_frame_larger", ["--jpeg"], (26, 18))]:
+        dst = os.path.join(tmp, name + ".dcm")
+        gdcmconv(src8[0], dst, *opts)
+        ds = pydicom.dcmread(dst)
+        ds.Rows, ds.Columns = rows, cols
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(seed, name + "/sop")
+        ds.SeriesInstanceUID = _uid(seed, name + "/series")
+        ds.save_as(dst, write_like_original=False)
+        add(f"hostile/dicom_{name}.dcm", dst, "reject", cols, rows, 1, 8,
+            f"{opts[0][2:]} frame of 37x53 under a header of {cols}x{rows}: the frame's own header "
+            "must agree with the attributes")
+    # Sequences nested 5,000 deep (180 KB): GDCM parses them by recursion and overflows the stack.
+    with open(src8[0], "rb") as f:
+        plain = f.read()
+    at = plain.find(b"\xe0\x7f\x10\x00")  # PixelData
+    levels = 5000
+    nested = ((b"\x08\x00\x40\x11SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff") * levels
+              + (b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00") * levels)
+    c.add("hostile/dicom_sequences_5000_deep.dcm", plain[:at] + nested + plain[at:], "dicom", "reject",
+          37, 53, 1, 8, "5,000 nested sequences (undefined lengths) before PixelData: a reject, "
+          "not a stack overflow")
+
     conv("deflated_ct", src_ct, ["--deflated"], "Deflated Explicit VR Little Endian "
          "(1.2.840.10008.1.2.1.99): the whole dataset is deflate-compressed")
     ds = pydicom.dcmread(src_ct[0])
@@ -564,6 +608,11 @@ def make_hostile(c, rng):
     c.add("hostile/png_text_crc_error.png", bytes(text), "png", "reject", 30, 40, 1, 8,
           "CRC error in an ancillary chunk (tEXt): a CRC error anywhere is a reject (libpng's "
           "default only warns and drops an ancillary chunk)")
+    pal_idx = content(rng, 20, 24, 1, 5)
+    c.add("hostile/png_palette_index_beyond_plte.png",
+          encode_png(pal_idx, 8, 3, rng, palette=content(rng, 1, 2, 3, 255)[0]), "png", "reject",
+          24, 20, 3, 8, "palette of 2 entries, indices up to 5: an error (PNG spec 11.2.3); Pillow "
+          "gives such pixels grey, libpng black")
     c.add("hostile/jpeg_header_only.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00"
           b"\x01\x00\x01\x00\x00\xff\xd9", "jpeg", "reject", None, None, None, None,
           "SOI, JFIF APP0, EOI: no frame header, no scan")

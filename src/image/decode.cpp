@@ -4,23 +4,25 @@
 // warning such as libjpeg's "premature end of data" never yields a grey-filled image.
 #include "hpcscreen/image/decode.hpp"
 
-#include <csetjmp>
-#include <csignal>
-#include <cstdio>
-#include <cstdint>
-#include <cstring>
-#include <cmath>
-#include <algorithm>
-#include <sstream>
-
 #include <gdcmAttribute.h>
 #include <gdcmImageReader.h>
 #include <gdcmReader.h>
 #include <gdcmTrace.h>
 #include <gdcmVersion.h>
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 #include <png.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csetjmp>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <sstream>
 
 namespace hpcscreen::image {
 namespace {
@@ -77,12 +79,22 @@ image_u8 decode_png(std::string_view bytes, std::uint64_t max_pixels, image_head
   std::vector<png_bytep> rows;
   std::vector<std::uint8_t> raw;
   std::string failure;
+  png_colorp palette = nullptr;
+  int n_palette = 0;
+  volatile int bad_index = -1;
   volatile bool too_many = false;
   std::string too_many_text;
   if (setjmp(s.jump) == 0) {
     png_set_read_fn(png, &s, png_read_bytes);
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     png_set_benign_errors(png, 0);
+    // Chunks the decode does not use (colour management, text, time, transparency: alpha is
+    // dropped) are skipped unread, CRC still checked: libpng would otherwise warn about their
+    // contents (a gamma of 0, an sRGB beside an iCCP), and a warning is a reject.
+    static const png_byte unused[] =
+        "gAMA\0cHRM\0sRGB\0iCCP\0iTXt\0tEXt\0zTXt\0tIME\0pHYs\0"
+        "sBIT\0bKGD\0hIST\0sPLT\0oFFs\0pCAL\0sCAL\0eXIf\0tRNS";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, unused, (sizeof unused) / 5);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
     png_read_info(png, info);
     const auto w = png_get_image_width(png, info), h = png_get_image_height(png, info);
@@ -93,7 +105,12 @@ image_u8 decode_png(std::string_view bytes, std::uint64_t max_pixels, image_head
       too_many = true;
       too_many_text = std::to_string(w) + " x " + std::to_string(h);
     } else {
-      if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+      // Palette indices are read as they are and expanded below: libpng would give an index
+      // beyond PLTE black, where it is an error (PNG spec 11.2.3).
+      if (color == PNG_COLOR_TYPE_PALETTE) {
+        png_get_PLTE(png, info, &palette, &n_palette);
+        if (depth < 8) png_set_packing(png);
+      }
       if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
       // Alpha is dropped, never composited: an alpha channel, and tRNS however it expands.
       png_set_strip_alpha(png);
@@ -111,7 +128,19 @@ image_u8 decode_png(std::string_view bytes, std::uint64_t max_pixels, image_head
       img.height = h;
       img.channels = channels;
       img.pixels.resize(static_cast<std::size_t>(w) * h * channels);
-      if (out_depth == 16) {  // THE rule: round(v / 257), never a tie
+      if (palette) {
+        img.channels = 3;
+        img.pixels.resize(static_cast<std::size_t>(w) * h * 3);
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+          if (raw[i] >= n_palette) {
+            bad_index = raw[i];
+            break;
+          }
+          img.pixels[3 * i] = palette[raw[i]].red;
+          img.pixels[3 * i + 1] = palette[raw[i]].green;
+          img.pixels[3 * i + 2] = palette[raw[i]].blue;
+        }
+      } else if (out_depth == 16) {  // THE rule: round(v / 257), never a tie
         for (std::size_t i = 0; i < img.pixels.size(); ++i) {
           const unsigned v = (unsigned(raw[2 * i]) << 8) | raw[2 * i + 1];
           img.pixels[i] = static_cast<std::uint8_t>((v + 128) / 257);
@@ -125,6 +154,9 @@ image_u8 decode_png(std::string_view bytes, std::uint64_t max_pixels, image_head
   }
   png_destroy_read_struct(&png, &info, nullptr);
   if (too_many) check_pixels(header->width, header->height, max_pixels, "PNG");
+  if (failure.empty() && bad_index >= 0)
+    failure = "palette index " + std::to_string(bad_index) + " beyond the PLTE's " +
+              std::to_string(n_palette) + " entries";
   if (!failure.empty()) {
     if (s.ran_out) throw image_reject("truncated", "PNG: the file ends early (" + failure + ")");
     throw image_reject("corrupt", "PNG: " + failure);
@@ -330,6 +362,239 @@ void install_fault_handlers() {
   return SIZE_MAX;
 }
 
+// GDCM parses nested sequences by recursion: a file of a few hundred KB nesting thousands of
+// levels overflows the thread's stack, which no handler survives. The nesting is counted here
+// first, without recursion, and a file nesting deeper than any real one is a reject. Reads
+// explicit and implicit VR, either byte order, and a deflated data set (inflated with zlib);
+// where the structure stops making sense the count stops and GDCM judges the file.
+constexpr int max_sequence_depth = 64;
+
+bool is_long_vr(std::string_view vr) {
+  for (const char* v :
+       {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+    if (vr == v) return true;
+  return false;
+}
+
+bool looks_like_vr(std::string_view vr) {
+  return vr.size() == 2 && vr[0] >= 'A' && vr[0] <= 'Z' && vr[1] >= 'A' && vr[1] <= 'Z';
+}
+
+std::string inflate_raw(std::string_view in, std::size_t limit) {
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return {};
+  std::string out;
+  char buf[1 << 16];
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  int rc = Z_OK;
+  while (rc == Z_OK && out.size() < limit) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - z.avail_out);
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) break;
+  }
+  inflateEnd(&z);
+  return out;
+}
+
+[[gnu::noinline]] void check_sequence_depth(std::string_view bytes) {
+  std::size_t pos = bytes.size() >= 132 && bytes.substr(128, 4) == "DICM" ? 132 : 0;
+  bool explicit_vr = true, big = false;
+  auto u16 = [&](std::string_view b, std::size_t p) -> std::uint32_t {
+    const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
+    return big ? (u[0] << 8 | u[1]) : (u[1] << 8 | u[0]);
+  };
+  auto u32 = [&](std::string_view b, std::size_t p) -> std::uint32_t {
+    const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
+    return big ? (std::uint32_t(u[0]) << 24 | u[1] << 16 | u[2] << 8 | u[3])
+               : (std::uint32_t(u[3]) << 24 | u[2] << 16 | u[1] << 8 | u[0]);
+  };
+  // The file meta group (explicit VR, little endian) names the transfer syntax.
+  std::string syntax;
+  while (pos + 8 <= bytes.size() && u16(bytes, pos) == 0x0002) {
+    const auto vr = bytes.substr(pos + 4, 2);
+    if (!looks_like_vr(vr)) return;
+    const bool long_vr = is_long_vr(vr);
+    if (long_vr && pos + 12 > bytes.size()) return;
+    const std::size_t length = long_vr ? u32(bytes, pos + 8) : u16(bytes, pos + 6);
+    const std::size_t value = pos + (long_vr ? 12 : 8);
+    if (length > bytes.size() - std::min(bytes.size(), value)) return;
+    if (u16(bytes, pos + 2) == 0x0010) syntax = std::string(bytes.substr(value, length));
+    pos = value + length;
+  }
+  while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
+  std::string inflated;
+  std::string_view data = bytes;
+  if (syntax == "1.2.840.10008.1.2") {
+    explicit_vr = false;
+  } else if (syntax == "1.2.840.10008.1.2.2") {
+    big = true;
+  } else if (syntax == "1.2.840.10008.1.2.1.99") {
+    inflated = inflate_raw(bytes.substr(pos), std::size_t(1) << 30);
+    data = inflated;
+    pos = 0;
+  } else if (syntax.empty()) {  // no meta group: the VR's place says which
+    explicit_vr = pos + 6 <= bytes.size() && looks_like_vr(bytes.substr(pos + 4, 2));
+  }
+  constexpr std::size_t open = SIZE_MAX;
+  struct frame {
+    bool sequence;
+    std::size_t end;  // `open`: undefined length, closed by a delimiter
+  };
+  std::vector<frame> frames{{false, data.size()}};
+  int depth = 0;
+  while (pos + 8 <= data.size() && !frames.empty()) {
+    const auto top = frames.back();
+    if (top.end != open && pos >= top.end) {
+      depth -= top.sequence;
+      frames.pop_back();
+      continue;
+    }
+    const auto group = u16(data, pos), element = u16(data, pos + 2);
+    const bool delimiter = group == 0xfffe;
+    if (top.sequence) {  // items, up to the sequence's end or its delimiter
+      if (delimiter && element == 0xe000) {
+        const auto length = u32(data, pos + 4);
+        pos += 8;
+        frames.push_back({false, length == 0xffffffffu ? open : pos + length});
+      } else if (delimiter && element == 0xe0dd) {
+        pos += 8;
+        --depth;
+        frames.pop_back();
+      } else {
+        return;
+      }
+      continue;
+    }
+    if (delimiter) {  // an item's delimiter (or one out of place: GDCM judges)
+      if (element != 0xe00d || top.end != open) return;
+      pos += 8;
+      frames.pop_back();
+      continue;
+    }
+    std::string_view vr;
+    std::size_t length, value;
+    if (explicit_vr) {
+      vr = data.substr(pos + 4, 2);
+      if (!looks_like_vr(vr)) return;
+      const bool long_vr = is_long_vr(vr);
+      if (long_vr && pos + 12 > data.size()) return;
+      length = long_vr ? u32(data, pos + 8) : u16(data, pos + 6);
+      value = pos + (long_vr ? 12 : 8);
+    } else {
+      length = u32(data, pos + 4);
+      value = pos + 8;
+    }
+    const bool pixel_data = group == 0x7fe0 && element == 0x0010;
+    const bool undefined = length == 0xffffffffu;
+    // A sequence: SQ, or (implicit VR, UN) an undefined length, or a value that starts with an
+    // item.
+    const bool sequence =
+        !pixel_data &&
+        (vr == "SQ" || (undefined && (vr.empty() || vr == "UN")) ||
+         (!undefined && (vr.empty() || vr == "UN") && length >= 8 && value + 8 <= data.size() &&
+          u16(data, value) == 0xfffe && u16(data, value + 2) == 0xe000));
+    if (sequence) {
+      if (++depth > max_sequence_depth)
+        dicom_reject("corrupt", "sequences nested deeper than " +
+                                    std::to_string(max_sequence_depth) + " levels");
+      pos = value;
+      frames.push_back({true, undefined ? open : value + length});
+    } else if (undefined) {  // encapsulated pixel data: fragments up to the delimiter
+      pos = value;
+      while (pos + 8 <= data.size() && !(u16(data, pos) == 0xfffe && u16(data, pos + 2) == 0xe0dd))
+        pos += 8 + std::size_t(u32(data, pos + 4));
+      pos += 8;
+    } else {
+      pos = value + length;
+    }
+  }
+}
+
+// GDCM decodes a compressed frame into a buffer sized from Rows, Columns, SamplesPerPixel and
+// BitsAllocated, whatever the codestream itself holds: a JPEG 2000 frame larger than the header
+// says overruns the buffer. So the codestream's own header (JPEG SOFn, JPEG-LS SOF55, JPEG 2000
+// SIZ, the RLE segment count) must agree with the attributes before GDCM decodes it.
+struct frame_header {
+  std::uint32_t width = 0, height = 0, components = 0, precision = 0;
+};
+
+std::uint32_t be16(std::string_view b, std::size_t p) {
+  return std::uint32_t(static_cast<unsigned char>(b[p])) << 8 |
+         static_cast<unsigned char>(b[p + 1]);
+}
+std::uint32_t be32(std::string_view b, std::size_t p) {
+  return be16(b, p) << 16 | be16(b, p + 2);
+}
+
+std::optional<frame_header> jpeg_frame_header(std::string_view b) {
+  std::size_t p = 2;  // after SOI
+  while (p + 4 <= b.size()) {
+    if (static_cast<unsigned char>(b[p]) != 0xff) return std::nullopt;
+    const unsigned m = static_cast<unsigned char>(b[p + 1]);
+    if (m == 0xff) {  // fill byte
+      ++p;
+      continue;
+    }
+    if (m == 0x01 || (m >= 0xd0 && m <= 0xd7)) {  // no length
+      p += 2;
+      continue;
+    }
+    const std::size_t length = be16(b, p + 2);
+    const bool sof = (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) || m == 0xf7;
+    if (sof) {
+      if (p + 10 > b.size()) return std::nullopt;
+      return frame_header{be16(b, p + 7), be16(b, p + 5), static_cast<unsigned char>(b[p + 9]),
+                          static_cast<unsigned char>(b[p + 4])};
+    }
+    if (m == 0xda || m == 0xd9 || length < 2) return std::nullopt;  // a scan before any frame
+    p += 2 + length;
+  }
+  return std::nullopt;
+}
+
+std::optional<frame_header> j2k_frame_header(std::string_view b) {
+  // A raw codestream starts with SOC SIZ; a JP2 file holds one in its jp2c box.
+  const auto at = b.substr(0, std::min<std::size_t>(b.size(), 1 << 16)).find("\xff\x4f\xff\x51");
+  if (at == std::string_view::npos || at + 4 + 38 + 1 > b.size()) return std::nullopt;
+  const std::size_t siz =
+      at + 4;  // Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz Csiz Ssiz
+  const auto x = be32(b, siz + 4), y = be32(b, siz + 8), x0 = be32(b, siz + 12),
+             y0 = be32(b, siz + 16);
+  if (x < x0 || y < y0) return std::nullopt;
+  return frame_header{x - x0, y - y0, be16(b, siz + 36),
+                      (static_cast<unsigned char>(b[siz + 38]) & 0x7fu) + 1};
+}
+
+[[gnu::noinline]] void check_frame_header(std::string_view stream, bool rle, unsigned cols,
+                                          unsigned rows, unsigned samples, unsigned allocated) {
+  if (rle) {  // a 64-byte header: the segment count, then their offsets
+    if (stream.size() < 64) dicom_reject("corrupt", "an RLE frame without its 64-byte header");
+    const auto* u = reinterpret_cast<const unsigned char*>(stream.data());
+    const unsigned segments = u[0] | u[1] << 8 | u[2] << 16 | unsigned(u[3]) << 24;
+    if (segments != samples * (allocated / 8))
+      dicom_reject("corrupt", "the RLE frame has " + std::to_string(segments) + " segments, " +
+                                  std::to_string(samples * (allocated / 8)) +
+                                  " for the header's samples and BitsAllocated");
+    return;
+  }
+  const bool jpeg = stream.size() >= 2 && static_cast<unsigned char>(stream[0]) == 0xff &&
+                    static_cast<unsigned char>(stream[1]) == 0xd8;
+  const auto f = jpeg ? jpeg_frame_header(stream) : j2k_frame_header(stream);
+  if (!f) dicom_reject("corrupt", "no JPEG, JPEG-LS or JPEG 2000 frame header in the pixel data");
+  if (f->width != cols || f->height != rows || f->components != samples || f->precision == 0 ||
+      f->precision > allocated || (f->precision + 7) / 8 != allocated / 8) {
+    dicom_reject("corrupt", "the compressed frame is " + std::to_string(f->width) + " x " +
+                                std::to_string(f->height) + ", " + std::to_string(f->components) +
+                                " components of " + std::to_string(f->precision) +
+                                " bits; the header says " + std::to_string(cols) + " x " +
+                                std::to_string(rows) + ", " + std::to_string(samples) + " of " +
+                                std::to_string(allocated) + " bits allocated");
+  }
+}
+
 // A required attribute (US) of the image pixel module; throws a reject when absent.
 template <std::uint16_t G, std::uint16_t E>
 unsigned required_us(const gdcm::DataSet& ds, const char* name) {
@@ -345,6 +610,7 @@ image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels
 
 image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
   const auto pixel_bytes_held = check_pixel_data_lengths(bytes);
+  check_sequence_depth(bytes);
   install_fault_handlers();
   sigjmp_buf escape;
   struct guard {
@@ -463,6 +729,19 @@ image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels
     // Grey: the frame's samples are stored values, for the LUT chain below.
     frame.assign(img.pixels.begin(), img.pixels.end());
     if (allocated != 8) dicom_reject("unsupported", "an 8-bit JPEG frame in a 16-bit container");
+  }
+
+  if (ts.IsEncapsulated() && !jpeg_lossy) {
+    const auto* frags = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010)).GetSequenceOfFragments();
+    if (!frags || frags->GetNumberOfFragments() == 0)
+      dicom_reject("corrupt", "no compressed fragments");
+    std::string stream;
+    for (unsigned i = 0; i < frags->GetNumberOfFragments(); ++i) {
+      const auto* bv = frags->GetFragment(i).GetByteValue();
+      if (bv) stream.append(bv->GetPointer(), bv->GetLength());
+    }
+    check_frame_header(stream, ts == gdcm::TransferSyntax::RLELossless, cols, rows, samples,
+                       allocated);
   }
 
   const std::size_t n = std::size_t(cols) * rows * samples;
