@@ -255,7 +255,10 @@ void classify_job::decode_one(std::size_t row) {
   try {
     const auto img = decode(bytes, w_.settings().max_pixels);
     int h = 0, w = 0;
-    crop_u8(img, w_.spec(), crops_[row], h, w);
+    // The resize's output is bounded too (a thin strip grows to gigabytes), by the decoder's
+    // default limit where --max-pixels is lower.
+    crop_u8(img, w_.spec(), std::max(w_.settings().max_pixels, default_max_pixels), crops_[row], h,
+            w);
     ++w_.n_decoded_;
   } catch (const image_reject& r) {
     rejects_[row] = {"decode", r.reason(), r.what()};

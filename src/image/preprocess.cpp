@@ -105,8 +105,8 @@ image_u8 resize_vertical(const image_u8& in, std::uint32_t out_h) {
 
 // torchvision 0.14's Resize(int): the shorter side becomes `size`, the longer
 // int(size * long / short); unchanged when the shorter side already is `size`.
-void resized_size(const image_u8& img, const preprocess_spec& s, std::uint32_t& h,
-                  std::uint32_t& w) {
+void resized_size(const image_u8& img, const preprocess_spec& s, std::uint64_t max_pixels,
+                  std::uint32_t& h, std::uint32_t& w) {
   if (s.resize_h > 0) {
     h = std::uint32_t(s.resize_h);
     w = std::uint32_t(s.resize_w);
@@ -119,7 +119,14 @@ void resized_size(const image_u8& img, const preprocess_spec& s, std::uint32_t& 
     w = img.width;
     return;
   }
-  const auto new_long = std::uint32_t(double(s.resize) * double(longer) / double(shorter));
+  const double long_side = std::floor(double(s.resize) * double(longer) / double(shorter));
+  if (long_side * s.resize > double(max_pixels)) {
+    throw image_reject("too_many_pixels", "resized to " + std::to_string(s.resize) + " x " +
+                                              std::to_string(std::uint64_t(long_side)) +
+                                              ", over the limit of " + std::to_string(max_pixels) +
+                                              " pixels (--max-pixels)");
+  }
+  const auto new_long = std::uint32_t(long_side);
   if (img.width <= img.height) {
     w = std::uint32_t(s.resize);
     h = new_long;
@@ -156,10 +163,10 @@ image_u8 resize_bilinear(const image_u8& in, std::uint32_t out_h, std::uint32_t 
   return out_h == in.height ? wide : resize_vertical(wide, out_h);
 }
 
-void crop_u8(const image_u8& img, const preprocess_spec& s, std::vector<std::uint8_t>& out,
-             int& out_h, int& out_w) {
+void crop_u8(const image_u8& img, const preprocess_spec& s, std::uint64_t max_pixels,
+             std::vector<std::uint8_t>& out, int& out_h, int& out_w) {
   std::uint32_t h = 0, w = 0;
-  resized_size(img, s, h, w);
+  resized_size(img, s, max_pixels, h, w);
   // Grey is resized as grey: replicating it afterwards gives the same bytes as resizing RGB.
   auto rgb = resize_bilinear(img, h, w);
   if (rgb.channels == 1) {

@@ -221,6 +221,31 @@ check(rj["records_rejected"] == len(big) and rj["records_scored"] == len(ok_file
 check(all(r_["reason"].startswith("too_many_pixels:") for r_ in rejected) and len(rejected) == len(big),
       "each is in rejects.csv with too_many_pixels")
 
+# A thin strip of a few KB under the pixel limit, whose resize (short side to the model's
+# size) would be gigabytes: the limit applies to the resize's output too.
+import struct
+import zlib
+strip_dir = os.path.join(W, "strip")
+os.makedirs(strip_dir, exist_ok=True)
+strip_w = 3_000_000
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+with open(os.path.join(strip_dir, "strip.png"), "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", strip_w, 1, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" + bytes(strip_w), 9)) + chunk(b"IEND", b""))
+shutil.copyfile(os.path.join(corpus, ok_files[0]["file"]), os.path.join(strip_dir, "ordinary" + os.path.splitext(ok_files[0]["file"])[1]))
+strip_lib, strip_run = os.path.join(W, "strip_lib"), os.path.join(W, "strip_run")
+shutil.rmtree(strip_lib, ignore_errors=True)
+shutil.rmtree(strip_run, ignore_errors=True)
+run([hp, "pack", "images", "--input", strip_dir, "--out", strip_lib], expect=0)
+mpirun(1, [hp, "classify", "--library", strip_lib, "--model", tiny, "--out", strip_run, "--progress-interval", "0"],
+       expect=0)
+rejected = read_csv(os.path.join(strip_run, "rejects.csv"))
+check([(r_["id"], r_["reason"].split(":")[0]) for r_ in rejected] == [("strip.png", "too_many_pixels")]
+      and read_json(os.path.join(strip_run, "run.json"))["records_scored"] == 1,
+      f"a {strip_w} x 1 strip (3 MP, a few KB) whose resize would exceed the limit is a reject; the other image "
+      f"is scored ({[r_['reason'][:90] for r_ in rejected]})")
+
 # ---------------------------------------------------------------------------- stop, resume
 part = os.path.join(W, "run_resumed")
 r = classify(1, tiny, part, "--max-chunks", "1", expect=75)

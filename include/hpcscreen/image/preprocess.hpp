@@ -30,9 +30,11 @@ struct preprocess_spec {
 image_u8 resize_bilinear(const image_u8& in, std::uint32_t out_h, std::uint32_t out_w);
 
 // The resized, cropped image(s) as uint8: n_crops() × [3, H, W] (H, W: crop_size, or the
-// resized size for "none"). Throws image_reject when a ten-crop is larger than the image.
-void crop_u8(const image_u8& img, const preprocess_spec& spec, std::vector<std::uint8_t>& out,
-             int& out_h, int& out_w);
+// resized size for "none"). Throws image_reject when a ten-crop is larger than the image, or
+// when the resized image would hold more than max_pixels (a thin strip of a few KB resizes
+// to gigabytes).
+void crop_u8(const image_u8& img, const preprocess_spec& spec, std::uint64_t max_pixels,
+             std::vector<std::uint8_t>& out, int& out_h, int& out_w);
 // n_crops × [3, h, w] uint8 → float32: x / scale, then (x - mean[c]) / std[c].
 void normalize(const std::uint8_t* in, std::size_t n_crops, int h, int w,
                const preprocess_spec& spec, float* out);
