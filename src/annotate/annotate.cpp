@@ -258,7 +258,10 @@ class annotate_workload : public pipeline::workload {
     }
     run::write_file_atomically((fs::path(run.out_dir) / "annotations.json").string(),
                                manifest.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-    if (settings_.tsv) write_tsv(run.out_dir, files);
+    // A TSV asked for by an earlier attempt is kept whole too: left as it was, it would hold
+    // that attempt's records only.
+    if (settings_.tsv || fs::exists(fs::path(run.out_dir) / "annotations.tsv"))
+      write_tsv(run.out_dir, files);
     return section;
   }
 

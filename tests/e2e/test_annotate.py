@@ -115,6 +115,14 @@ def main():
     tsv = {np: open(os.path.join(rd, "annotations.tsv")).read() for np, rd in runs.items()}
     rej = {np: open(os.path.join(rd, "rejects.csv")).read() for np, rd in runs.items()}
     check(tsv[1] == tsv[2] == tsv[3], "annotations.tsv identical for 1, 2 and 3 ranks")
+    # --tsv given to an attempt cut short, not to the resume: the TSV is written whole anyway.
+    rd = fresh(os.path.join(work, "res_tsv_resumed"))
+    cmd = [a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd, "--chunk-rows", "10",
+           "--long-sequences", "window", "--max-tokens", "2000"]
+    mpirun(1, cmd + ["--tsv", "--max-chunks", "1"], expect=75)
+    mpirun(1, cmd + ["--resume"], expect=0)
+    check(open(os.path.join(rd, "annotations.tsv")).read() == tsv[1],
+          "a TSV asked for before a cut is written whole by the resume without --tsv")
     check(rej[1] == rej[2] == rej[3], "rejects.csv identical for 1, 2 and 3 ranks")
     results = {np: read_results(rd)[1] for np, rd in runs.items()}
     check(len(results[1]) == len(records) and results[1].keys() == results[3].keys()
