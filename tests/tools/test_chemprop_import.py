@@ -161,6 +161,9 @@ MALFORMED = {
     "v1_depth_str": "depth",
     "v1_norm_0": "aggregation_norm",
     "v1_extra_key": "encoder.encoder.0.W_x.weight",
+    "negative_variance": "bn.running_var",
+    "record_crc_wrong": "fails its CRC check",
+    "record_short": "its data records hold",
 }
 
 
@@ -217,6 +220,23 @@ def make_malformed(out):
     v1("v1_norm_0", lambda d, args, sd: setitem(args, "aggregation_norm", 0))
     v1("v1_extra_key", lambda d, args, sd: setitem(sd, "encoder.encoder.0.W_x.weight",
                                                    torch.ones(2, 2)))
+    v2("negative_variance", lambda d, hp, sd: sd["bn.running_var"].__setitem__(1, -1.0))
+    # Damage torch.load does not notice: a record's bytes changed (its CRC now wrong), and a
+    # record 8 bytes short written into a fresh zip with right CRCs (torch reads past it).
+    good = os.path.join(out, "good.pt")
+    with zipfile.ZipFile(good) as z:
+        records = [(i, z.read(i.filename)) for i in z.infolist()]
+    largest = max((i for i, _ in records if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(good, "rb") as f:
+        raw = bytearray(f.read())
+    start = largest.header_offset + 30 + len(largest.filename.encode()) + len(largest.extra)
+    for k in range(start + 8, start + 24):
+        raw[k] ^= 0xFF
+    with open(os.path.join(out, "record_crc_wrong.pt"), "wb") as f:
+        f.write(raw)
+    with zipfile.ZipFile(os.path.join(out, "record_short.pt"), "w", zipfile.ZIP_STORED) as z:
+        for info, data in records:
+            z.writestr(info.filename, data[:-8] if info is largest else data)
 
 
 def run_import(path, out, *options):

@@ -19,6 +19,7 @@ import pickle
 import re
 import sys
 import types
+import zipfile
 
 import numpy as np
 import torch
@@ -178,12 +179,55 @@ def _torch_load(path):
         return serialization._legacy_load(f, "cpu", restricted_pickle, encoding="utf-8")
 
 
+def _tensors(obj, seen=None):
+    """Every tensor reachable from obj (dicts, lists, tuples, Pickled records and their state)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if torch.is_tensor(obj):
+        yield obj
+        return
+    if isinstance(obj, dict):
+        children = list(obj.values())
+        if isinstance(obj, Pickled):
+            children += [obj.state, obj.args, obj.kwargs, obj.list_items]
+    elif isinstance(obj, (list, tuple)):
+        children = obj
+    else:
+        return
+    for child in children:
+        yield from _tensors(child, seen)
+
+
+def _check_archive(path, data):
+    """torch.load trusts a zip file's records: a damaged one (its CRC wrong) or one shorter
+    than its tensor (torch then reads past it) gives wrong weights without an error. The
+    records must pass their CRCs and hold exactly the bytes of the tensors' storages."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as z:
+        bad = z.testzip()
+        if bad is not None:
+            raise ValueError(f"damaged: the record {bad} fails its CRC check")
+        held = sum(i.file_size for i in z.infolist() if re.fullmatch(r"[^/]+/data/\d+", i.filename))
+    storages = {}
+    for t in _tensors(data):
+        storage = t.storage()
+        storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+    need = sum(storages.values())
+    if need != held:
+        raise ValueError(f"damaged: its tensors take {need} bytes and its data records "
+                         f"hold {held}")
+
+
 def load(path):
     """The file's top-level dict, tensors on the CPU, other objects as Pickled records."""
     try:
         data = _torch_load(path)
     except Exception as e:
         raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from e
+    _check_archive(path, data)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a dict at the top (a Chemprop model file), "
                          f"found {type(data).__name__}")
@@ -360,6 +404,10 @@ def _check_state_dict(sd, expected, optional=(), optional_patterns=()):
             n = int((~torch.isfinite(value)).sum())
             raise ValueError(f"state_dict[{key!r}]: {n} non-finite value(s) (NaN or inf); "
                              "the model would predict NaN")
+        if key.endswith("running_var") and bool((value < 0).any()):
+            raise ValueError(f"state_dict[{key!r}]: {int((value < 0).sum())} negative "
+                             "variance(s); batch normalisation would take their square root "
+                             "and the model would predict NaN")
 
 
 def _featurizer_from_widths(d_v, d_e, refused):
