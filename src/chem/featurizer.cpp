@@ -68,7 +68,9 @@ class spec_reader {
                                    std::to_string(hi));
     };
     if (!j.is_number_integer()) throw bad();
-    if (j.is_number_unsigned() ? j.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)
+    // (JSON reads every whole number from 0 up as unsigned: both bounds apply to it too.)
+    if (j.is_number_unsigned() ? (j.get<std::uint64_t>() > static_cast<std::uint64_t>(hi) ||
+                                  static_cast<std::int64_t>(j.get<std::uint64_t>()) < lo)
                                : (j.get<std::int64_t>() < lo || j.get<std::int64_t>() > hi))
       throw bad();
     const auto v = j.get<std::int64_t>();

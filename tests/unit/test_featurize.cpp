@@ -240,3 +240,18 @@ TEST(parse_steps, removed_hydrogens_and_cleaned_stereo) {
   g = graph_of("C[C@H](N)C(=O)O");
   EXPECT_EQ(atom(g, 1)[1], 2);
 }
+
+// Every numeric featurizer parameter outside its range is refused when the spec is read, 0 as
+// much as a negative number (JSON reads 0 as unsigned; "bits": 0 once reached RDKit and
+// aborted featurize).
+TEST(featurizer_spec, numbers_out_of_range_are_refused) {
+  for (const char* spec : {R"({"name": "morgan", "version": 1, "bits": 0})",
+                           R"({"name": "morgan", "version": 1, "bits": -1})",
+                           R"({"name": "morgan", "version": 1, "bits": 16385})",
+                           R"({"name": "morgan", "version": 1, "radius": 11})",
+                           R"({"name": "morgan", "version": 1, "radius": -1})"}) {
+    EXPECT_THROW(make_featurizer(spec), std::invalid_argument) << spec;
+  }
+  EXPECT_NO_THROW(make_featurizer(R"({"name": "morgan", "version": 1, "bits": 1, "radius": 0})"));
+  EXPECT_NO_THROW(make_featurizer(R"({"name": "morgan", "version": 1, "bits": 16384})"));
+}
