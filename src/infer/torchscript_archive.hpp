@@ -58,8 +58,19 @@ inline archive load_archive(const std::string& path, const char* contract_doc) {
     throw model_error("model file '" + path + "' does not exist or is not a file");
   std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
   archive a;
-  a.module = guarded("cannot load TorchScript model '" + path + "'",
-                     [&] { return torch::jit::load(path, torch::kCPU, extra); });
+  try {
+    a.module = guarded("cannot load TorchScript model '" + path + "'",
+                       [&] { return torch::jit::load(path, torch::kCPU, extra); });
+  } catch (const model_error& e) {
+    // torch.save writes the same zip layout without TorchScript's code: a checkpoint (a
+    // Chemprop model file, a state_dict) given as it was saved.
+    if (std::string(e.what()).find("constants.pkl") == std::string::npos) throw;
+    throw model_error(std::string(e.what()) +
+                      " (this is a file saved with torch.save, not a TorchScript model: a "
+                      "Chemprop model file is converted with tools/import_chemprop.py, see the "
+                      "README; a state_dict needs its model scripted with torch.jit.script and "
+                      "saved with torch.jit.save)");
+  }
   a.module.eval();
   a.metadata_json = extra[metadata_file_name];
   if (a.metadata_json.empty()) {

@@ -67,6 +67,12 @@ def main():
         check(r.returncode != 0 and "Traceback" not in r.stderr and not os.path.exists(os.path.join(work, "bad.pt")),
               f"{os.path.basename(bad)} refused with a message: {r.stderr.strip()[-120:]}")
 
+    # The Chemprop file itself, not converted: refused, pointing to the importer.
+    rd = fresh(os.path.join(work, "run_raw"))
+    r = mpirun(1, [a.hpcscreen, "screen", "--library", lib, "--out", rd, "--model", sources[0]])
+    check(r.returncode == 1 and "tools/import_chemprop.py" in r.stderr and not os.path.exists(rd),
+          f"a Chemprop file given to screen as it is: exit {r.returncode} (1), names the importer")
+
     # The reference: every model's columns for every SMILES Chemprop accepts.
     expected, chemprop_rejects = {}, set()
     for src, out in models:
