@@ -159,30 +159,45 @@ struct text_source::impl {
   bool stop = false;
   std::string failure;  // the decompressor's error, reported when its blocks are used up
 
+  // A block is read in pieces: where the data is damaged, what decompressed before the damage
+  // is still handed out (so the error names the last line read whole), not lost with the block.
+  static constexpr std::size_t piece_bytes = 1 << 14;
+
   void decompress_ahead() {
     for (;;) {
       std::string block(block_bytes, '\0');
-      std::streamsize got = 0;
-      try {
-        got = chain.sgetn(block.data(), static_cast<std::streamsize>(block.size()));
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mutex);
-        failure = e.what();
-        decompressor_done = true;
-        block_ready.notify_all();
-        return;
+      std::size_t filled = 0;
+      std::string error;
+      bool ended = false;
+      while (filled < block.size()) {
+        std::streamsize got = 0;
+        try {
+          got = chain.sgetn(block.data() + filled, static_cast<std::streamsize>(std::min(
+                                                       piece_bytes, block.size() - filled)));
+        } catch (const std::exception& e) {
+          error = e.what();
+          break;
+        }
+        if (got <= 0) {
+          ended = true;
+          break;
+        }
+        filled += static_cast<std::size_t>(got);
       }
+      block.resize(filled);
       std::unique_lock<std::mutex> lock(mutex);
-      if (got <= 0) {
+      if (filled > 0) {
+        space_free.wait(lock, [&] { return stop || blocks.size() < max_blocks_ahead; });
+        if (stop) return;
+        blocks.push_back(std::move(block));
+        block_ready.notify_one();
+      }
+      if (!error.empty() || ended) {
+        failure = error;
         decompressor_done = true;
         block_ready.notify_all();
         return;
       }
-      block.resize(static_cast<std::size_t>(got));
-      space_free.wait(lock, [&] { return stop || blocks.size() < max_blocks_ahead; });
-      if (stop) return;
-      blocks.push_back(std::move(block));
-      block_ready.notify_one();
     }
   }
 

@@ -33,6 +33,20 @@ fs::path sidecar(const fs::path& dir, const std::string& shard_file) {
   return dir / (shard_file + ".json");
 }
 
+// Whether a shard of an unfinished build was made from this library shard as it is now (its
+// record names its checksum): one made before the library was packed again is built again.
+bool built_from(const fs::path& dir, const io::shard_entry& shard) {
+  const auto side = sidecar(dir, shard.file);
+  if (!fs::exists(side)) return false;
+  try {
+    const auto j = json::parse(run::read_file(side.string()));
+    return j.at("library_shard") == shard.file && j.at("library_checksum") == shard.checksum &&
+           fs::exists(dir / shard.file);
+  } catch (const std::exception&) {
+    return false;  // cut short: built again
+  }
+}
+
 }  // namespace
 
 std::string cache_identity(const chem::featurizer& f, const chem::featurize_options& options) {
@@ -276,7 +290,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
         const auto& shard = library.shards[t];
         std::vector<std::size_t> todo;
         for (std::size_t k = 0; k < dirs.size(); ++k) {
-          if (fs::exists(sidecar(dirs[k], shard.file))) {
+          if (built_from(dirs[k], shard)) {
             ++summary.n_shards_kept;
           } else {
             todo.push_back(k);

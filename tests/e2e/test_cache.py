@@ -251,6 +251,26 @@ def main():
     mpirun(2, [a.hpcscreen, "featurize", "--library", lib_r, *model_args, "--resume"], expect=0)
     check(cache_contents(lib_r) == {k.replace("lib3", "lib_resume"): v for k, v in c3.items()},
           "the resumed build equals an uninterrupted one")
+
+    print("== a build cut off, its library shard packed again since: --resume builds that shard again")
+    lib_s = os.path.join(work, "lib_resume_stale")
+    shutil.copytree(lib3, lib_s)
+    for d in glob.glob(os.path.join(lib_s, "features", "*")):
+        os.remove(os.path.join(d, "cache.json"))
+        sides = sorted(glob.glob(os.path.join(d, "*.h5.json")))
+        for side in sides[2:]:
+            os.remove(side)
+            os.remove(side[:-5])
+        with open(sides[0]) as f:  # as if made from the shard's earlier contents
+            record = json.load(f)
+        record["library_checksum"] = "crc32:00000000"
+        with open(sides[0], "w") as f:
+            json.dump(record, f)
+    mpirun(2, [a.hpcscreen, "featurize", "--library", lib_s, *model_args, "--resume"], expect=0)
+    firsts = [sorted(glob.glob(os.path.join(d, "*.h5.json")))[0] for d in glob.glob(os.path.join(lib_s, "features", "*"))]
+    check(all(json.load(open(p))["library_checksum"] != "crc32:00000000" for p in firsts)
+          and cache_contents(lib_s) == {k.replace("lib3", "lib_resume_stale"): v for k, v in c3.items()},
+          "the shard made from other library contents was built again: the caches equal an uninterrupted build")
     finish()
 
 
