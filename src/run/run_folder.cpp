@@ -84,19 +84,23 @@ int held_fd = -1;       // the run folder lock this process holds, until it ends
 std::string held_path;  // that lock file
 }  // namespace
 
-void lock_run_folder(const std::string& dir) {
+void lock_folder(const std::string& dir, const std::string& in_use) {
   if (held_fd >= 0) return;
   const auto path = (fs::path(dir) / "lock").string();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw run_error("cannot open '" + path + "': " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd);
-    throw run_error("run folder '" + dir +
-                    "' is in use by another hpcscreen run (it holds " + path +
-                    "); wait for it to end, or choose another --out");
+    throw run_error(in_use);
   }
   held_fd = fd;
   held_path = path;
+}
+
+void lock_run_folder(const std::string& dir) {
+  lock_folder(dir, "run folder '" + dir + "' is in use by another hpcscreen run (it holds " +
+                       (fs::path(dir) / "lock").string() +
+                       "); wait for it to end, or choose another --out");
 }
 
 bool run_folder_in_use(const std::string& dir) {

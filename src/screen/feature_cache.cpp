@@ -223,6 +223,13 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
   std::vector<bool> kept(dirs.size(), false);
   if (ctx.rank() == 0) {
     prepared = dist::capture_failure([&] {
+      // Two builds in one library would write the same shards at once.
+      const auto features = fs::path(s.library_dir) / "features";
+      fs::create_directories(features);
+      run::lock_folder(features.string(),
+                       "the feature caches of '" + s.library_dir +
+                           "' are being built by another 'hpcscreen featurize' (it holds " +
+                           (features / "lock").string() + "); wait for it to end");
       for (std::size_t k = 0; k < dirs.size(); ++k) {
         const fs::path dir(dirs[k]);
         if (fs::exists(dir / cache_index)) {

@@ -241,7 +241,7 @@ def main():
     print("== a build cut off resumes")
     lib_r = os.path.join(work, "lib_resume")
     shutil.copytree(lib3, lib_r)
-    for d in glob.glob(os.path.join(lib_r, "features", "*")):
+    for d in glob.glob(os.path.join(lib_r, "features", "*", "")):
         os.remove(os.path.join(d, "cache.json"))
         for side in sorted(glob.glob(os.path.join(d, "*.h5.json")))[2:]:
             os.remove(side)
@@ -252,10 +252,24 @@ def main():
     check(cache_contents(lib_r) == {k.replace("lib3", "lib_resume"): v for k, v in c3.items()},
           "the resumed build equals an uninterrupted one")
 
+    print("== two builds in one library at once: the second is refused while the first holds the lock")
+    import fcntl
+    lib_l = os.path.join(work, "lib_locked")
+    shutil.copytree(lib3, lib_l)
+    shutil.rmtree(os.path.join(lib_l, "features"))
+    os.makedirs(os.path.join(lib_l, "features"))
+    with open(os.path.join(lib_l, "features", "lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a featurize still running holds it
+        r = mpirun(1, [a.hpcscreen, "featurize", "--library", lib_l, *model_args])
+    check(r.returncode == 1 and "being built by another" in r.stderr
+          and glob.glob(os.path.join(lib_l, "features", "*", "")) == [],
+          f"featurize while another holds the library's features/lock: exit {r.returncode} (1), nothing written")
+    mpirun(1, [a.hpcscreen, "featurize", "--library", lib_l, *model_args], expect=0)
+
     print("== a build cut off, its library shard packed again since: --resume builds that shard again")
     lib_s = os.path.join(work, "lib_resume_stale")
     shutil.copytree(lib3, lib_s)
-    for d in glob.glob(os.path.join(lib_s, "features", "*")):
+    for d in glob.glob(os.path.join(lib_s, "features", "*", "")):
         os.remove(os.path.join(d, "cache.json"))
         sides = sorted(glob.glob(os.path.join(d, "*.h5.json")))
         for side in sides[2:]:
@@ -267,7 +281,7 @@ def main():
         with open(sides[0], "w") as f:
             json.dump(record, f)
     mpirun(2, [a.hpcscreen, "featurize", "--library", lib_s, *model_args, "--resume"], expect=0)
-    firsts = [sorted(glob.glob(os.path.join(d, "*.h5.json")))[0] for d in glob.glob(os.path.join(lib_s, "features", "*"))]
+    firsts = [sorted(glob.glob(os.path.join(d, "*.h5.json")))[0] for d in glob.glob(os.path.join(lib_s, "features", "*", ""))]
     check(all(json.load(open(p))["library_checksum"] != "crc32:00000000" for p in firsts)
           and cache_contents(lib_s) == {k.replace("lib3", "lib_resume_stale"): v for k, v in c3.items()},
           "the shard made from other library contents was built again: the caches equal an uninterrupted build")

@@ -33,6 +33,9 @@ attempt_start start_attempt(const std::string& dir, bool resume, const std::stri
 // Takes an exclusive lock on the run folder for the rest of the process (rank 0), so that two
 // runs never write one folder at once. Throws run_error when another process holds it.
 void lock_run_folder(const std::string& dir);
+// The same lock on any folder (DIR/lock); `in_use` is the error's message when another process
+// holds it.
+void lock_folder(const std::string& dir, const std::string& in_use);
 // True while a run holds the folder's lock (lock_run_folder): the run is still going.
 bool run_folder_in_use(const std::string& dir);
 
