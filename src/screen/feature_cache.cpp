@@ -71,8 +71,13 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
     : dir_(cache_dir(library_dir, f, options)), identity_(cache_identity(f, options)) {
   const auto index = fs::path(dir_) / cache_index;
   if (!fs::exists(index)) {
-    why_not_ = "no cache of " + f.identity() + " with --max-atoms " +
-               std::to_string(options.max_atoms) + " (build one with 'hpcscreen featurize')";
+    why_not_ = fs::exists(dir_)
+                   ? "the cache of " + f.identity() + " with --max-atoms " +
+                         std::to_string(options.max_atoms) +
+                         " is a build that did not complete (finish it with 'hpcscreen "
+                         "featurize ... --resume')"
+                   : "no cache of " + f.identity() + " with --max-atoms " +
+                         std::to_string(options.max_atoms) + " (build one with 'hpcscreen featurize')";
     return;
   }
   json j;
