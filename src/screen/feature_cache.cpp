@@ -77,7 +77,8 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
                          " is a build that did not complete (finish it with 'hpcscreen "
                          "featurize ... --resume')"
                    : "no cache of " + f.identity() + " with --max-atoms " +
-                         std::to_string(options.max_atoms) + " (build one with 'hpcscreen featurize')";
+                         std::to_string(options.max_atoms) +
+                         " (build one with 'hpcscreen featurize')";
     return;
   }
   json j;

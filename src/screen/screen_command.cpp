@@ -31,9 +31,9 @@ class screen_command : public pipeline::workload_command {
         "several times to score each record with several models, featurized once")(
         "top-k,k", in_range(s_.top_k, "top-k", 1, cli::int32_max), "hits to keep");
     infer::add_precision_option(desc, s_.precision);
-    desc.add_options()(
-        "max-atoms", in_range(s_.featurize.max_atoms, "max-atoms", 1, 100000),
-        "reject molecules with more atoms in the model's graph (heavy atoms, and hydrogens RDKit keeps as atoms, e.g. [2H])")(
+    desc.add_options()("max-atoms", in_range(s_.featurize.max_atoms, "max-atoms", 1, 100000),
+                       "reject molecules with more atoms in the model's graph (heavy atoms, and "
+                       "hydrogens RDKit keeps as atoms, e.g. [2H])")(
         "batch-molecules", in_range(s_.budget.max_molecules, "batch-molecules", 1, cli::int32_max),
         "molecules per inference batch, at most")(
         "batch-atoms", in_range(s_.budget.max_atoms, "batch-atoms", 1, cli::int32_max),
