@@ -10,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 
@@ -145,13 +146,16 @@ void write_string_attribute(hid_t obj, const char* name, const std::string& valu
   check(H5Awrite(attr.get(), type.get(), value.data()), "writing attribute", path);
 }
 
-// A variable-length UTF-8 string, as h5py writes a Python str (and reads it back as one): its
-// bytes live in the file's global heap, so its length is not bound by the object header's 64 KiB.
-void write_utf8_attribute(hid_t obj, const char* name, const std::string& value,
+// A variable-length string, as h5py writes a Python str (and reads it back as one): its bytes
+// live in the file's global heap, so its length is not bound by the object header's 64 KiB.
+// Declared UTF-8 when it is; other bytes (a Latin-1 id) are declared ASCII, which h5py reads
+// back as bytes, as they are.
+void write_text_attribute(hid_t obj, const char* name, const std::string& value,
                           const std::string& path) {
   handle type(check(H5Tcopy(H5T_C_S1), "H5Tcopy", path), H5Tclose);
   check(H5Tset_size(type.get(), H5T_VARIABLE), "H5Tset_size", path);
-  check(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset", path);
+  check(H5Tset_cset(type.get(), valid_utf8(value) ? H5T_CSET_UTF8 : H5T_CSET_ASCII), "H5Tset_cset",
+        path);
   handle space(check(H5Screate(H5S_SCALAR), "H5Screate", path), H5Sclose);
   handle attr(check(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
                     std::string("creating attribute ") + name, path),
@@ -729,7 +733,7 @@ void named_array_file::add(const std::string& name, const std::string& original_
     check(H5Dwrite(dset.get(), float16 ? f16.get() : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
                    H5P_DEFAULT, data),
           "writing dataset '" + name + "'", path_);
-  write_utf8_attribute(dset.get(), "original_id", original_id, path_);
+  write_text_attribute(dset.get(), "original_id", original_id, path_);
 }
 
 void named_array_file::close() {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen::run {
@@ -12,19 +13,6 @@ namespace {
 
 // Ids and SMILES are bytes, not always UTF-8 (a Latin-1 catalogue): a string that is not valid
 // UTF-8 is stored as {"hex": "..."} so that hits.csv and rejects.csv get its bytes back exactly.
-bool valid_utf8(const std::string& s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (std::size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-    i += n;
-  }
-  return true;
-}
-
 nlohmann::json text_json(const std::string& s) {
   if (valid_utf8(s)) return s;
   static const char* digits = "0123456789abcdef";

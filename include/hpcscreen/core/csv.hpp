@@ -10,4 +10,7 @@ std::string csv_field(std::string_view s);
 // A float printed so that it reads back to the same value ("%.9g").
 std::string format_score(float v);
 
+// Whether s is valid UTF-8 (ids and SMILES are bytes: a Latin-1 catalogue is not).
+bool valid_utf8(std::string_view s);
+
 }  // namespace hpcscreen
