@@ -520,6 +520,18 @@ def make_dicoms(c, rng, seed, tmp):
     c.add("hostile/dicom_sequences_5000_deep.dcm", plain[:at] + nested + plain[at:], "dicom", "reject",
           37, 53, 1, 8, "5,000 nested sequences (undefined lengths) before PixelData: a reject, "
           "not a stack overflow")
+    # The same inside a private UN element of undefined length, whose items are implicit VR.
+    item, seq_end, item_end = b"\xfe\xff\x00\xe0\xff\xff\xff\xff", b"\xfe\xff\xdd\xe0\0\0\0\0", b"\xfe\xff\x0d\xe0\0\0\0\0"
+    un = (b"\x09\x00\x10\x10UN\0\0\xff\xff\xff\xff" + (item + b"\x09\x00\x10\x10\xff\xff\xff\xff") * levels
+          + seq_end + (item_end + seq_end) * levels)
+    c.add("hostile/dicom_un_sequences_5000_deep.dcm", plain[:at] + un + plain[at:], "dicom", "reject",
+          37, 53, 1, 8, "5,000 nested sequences inside a UN element of undefined length (its items "
+          "implicit VR, PS3.5 6.2.2): a reject, not a stack overflow")
+    # An element claiming 4 GiB in a file of a few hundred bytes: refused before anything
+    # allocates what it claims.
+    c.add("hostile/dicom_length_4gib.dcm", plain[:at] + b"\x09\x00\x11\x10OB\0\0\xf0\xff\xff\xff" + bytes(64),
+          "dicom", "reject", 37, 53, 1, 8, "a private OB element whose length says 4 GiB, 64 bytes "
+          "before the end of the file: truncated")
 
     conv("deflated_ct", src_ct, ["--deflated"], "Deflated Explicit VR Little Endian "
          "(1.2.840.10008.1.2.1.99): the whole dataset is deflate-compressed")

@@ -380,9 +380,11 @@ bool looks_like_vr(std::string_view vr) {
   return vr.size() == 2 && vr[0] >= 'A' && vr[0] <= 'Z' && vr[1] >= 'A' && vr[1] <= 'Z';
 }
 
-std::string inflate_raw(std::string_view in, std::size_t limit) {
+// The raw deflate stream in `in`, inflated; nullopt when it is damaged. Stops at `limit` bytes
+// (then `*over` is set).
+std::optional<std::string> inflate_raw(std::string_view in, std::size_t limit, bool* over) {
   z_stream z{};
-  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return {};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return std::nullopt;
   std::string out;
   char buf[1 << 16];
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
@@ -396,35 +398,42 @@ std::string inflate_raw(std::string_view in, std::size_t limit) {
     if (rc == Z_BUF_ERROR && z.avail_in == 0) break;
   }
   inflateEnd(&z);
+  *over = rc != Z_STREAM_END && out.size() >= limit;
+  if (rc != Z_STREAM_END && !*over) return std::nullopt;
   return out;
 }
 
-[[gnu::noinline]] void check_sequence_depth(std::string_view bytes) {
+[[gnu::noinline]] void check_sequence_depth(std::string_view bytes, std::uint64_t max_pixels) {
   std::size_t pos = bytes.size() >= 132 && bytes.substr(128, 4) == "DICM" ? 132 : 0;
-  bool explicit_vr = true, big = false;
-  auto u16 = [&](std::string_view b, std::size_t p) -> std::uint32_t {
+  auto u16 = [](std::string_view b, std::size_t p, bool big) -> std::uint32_t {
     const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
     return big ? (u[0] << 8 | u[1]) : (u[1] << 8 | u[0]);
   };
-  auto u32 = [&](std::string_view b, std::size_t p) -> std::uint32_t {
+  auto u32 = [](std::string_view b, std::size_t p, bool big) -> std::uint32_t {
     const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
     return big ? (std::uint32_t(u[0]) << 24 | u[1] << 16 | u[2] << 8 | u[3])
                : (std::uint32_t(u[3]) << 24 | u[2] << 16 | u[1] << 8 | u[0]);
   };
+  const auto too_long = [](std::size_t length, std::size_t held) {
+    dicom_reject("truncated", "an element says " + std::to_string(length) +
+                                  " bytes, the data set holds " + std::to_string(held) +
+                                  " after it");
+  };
   // The file meta group (explicit VR, little endian) names the transfer syntax.
   std::string syntax;
-  while (pos + 8 <= bytes.size() && u16(bytes, pos) == 0x0002) {
+  while (pos + 8 <= bytes.size() && u16(bytes, pos, false) == 0x0002) {
     const auto vr = bytes.substr(pos + 4, 2);
     if (!looks_like_vr(vr)) return;
     const bool long_vr = is_long_vr(vr);
     if (long_vr && pos + 12 > bytes.size()) return;
-    const std::size_t length = long_vr ? u32(bytes, pos + 8) : u16(bytes, pos + 6);
+    const std::size_t length = long_vr ? u32(bytes, pos + 8, false) : u16(bytes, pos + 6, false);
     const std::size_t value = pos + (long_vr ? 12 : 8);
     if (length > bytes.size() - std::min(bytes.size(), value)) return;
-    if (u16(bytes, pos + 2) == 0x0010) syntax = std::string(bytes.substr(value, length));
+    if (u16(bytes, pos + 2, false) == 0x0010) syntax = std::string(bytes.substr(value, length));
     pos = value + length;
   }
   while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
+  bool explicit_vr = true, big = false;
   std::string inflated;
   std::string_view data = bytes;
   if (syntax == "1.2.840.10008.1.2") {
@@ -432,18 +441,32 @@ std::string inflate_raw(std::string_view in, std::size_t limit) {
   } else if (syntax == "1.2.840.10008.1.2.2") {
     big = true;
   } else if (syntax == "1.2.840.10008.1.2.1.99") {
-    inflated = inflate_raw(bytes.substr(pos), std::size_t(1) << 30);
+    // Room for the largest image --max-pixels lets through (3 samples of 2 bytes) and its
+    // attributes: a deflated data set inflating past it is a bomb.
+    const std::size_t limit = 6 * max_pixels + (std::size_t(64) << 20);
+    bool over = false;
+    auto whole = inflate_raw(bytes.substr(pos), limit, &over);
+    if (over)
+      dicom_reject("too_many_pixels", "the deflated data set inflates past " +
+                                          std::to_string(limit) + " bytes (--max-pixels)");
+    if (!whole) return;  // damaged: GDCM judges it
+    inflated = std::move(*whole);
     data = inflated;
     pos = 0;
   } else if (syntax.empty()) {  // no meta group: the VR's place says which
     explicit_vr = pos + 6 <= bytes.size() && looks_like_vr(bytes.substr(pos + 4, 2));
   }
+  const bool native = syntax.empty() || syntax == "1.2.840.10008.1.2" ||
+                      syntax == "1.2.840.10008.1.2.1" || syntax == "1.2.840.10008.1.2.2" ||
+                      syntax == "1.2.840.10008.1.2.1.99";
   constexpr std::size_t open = SIZE_MAX;
   struct frame {
     bool sequence;
-    std::size_t end;  // `open`: undefined length, closed by a delimiter
+    std::size_t end;   // `open`: undefined length, closed by a delimiter
+    bool explicit_vr;  // how the elements inside are encoded: the data set's own way, except
+    bool big;          // inside a UN of undefined length (implicit VR little endian, PS3.5 6.2.2)
   };
-  std::vector<frame> frames{{false, data.size()}};
+  std::vector<frame> frames{{false, data.size(), explicit_vr, big}};
   int depth = 0;
   while (pos + 8 <= data.size() && !frames.empty()) {
     const auto top = frames.back();
@@ -452,13 +475,16 @@ std::string inflate_raw(std::string_view in, std::size_t limit) {
       frames.pop_back();
       continue;
     }
-    const auto group = u16(data, pos), element = u16(data, pos + 2);
+    const auto group = u16(data, pos, top.big), element = u16(data, pos + 2, top.big);
     const bool delimiter = group == 0xfffe;
+    const std::size_t held = data.size() - pos - 8;  // after an 8-byte header
     if (top.sequence) {  // items, up to the sequence's end or its delimiter
       if (delimiter && element == 0xe000) {
-        const auto length = u32(data, pos + 4);
+        const std::size_t length = u32(data, pos + 4, top.big);
         pos += 8;
-        frames.push_back({false, length == 0xffffffffu ? open : pos + length});
+        if (length != 0xffffffffu && length > held) too_long(length, held);
+        frames.push_back(
+            {false, length == 0xffffffffu ? open : pos + length, top.explicit_vr, top.big});
       } else if (delimiter && element == 0xe0dd) {
         pos += 8;
         --depth;
@@ -468,44 +494,60 @@ std::string inflate_raw(std::string_view in, std::size_t limit) {
       }
       continue;
     }
-    if (delimiter) {  // an item's delimiter (or one out of place: GDCM judges)
-      if (element != 0xe00d || top.end != open) return;
-      pos += 8;
-      frames.pop_back();
-      continue;
+    if (delimiter) {  // in a data set only an item's delimiter may stand
+      if (element == 0xe00d && top.end == open) {
+        pos += 8;
+        frames.pop_back();
+        continue;
+      }
+      dicom_reject("corrupt", "an item or delimiter where an element belongs");
     }
     std::string_view vr;
     std::size_t length, value;
-    if (explicit_vr) {
+    if (top.explicit_vr && !looks_like_vr(data.substr(pos + 4, 2))) {
+      // No VR where explicit VR needs one: GDCM reads on as implicit VR, and so does this.
+      frames.back().explicit_vr = false;
+      continue;
+    }
+    if (top.explicit_vr) {
       vr = data.substr(pos + 4, 2);
-      if (!looks_like_vr(vr)) return;
       const bool long_vr = is_long_vr(vr);
       if (long_vr && pos + 12 > data.size()) return;
-      length = long_vr ? u32(data, pos + 8) : u16(data, pos + 6);
+      length = long_vr ? u32(data, pos + 8, top.big) : u16(data, pos + 6, top.big);
       value = pos + (long_vr ? 12 : 8);
     } else {
-      length = u32(data, pos + 4);
+      length = u32(data, pos + 4, top.big);
       value = pos + 8;
     }
     const bool pixel_data = group == 0x7fe0 && element == 0x0010;
     const bool undefined = length == 0xffffffffu;
+    if (!undefined && length > data.size() - value) {
+      if (pixel_data && length == data.size() - value + 1) return;  // an odd length's pad byte
+      too_long(length, data.size() - value);
+    }
     // A sequence: SQ, or (implicit VR, UN) an undefined length, or a value that starts with an
     // item.
-    const bool sequence =
-        !pixel_data &&
-        (vr == "SQ" || (undefined && (vr.empty() || vr == "UN")) ||
-         (!undefined && (vr.empty() || vr == "UN") && length >= 8 && value + 8 <= data.size() &&
-          u16(data, value) == 0xfffe && u16(data, value + 2) == 0xe000));
+    const bool un = vr == "UN";
+    const bool sequence = !pixel_data && (vr == "SQ" || (undefined && (vr.empty() || un)) ||
+                                          (!undefined && (vr.empty() || un) && length >= 8 &&
+                                           u16(data, value, top.big && !un) == 0xfffe &&
+                                           u16(data, value + 2, top.big && !un) == 0xe000));
     if (sequence) {
       if (++depth > max_sequence_depth)
         dicom_reject("corrupt", "sequences nested deeper than " +
                                     std::to_string(max_sequence_depth) + " levels");
       pos = value;
-      frames.push_back({true, undefined ? open : value + length});
+      // A UN sequence holds implicit VR little endian items.
+      frames.push_back({true, undefined ? open : value + length, un ? false : top.explicit_vr,
+                        un ? false : top.big});
     } else if (undefined) {  // encapsulated pixel data: fragments up to the delimiter
+      if (!pixel_data || native)
+        dicom_reject("corrupt", pixel_data ? "encapsulated PixelData under a native transfer syntax"
+                                           : "an element of undefined length that is no sequence");
       pos = value;
-      while (pos + 8 <= data.size() && !(u16(data, pos) == 0xfffe && u16(data, pos + 2) == 0xe0dd))
-        pos += 8 + std::size_t(u32(data, pos + 4));
+      while (pos + 8 <= data.size() &&
+             !(u16(data, pos, top.big) == 0xfffe && u16(data, pos + 2, top.big) == 0xe0dd))
+        pos += 8 + std::size_t(u32(data, pos + 4, top.big));
       pos += 8;
     } else {
       pos = value + length;
@@ -610,7 +652,7 @@ image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels
 
 image_u8 decode_dicom(std::string_view bytes, std::uint64_t max_pixels, image_header* header) {
   const auto pixel_bytes_held = check_pixel_data_lengths(bytes);
-  check_sequence_depth(bytes);
+  check_sequence_depth(bytes, max_pixels);
   install_fault_handlers();
   sigjmp_buf escape;
   struct guard {
