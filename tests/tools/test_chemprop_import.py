@@ -163,7 +163,8 @@ MALFORMED = {
     "v1_extra_key": "encoder.encoder.0.W_x.weight",
     "negative_variance": "bn.running_var",
     "record_crc_wrong": "fails its CRC check",
-    "record_short": "its data records hold",
+    "record_short": "its tensor needs",
+    "records_shifted": "its tensor needs",
 }
 
 
@@ -237,6 +238,11 @@ def make_malformed(out):
     with zipfile.ZipFile(os.path.join(out, "record_short.pt"), "w", zipfile.ZIP_STORED) as z:
         for info, data in records:
             z.writestr(info.filename, data[:-8] if info is largest else data)
+    # 8 bytes moved from one record to another: the total is right, each record is not.
+    other = next(i for i, _ in records if "/data/" in i.filename and i is not largest)
+    with zipfile.ZipFile(os.path.join(out, "records_shifted.pt"), "w", zipfile.ZIP_STORED) as z:
+        for info, data in records:
+            z.writestr(info.filename, data[:-8] if info is largest else data + bytes(8) if info is other else data)
 
 
 def run_import(path, out, *options):

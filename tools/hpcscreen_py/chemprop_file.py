@@ -167,15 +167,35 @@ restricted_pickle.load = _restricted_load
 restricted_pickle.__name__ = "restricted_pickle"
 
 
-def _torch_load(path):
+class _SizedRecords:
+    """The zip reader torch.load reads tensors from, refusing a record whose size is not its
+    tensor's: torch reads the bytes a tensor needs whatever its record holds (past a short one)."""
+
+    def __init__(self, reader, sizes):
+        self._reader, self._sizes = reader, sizes
+
+    def get_storage_from_record(self, name, nbytes, dtype):
+        held = self._sizes.get(name)
+        if held != nbytes:
+            raise ValueError(f"damaged: the record {name} holds {held} bytes, its tensor needs {nbytes}")
+        return self._reader.get_storage_from_record(name, nbytes, dtype)
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
+
+
+def restricted_torch_load(path):
     # torch.load(pickle_module=...) is what this does, but torch 1.13 (Debian 12) replaces any
     # pickle_module with the standard pickle unless weights_only is set, and weights_only refuses
     # every Chemprop class. Its two readers take the module as given.
     serialization = torch.serialization
     with open(path, "rb") as f:
         if serialization._is_zipfile(f):
+            with zipfile.ZipFile(path) as z:  # record names below the archive's own folder
+                sizes = {i.filename.split("/", 1)[-1]: i.file_size for i in z.infolist()}
             with serialization._open_zipfile_reader(f) as archive:
-                return serialization._load(archive, "cpu", restricted_pickle, encoding="utf-8")
+                return serialization._load(_SizedRecords(archive, sizes), "cpu", restricted_pickle,
+                                           encoding="utf-8")
         return serialization._legacy_load(f, "cpu", restricted_pickle, encoding="utf-8")
 
 
@@ -200,7 +220,7 @@ def _tensors(obj, seen=None):
         yield from _tensors(child, seen)
 
 
-def _check_archive(path, data):
+def check_archive(path, data):
     """torch.load trusts a zip file's records: a damaged one (its CRC wrong) or one shorter
     than its tensor (torch then reads past it) gives wrong weights without an error. The
     records must pass their CRCs and hold exactly the bytes of the tensors' storages."""
@@ -224,10 +244,10 @@ def _check_archive(path, data):
 def load(path):
     """The file's top-level dict, tensors on the CPU, other objects as Pickled records."""
     try:
-        data = _torch_load(path)
+        data = restricted_torch_load(path)
     except Exception as e:
         raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from e
-    _check_archive(path, data)
+    check_archive(path, data)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a dict at the top (a Chemprop model file), "
                          f"found {type(data).__name__}")

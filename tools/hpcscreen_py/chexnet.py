@@ -174,14 +174,9 @@ def _load_restricted(path):
     # every real checkpoint has (best_loss, the optimizer's lr). This reads both of torch's
     # formats with hpcscreen's restricted unpickler: tensors, containers and numbers come back,
     # any other class becomes an inert record and nothing named in the file is imported or run.
-    serialization = torch.serialization
-    with open(path, "rb") as f:
-        if serialization._is_zipfile(f):
-            with serialization._open_zipfile_reader(f) as archive:
-                return serialization._load(archive, "cpu", chemprop_file.restricted_pickle,
-                                           encoding="utf-8")
-        return serialization._legacy_load(f, "cpu", chemprop_file.restricted_pickle,
-                                          encoding="utf-8")
+    data = chemprop_file.restricted_torch_load(path)
+    chemprop_file.check_archive(path, data)  # a damaged zip record is refused, not read past
+    return data
 
 
 def _sha256(path):
