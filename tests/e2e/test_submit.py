@@ -269,7 +269,10 @@ def test_refused(work):
     for extra, says in [(["--topk", "5"], "has no such option"), (["-x"], "has no option -x"),
                         (["--t", "4"], "is ambiguous: --threads, --top-k"), (["--top-k"], "needs a value"),
                         (["--top-k", "5", "10"], "is not an option, nor the value of one"),
-                        (["--thr=4"], "which the job script sets")]:
+                        (["--thr=4"], "which the job script sets"),
+                        (["--top-k", "5", "--top-k", "6"], "cannot be specified more than once"),
+                        (["--allow-failed-shards=yes"], "does not take any arguments"),
+                        (["-h"], "print the help and run nothing")]:
         refused(work, "slurm", "arguments after --", real, extra=extra, says=says)
     refused(work, "slurm", "arguments after --", real, extra=["--batch-images", "8"], says="has no such option",
             workload="annotate")
