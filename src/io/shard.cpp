@@ -148,8 +148,8 @@ void write_string_attribute(hid_t obj, const char* name, const std::string& valu
 
 // A variable-length string, as h5py writes a Python str (and reads it back as one): its bytes
 // live in the file's global heap, so its length is not bound by the object header's 64 KiB.
-// Declared UTF-8 when it is; other bytes (a Latin-1 id) are declared ASCII, which h5py reads
-// back as bytes, as they are.
+// Declared UTF-8 when it is; other bytes (a Latin-1 id) are declared ASCII, and h5py gives
+// them back with surrogateescape (its bytes, exactly).
 void write_text_attribute(hid_t obj, const char* name, const std::string& value,
                           const std::string& path) {
   handle type(check(H5Tcopy(H5T_C_S1), "H5Tcopy", path), H5Tclose);
