@@ -317,6 +317,17 @@ void install_fault_handlers() {
   (void)installed;
 }
 
+// Unsigned 16- and 32-bit values at b[p], in either byte order (the caller checks the bounds).
+std::uint32_t read_u16(std::string_view b, std::size_t p, bool big) {
+  const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
+  return big ? (u[0] << 8 | u[1]) : (u[1] << 8 | u[0]);
+}
+std::uint32_t read_u32(std::string_view b, std::size_t p, bool big) {
+  const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
+  return big ? (std::uint32_t(u[0]) << 24 | u[1] << 16 | u[2] << 8 | u[3])
+             : (std::uint32_t(u[3]) << 24 | u[2] << 16 | u[1] << 8 | u[0]);
+}
+
 // The declared lengths of the last PixelData element (and of its fragments when encapsulated)
 // must fit in the file: GDCM allocates what a length field claims before reading it. Returns the
 // bytes the file holds after a native PixelData's header (GDCM pads a PixelData the file cuts
@@ -329,10 +340,7 @@ void install_fault_handlers() {
     const auto at = bytes.rfind(tag);
     if (at == std::string_view::npos) continue;
     auto u32 = [&](std::size_t p) -> std::uint64_t {
-      if (p + 4 > bytes.size()) return UINT64_MAX;
-      const auto* u = reinterpret_cast<const unsigned char*>(bytes.data() + p);
-      return big ? (std::uint64_t(u[0]) << 24 | u[1] << 16 | u[2] << 8 | u[3])
-                 : (std::uint64_t(u[3]) << 24 | u[2] << 16 | u[1] << 8 | u[0]);
+      return p + 4 > bytes.size() ? UINT64_MAX : read_u32(bytes, p, big);
     };
     const auto vr = bytes.substr(at + 4, 2);
     const bool explicit_vr = vr == "OB" || vr == "OW";
@@ -405,15 +413,8 @@ std::optional<std::string> inflate_raw(std::string_view in, std::size_t limit, b
 
 [[gnu::noinline]] void check_sequence_depth(std::string_view bytes, std::uint64_t max_pixels) {
   std::size_t pos = bytes.size() >= 132 && bytes.substr(128, 4) == "DICM" ? 132 : 0;
-  auto u16 = [](std::string_view b, std::size_t p, bool big) -> std::uint32_t {
-    const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
-    return big ? (u[0] << 8 | u[1]) : (u[1] << 8 | u[0]);
-  };
-  auto u32 = [](std::string_view b, std::size_t p, bool big) -> std::uint32_t {
-    const auto* u = reinterpret_cast<const unsigned char*>(b.data() + p);
-    return big ? (std::uint32_t(u[0]) << 24 | u[1] << 16 | u[2] << 8 | u[3])
-               : (std::uint32_t(u[3]) << 24 | u[2] << 16 | u[1] << 8 | u[0]);
-  };
+  const auto u16 = read_u16;
+  const auto u32 = read_u32;
   const auto too_long = [](std::size_t length, std::size_t held) {
     dicom_reject("truncated", "an element says " + std::to_string(length) +
                                   " bytes, the data set holds " + std::to_string(held) +
@@ -563,13 +564,9 @@ struct frame_header {
   std::uint32_t width = 0, height = 0, components = 0, precision = 0;
 };
 
-std::uint32_t be16(std::string_view b, std::size_t p) {
-  return std::uint32_t(static_cast<unsigned char>(b[p])) << 8 |
-         static_cast<unsigned char>(b[p + 1]);
-}
-std::uint32_t be32(std::string_view b, std::size_t p) {
-  return be16(b, p) << 16 | be16(b, p + 2);
-}
+// The codestreams' fields are big-endian.
+std::uint32_t be16(std::string_view b, std::size_t p) { return read_u16(b, p, true); }
+std::uint32_t be32(std::string_view b, std::size_t p) { return read_u32(b, p, true); }
 
 std::optional<frame_header> jpeg_frame_header(std::string_view b) {
   std::size_t p = 2;  // after SOI
@@ -635,6 +632,20 @@ std::optional<frame_header> j2k_frame_header(std::string_view b) {
                                 std::to_string(rows) + ", " + std::to_string(samples) + " of " +
                                 std::to_string(allocated) + " bits allocated");
   }
+}
+
+// The single frame of an encapsulated PixelData: its fragments joined. `what` names the kind in
+// the reject when there are none.
+std::string compressed_frame(const gdcm::DataSet& ds, const char* what) {
+  const auto* frags = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010)).GetSequenceOfFragments();
+  if (!frags || frags->GetNumberOfFragments() == 0)
+    dicom_reject("corrupt", std::string("no ") + what + " fragments");
+  std::string stream;
+  for (unsigned i = 0; i < frags->GetNumberOfFragments(); ++i) {
+    const auto* bv = frags->GetFragment(i).GetByteValue();
+    if (bv) stream.append(bv->GetPointer(), bv->GetLength());
+  }
+  return stream;
 }
 
 // A required attribute (US) of the image pixel module; throws a reject when absent.
@@ -757,14 +768,7 @@ image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels
   // colour transform (GDCM returns YCbCr samples labelled RGB).
   std::vector<char> frame;  // a JPEG frame decoded above, else the native or GDCM-decoded buffer
   if (jpeg_lossy) {
-    const auto* frags = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010)).GetSequenceOfFragments();
-    if (!frags || frags->GetNumberOfFragments() == 0) dicom_reject("corrupt", "no JPEG fragments");
-    std::string stream;
-    for (unsigned i = 0; i < frags->GetNumberOfFragments(); ++i) {
-      const auto* bv = frags->GetFragment(i).GetByteValue();
-      if (bv) stream.append(bv->GetPointer(), bv->GetLength());
-    }
-    auto img = decode_jpeg(stream, max_pixels, nullptr, "DICOM JPEG frame");
+    auto img = decode_jpeg(compressed_frame(ds, "JPEG"), max_pixels, nullptr, "DICOM JPEG frame");
     if (img.width != cols || img.height != rows || img.channels != samples)
       dicom_reject("corrupt", "the JPEG frame's size or components differ from the header");
     if (samples == 3) return img;
@@ -774,16 +778,8 @@ image_u8 decode_dicom_unguarded(std::string_view bytes, std::uint64_t max_pixels
   }
 
   if (ts.IsEncapsulated() && !jpeg_lossy) {
-    const auto* frags = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010)).GetSequenceOfFragments();
-    if (!frags || frags->GetNumberOfFragments() == 0)
-      dicom_reject("corrupt", "no compressed fragments");
-    std::string stream;
-    for (unsigned i = 0; i < frags->GetNumberOfFragments(); ++i) {
-      const auto* bv = frags->GetFragment(i).GetByteValue();
-      if (bv) stream.append(bv->GetPointer(), bv->GetLength());
-    }
-    check_frame_header(stream, ts == gdcm::TransferSyntax::RLELossless, cols, rows, samples,
-                       allocated);
+    check_frame_header(compressed_frame(ds, "compressed"), ts == gdcm::TransferSyntax::RLELossless,
+                       cols, rows, samples, allocated);
   }
 
   const std::size_t n = std::size_t(cols) * rows * samples;
