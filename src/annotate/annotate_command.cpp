@@ -27,9 +27,10 @@ class annotate_command : public pipeline::workload_command {
     infer::add_precision_option(desc, s_.precision);
     desc.add_options()(
         "max-tokens", in_range(s_.budget.max_tokens, "max-tokens", 1, cli::int32_max),
-        "padded tokens per inference batch, at most")(
-        "max-sequences", in_range(s_.budget.max_sequences, "max-sequences", 1, cli::int32_max),
-        "sequences per batch, at most (the batch size with --batching fixed)")(
+        "padded tokens per inference batch, at most (a longer sequence or window is a batch "
+        "of its own)")("max-sequences",
+                       in_range(s_.budget.max_sequences, "max-sequences", 1, cli::int32_max),
+                       "sequences per batch, at most (the batch size with --batching fixed)")(
         "batching", po::value(&batching_)->default_value(batching_),
         "length (sort by length, fill to --max-tokens) or fixed (input order)")(
         "long-sequences", po::value(&long_sequences_)->default_value(long_sequences_),
@@ -40,9 +41,9 @@ class annotate_command : public pipeline::workload_command {
         "also write annotations.tsv (id, length, predicted labels) for small runs")(
         "embeddings", po::value(&embeddings_),
         "with an encoder (output_level 'embedding'): keep per-sequence (mean over residues), "
-        "per-residue or both")(
-        "embedding-dtype", po::value(&embedding_dtype_)->default_value(embedding_dtype_),
-        "float16 (2 bytes a value) or float32");
+        "per-residue or both")("embedding-dtype",
+                               po::value(&embedding_dtype_)->default_value(embedding_dtype_),
+                               "float16 (2 bytes a value) or float32");
   }
   void check(const po::variables_map& vm) override {
     s_.long_sequences = parse_long_policy(long_sequences_);

@@ -43,7 +43,8 @@ std::uint64_t read_fasta(const std::string& path, const protein_sink& on_record,
         break;
       }
     }
-    if (blank) continue;
+    // A ';' line is a comment (Pearson's original FASTA): no residue is ';'.
+    if (blank || line[0] == ';') continue;
     if (!current) {
       if (orphan_line == 0) orphan_line = in.line_number();
       continue;

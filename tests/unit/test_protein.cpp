@@ -172,6 +172,23 @@ TEST(fasta, truncated_last_record_and_text_before_the_first_header) {
   EXPECT_EQ(rejects[1].line, 4u);
 }
 
+TEST(fasta, semicolon_lines_are_comments) {
+  // Pearson's FASTA: ';' starts a comment line, before the first header or inside a record.
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hpcscreen_fasta4_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto path = (dir / "in.fa").string();
+  std::ofstream(path) << ";LCBO - Prolactin precursor\n;comment two\n>p1 x;y\nMKT\n;mid\nAY\n";
+  std::vector<pack::protein_record> got;
+  std::vector<pack::pack_reject> rejects;
+  pack::read_fasta(
+      path, [&](auto&& r) { got.push_back(r); }, [&](auto&& r) { rejects.push_back(r); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].description, "x;y");
+  EXPECT_EQ(got[0].sequence, "MKTAY");
+  EXPECT_TRUE(rejects.empty());
+}
+
 TEST(fasta, broken_gzip_names_file_and_line) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("hpcscreen_fasta3_" + std::to_string(::getpid()));
