@@ -166,7 +166,8 @@ int pack(const std::vector<std::string>& args, int argc, char** argv) {
   po::variables_map vm;
   if (!cli::parse({args.begin() + 1, args.end()}, desc, vm, kind.pack_usage)) return 0;
   command->check(vm);
-  // SIGTERM, SIGINT, SIGUSR1 and SIGHUP stop the pack cleanly (exit 75, --resume finishes it).
+  // SIGTERM, SIGINT, SIGUSR1, SIGUSR2 and SIGHUP stop the pack cleanly (exit 75, --resume finishes
+  // it).
   pipeline::install_stop_handlers();
   return dist::run_collective_command(argc, argv, "pack", [&](dist::context& ctx) {
     const auto summary = command->run(ctx, [] { return pipeline::stop_requested(); });

@@ -35,7 +35,9 @@ std::uint64_t read_sdf(const std::string& path, const sdf_options& options,
     std::string why;
     try {
       std::unique_ptr<RDKit::RWMol> mol(RDKit::MolBlockToMol(block, true, true));
-      if (mol) {
+      if (mol && mol->getNumAtoms() == 0) {
+        why = "the molblock has no atoms";
+      } else if (mol) {
         r.smiles = RDKit::MolToSmiles(*mol);
       } else {
         why = "RDKit could not parse the molblock";

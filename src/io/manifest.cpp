@@ -18,22 +18,28 @@ std::uint64_t manifest::n_records() const {
 }
 
 namespace {
-// A shard listed twice (under the same name, or a second name for the same file, or a copy
-// with the same content) would be screened twice and its records counted twice.
-void refuse_duplicate_shards(const manifest& m) {
+// A shard listed twice (under the same name, or under a second name for the same file: a link)
+// would be screened twice and its records counted twice. Two files with the same content are
+// allowed: a library may hold the same rows twice (an input given under two names; pack warns).
+void refuse_duplicate_shards(const std::string& library_dir, const manifest& m) {
+  namespace fs = std::filesystem;
   std::map<std::string, std::size_t> by_name, by_checksum;
   for (std::size_t i = 0; i < m.shards.size(); ++i) {
     const auto& s = m.shards[i];
-    const auto name = std::filesystem::path(s.file).lexically_normal().string();
+    const auto name = fs::path(s.file).lexically_normal().string();
     if (const auto [it, fresh] = by_name.emplace(name, i); !fresh) {
       throw shard_error("shard '" + s.file + "' is listed twice (entries " +
                         std::to_string(it->second) + " and " + std::to_string(i) +
                         "): its records would be screened twice");
     }
     if (s.checksum.empty() || s.n_records == 0) continue;
-    if (const auto [it, fresh] = by_checksum.emplace(s.checksum, i); !fresh) {
-      throw shard_error("shards '" + m.shards[it->second].file + "' and '" + s.file +
-                        "' have the same checksum: the same rows are listed twice");
+    const auto [it, fresh] = by_checksum.emplace(s.checksum, i);
+    if (fresh) continue;
+    const auto& first = m.shards[it->second].file;
+    std::error_code ec;
+    if (fs::equivalent(fs::path(library_dir) / first, fs::path(library_dir) / s.file, ec)) {
+      throw shard_error("shards '" + first + "' and '" + s.file +
+                        "' are one file under two names: its records would be screened twice");
     }
   }
 }
@@ -75,7 +81,7 @@ manifest read_manifest(const std::string& library_dir) {
       }
       m.shards.push_back(std::move(e));
     }
-    refuse_duplicate_shards(m);
+    refuse_duplicate_shards(library_dir, m);
     if (j.contains("provenance")) m.provenance_json = j["provenance"].dump();
     const auto declared = j.value("n_records", m.n_records());
     if (declared != m.n_records()) {

@@ -163,17 +163,27 @@ compound_record make_record(std::vector<std::string>& fields, const column_map& 
 }
 
 // The columns of a .smi header line, or nothing when `line` is a data line. A header names
-// the SMILES column; no SMILES or id of a data line is such a word.
+// the SMILES column (--smiles-column, or a usual name). Where only the usual names say so, an id
+// can be such a word ("CCO mol"): the line is a header when the name stands first, is alone, or
+// stands beside a usual id column name ("ID SMILES").
 std::optional<column_map> smi_header(const std::string& path, const std::string& line,
                                      const reader_options& o) {
   std::vector<std::string> tokens;
   split_whitespace(line, tokens);
-  const auto& d = default_smiles_columns();
-  const bool header = std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) {
-    const auto word = lower(t);
-    return o.smiles_column.empty() ? std::find(d.begin(), d.end(), word) != d.end()
-                                   : word == lower(o.smiles_column);
-  });
+  const auto is_one_of = [](const std::string& t, const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), lower(t)) != names.end();
+  };
+  bool header = false;
+  for (std::size_t i = 0; i < tokens.size() && !header; ++i) {
+    if (!o.smiles_column.empty()) {
+      header = lower(tokens[i]) == lower(o.smiles_column);
+    } else if (is_one_of(tokens[i], default_smiles_columns())) {
+      header = i == 0 || tokens.size() == 1 ||
+               std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) {
+                 return is_one_of(t, default_id_columns());
+               });
+    }
+  }
   if (header) return map_columns(path, tokens, o);
   if (!o.smiles_column.empty() || !o.id_column.empty() || !o.keep_columns.empty()) {
     throw usage_error("input '" + path +
@@ -387,8 +397,11 @@ read_counts read_csv(const std::string& path, const reader_options& o, const rec
       ahead.clear();
     }
     if (fields.size() != header.size()) {
-      reject("row has " + std::to_string(fields.size()) + " fields, header has " +
-             std::to_string(header.size()));
+      const bool blank = first.text.find_first_not_of(" \t") == std::string::npos;
+      reject(blank ? std::string("a blank line (the header has ") + std::to_string(header.size()) +
+                         " fields)"
+                   : "row has " + std::to_string(fields.size()) + " fields, header has " +
+                         std::to_string(header.size()));
       continue;
     }
     ++counts.n_records;

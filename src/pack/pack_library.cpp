@@ -431,6 +431,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
 void assemble(const pack_options& o, io::manifest manifest, pack_summary& summary) {
   const fs::path dir(o.out_dir);
   json sources = json::array();
+  std::map<std::string, std::pair<std::string, std::size_t>> by_checksum;  // → shard, input
   const auto rejects_path = (dir / rejects_file).string();
   {
     std::ofstream out(rejects_path + ".tmp", std::ios::binary | std::ios::trunc);
@@ -445,6 +446,18 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
         manifest.shards.push_back({s.at("file").get<std::string>(),
                                    s.at("n_records").get<std::uint64_t>(),
                                    s.at("checksum").get<std::string>()});
+        // The same rows twice (one file given under two names, or as .smi and .smi.gz): kept,
+        // as any duplicate rows are, and said.
+        const auto& shard = manifest.shards.back();
+        const auto [same, fresh] = by_checksum.emplace(shard.checksum, std::pair{shard.file, i});
+        if (!fresh && shard.n_records > 0) {
+          std::fprintf(stderr,
+                       "hpcscreen pack: warning: shard %s (from '%s') holds the same %llu rows as "
+                       "%s (from '%s'): they are packed, and screened, twice\n",
+                       shard.file.c_str(), o.inputs[i].c_str(),
+                       static_cast<unsigned long long>(shard.n_records), same->second.first.c_str(),
+                       o.inputs[same->second.second].c_str());
+        }
       }
       const auto& source = r.at("source");
       summary.n_rows_read += source.at("n_rows").get<std::uint64_t>();

@@ -39,6 +39,10 @@ compression compression_of(const std::string& head) {
                   6))
     return compression::xz;
   if (starts_with(head, "\x28\xb5\x2f\xfd", 4)) return compression::zstd;
+  // A zstd skippable frame (magic 0x184D2A50 to 0x184D2A5F), which pzstd writes first.
+  if (head.size() >= 4 && (static_cast<unsigned char>(head[0]) & 0xf0) == 0x50 &&
+      starts_with(head.substr(1), "\x2a\x4d\x18", 3))
+    return compression::zstd;
   return compression::none;
 }
 
@@ -250,6 +254,16 @@ text_source::text_source(const std::string& path, const text_source_options& opt
   }
   const auto what = non_text(head);
   s.head = std::move(head);
+  if (!what.empty() && s.kind != compression::none) {
+    // Damaged compressed data decompresses to garbage until a check fails (bzip2 checks a
+    // block's CRC at its end, up to 900 kB on): read on past the first block so the damage,
+    // if that is what it is, is reported as damage (fill throws) rather than as binary content.
+    for (std::size_t before = 0; s.end < (std::size_t(2) << 20) && s.end != before;) {
+      before = s.end;
+      if (s.end == s.buffer.size()) s.buffer.resize(2 * s.buffer.size());
+      if (!fill()) break;
+    }
+  }
   if (!what.empty()) {
     throw usage_error("input '" + path + "' is not text: " +
                       (s.kind == compression::none

@@ -181,12 +181,22 @@ def main():
     first = data[1].split(b",")
     first[1] = b"evil\x00id<script>"
     data[1] = b",".join(first)
+    second = data[2].split(b",")  # a Latin-1 id, and one in UTF-8
+    second[1] = b"caf\xe9-\xc3\xa9t\xc3"
+    data[2] = b",".join(second)
     open(hits_path, "wb").write(b"\n".join(data))
     os.remove(os.path.join(rd, "report.html"))
     r = run([a.hpcscreen, "report", rd])
     html = open(os.path.join(rd, "report.html"), "rb").read()
     check(r.returncode == 0 and b"\x00" not in html and b"evil\\x00id&lt;script&gt;" in html,
           f"an id holding NUL: report exit {r.returncode} (0 expected), written with the byte escaped")
+    try:
+        html.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    check(valid and b"caf\\xe9-\xc3\xa9t\\xc3" in html,
+          "a Latin-1 byte in an id is shown as \\xe9, UTF-8 kept: report.html is valid UTF-8")
 
     print("== under an address-space limit (ulimit -v 1 GB): a clear error, not a hang")
     import resource

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Runs that are cut off: --max-chunks, SIGKILL of the whole mpirun or of one rank, SIGUSR1
-through mpirun, SIGTERM to every rank (as srun delivers it) or to one rank alone, and SIGHUP. Each is resumed, possibly with
+through mpirun, SIGUSR2 to every rank (as srun delivers a signal), SIGTERM to one rank alone, and SIGHUP. Each is resumed, possibly with
 another rank count, and must end with exactly the outputs of an uninterrupted run: the same
 hits.csv and rejects.csv, and every scored record once in scores/.
 
@@ -259,13 +259,14 @@ def main():
     mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
     compare("one rank killed + resume", reference, rd)
 
-    for how in ("SIGUSR1 to mpirun", "SIGTERM to every rank"):
+    # (SIGTERM is sent to one rank below; SIGUSR2 here, a warning signal Slurm users pick too.)
+    for how in ("SIGUSR1 to mpirun", "SIGUSR2 to every rank"):
         print(f"== {how}: clean stop, then resume")
         rd = fresh(os.path.join(work, how.split()[0]))
         proc, ranks = start_and_freeze(2, screen_args(a, lib, rd), rd, 4, n_chunks, how)
         # While the ranks are stopped the signal only becomes pending; they go on once every rank
         # has it, and then take no new chunk, so the run cannot reach its end first.
-        sig = signal.SIGUSR1 if how.startswith("SIGUSR1") else signal.SIGTERM
+        sig = signal.SIGUSR1 if how.startswith("SIGUSR1") else signal.SIGUSR2
         if sig == signal.SIGUSR1:
             proc.send_signal(sig)  # mpirun passes it on to every rank
         else:

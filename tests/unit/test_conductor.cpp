@@ -567,4 +567,31 @@ TEST_F(conductor_test, manifest_listing_a_shard_twice_is_refused) {
   EXPECT_FALSE(fs::exists(dir_ / "run"));
 }
 
+// A second name for one shard file (a link) is the shard listed twice; a copy of its content is
+// the same rows held twice, which are all screened (pack writes such a library when one input is
+// given under two names).
+TEST_F(conductor_test, a_link_to_a_shard_is_refused_and_a_copy_screened) {
+  write_library(library_a);
+  const auto manifest = dir_ / "lib" / "manifest.json";
+  const auto m = json::parse(slurp(manifest));
+  const auto first = dir_ / "lib" / m["shards"][0]["file"].get<std::string>();
+  for (const bool link : {true, false}) {
+    fs::remove(dir_ / "lib" / "second.h5");
+    if (link) {
+      fs::create_hard_link(first, dir_ / "lib" / "second.h5");
+    } else {
+      fs::copy_file(first, dir_ / "lib" / "second.h5");
+    }
+    auto twice = m;
+    twice["shards"].push_back(m["shards"][0]);
+    twice["shards"].back()["file"] = "second.h5";
+    const int n_twice = m["n_records"].get<int>() + m["shards"][0]["n_records"].get<int>();
+    twice["n_records"] = n_twice;
+    std::ofstream(manifest) << twice.dump();
+    const std::string out = link ? "linked" : "copied";
+    EXPECT_EQ(run(options(out)), link ? pipeline::exit_error : pipeline::exit_ok) << out;
+    if (!link) EXPECT_EQ(run_json(out)["records_read"], n_twice);
+  }
+}
+
 }  // namespace

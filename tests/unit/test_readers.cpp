@@ -238,6 +238,30 @@ TEST(compression, binary_content_is_refused_with_what_was_found) {
   EXPECT_FALSE(fs::exists(dir / "lib"));
 }
 
+// pzstd writes a skippable frame (magic 0x184D2A5x, a 4-byte length, that many bytes) before
+// every frame, the first included (RFC 8878 3.1.2).
+TEST(compression, zstd_starting_with_a_skippable_frame_is_zstd) {
+  const auto dir = fresh_dir("zstd_skip");
+  const std::string skippable("\x50\x2a\x4d\x18\x04\x00\x00\x00\x00\x00\x00\x00", 12);
+  write_bytes(dir / "lead.smi.zst", skippable + compressed("zstd", three_smi));
+  expect_three(read_smi(dir / "lead.smi.zst"));
+}
+
+// Damaged bzip2 decompresses to garbage until its block's CRC is checked: that is damage
+// (an error naming it), not binary content.
+TEST(compression, corrupt_bzip2_is_damage_not_binary_content) {
+  const auto dir = fresh_dir("bz2_corrupt");
+  std::string text;
+  for (int i = 0; i < 20000; ++i)
+    text += "C" + std::to_string(i % 7) + " id" + std::to_string(i) + "\n";
+  auto bytes = compressed("bzip2", text);
+  for (std::size_t i = bytes.size() / 3; i < bytes.size() / 3 + 64; ++i) bytes[i] = char(~bytes[i]);
+  write_bytes(dir / "bad.smi.bz2", bytes);
+  const auto msg = what_of([&] { read_smi(dir / "bad.smi.bz2"); });
+  EXPECT_TRUE(has(msg, "bzip2 data is corrupt or truncated")) << msg;
+  EXPECT_FALSE(has(msg, "not text")) << msg;
+}
+
 TEST(line_ends, cr_only_crlf_and_lf_all_end_lines) {
   const auto dir = fresh_dir("cr");
   write_bytes(dir / "mac.smi", "CCO ethanol\rc1ccccc1 benzene\rCC(=O)O acetic_acid\r");
@@ -334,6 +358,29 @@ TEST(zinc, smi_header_line_is_a_header_and_names_the_id) {
   o.id_column = "vendor";
   d = read_smi(dir / "cols.smi", o);
   EXPECT_EQ(d.records[1].id, "v2");
+}
+
+// A headerless file whose first id is a word that names a SMILES column ("mol", "smiles") is
+// data: the line is a header only when that word stands first, alone, or beside an id name.
+TEST(zinc, a_first_id_named_like_a_column_is_data) {
+  const auto dir = fresh_dir("smi_not_header");
+  for (const std::string first : {"CCO mol", "CCO\tSMILES"}) {
+    SCOPED_TRACE(first);
+    write_bytes(dir / "x.smi", first + "\nCCN aspirin\nc1ccccc1 benzene\n");
+    const auto c = read_smi(dir / "x.smi");
+    ASSERT_EQ(c.records.size(), 3u);
+    EXPECT_EQ(c.records[0].smiles, "CCO");
+    EXPECT_EQ(c.records[2].smiles, "c1ccccc1");
+    EXPECT_EQ(c.records[2].id, "benzene");
+  }
+  for (const std::string header : {"Name SMILES", "smiles", "mol name"}) {
+    SCOPED_TRACE(header);
+    const bool smiles_first = header.rfind("Name", 0) != 0;
+    write_bytes(dir / "h.smi", header + "\n" + (smiles_first ? "CCN aspirin\n" : "aspirin CCN\n"));
+    const auto c = read_smi(dir / "h.smi");
+    ASSERT_EQ(c.records.size(), 1u);
+    EXPECT_EQ(c.records[0].smiles, "CCN");
+  }
 }
 
 TEST(columns, explicit_columns_win_and_match_any_case) {
@@ -672,6 +719,33 @@ TEST(sdf, a_missing_terminator_rejects_that_record_and_keeps_the_next) {
   EXPECT_EQ(rejects[0].line, 11u);  // b's title line
   EXPECT_NE(rejects[0].reason.find("no '$$$$' terminator"), std::string::npos) << rejects[0].reason;
   EXPECT_NE(rejects[0].reason.find("line 20"), std::string::npos) << rejects[0].reason;
+}
+
+TEST(sdf, a_molblock_without_atoms_is_a_pack_reject_saying_so) {
+  const auto dir = fresh_dir("sdf_no_atoms");
+  write_bytes(dir / "x.sdf",
+              "empty\n  hand-written\n\n"
+              "  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n" +
+                  one_atom_molblock("a", "C", "first") + "$$$$\n");
+  std::vector<pack::compound_record> records;
+  std::vector<pack::pack_reject> rejects;
+  chem::read_sdf((dir / "x.sdf").string(), {"name"},
+                 [&](pack::compound_record&& r) { records.push_back(r); },
+                 [&](pack::pack_reject&& r) { rejects.push_back(r); });
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].line, 1u);
+  EXPECT_EQ(rejects[0].reason, "the molblock has no atoms");
+}
+
+TEST(csv_rows, a_blank_line_is_a_reject_that_says_so) {
+  const auto dir = fresh_dir("csv_blank");
+  write_bytes(dir / "x.csv", "smiles,id\nCCO,a\n\nCCN,b\n");
+  const auto c = read_csv(dir / "x.csv");
+  ASSERT_EQ(c.records.size(), 2u);
+  ASSERT_EQ(c.rejects.size(), 1u);
+  EXPECT_EQ(c.rejects[0].line, 3u);
+  EXPECT_TRUE(has(c.rejects[0].reason, "a blank line")) << c.rejects[0].reason;
 }
 
 // A SMILES file truncated while pack reads it (a download still running, a file rewritten):

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -12,5 +13,8 @@ std::string format_score(float v);
 
 // Whether s is valid UTF-8 (ids and SMILES are bytes: a Latin-1 catalogue is not).
 bool valid_utf8(std::string_view s);
+
+// The length of the UTF-8 sequence that starts at s[i] (1 for ASCII), 0 where none does.
+std::size_t utf8_sequence_at(std::string_view s, std::size_t i);
 
 }  // namespace hpcscreen

@@ -1,7 +1,8 @@
 #pragma once
-// SIGTERM, SIGINT (Slurm before walltime, PBS qdel), SIGUSR1 (passed on by mpirun, which
-// kills the job too soon after a SIGTERM) and SIGHUP (a login session dropping) ask for a clean stop: take no new chunk, abandon
-// the one in flight at the next batch boundary, commit, report, exit with `interrupted`.
+// SIGTERM, SIGINT (Slurm before walltime, PBS qdel), SIGUSR1 or SIGUSR2 (passed on by mpirun,
+// which kills the job too soon after a SIGTERM) and SIGHUP (a login session dropping) ask for a
+// clean stop: take no new chunk, abandon the one in flight at the next batch boundary, commit,
+// report, exit with `interrupted`.
 namespace hpcscreen::pipeline {
 
 void install_stop_handlers();
