@@ -442,15 +442,20 @@ class annotate_job : public pipeline::chunk_work {
     }
   }
 
-  void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
-                     const pipeline::chunk_outcomes& out) override {
+  std::vector<std::string> write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
+                                         const pipeline::chunk_outcomes& out) override {
     const auto t_write = clock_type::now();
     struct add_on_exit {  // the cost of writing the chunk's outputs, for run.json
       double& total;
       clock_type::time_point t;
       ~add_on_exit() { total += seconds_since(t); }
     } timed{write_s_, t_write};
-    if (w_.model().metadata().embedding) return write_embeddings(out_dir, chunk_id, out);
+    const auto name = "annotations/" + chunk_file_name(chunk_id);
+    const auto path = (fs::path(out_dir) / name).string();
+    if (w_.model().metadata().embedding) {
+      write_embeddings(path, out);
+      return {name};
+    }
     const auto& ids = in_["id"];
     const auto& meta = w_.model().metadata();
     const auto n_labels = static_cast<std::int64_t>(meta.labels.size());
@@ -473,9 +478,9 @@ class annotate_job : public pipeline::chunk_work {
       }
       result.residue_offsets.push_back(result.prediction.size());
     }
-    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(chunk_id)).string();
     io::write_annotation_chunk(path + ".tmp", result);
     run::publish_file(path + ".tmp", path);
+    return {name};
   }
 
   const token_counts& counts() const { return counts_; }
@@ -520,8 +525,8 @@ class annotate_job : public pipeline::chunk_work {
     }
   }
 
-  void write_embeddings(const std::string& out_dir, std::uint64_t chunk_id,
-                        const pipeline::chunk_outcomes& out) {
+  // The chunk's embeddings file at `path`.
+  void write_embeddings(const std::string& path, const pipeline::chunk_outcomes& out) {
     const auto& s = w_.settings();
     const auto& ids = in_["id"];
     io::annotation_chunk result;
@@ -549,7 +554,6 @@ class annotate_job : public pipeline::chunk_work {
                                          static_cast<std::uint64_t>(kept_len_[i]));
       }
     }
-    const auto path = (fs::path(out_dir) / "annotations" / chunk_file_name(chunk_id)).string();
     io::write_annotation_chunk(path + ".tmp", result);
     run::publish_file(path + ".tmp", path);
   }

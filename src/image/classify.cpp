@@ -60,8 +60,8 @@ class classify_job : public pipeline::chunk_work {
   pipeline::stage next_stage() override;
   void run_task(std::size_t i) override;
   void collect(pipeline::chunk_outcomes& outcomes) override;
-  void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
-                     const pipeline::chunk_outcomes& outcomes) override;
+  std::vector<std::string> write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
+                                         const pipeline::chunk_outcomes& outcomes) override;
   std::size_t n_batches() const { return batches_.size(); }
   void on_committed() override;
 
@@ -343,8 +343,9 @@ void classify_job::collect(pipeline::chunk_outcomes& outcomes) {
   }
 }
 
-void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
-                                 const pipeline::chunk_outcomes& outcomes) {
+std::vector<std::string> classify_job::write_outputs(const std::string& out_dir,
+                                                     std::uint64_t chunk_id,
+                                                     const pipeline::chunk_outcomes& outcomes) {
   const auto kept = classify_workload::kept_columns(in_.names);
   std::string csv = w_.predictions_header(in_.names);
   const auto& ids = in_["id"];
@@ -358,8 +359,8 @@ void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk
     for (std::size_t l = 0; l < n_labels; ++l) csv += ',' + format_score(p[l]);
     csv += '\n';
   }
-  run::write_file_atomically((fs::path(out_dir) / "predictions" / chunk_file_name(chunk_id)).string(),
-                             csv);
+  const auto csv_name = "predictions/" + chunk_file_name(chunk_id);
+  run::write_file_atomically((fs::path(out_dir) / csv_name).string(), csv);
   // The same rows as HDF5 for programs: an annotation chunk file at output level "sequence"
   // (data_schemas/annotations.md: /row, /id, /scores [n, C], labels).
   io::annotation_chunk h5;
@@ -375,11 +376,11 @@ void classify_job::write_outputs(const std::string& out_dir, std::uint64_t chunk
     h5.lengths.push_back(0);
     h5.values.insert(h5.values.end(), outcomes.scores(i), outcomes.scores(i) + n_labels);
   }
-  const auto h5_path = (fs::path(out_dir) / "predictions" / chunk_file_name(chunk_id))
-                           .replace_extension(".h5")
-                           .string();
+  const auto h5_name = fs::path(csv_name).replace_extension(".h5").string();
+  const auto h5_path = (fs::path(out_dir) / h5_name).string();
   io::write_annotation_chunk(h5_path + ".tmp", h5);
   run::publish_file(h5_path + ".tmp", h5_path);
+  return {csv_name, h5_name};
 }
 
 class classify_command : public pipeline::workload_command {

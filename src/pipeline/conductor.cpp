@@ -72,7 +72,8 @@ class rank_ledger {
     work.collect(outcomes);
     auto rec = close_chunk(in, outcomes, c_.layout, c_.hit_fields);
     refuse_broken_model(in, outcomes);
-    work.write_outputs(c_.options.out_dir, in.chunk.id, outcomes);
+    rec.outputs = run::describe_outputs(
+        c_.options.out_dir, work.write_outputs(c_.options.out_dir, in.chunk.id, outcomes));
     return rec;
   }
 

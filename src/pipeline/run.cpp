@@ -121,23 +121,23 @@ json begin_attempt(const run_context& c, int n_ranks) {
     for (const auto id : started.failed) done.erase(id);
   }
   c.work->prepare_run_folder(c.options.out_dir);
-  // A committed chunk whose own files are gone (deleted, or emptied) would be missing from the
-  // outputs: it is done again. (A chunk whose shard failed has none.)
-  std::vector<std::uint64_t> lost;
-  for (const auto id : done) {
+  // A committed chunk whose own files are not as written (deleted, cut short, replaced) would
+  // be wrong or missing in the outputs: it is done again. Its record lists the files with their
+  // sizes and checksums; a record from before the list has its files' presence checked by the
+  // workload. (A chunk whose shard failed has none.)
+  auto lost = started.damaged;
+  for (const auto id : started.unlisted) {
     if (!started.failed.count(id) && !c.work->has_chunk_outputs(c.options.out_dir, id))
-      lost.push_back(id);
+      lost.emplace(id, "missing or empty");
   }
   if (!lost.empty()) {
-    std::string which;
-    for (std::size_t i = 0; i < lost.size() && i < 5; ++i)
-      which += (i ? ", " : "") + std::to_string(lost[i]);
+    const auto& [first, why] = *lost.begin();
     std::fprintf(stderr,
-                 "hpcscreen: warning: the outputs of %zu committed chunks are missing or empty in "
-                 "'%s' (chunk %s%s); they are done again\n",
-                 lost.size(), c.options.out_dir.c_str(), which.c_str(),
-                 lost.size() > 5 ? ", ..." : "");
-    for (const auto id : lost) done.erase(id);
+                 "hpcscreen: warning: the outputs of %zu committed chunks are missing or not as "
+                 "written in '%s' (chunk %llu: %s%s); they are done again\n",
+                 lost.size(), c.options.out_dir.c_str(), static_cast<unsigned long long>(first),
+                 why.c_str(), lost.size() > 1 ? "; and others" : "");
+    for (const auto& [id, _] : lost) done.erase(id);
   }
   if (c.options.resume && number > 1) {
     std::fprintf(

@@ -86,6 +86,9 @@ std::string to_json(const chunk_record& r) {
     rejects.push_back({x.row, text_json(x.id), x.stage, x.reason, text_json(x.detail)});
   }
   j["rejects"] = std::move(rejects);
+  auto outputs = nlohmann::json::array();
+  for (const auto& f : r.outputs) outputs.push_back({f.file, f.bytes, f.checksum});
+  j["outputs"] = std::move(outputs);
   return j.dump();
 }
 
@@ -121,6 +124,13 @@ chunk_record chunk_record_from_json(const std::string& text) {
     r.rejects.push_back({x.at(0).get<std::uint64_t>(), text_parse(x.at(1)),
                          x.at(2).get<std::string>(), x.at(3).get<std::string>(),
                          text_parse(x.at(4))});
+  }
+  r.outputs_listed = j.contains("outputs");
+  for (const auto& f : j.value("outputs", nlohmann::json::array())) {
+    const auto file = f.at(0).get<std::string>();
+    if (file.empty() || file.front() == '/' || file.find("..") != std::string::npos)
+      throw run_error("an output file name '" + file + "' is not a path below the run folder");
+    r.outputs.push_back({file, f.at(1).get<std::uint64_t>(), f.at(2).get<std::string>()});
   }
   return r;
 }

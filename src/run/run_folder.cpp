@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace fs = std::filesystem;
@@ -207,8 +208,47 @@ attempt_start start_attempt(const std::string& dir, bool resume, const std::stri
                             const std::string& attempt_json, const record_shape& shape) {
   attempt_start a;
   a.number = begin_attempt(dir, resume, identity_json, attempt_json);
-  a.done = usable_committed_chunks(dir, shape, &a.failed);
+  for (const auto id : committed_chunks(dir)) {
+    const auto rec = read_usable_chunk_record(dir, id, shape);
+    if (!rec) continue;
+    a.done.insert(id);
+    if (rec->counts.n_failed > 0) a.failed.insert(id);
+    if (!rec->outputs_listed) {
+      a.unlisted.insert(id);
+    } else if (auto why = damaged_output(dir, *rec); !why.empty()) {
+      a.damaged.emplace(id, std::move(why));
+    }
+  }
   return a;
+}
+
+std::vector<output_file> describe_outputs(const std::string& dir,
+                                          const std::vector<std::string>& files) {
+  std::vector<output_file> out;
+  for (const auto& f : files) {
+    const auto path = (fs::path(dir) / f).string();
+    out.push_back({f, fs::file_size(path), file_checksum(path)});
+  }
+  return out;
+}
+
+std::string damaged_output(const std::string& dir, const chunk_record& r) {
+  for (const auto& f : r.outputs) {
+    const auto path = (fs::path(dir) / f.file).string();
+    std::error_code ec;
+    const auto bytes = fs::file_size(path, ec);
+    if (ec) return f.file + " is missing";
+    if (bytes != f.bytes) {
+      return f.file + " holds " + std::to_string(bytes) + " bytes, " + std::to_string(f.bytes) +
+             " were written";
+    }
+    try {
+      if (file_checksum(path) != f.checksum) return f.file + " is not the file written (checksum)";
+    } catch (const std::exception& e) {
+      return f.file + " cannot be read (" + e.what() + ")";
+    }
+  }
+  return "";
 }
 
 std::set<std::uint64_t> committed_chunks(const std::string& dir) {
@@ -264,18 +304,6 @@ std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std
                  static_cast<unsigned long long>(id), path.c_str(), e.what());
     return std::nullopt;
   }
-}
-
-std::set<std::uint64_t> usable_committed_chunks(const std::string& dir, const record_shape& shape,
-                                                std::set<std::uint64_t>* with_failed_rows) {
-  std::set<std::uint64_t> out;
-  for (const auto id : committed_chunks(dir)) {
-    const auto rec = read_usable_chunk_record(dir, id, shape);
-    if (!rec) continue;
-    out.insert(id);
-    if (with_failed_rows && rec->counts.n_failed > 0) with_failed_rows->insert(id);
-  }
-  return out;
 }
 
 journal::journal(const std::string& dir, int attempt, int rank) {

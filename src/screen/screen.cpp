@@ -40,10 +40,16 @@ struct scoring_model {
 };
 
 // --all-scores: every scored record of a chunk, in RUN/scores/.
-std::string scores_file(const std::string& out_dir, std::uint64_t chunk_id) {
+// A chunk's --all-scores file, below the run folder.
+std::string scores_name(std::uint64_t chunk_id) {
   char name[48];
-  std::snprintf(name, sizeof name, "chunk-%010llu.csv", static_cast<unsigned long long>(chunk_id));
-  return (fs::path(out_dir) / "scores" / name).string();
+  std::snprintf(name, sizeof name, "scores/chunk-%010llu.csv",
+                static_cast<unsigned long long>(chunk_id));
+  return name;
+}
+
+std::string scores_file(const std::string& out_dir, std::uint64_t chunk_id) {
+  return (fs::path(out_dir) / scores_name(chunk_id)).string();
 }
 
 // A decimal number written in full (no hex, nothing after it), finite as a float.
@@ -591,9 +597,9 @@ class screen_job : public pipeline::chunk_work {
     }
   }
 
-  void write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
-                     const pipeline::chunk_outcomes& out) override {
-    if (!w_.settings().all_scores) return;
+  std::vector<std::string> write_outputs(const std::string& out_dir, std::uint64_t chunk_id,
+                                         const pipeline::chunk_outcomes& out) override {
+    if (!w_.settings().all_scores) return {};
     const auto& ids = in_["id"];
     std::string csv = w_.scores_header();
     for (std::size_t i = 0; i < out.n_rows(); ++i) {
@@ -604,6 +610,7 @@ class screen_job : public pipeline::chunk_work {
       csv += '\n';
     }
     run::write_file_atomically(scores_file(out_dir, chunk_id), csv);
+    return {scores_name(chunk_id)};
   }
 
   std::size_t n_batches() const { return ranges_.size(); }

@@ -3,9 +3,11 @@
 and 3 ranks, and check every result against an independent Python reference: the contract's
 tokenizer rules, the window plan and the stitching rule re-implemented here from
 data_schemas/bert_contract.md, the same TorchScript model run per window in PyTorch."""
+import glob
 import gzip
 import os
 import random
+import shutil
 
 import h5py
 import torch
@@ -205,16 +207,22 @@ def main():
     pf = read_json(os.path.join(outs["fixed"], "run.json"))["annotate"]["padding_fraction"]
     pl = read_json(os.path.join(outs["length"], "run.json"))["annotate"]["padding_fraction"]
     check(pl < pf, f"length-aware batching pads less ({pl:.3f}) than fixed ({pf:.3f})")
-    # A chunk file of a finished run deleted: --resume does that chunk again rather than leaving its
-    # records out of annotations.json (which then listed the files that were there).
-    gone = os.path.join(outs["fixed"], "annotations", "chunk-0000000000.h5")
-    os.remove(gone)
+    # Chunk files of a finished run deleted, cut short, and one replaced by another chunk's:
+    # --resume does those chunks again rather than leaving their records out of annotations.json
+    # or listing damaged files (each record keeps its files' sizes and checksums).
+    files = sorted(glob.glob(os.path.join(outs["fixed"], "annotations", "chunk-*.h5")))
+    check(len(files) >= 3, f"{len(files)} chunk files to damage")
+    os.remove(files[0])
+    shutil.copyfile(files[2], files[1])
+    with open(files[2], "r+b") as f:
+        f.truncate(os.path.getsize(files[2]) // 2)
     r = mpirun(2, [a.hpcscreen, "annotate", "--library", lib, "--model", seq_model, "--out", outs["fixed"], "--top-k", "5",
                    "--long-sequences", "window", "--batching", "fixed", "--max-sequences", "8", "--resume"], expect=0)
     _, again = read_results(outs["fixed"])
-    check("outputs of 1 committed chunks are missing" in r.stderr and os.path.exists(gone) and set(again) == set(fres)
-          and all(torch.equal(again[k][1], fres[k][1]) for k in fres),
-          f"a deleted chunk file is redone on --resume: {len(again)} of {len(fres)} records, the same scores")
+    check("outputs of 3 committed chunks are missing or not as written" in r.stderr and os.path.exists(files[0])
+          and set(again) == set(fres) and all(torch.equal(again[k][1], fres[k][1]) for k in fres),
+          f"deleted, cut and swapped chunk files are redone on --resume: {len(again)} of {len(fres)} records, "
+          f"the same scores ({r.stderr.strip()[-200:]})")
 
     print("== refusals")
     rd = fresh(os.path.join(work, "bad"))

@@ -11,6 +11,7 @@ test instead of hanging it."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -216,13 +217,19 @@ def main():
           "resume says what it skips (8 chunks whose records have the earlier layout)")
     compare("max-chunks + resume on 3 ranks", reference, rd)
 
-    print("== a finished run whose --all-scores file of one chunk was deleted: --resume redoes it")
-    lost = sorted(glob.glob(os.path.join(rd, "scores", "*.csv")))[0]
+    print("== a finished run whose --all-scores files were deleted, cut short or swapped: --resume redoes them")
+    # Chunk 0's record has the earlier layout (no list of outputs: its file's presence is
+    # checked); the last chunks' records list their files with sizes and checksums.
+    scores = sorted(glob.glob(os.path.join(rd, "scores", "*.csv")))
+    lost = scores[0]
     os.remove(lost)
+    with open(scores[-1], "r+b") as f:
+        f.truncate(os.path.getsize(scores[-1]) - 40)
+    shutil.copyfile(scores[-2], scores[-3])
     r = mpirun(2, screen_args(a, lib, rd, "--resume"), expect=0)
-    check("outputs of 1 committed chunks are missing" in r.stderr and os.path.exists(lost),
-          "the chunk whose scores file is gone is named and done again")
-    compare("deleted scores file + resume", reference, rd)
+    check("outputs of 3 committed chunks are missing or not as written" in r.stderr and os.path.exists(lost),
+          f"the chunks whose scores files are gone, cut or replaced are named and done again ({r.stderr.strip()[-160:]})")
+    compare("deleted, cut and swapped scores files + resume", reference, rd)
 
     for point in (3, n_chunks // 2):
         print(f"== SIGKILL of the whole mpirun after {point} chunks, resumed on 1 rank")

@@ -86,6 +86,8 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   r.elapsed_s = 12.375;
   r.end_time_s = 1700000000.25;
   r.score_sample = {0.5f, -2.25f, 7.0f};
+  r.outputs = {{"scores/chunk-0000000042.csv", 1234, "crc32:0badf00d"},
+               {"predictions/chunk-0000000042.h5", 99, "crc32:12345678"}};
 
   const auto back = run::chunk_record_from_json(run::to_json(r));
   EXPECT_EQ(back.chunk_id, 42u);
@@ -125,6 +127,42 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   EXPECT_EQ(back.elapsed_s, 12.375);
   EXPECT_EQ(back.end_time_s, 1700000000.25);
   EXPECT_EQ(back.score_sample, r.score_sample);
+  EXPECT_TRUE(back.outputs_listed);
+  ASSERT_EQ(back.outputs.size(), 2u);
+  EXPECT_EQ(back.outputs[1].file, "predictions/chunk-0000000042.h5");
+  EXPECT_EQ(back.outputs[1].bytes, 99u);
+  EXPECT_EQ(back.outputs[0].checksum, "crc32:0badf00d");
+}
+
+// The outputs a record lists are checked against the files: their presence, size and CRC-32
+// (the CRC-32 of "abc" is 352441c2, RFC 1952's reference code).
+TEST(chunk_record, listed_outputs_are_checked_for_presence_size_and_checksum) {
+  const auto dir = fresh("outputs");
+  fs::create_directories(fs::path(dir) / "scores");
+  const auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(fs::path(dir) / name, std::ios::binary) << text;
+  };
+  write("scores/a.csv", "abc");
+  write("scores/b.csv", "hello\n");
+  run::chunk_record r;
+  r.outputs = run::describe_outputs(dir, {"scores/a.csv", "scores/b.csv"});
+  ASSERT_EQ(r.outputs.size(), 2u);
+  EXPECT_EQ(r.outputs[0].bytes, 3u);
+  EXPECT_EQ(r.outputs[0].checksum, "crc32:352441c2");
+  EXPECT_EQ(run::damaged_output(dir, r), "");
+  write("scores/a.csv", "abd");  // same size, other bytes
+  EXPECT_NE(run::damaged_output(dir, r).find("scores/a.csv is not the file written"),
+            std::string::npos);
+  write("scores/a.csv", "abc");
+  write("scores/b.csv", "hel");
+  EXPECT_NE(run::damaged_output(dir, r).find("scores/b.csv holds 3 bytes, 6 were written"),
+            std::string::npos);
+  fs::remove(fs::path(dir) / "scores" / "b.csv");
+  EXPECT_NE(run::damaged_output(dir, r).find("scores/b.csv is missing"), std::string::npos);
+  // A listed path that leaves the run folder is refused when the record is read.
+  auto j = nlohmann::json::parse(run::to_json(r));
+  j["outputs"][0][0] = "../elsewhere.csv";
+  EXPECT_THROW(run::chunk_record_from_json(j.dump()), run_error);
 }
 
 TEST(chunk_record, json_round_trip_keeps_bytes_that_are_not_utf8) {
@@ -173,6 +211,7 @@ TEST(chunk_record, reads_records_written_before_hit_lists) {
   EXPECT_EQ(r.hit_lists[1][0].scores, (std::vector<float>{0.5f, 0.3f}));
   EXPECT_EQ(r.counts.n_filtered, 0u);
   EXPECT_EQ(r.end_time_s, 0.0);
+  EXPECT_FALSE(r.outputs_listed);  // the workload checks its files' presence instead
   ASSERT_EQ(r.rejects.size(), 1u);
   EXPECT_EQ(r.rejects[0].reason, "valence");
 }

@@ -33,9 +33,14 @@ class chunk_work : public chunk_job {
   // Gives every row of the chunk its outcome.
   virtual void collect(chunk_outcomes& outcomes) = 0;
   // Durably writes the chunk's own outputs (named by chunk id, so a chunk done again replaces
-  // them) before it is committed. `outcomes` are final: rows with non-finite outputs are rejects.
-  virtual void write_outputs(const std::string& /*out_dir*/, std::uint64_t /*chunk_id*/,
-                             const chunk_outcomes& /*outcomes*/) {}
+  // them) before it is committed, and returns their paths below out_dir: the chunk's record
+  // keeps their sizes and checksums, and --resume does again a chunk whose files are not as
+  // written. `outcomes` are final: rows with non-finite outputs are rejects.
+  virtual std::vector<std::string> write_outputs(const std::string& /*out_dir*/,
+                                                 std::uint64_t /*chunk_id*/,
+                                                 const chunk_outcomes& /*outcomes*/) {
+    return {};
+  }
   // Called on the conductor once the chunk is committed (e.g. to add its counts to its
   // workload's report).
   virtual void on_committed() {}
@@ -68,9 +73,10 @@ class workload {
   virtual json run_keys() const { return json::object(); }
   // Called on rank 0 once the run folder exists, before any chunk.
   virtual void prepare_run_folder(const std::string& /*out_dir*/) const {}
-  // Rank 0 at an attempt's start, for each chunk committed before whose shard was read: whether
-  // the files this workload wrote for it (its scores, annotations or predictions) are still in
-  // the run folder. A chunk whose files are gone or empty is done again.
+  // Rank 0 at an attempt's start, for each chunk committed before whose shard was read and whose
+  // record does not list its outputs (written before they were listed): whether the files this
+  // workload wrote for it are still in the run folder. A chunk whose files are gone or empty is
+  // done again.
   virtual bool has_chunk_outputs(const std::string& /*out_dir*/, std::uint64_t /*chunk_id*/) const {
     return true;
   }

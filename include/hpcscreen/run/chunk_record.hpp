@@ -28,6 +28,14 @@ struct chunk_counts {
   bool balanced() const { return n_read == n_scored + n_rejected + n_failed; }
 };
 
+// A file a workload wrote for the chunk (its scores, annotations or predictions), as written:
+// its path below the run folder, its size and its CRC-32, checked on --resume.
+struct output_file {
+  std::string file;
+  std::uint64_t bytes = 0;
+  std::string checksum;
+};
+
 struct chunk_record {
   std::uint64_t chunk_id = 0;
   std::uint32_t shard = 0;
@@ -38,6 +46,8 @@ struct chunk_record {
   // This chunk's top-K for each ranking key of the run, best first; none for a failed chunk.
   std::vector<std::vector<ranking::hit>> hit_lists;
   std::vector<reject> rejects;  // in row order
+  std::vector<output_file> outputs;
+  bool outputs_listed = true;  // false for records written before outputs were listed (2026-12)
   double elapsed_s = 0;
   double end_time_s = 0;  // Unix time of the commit, for throughput over time
   std::vector<float>

@@ -5,10 +5,12 @@
 //   parts/chunk-NNNNNNNNNN.json     one chunk_record per committed chunk
 //   hits.csv, rejects.csv, run.json written by rank 0 at the end of each attempt
 #include <cstdint>
+#include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "hpcscreen/run/chunk_record.hpp"
 
@@ -22,10 +24,14 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
                   const std::string& attempt_json);
 
 // begin_attempt, then what the folder already holds: the attempt's number and the chunks
-// committed earlier whose records are usable (`failed`: those of them with failed rows).
+// committed earlier whose records are usable (`failed`: those of them with failed rows). Of
+// these, `damaged` says why a chunk's listed outputs are not as written (missing, another size
+// or checksum), and `unlisted` holds those whose records predate the list (the workload checks
+// that their files are there).
 struct attempt_start {
   int number = 1;
-  std::set<std::uint64_t> done, failed;
+  std::set<std::uint64_t> done, failed, unlisted;
+  std::map<std::uint64_t, std::string> damaged;
 };
 attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                             const std::string& attempt_json, const record_shape& shape);
@@ -49,11 +55,13 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir);
 std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
                                                      const record_shape& shape);
 
-// The committed chunks that can be used (read_usable_chunk_record); those whose records count
-// failed rows (a shard that could not be read) also go to `with_failed_rows` when given.
-std::set<std::uint64_t> usable_committed_chunks(
-    const std::string& dir, const record_shape& shape,
-    std::set<std::uint64_t>* with_failed_rows = nullptr);
+// The files a chunk wrote (paths below the run folder `dir`), with their sizes and checksums,
+// for its record.
+std::vector<output_file> describe_outputs(const std::string& dir,
+                                          const std::vector<std::string>& files);
+// Why one of a record's outputs is not as it was written ("" when all are): missing, another
+// size, another checksum. Reads each file once.
+std::string damaged_output(const std::string& dir, const chunk_record& r);
 
 // Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
 class journal {
