@@ -42,10 +42,12 @@ void progress_reporter::maybe_report(dist::progress_board& board, int n_ranks, b
       n_total_ ? 100.0 * static_cast<double>(done) / static_cast<double>(n_total_) : 100.0;
   char line[512];
   std::snprintf(line, sizeof line,
-                "[hpcscreen] %s/%s records (%.1f%%) | %.0f rec/s | ETA %s | rejects %s | "
+                "[hpcscreen] %s/%s records (%.1f%%) | %.0f rec/s | ETA %s | rejects%s %s | "
                 "failed %s | ranks %s %llu/%d",
                 with_commas(done).c_str(), with_commas(n_total_).c_str(), pct, rate,
-                format_duration(eta).c_str(), with_commas(sum[1]).c_str(),
+                format_duration(eta).c_str(),
+                // The records count those of earlier attempts; the rejects and failures do not.
+                n_before_ > 0 ? " (this attempt)" : "", with_commas(sum[1]).c_str(),
                 with_commas(sum[2]).c_str(),
                 // Slot 3 is 1 while a rank works: the last line counts those that finished.
                 final_line ? "finished" : "alive",
