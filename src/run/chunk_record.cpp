@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen::run {
+
+namespace fs = std::filesystem;
 namespace {
 
 // Ids and SMILES are bytes, not always UTF-8 (a Latin-1 catalogue): a string that is not valid
@@ -171,6 +175,35 @@ void check_shape(const chunk_record& r, const record_shape& shape) {
                         std::to_string(shape.n_hit_fields));
     }
   }
+}
+
+std::vector<output_file> describe_outputs(const std::string& dir,
+                                          const std::vector<std::string>& files) {
+  std::vector<output_file> out;
+  for (const auto& f : files) {
+    const auto path = (fs::path(dir) / f).string();
+    out.push_back({f, fs::file_size(path), file_checksum(path)});
+  }
+  return out;
+}
+
+std::string damaged_output(const std::string& dir, const chunk_record& r) {
+  for (const auto& f : r.outputs) {
+    const auto path = (fs::path(dir) / f.file).string();
+    std::error_code ec;
+    const auto bytes = fs::file_size(path, ec);
+    if (ec) return f.file + " is missing";
+    if (bytes != f.bytes) {
+      return f.file + " holds " + std::to_string(bytes) + " bytes, " + std::to_string(f.bytes) +
+             " were written";
+    }
+    try {
+      if (file_checksum(path) != f.checksum) return f.file + " is not the file written (checksum)";
+    } catch (const std::exception& e) {
+      return f.file + " cannot be read (" + e.what() + ")";
+    }
+  }
+  return "";
 }
 
 }  // namespace hpcscreen::run

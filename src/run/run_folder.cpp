@@ -12,7 +12,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace fs = std::filesystem;
@@ -220,35 +219,6 @@ attempt_start start_attempt(const std::string& dir, bool resume, const std::stri
     }
   }
   return a;
-}
-
-std::vector<output_file> describe_outputs(const std::string& dir,
-                                          const std::vector<std::string>& files) {
-  std::vector<output_file> out;
-  for (const auto& f : files) {
-    const auto path = (fs::path(dir) / f).string();
-    out.push_back({f, fs::file_size(path), file_checksum(path)});
-  }
-  return out;
-}
-
-std::string damaged_output(const std::string& dir, const chunk_record& r) {
-  for (const auto& f : r.outputs) {
-    const auto path = (fs::path(dir) / f.file).string();
-    std::error_code ec;
-    const auto bytes = fs::file_size(path, ec);
-    if (ec) return f.file + " is missing";
-    if (bytes != f.bytes) {
-      return f.file + " holds " + std::to_string(bytes) + " bytes, " + std::to_string(f.bytes) +
-             " were written";
-    }
-    try {
-      if (file_checksum(path) != f.checksum) return f.file + " is not the file written (checksum)";
-    } catch (const std::exception& e) {
-      return f.file + " cannot be read (" + e.what() + ")";
-    }
-  }
-  return "";
 }
 
 std::set<std::uint64_t> committed_chunks(const std::string& dir) {

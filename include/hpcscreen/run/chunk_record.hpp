@@ -68,4 +68,12 @@ struct record_shape {
 // Throws run_error saying what does not fit.
 void check_shape(const chunk_record& r, const record_shape& shape);
 
+// The files a chunk wrote (paths below the run folder `dir`), with their sizes and checksums,
+// for its record.
+std::vector<output_file> describe_outputs(const std::string& dir,
+                                          const std::vector<std::string>& files);
+// Why one of a record's outputs is not as it was written ("" when all are): missing, another
+// size, another checksum. Reads each file once.
+std::string damaged_output(const std::string& dir, const chunk_record& r);
+
 }  // namespace hpcscreen::run

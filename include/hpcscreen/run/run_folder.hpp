@@ -55,14 +55,6 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir);
 std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
                                                      const record_shape& shape);
 
-// The files a chunk wrote (paths below the run folder `dir`), with their sizes and checksums,
-// for its record.
-std::vector<output_file> describe_outputs(const std::string& dir,
-                                          const std::vector<std::string>& files);
-// Why one of a record's outputs is not as it was written ("" when all are): missing, another
-// size, another checksum. Reads each file once.
-std::string damaged_output(const std::string& dir, const chunk_record& r);
-
 // Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
 class journal {
  public:
