@@ -1,5 +1,7 @@
 #include "hpcscreen/io/manifest.hpp"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -22,23 +24,20 @@ namespace {
 // would be screened twice and its records counted twice. Two files with the same content are
 // allowed: a library may hold the same rows twice (an input given under two names; pack warns).
 void refuse_duplicate_shards(const std::string& library_dir, const manifest& m) {
-  namespace fs = std::filesystem;
-  std::map<std::string, std::size_t> by_name, by_checksum;
+  std::map<std::string, std::size_t> by_name;
+  std::map<std::pair<dev_t, ino_t>, std::size_t> by_file;
   for (std::size_t i = 0; i < m.shards.size(); ++i) {
     const auto& s = m.shards[i];
-    const auto name = fs::path(s.file).lexically_normal().string();
+    const auto name = std::filesystem::path(s.file).lexically_normal().string();
     if (const auto [it, fresh] = by_name.emplace(name, i); !fresh) {
       throw shard_error("shard '" + s.file + "' is listed twice (entries " +
                         std::to_string(it->second) + " and " + std::to_string(i) +
                         "): its records would be screened twice");
     }
-    if (s.checksum.empty() || s.n_records == 0) continue;
-    const auto [it, fresh] = by_checksum.emplace(s.checksum, i);
-    if (fresh) continue;
-    const auto& first = m.shards[it->second].file;
-    std::error_code ec;
-    if (fs::equivalent(fs::path(library_dir) / first, fs::path(library_dir) / s.file, ec)) {
-      throw shard_error("shards '" + first + "' and '" + s.file +
+    struct stat st {};
+    if (::stat((std::filesystem::path(library_dir) / s.file).c_str(), &st) != 0) continue;
+    if (const auto [it, fresh] = by_file.emplace(std::pair{st.st_dev, st.st_ino}, i); !fresh) {
+      throw shard_error("shards '" + m.shards[it->second].file + "' and '" + s.file +
                         "' are one file under two names: its records would be screened twice");
     }
   }

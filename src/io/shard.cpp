@@ -108,7 +108,10 @@ class memory_file {
     const auto size = check(H5Fget_file_image(file_.get(), nullptr, 0), "sizing", path_);
     std::vector<char> image(static_cast<std::size_t>(size));
     check(H5Fget_file_image(file_.get(), image.data(), image.size()), "imaging", path_);
-    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC), 0644);
+    // Replacing means a new file: a link left at the path (to a file elsewhere) is removed, not
+    // written through.
+    if (!exclusive) ::unlink(path_.c_str());
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0) throw error("cannot create '" + path_ + "': " + std::strerror(errno));
     std::size_t done = 0;
     while (done < image.size()) {

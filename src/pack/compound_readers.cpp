@@ -164,8 +164,8 @@ compound_record make_record(std::vector<std::string>& fields, const column_map& 
 
 // The columns of a .smi header line, or nothing when `line` is a data line. A header names
 // the SMILES column (--smiles-column, or a usual name). Where only the usual names say so, an id
-// can be such a word ("CCO mol"): the line is a header when the name stands first, is alone, or
-// stands beside a usual id column name ("ID SMILES").
+// can be such a word ("CCO mol", "CCO mol name"): the line is a header when the name stands
+// first or alone, or when the line begins with a usual id column name ("ID SMILES").
 std::optional<column_map> smi_header(const std::string& path, const std::string& line,
                                      const reader_options& o) {
   std::vector<std::string> tokens;
@@ -178,10 +178,7 @@ std::optional<column_map> smi_header(const std::string& path, const std::string&
     if (!o.smiles_column.empty()) {
       header = lower(tokens[i]) == lower(o.smiles_column);
     } else if (is_one_of(tokens[i], default_smiles_columns())) {
-      header = i == 0 || tokens.size() == 1 ||
-               std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) {
-                 return is_one_of(t, default_id_columns());
-               });
+      header = i == 0 || tokens.size() == 1 || is_one_of(tokens[0], default_id_columns());
     }
   }
   if (header) return map_columns(path, tokens, o);

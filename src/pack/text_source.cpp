@@ -122,6 +122,39 @@ std::string read_head(const std::string& path, std::size_t n) {
   return head;
 }
 
+// A decompressor's failure in words: Boost's own message is "iostream error" for most.
+std::string codec_failure(const std::exception& e) {
+  if (const auto* b = dynamic_cast<const bio::bzip2_error*>(&e)) {
+    const int code = b->error();
+    if (code == bio::bzip2::data_error) return "bzip2: data integrity (CRC) error";
+    if (code == bio::bzip2::data_error_magic) return "bzip2: a stream does not start as bzip2";
+    if (code == bio::bzip2::unexpected_eof) return "bzip2: the data ends inside a stream";
+    return "bzip2: error " + std::to_string(code);
+  }
+  if (const auto* g = dynamic_cast<const bio::gzip_error*>(&e)) {
+    switch (g->error()) {
+      case bio::gzip::bad_crc:
+        return "gzip: CRC mismatch";
+      case bio::gzip::bad_length:
+        return "gzip: length mismatch";
+      case bio::gzip::bad_header:
+        return "gzip: a member does not start as gzip (damage, or bytes after the last member)";
+      case bio::gzip::bad_footer:
+        return "gzip: malformed member trailer";
+      case bio::gzip::zlib_error:
+        return "gzip: invalid deflate data (zlib error " + std::to_string(g->zlib_error_code()) +
+               ")";
+      default:
+        return "gzip: error " + std::to_string(g->error());
+    }
+  }
+  if (const auto* x = dynamic_cast<const bio::lzma_error*>(&e)) {
+    return x->error() == bio::lzma::data_error ? "xz: corrupt data"
+                                               : "xz: error " + std::to_string(x->error());
+  }
+  return e.what();
+}
+
 }  // namespace
 
 const char* compression_name(compression c) {
@@ -179,7 +212,7 @@ struct text_source::impl {
           got = chain.sgetn(block.data() + filled, static_cast<std::streamsize>(std::min(
                                                        piece_bytes, block.size() - filled)));
         } catch (const std::exception& e) {
-          error = e.what();
+          error = codec_failure(e);
           break;
         }
         if (got <= 0) {
@@ -321,7 +354,7 @@ bool text_source::fill() {
     got = s.chain.sgetn(s.buffer.data() + s.end,
                         static_cast<std::streamsize>(s.buffer.size() - s.end));
   } catch (const std::exception& e) {
-    throw error(damaged_message(e.what()));
+    throw error(damaged_message(codec_failure(e)));
   }
   if (got <= 0) {
     s.at_eof = true;

@@ -123,10 +123,11 @@ json begin_attempt(const run_context& c, int n_ranks) {
   c.work->prepare_run_folder(c.options.out_dir);
   // A committed chunk whose own files are not as written (deleted, cut short, replaced) would
   // be wrong or missing in the outputs: it is done again. Its record lists the files with their
-  // sizes and checksums; a record from before the list has its files' presence checked by the
-  // workload. (A chunk whose shard failed has none.)
+  // sizes and checksums, and the workload says which files it must have (the check of records
+  // written before the list, and of a list emptied by hand). (A chunk whose shard failed has
+  // none.)
   auto lost = started.damaged;
-  for (const auto id : started.unlisted) {
+  for (const auto id : done) {
     if (!started.failed.count(id) && !c.work->has_chunk_outputs(c.options.out_dir, id))
       lost.emplace(id, "missing or empty");
   }

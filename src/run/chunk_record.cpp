@@ -129,8 +129,10 @@ chunk_record chunk_record_from_json(const std::string& text) {
                          x.at(2).get<std::string>(), x.at(3).get<std::string>(),
                          text_parse(x.at(4))});
   }
-  r.outputs_listed = j.contains("outputs");
-  for (const auto& f : j.value("outputs", nlohmann::json::array())) {
+  const auto outputs = j.value("outputs", nlohmann::json::array());
+  if (!outputs.is_array()) throw run_error("outputs is not a list");
+  for (const auto& f : outputs) {
+    if (!f.is_array() || f.size() != 3) throw run_error("an output is not [file, bytes, checksum]");
     const auto file = f.at(0).get<std::string>();
     if (file.empty() || file.front() == '/' || file.find("..") != std::string::npos)
       throw run_error("an output file name '" + file + "' is not a path below the run folder");

@@ -54,7 +54,10 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 void write_file_atomically(const std::string& path, const std::string& content,
                            const std::string& tmp_suffix) {
   const auto tmp = path + tmp_suffix;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A new file: whatever a crash or a hand left under the temporary name (a link to a file
+  // elsewhere included) is removed, not written through.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw run_error("cannot create '" + tmp + "': " + std::strerror(errno));
   try {
     write_all(fd, content, tmp);
@@ -212,11 +215,7 @@ attempt_start start_attempt(const std::string& dir, bool resume, const std::stri
     if (!rec) continue;
     a.done.insert(id);
     if (rec->counts.n_failed > 0) a.failed.insert(id);
-    if (!rec->outputs_listed) {
-      a.unlisted.insert(id);
-    } else if (auto why = damaged_output(dir, *rec); !why.empty()) {
-      a.damaged.emplace(id, std::move(why));
-    }
+    if (auto why = damaged_output(dir, *rec); !why.empty()) a.damaged.emplace(id, std::move(why));
   }
   return a;
 }

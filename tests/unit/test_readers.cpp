@@ -361,10 +361,11 @@ TEST(zinc, smi_header_line_is_a_header_and_names_the_id) {
 }
 
 // A headerless file whose first id is a word that names a SMILES column ("mol", "smiles") is
-// data: the line is a header only when that word stands first, alone, or beside an id name.
+// data: the line is a header only when that word stands first or alone, or the line begins with
+// an id column's name.
 TEST(zinc, a_first_id_named_like_a_column_is_data) {
   const auto dir = fresh_dir("smi_not_header");
-  for (const std::string first : {"CCO mol", "CCO\tSMILES"}) {
+  for (const std::string first : {"CCO mol", "CCO\tSMILES", "CCO mol name"}) {
     SCOPED_TRACE(first);
     write_bytes(dir / "x.smi", first + "\nCCN aspirin\nc1ccccc1 benzene\n");
     const auto c = read_smi(dir / "x.smi");

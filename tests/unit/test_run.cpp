@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/run/chunk_record.hpp"
@@ -127,7 +128,6 @@ TEST(chunk_record, json_round_trip_keeps_every_field) {
   EXPECT_EQ(back.elapsed_s, 12.375);
   EXPECT_EQ(back.end_time_s, 1700000000.25);
   EXPECT_EQ(back.score_sample, r.score_sample);
-  EXPECT_TRUE(back.outputs_listed);
   ASSERT_EQ(back.outputs.size(), 2u);
   EXPECT_EQ(back.outputs[1].file, "predictions/chunk-0000000042.h5");
   EXPECT_EQ(back.outputs[1].bytes, 99u);
@@ -159,10 +159,16 @@ TEST(chunk_record, listed_outputs_are_checked_for_presence_size_and_checksum) {
             std::string::npos);
   fs::remove(fs::path(dir) / "scores" / "b.csv");
   EXPECT_NE(run::damaged_output(dir, r).find("scores/b.csv is missing"), std::string::npos);
-  // A listed path that leaves the run folder is refused when the record is read.
+  // A listed path that leaves the run folder, or a list that is not one, makes the record
+  // unusable when it is read (its chunk is done again).
   auto j = nlohmann::json::parse(run::to_json(r));
   j["outputs"][0][0] = "../elsewhere.csv";
   EXPECT_THROW(run::chunk_record_from_json(j.dump()), run_error);
+  for (const auto& bad : {nlohmann::json(nullptr), nlohmann::json::object(),
+                          nlohmann::json::array({nlohmann::json::array({"scores/a.csv", 3})})}) {
+    j["outputs"] = bad;
+    EXPECT_THROW(run::chunk_record_from_json(j.dump()), run_error) << bad.dump();
+  }
 }
 
 TEST(chunk_record, json_round_trip_keeps_bytes_that_are_not_utf8) {
@@ -189,6 +195,15 @@ TEST(chunk_record, json_round_trip_keeps_bytes_that_are_not_utf8) {
   ASSERT_EQ(back.rejects.size(), 1u);
   EXPECT_EQ(back.rejects[0].id, latin1 + "2");
   EXPECT_EQ(back.rejects[0].detail, "bad byte \xff");
+  // Bytes that only look like UTF-8 (RFC 3629, section 3: an overlong form, a surrogate, a
+  // lead byte F5, a value above U+10FFFF) are bytes too: JSON would refuse them as text.
+  for (const std::string id : {"ov\xc0\x80x", "sur\xed\xa0\x80x", "f5\xf5\x80\x80\x80x",
+                               "mx\xf4\x90\x80\x80x", "ov3\xe0\x80\xafx"}) {
+    r.hit_lists[0][0].id = id;
+    ASSERT_NO_THROW(text = run::to_json(r)) << id;
+    EXPECT_EQ(run::chunk_record_from_json(text).hit_lists[0][0].id, id);
+  }
+  EXPECT_TRUE(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf"));
 }
 
 TEST(chunk_record, reads_records_written_before_hit_lists) {
@@ -211,7 +226,7 @@ TEST(chunk_record, reads_records_written_before_hit_lists) {
   EXPECT_EQ(r.hit_lists[1][0].scores, (std::vector<float>{0.5f, 0.3f}));
   EXPECT_EQ(r.counts.n_filtered, 0u);
   EXPECT_EQ(r.end_time_s, 0.0);
-  EXPECT_FALSE(r.outputs_listed);  // the workload checks its files' presence instead
+  EXPECT_TRUE(r.outputs.empty());  // the workload checks its files' presence
   ASSERT_EQ(r.rejects.size(), 1u);
   EXPECT_EQ(r.rejects[0].reason, "valence");
 }

@@ -73,10 +73,10 @@ class workload {
   virtual json run_keys() const { return json::object(); }
   // Called on rank 0 once the run folder exists, before any chunk.
   virtual void prepare_run_folder(const std::string& /*out_dir*/) const {}
-  // Rank 0 at an attempt's start, for each chunk committed before whose shard was read and whose
-  // record does not list its outputs (written before they were listed): whether the files this
-  // workload wrote for it are still in the run folder. A chunk whose files are gone or empty is
-  // done again.
+  // Rank 0 at an attempt's start, for each chunk committed before whose shard was read: whether
+  // the files this workload writes for a chunk are in the run folder (the chunk's record, if it
+  // lists them, also has their sizes and checksums checked). A chunk whose files are gone or
+  // empty is done again.
   virtual bool has_chunk_outputs(const std::string& /*out_dir*/, std::uint64_t /*chunk_id*/) const {
     return true;
   }

@@ -46,8 +46,7 @@ struct chunk_record {
   // This chunk's top-K for each ranking key of the run, best first; none for a failed chunk.
   std::vector<std::vector<ranking::hit>> hit_lists;
   std::vector<reject> rejects;  // in row order
-  std::vector<output_file> outputs;
-  bool outputs_listed = true;  // false for records written before outputs were listed (2026-12)
+  std::vector<output_file> outputs;  // none in records written before December 2026
   double elapsed_s = 0;
   double end_time_s = 0;  // Unix time of the commit, for throughput over time
   std::vector<float>

@@ -26,11 +26,10 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
 // begin_attempt, then what the folder already holds: the attempt's number and the chunks
 // committed earlier whose records are usable (`failed`: those of them with failed rows). Of
 // these, `damaged` says why a chunk's listed outputs are not as written (missing, another size
-// or checksum), and `unlisted` holds those whose records predate the list (the workload checks
-// that their files are there).
+// or checksum).
 struct attempt_start {
   int number = 1;
-  std::set<std::uint64_t> done, failed, unlisted;
+  std::set<std::uint64_t> done, failed;
   std::map<std::uint64_t, std::string> damaged;
 };
 attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
