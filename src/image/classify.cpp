@@ -164,8 +164,12 @@ class classify_workload : public pipeline::workload {
     out << predictions_header(run.manifest.fields);
     std::uint64_t rows = 0;
     for (const auto id : run.committed) {
-      std::ifstream in(dir / "predictions" / chunk_file_name(id), std::ios::binary);
-      if (!in) continue;  // a chunk of a failed shard has no predictions
+      // A chunk of a failed shard has no predictions; a file that is not a plain file (a FIFO
+      // would block here) is not read: the host names the chunk's missing files.
+      const auto chunk = dir / "predictions" / chunk_file_name(id);
+      if (!fs::is_regular_file(chunk)) continue;
+      std::ifstream in(chunk, std::ios::binary);
+      if (!in) continue;
       std::string line;
       std::getline(in, line);  // its header
       while (std::getline(in, line)) {

@@ -64,6 +64,7 @@ struct run_ledger {
   std::map<std::string, std::uint64_t> reject_reasons;
   json failed_shards = json::object();
   std::vector<ranking::topk> tops;  // per rank key, over every committed chunk's hits
+  std::map<std::uint64_t, std::string> damaged_outputs;  // committed chunks whose files changed
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv.
@@ -78,10 +79,13 @@ run_ledger read_ledgers(const run_context& c, int attempt) {
     // One record at a time: memory stays bounded by top-K, whatever the run's size.
     const auto shape = c.record_shape();
     for (const auto id : run::committed_chunks(c.options.out_dir)) {
-      const auto usable = run::read_usable_chunk_record(c.options.out_dir, id, shape);
+      // Its files, as they were written? (Their sizes: the checksums are read on --resume.)
+      std::string changed;
+      const auto usable = run::read_usable_chunk_record(c.options.out_dir, id, shape, &changed);
       if (!usable) continue;
       const auto& rec = *usable;
       b.committed.insert(id);
+      if (!changed.empty()) b.damaged_outputs.emplace(id, std::move(changed));
       b.totals += rec.counts;
       if (rec.attempt == attempt) b.this_attempt += rec.counts;
       // A failed chunk's record has no hit lists (check_shape).
@@ -409,6 +413,12 @@ int write_run_outputs(const run_context& c, const attempt_summary& a,
   run_state st;
   // An output that cannot be written is named in run.json (and stderr); the others still are.
   write_or_note(st.write_errors, "rejects.csv", [&] { st.ledger = read_ledgers(c, a.attempt); });
+  if (const auto& lost = st.ledger.damaged_outputs; !lost.empty()) {
+    st.write_errors.push_back("per-chunk outputs: the files of " + std::to_string(lost.size()) +
+                              " committed chunks are missing or not as written (chunk " +
+                              std::to_string(lost.begin()->first) + ": " + lost.begin()->second +
+                              "); run the same command with --resume to do them again");
+  }
   auto files = hit_lists(c, st);
   write_or_note(st.write_errors, "workload outputs", [&] {
     st.workload_outputs = c.work->write_run_outputs(

@@ -189,16 +189,17 @@ std::vector<output_file> describe_outputs(const std::string& dir,
   return out;
 }
 
-std::string damaged_output(const std::string& dir, const chunk_record& r) {
+std::string damaged_output(const std::string& dir, const chunk_record& r, bool sizes_only) {
   for (const auto& f : r.outputs) {
     const auto path = (fs::path(dir) / f.file).string();
     std::error_code ec;
-    const auto bytes = fs::file_size(path, ec);
+    const auto bytes = fs::file_size(path, ec);  // (a FIFO or a folder has none)
     if (ec) return f.file + " is missing";
     if (bytes != f.bytes) {
       return f.file + " holds " + std::to_string(bytes) + " bytes, " + std::to_string(f.bytes) +
              " were written";
     }
+    if (sizes_only) continue;
     try {
       if (file_checksum(path) != f.checksum) return f.file + " is not the file written (checksum)";
     } catch (const std::exception& e) {

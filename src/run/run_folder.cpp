@@ -251,7 +251,8 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir) {
 }
 
 std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
-                                                     const record_shape& shape) {
+                                                     const record_shape& shape,
+                                                     std::string* outputs_changed) {
   if (id >= shape.n_chunks) {
     std::fprintf(stderr,
                  "hpcscreen: warning: a journal of '%s' names chunk %llu, but the run has %llu "
@@ -265,6 +266,7 @@ std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std
     auto rec = read_chunk_record(dir, id);
     if (rec.chunk_id != id) throw run_error("it holds chunk " + std::to_string(rec.chunk_id));
     check_shape(rec, shape);
+    if (outputs_changed) *outputs_changed = damaged_output(dir, rec, true);
     return rec;
   } catch (const std::exception& e) {
     std::fprintf(stderr,

@@ -72,7 +72,7 @@ void check_shape(const chunk_record& r, const record_shape& shape);
 std::vector<output_file> describe_outputs(const std::string& dir,
                                           const std::vector<std::string>& files);
 // Why one of a record's outputs is not as it was written ("" when all are): missing, another
-// size, another checksum. Reads each file once.
-std::string damaged_output(const std::string& dir, const chunk_record& r);
+// size, another checksum (reading each file once; not with `sizes_only`).
+std::string damaged_output(const std::string& dir, const chunk_record& r, bool sizes_only = false);
 
 }  // namespace hpcscreen::run

@@ -51,8 +51,11 @@ std::set<std::uint64_t> committed_chunks(const std::string& dir);
 // The record of committed chunk `id` if it can be used: an id within [0, n_chunks) whose record
 // reads back with the run's shape (check_shape). One that cannot is warned about, naming the
 // file, and counts as not done.
+// With `outputs_changed`, also says there which of its listed files no longer has the size it
+// was written with ("" when none: damaged_output's sizes-only check).
 std::optional<chunk_record> read_usable_chunk_record(const std::string& dir, std::uint64_t id,
-                                                     const record_shape& shape);
+                                                     const record_shape& shape,
+                                                     std::string* outputs_changed = nullptr);
 
 // Appends committed chunk ids to this rank's journal of this attempt, fsync'ing each.
 class journal {
