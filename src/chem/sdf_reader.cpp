@@ -73,8 +73,10 @@ std::uint64_t read_sdf(const std::string& path, const sdf_options& options,
       continue;
     }
     if (in_props && !in_data && is_counts_line(line)) {
+      // (At most the three lines before; none when the record is its "M  END" line alone.)
       const std::size_t header = std::min<std::size_t>(3, line_starts.size() - 1);
-      const std::size_t split = line_starts[line_starts.size() - header];
+      const std::size_t split =
+          header == 0 ? block.size() : line_starts[line_starts.size() - header];
       const std::uint64_t next_first = in.line_number() - header;
       on_reject({path, first_line,
                  "the record has no '$$$$' terminator: another molecule starts at line " +

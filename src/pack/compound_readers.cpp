@@ -417,7 +417,20 @@ void check_header(const std::string& path, const std::string& text, bool smi,
     begin = end + 1;
   } while (smi && !line.empty() && line[0] == '#' && begin < text.size());
   if (smi) {
-    smi_header(path, line, o);
+    if (smi_header(path, line, o)) return;
+    // A CSV file named .smi ("smiles,id"): read as whitespace-separated, every row would be one
+    // SMILES that RDKit cannot parse.
+    std::vector<std::string> fields;
+    split_literal(line, ',', fields);
+    const auto& names = default_smiles_columns();
+    for (const auto& f : fields) {
+      if (fields.size() > 1 &&
+          std::find(names.begin(), names.end(), lower(trimmed(f))) != names.end()) {
+        throw usage_error("input '" + path + "' is read as .smi (whitespace-separated), but its " +
+                          "first line is a comma-separated header ('" + line.substr(0, 80) +
+                          "'): give --format csv, or name it .csv");
+      }
+    }
     return;
   }
   std::vector<std::string> header;

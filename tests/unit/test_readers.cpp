@@ -384,6 +384,21 @@ TEST(zinc, a_first_id_named_like_a_column_is_data) {
   }
 }
 
+// A CSV file named .smi would pack every row as one unparsable SMILES: refused, saying why.
+TEST(zinc, a_csv_file_named_smi_is_refused_before_packing) {
+  const auto dir = fresh_dir("csv_as_smi");
+  write_bytes(dir / "d.smi", "SMILES,ID\nCCO,x1\nCCN,x2\n");
+  pack::pack_options o;
+  o.inputs = {(dir / "d.smi").string()};
+  o.out_dir = (dir / "lib").string();
+  const auto msg = what_of([&] { pack::pack_compounds(o); });
+  EXPECT_TRUE(has(msg, "comma-separated header")) << msg;
+  EXPECT_TRUE(has(msg, "--format csv")) << msg;
+  EXPECT_FALSE(fs::exists(dir / "lib" / "manifest.json"));
+  o.format = "csv";
+  EXPECT_EQ(pack::pack_compounds(o).n_records, 2u);
+}
+
 TEST(columns, explicit_columns_win_and_match_any_case) {
   const auto dir = fresh_dir("columns");
   write_bytes(dir / "in.csv", "ID,Name,structure,SMILES\n1,aspirin,CCO,CCN\n");
