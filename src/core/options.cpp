@@ -105,4 +105,8 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+bool is_plain_relative_path(const std::string& name) {
+  return !name.empty() && name.front() != '/' && name.find("..") == std::string::npos;
+}
+
 }  // namespace hpcscreen

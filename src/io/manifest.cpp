@@ -10,6 +10,7 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
 
 namespace hpcscreen::io {
 
@@ -75,7 +76,7 @@ manifest read_manifest(const std::string& library_dir) {
       e.file = s.at("file").get<std::string>();
       e.n_records = s.at("n_records").get<std::uint64_t>();
       e.checksum = s.value("checksum", "");
-      if (e.file.empty() || e.file.find("..") != std::string::npos || e.file.front() == '/') {
+      if (!is_plain_relative_path(e.file)) {
         throw shard_error("shard file name '" + e.file + "' must be a plain relative name");
       }
       m.shards.push_back(std::move(e));

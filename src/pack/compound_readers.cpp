@@ -422,14 +422,10 @@ void check_header(const std::string& path, const std::string& text, bool smi,
     // SMILES that RDKit cannot parse.
     std::vector<std::string> fields;
     split_literal(line, ',', fields);
-    const auto& names = default_smiles_columns();
-    for (const auto& f : fields) {
-      if (fields.size() > 1 &&
-          std::find(names.begin(), names.end(), lower(trimmed(f))) != names.end()) {
-        throw usage_error("input '" + path + "' is read as .smi (whitespace-separated), but its " +
-                          "first line is a comma-separated header ('" + line.substr(0, 80) +
-                          "'): give --format csv, or name it .csv");
-      }
+    if (fields.size() > 1 && find_default(fields, default_smiles_columns()) >= 0) {
+      throw usage_error("input '" + path + "' is read as .smi (whitespace-separated), but its " +
+                        "first line is a comma-separated header ('" + line.substr(0, 80) +
+                        "'): give --format csv, or name it .csv");
     }
     return;
   }

@@ -9,6 +9,7 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
 
 namespace hpcscreen::run {
 
@@ -134,7 +135,7 @@ chunk_record chunk_record_from_json(const std::string& text) {
   for (const auto& f : outputs) {
     if (!f.is_array() || f.size() != 3) throw run_error("an output is not [file, bytes, checksum]");
     const auto file = f.at(0).get<std::string>();
-    if (file.empty() || file.front() == '/' || file.find("..") != std::string::npos)
+    if (!is_plain_relative_path(file))
       throw run_error("an output file name '" + file + "' is not a path below the run folder");
     r.outputs.push_back({file, f.at(1).get<std::uint64_t>(), f.at(2).get<std::string>()});
   }

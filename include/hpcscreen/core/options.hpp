@@ -13,4 +13,8 @@ std::uint64_t parse_bytes(const std::string& text, const std::string& option);
 // "1h02m03s"-style rendering for progress lines.
 std::string format_duration(double seconds);
 
+// Whether a file name read from a manifest or a record stays below the folder it is read
+// against: not empty, not absolute, no "..".
+bool is_plain_relative_path(const std::string& name);
+
 }  // namespace hpcscreen
