@@ -148,6 +148,29 @@ nlohmann::json read_run_config(const std::string& path) {
   return config;
 }
 
+// A library moved to another path between attempts (a scratch space purged, a copy to project
+// space) is the run's library still when its manifest is the one the run started with: the
+// manifest names every shard with its record count and checksum. The run goes on reading it at
+// its new path, which the run's identity then holds.
+void follow_moved_library(const std::string& dir, nlohmann::json& before,
+                          const nlohmann::json& now) {
+  const auto same = [&](const char* key) {
+    return before.contains(key) && now.contains(key) && before[key] == now[key];
+  };
+  if (same("library") || !before.contains("library") || !now.contains("library")) return;
+  if (!same("manifest_checksum")) {
+    throw run_error("cannot resume '" + dir + "': the run started with the library at " +
+                    before["library"].dump() + ", and " + now["library"].dump() +
+                    " holds another (its manifest differs); resume with the run's library, or "
+                    "start a new --out");
+  }
+  std::fprintf(stderr,
+               "hpcscreen: warning: resuming '%s' with the library at %s; the run started with it "
+               "at %s (its manifest is the same)\n",
+               dir.c_str(), now["library"].dump().c_str(), before["library"].dump().c_str());
+  before["library"] = now["library"];
+}
+
 }  // namespace
 
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
@@ -167,6 +190,7 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
                       "hpcscreen run folder");
     }
     config = read_run_config(config_path);
+    follow_moved_library(dir, config.at("identity"), identity);
     const auto& before = config.at("identity");
     const std::string what_to_do =
         "; resume with the settings the run started with (its run_config.json lists them), or "

@@ -231,6 +231,27 @@ def main():
           f"the chunks whose scores files are gone, cut or replaced are named and done again ({r.stderr.strip()[-160:]})")
     compare("deleted, cut and swapped scores files + resume", reference, rd)
 
+    print("== the library moved between attempts: followed when its manifest is the same")
+    first, moved = os.path.join(work, "lib_first"), os.path.join(work, "lib_moved")
+    for path in (first, moved):
+        fresh(path)
+    shutil.copytree(lib, first)
+    rd = fresh(os.path.join(work, "moved"))
+    r = mpirun(2, screen_args(a, first, rd, "--max-chunks", "2"))
+    check(r.returncode == 75, f"first attempt stopped after 2 chunks per rank (exit {r.returncode})")
+    os.rename(first, moved)
+    other = os.path.join(work, "lib_other")
+    run([a.hpcscreen, "pack", "compounds", "--input", NCI, "--out", fresh(other)], expect=0)
+    r = mpirun(2, screen_args(a, other, rd, "--resume"))
+    check(r.returncode == 1 and "cannot resume" in r.stderr and "holds another (its manifest differs)" in r.stderr,
+          f"another library at another path is refused: exit {r.returncode} ({r.stderr.strip()[-200:]})")
+    r = mpirun(2, screen_args(a, moved, rd, "--resume"), expect=0)
+    check("lib_moved" in r.stderr and "lib_first" in r.stderr and "manifest is the same" in r.stderr,
+          f"the resume names the library's old and new places ({r.stderr.strip()[-300:]})")
+    check(read_json(os.path.join(rd, "run_config.json"))["identity"]["library"] == os.path.realpath(moved),
+          "run_config.json holds the library's new place")
+    compare("library moved + resume", reference, rd)
+
     for point in (3, n_chunks // 2):
         print(f"== SIGKILL of the whole mpirun after {point} chunks, resumed on 1 rank")
         name = f"kill at {point}"

@@ -41,6 +41,30 @@ TEST(run_folder, resume_with_another_model_is_refused) {
   }
 }
 
+// A library moved between attempts is the run's library when its manifest is the same; then
+// the run's identity holds its new place. Another manifest at the new place is refused.
+TEST(run_folder, resume_follows_a_moved_library_with_the_same_manifest) {
+  const auto dir = fresh("moved");
+  run::begin_attempt(dir, false, R"({"library":"/scratch/lib","manifest_checksum":"crc32:7"})",
+                     "{}");
+  try {
+    run::begin_attempt(dir, true, R"({"library":"/other/lib","manifest_checksum":"crc32:8"})",
+                       "{}");
+    FAIL();
+  } catch (const run_error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds another"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(run::begin_attempt(dir, true,
+                               R"({"library":"/project/lib","manifest_checksum":"crc32:7"})", "{}"),
+            2);
+  const auto config = nlohmann::json::parse(std::ifstream(fs::path(dir) / "run_config.json"));
+  EXPECT_EQ(config["identity"]["library"], "/project/lib");
+  // Its old place is another library now: refused.
+  EXPECT_THROW(run::begin_attempt(
+                   dir, true, R"({"library":"/scratch/lib","manifest_checksum":"crc32:9"})", "{}"),
+               run_error);
+}
+
 TEST(journal, commits_are_read_back_and_a_torn_line_is_not_a_commit) {
   const auto dir = fresh("journal");
   run::begin_attempt(dir, false, "{}", "{}");
