@@ -39,7 +39,7 @@ std::string top_usage() {
   for (const auto& t : pipeline::tool_commands())
     u += "  " + padded(t.name) + indented(t.summary) + "\n";
   u += "  report RUN       rebuild RUN/report.html from a finished or partial run\n"
-       "  version          print versions\n"
+       "  version          print hpcscreen's version\n"
        "\n"
        "'hpcscreen <command> --help' lists a command's options.\n";
   return u;

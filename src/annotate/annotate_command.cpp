@@ -38,7 +38,7 @@ class annotate_command : public pipeline::workload_command {
         "window-overlap", in_range(s_.window_overlap, "window-overlap", -1, cli::int32_max),
         "residues shared by consecutive windows (-1: a quarter of the window)")(
         "tsv", po::bool_switch(&s_.tsv),
-        "also write annotations.tsv (id, length, predicted labels) for small runs")(
+        "also write annotations.tsv (id, shard, row, length, prediction) for small runs")(
         "embeddings", po::value(&embeddings_),
         "with an encoder (output_level 'embedding'): keep per-sequence (mean over residues), "
         "per-residue or both")("embedding-dtype",
@@ -47,6 +47,8 @@ class annotate_command : public pipeline::workload_command {
   }
   void check(const po::variables_map& vm) override {
     s_.long_sequences = parse_long_policy(long_sequences_);
+    if (s_.long_sequences != long_policy::window && !vm["window-overlap"].defaulted())
+      throw usage_error("--window-overlap is the overlap of --long-sequences window; give it too");
     if (!embeddings_.empty()) parse_embeddings(embeddings_, s_);
     if (embeddings_.empty() && !vm["embedding-dtype"].defaulted())
       throw usage_error("--embedding-dtype is the precision of --embeddings; give --embeddings too");

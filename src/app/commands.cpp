@@ -48,6 +48,9 @@ struct run_command_line {
         "chunks-in-flight", in_range(o.chunks_in_flight, "chunks-in-flight", 1, 64),
         "chunks a rank holds at once (read ahead, preparing, inferring)")(
         "resume", po::bool_switch(&o.resume), "continue an existing run folder")(
+        "check", po::bool_switch(&o.check_only),
+        "check the options, library, models and run folder as a run would, then stop before "
+        "any work, writing nothing (exit 0: the run can start)")(
         "retry-failed", po::bool_switch(&o.retry_failed),
         "with --resume: process again the chunks of shards that could not be read (after "
         "repair)")("stop-after", po::value(&stop_after),
@@ -112,7 +115,7 @@ int run_parsed(const pipeline::workload_kind& kind, dist::context& ctx,
     return command.make(threads);
   });
   // The page for people; a failure here never changes the run's outcome.
-  if (ctx.rank() == 0 &&
+  if (ctx.rank() == 0 && !o.check_only &&
       (status == exit_ok || status == exit_incomplete || status == exit_interrupted)) {
     try {
       report::write_report(o.out_dir);

@@ -47,7 +47,10 @@ double parse_duration_s(const std::string& text, const std::string& option) {
     total += value * unit;
     i = j;
   }
-  if (!(total > 0) || !std::isfinite(total)) throw bad();
+  if (!(total > 0) || !std::isfinite(total)) {
+    throw usage_error("the argument ('" + text + "') for option '--" + option +
+                      "' is invalid: a duration above 0 is expected (such as 90s, 15m or 2h)");
+  }
   return total;
 }
 

@@ -324,15 +324,13 @@ class image_pack : public pipeline::pack_command {
       return counts;
     };
     const auto s = pack::pack_library(ctx, s_.o, k);
-    char line[512];
-    std::snprintf(line, sizeof line,
-                  "read %llu files: %llu images packed into %zu shard(s) in %s, %llu pack rejects\n",
-                  static_cast<unsigned long long>(s.n_rows_read),
-                  static_cast<unsigned long long>(s.n_records), s.n_shards, s_.o.out_dir.c_str(),
-                  static_cast<unsigned long long>(s.n_pack_rejects));
-    std::string text = line;
+    // (The path is added whole: a buffer would cut a long one.)
+    auto text = "read " + std::to_string(s.n_rows_read) + " files: " + std::to_string(s.n_records) +
+                " images packed into " + std::to_string(s.n_shards) + " shard(s) in " +
+                s_.o.out_dir + ", " + std::to_string(s.n_pack_rejects) + " pack rejects\n";
     if (s.n_pack_rejects)
-      text += "files that could not be packed, with reasons: " + s_.o.out_dir + "/pack_rejects.csv\n";
+      text += "files that could not be packed, with reasons: " +
+              (fs::path(s_.o.out_dir) / "pack_rejects.csv").string() + "\n";
     return text;
   }
 

@@ -1,6 +1,7 @@
 // The compound and protein library kinds, registered with pipeline/registry.hpp: their shard
 // fields and `hpcscreen pack compounds|proteins` (options, then pack_library.cpp's pack).
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "hpcscreen/chem/depict.hpp"
@@ -18,12 +19,10 @@ namespace po = boost::program_options;
 std::string summary_text(const pack_summary& s, const pack_options& o, int n_ranks) {
   char line[512];
   std::string text;
-  std::snprintf(line, sizeof line,
-                "read %llu rows: %llu records packed into %zu shard(s) in %s, %llu pack rejects",
-                static_cast<unsigned long long>(s.n_rows_read),
-                static_cast<unsigned long long>(s.n_records), s.n_shards, o.out_dir.c_str(),
-                static_cast<unsigned long long>(s.n_pack_rejects));
-  text += line;
+  // (Paths are added whole: a buffer would cut a long one.)
+  text += "read " + std::to_string(s.n_rows_read) + " rows: " + std::to_string(s.n_records) +
+          " records packed into " + std::to_string(s.n_shards) + " shard(s) in " + o.out_dir +
+          ", " + std::to_string(s.n_pack_rejects) + " pack rejects";
   if (s.n_comments) {
     std::snprintf(line, sizeof line, "; %llu comment lines skipped",
                   static_cast<unsigned long long>(s.n_comments));
@@ -36,9 +35,8 @@ std::string summary_text(const pack_summary& s, const pack_options& o, int n_ran
     text += line;
   }
   if (s.n_pack_rejects) {
-    std::snprintf(line, sizeof line, "%llu input rows could not be packed; see %s/pack_rejects.csv\n",
-                  static_cast<unsigned long long>(s.n_pack_rejects), o.out_dir.c_str());
-    text += line;
+    text += std::to_string(s.n_pack_rejects) + " input rows could not be packed; see " +
+            (std::filesystem::path(o.out_dir) / "pack_rejects.csv").string() + "\n";
   }
   if (cli::launched_by_mpi()) text += "packed by " + std::to_string(n_ranks) + " ranks\n";
   return text;

@@ -109,14 +109,14 @@ json input_identity(const std::string& path) {
 void check_unchanged(const std::string& path, const json& before) {
   std::error_code gone;
   if (!fs::exists(path, gone)) {
-    throw error("pack: input '" + path + "' disappeared while it was read; nothing of it is " +
+    throw error("input '" + path + "' disappeared while it was read; nothing of it is " +
                 "kept: restore it and run the same command with --resume");
   }
   const auto now = input_identity(path);
   if (now == before) return;
-  throw error("pack: input '" + path + "' changed while it was read (size " +
-              before.at("size").dump() + " bytes when reading began, " + now.at("size").dump() +
-              " now" + (before.at("mtime") != now.at("mtime") ? ", modified meanwhile" : "") +
+  throw error("input '" + path + "' changed while it was read (size " + before.at("size").dump() +
+              " bytes when reading began, " + now.at("size").dump() + " now" +
+              (before.at("mtime") != now.at("mtime") ? ", modified meanwhile" : "") +
               "); nothing of it is kept: wait until the file is complete, then run the same "
               "command with --resume");
 }
@@ -439,7 +439,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
     for (std::size_t i = 0; i < o.inputs.size(); ++i) {
       const auto r = finished_input(o.out_dir, i);
       if (r.is_null()) {
-        throw error("pack: input '" + o.inputs[i] +
+        throw error("input '" + o.inputs[i] +
                     "' has no complete record of its shards; rerun with --resume");
       }
       for (const auto& s : r.at("shards")) {
@@ -478,7 +478,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
   summary.n_shards = manifest.shards.size();
   if (summary.n_rows_read != summary.n_records + summary.n_pack_rejects ||
       manifest.n_records() != summary.n_records) {
-    throw error("pack: the accounting does not add up: " + std::to_string(summary.n_rows_read) +
+    throw error("the accounting does not add up: " + std::to_string(summary.n_rows_read) +
                 " rows read, " + std::to_string(manifest.n_records()) + " records in shards, " +
                 std::to_string(summary.n_pack_rejects) +
                 " pack rejects; the library is left incomplete (no manifest)");
@@ -528,20 +528,20 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
   dist::failure prepared;
   if (ctx.rank() == 0) {
     prepared = dist::capture_failure([&] {
-      if (o.inputs.empty()) throw usage_error("pack: no --input given");
-      if (o.shard_records == 0) throw usage_error("pack: --shard-size must be positive");
+      if (o.inputs.empty()) throw usage_error("no --input given");
+      if (o.shard_records == 0) throw usage_error("--shard-size must be positive");
       std::map<std::string, std::string> seen;  // canonical path → as given
       for (const auto& in : o.inputs) {
-        if (!fs::exists(in)) throw usage_error("pack: input '" + in + "' does not exist");
+        if (!fs::exists(in)) throw usage_error("input '" + in + "' does not exist");
         if (!fs::is_regular_file(in) && !(k.folders && fs::is_directory(in))) {
-          throw usage_error("pack: input '" + in +
+          throw usage_error("input '" + in +
                             "' is not a regular file (a pipe or device cannot be read twice, "
                             "which packing needs); write it to a file first");
         }
         // The same file twice would put every record in the library twice.
         const auto canonical = fs::weakly_canonical(in).string();
         if (const auto [it, fresh] = seen.emplace(canonical, in); !fresh) {
-          throw usage_error("pack: input '" + in + "' is given twice (also as '" + it->second +
+          throw usage_error("input '" + in + "' is given twice (also as '" + it->second +
                             "'): its records would be packed twice");
         }
       }
@@ -555,13 +555,13 @@ pack_summary pack_library(dist::context& ctx, const pack_options& o, const pack_
       };
       // Nor the library itself inside an input folder: the pack would read its own files.
       if (const auto* folder = input_holding(fs::weakly_canonical(o.out_dir))) {
-        throw usage_error("pack: --out '" + o.out_dir + "' lies inside input folder '" + *folder +
+        throw usage_error("--out '" + o.out_dir + "' lies inside input folder '" + *folder +
                           "': the pack would read its own files; write the library elsewhere");
       }
       // Nor a file or folder that lies inside an input folder (every file below it is read).
       for (const auto& [canonical, in] : seen) {
         if (const auto* folder = input_holding(fs::path(canonical).parent_path())) {
-          throw usage_error("pack: input '" + in + "' lies inside input folder '" + *folder +
+          throw usage_error("input '" + in + "' lies inside input folder '" + *folder +
                             "': its records would be packed twice");
         }
       }
@@ -652,18 +652,18 @@ void check_content(const std::string& input, const std::string& format,
                    const reader_options& reader) {
   const auto probe = probe_content(input);
   if (!probe.refusal.empty()) {
-    throw usage_error("pack: " + probe.refusal + "; expected " + format + " text");
+    throw usage_error("" + probe.refusal + "; expected " + format + " text");
   }
   const auto& s = probe.sample;
   const bool molblock = contains(s, "M  END") || contains(s, "V2000") || contains(s, "V3000");
   if (format == "sdf" && !s.empty() && !molblock && !contains(s, "$$$$")) {
-    throw usage_error("pack: input '" + input + "' (" + compression_name(probe.kind) +
+    throw usage_error("input '" + input + "' (" + compression_name(probe.kind) +
                       ") does not look like an SD file: no molblock ('M  END', 'V2000') or '$$$$' "
                       "in its first " +
                       std::to_string(s.size()) + " bytes");
   }
   if (format != "sdf" && molblock && contains(s, "M  END")) {
-    throw usage_error("pack: input '" + input + "' holds molblocks (an SD file), not " + format +
+    throw usage_error("input '" + input + "' holds molblocks (an SD file), not " + format +
                       " text; use --format sdf");
   }
   if (format != "sdf" && !s.empty()) check_header(input, s, format == "smi", reader);
@@ -696,7 +696,7 @@ pack_summary pack_compounds(dist::context& ctx, const pack_options& options) {
                           "' (smi, csv, tsv, cxsmiles, sdf)");
       }
       if (format == "sdf" && !options.csv.keep_columns.empty()) {
-        throw usage_error("pack: --keep-columns needs delimited inputs with a header; '" + input +
+        throw usage_error("--keep-columns needs delimited inputs with a header; '" + input +
                           "' is an SD file");
       }
       check_content(input, format, reader_for(format, options.csv));
@@ -737,7 +737,7 @@ pack_summary pack_proteins(dist::context& ctx, const pack_options& options) {
   k.check_inputs = [&] {
     for (const auto& in : options.inputs) {  // a FASTA file has a '>' header near its start
       const auto probe = probe_content(in);
-      if (!probe.refusal.empty()) throw usage_error("pack: " + probe.refusal + "; expected FASTA text");
+      if (!probe.refusal.empty()) throw usage_error("" + probe.refusal + "; expected FASTA text");
       if (!probe.sample.empty() && probe.sample.find('>') == std::string::npos) {
         throw usage_error("pack proteins: input '" + in + "' (" + compression_name(probe.kind) +
                           ") is not FASTA: no '>' header line in its first " +

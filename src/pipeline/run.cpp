@@ -149,6 +149,31 @@ json begin_attempt(const run_context& c, int n_ranks) {
   return {{"attempt", number}, {"done", done}};
 }
 
+// `--check`: everything a run refuses before it starts, with nothing written; rank 0 says what
+// the run would do.
+int check_only(dist::context& ctx, const run_context& c) {
+  bool continues = false;
+  dist::failure checked;
+  if (ctx.rank() == 0) {
+    checked = dist::capture_failure([&] {
+      run::check_attempt(c.options.out_dir, c.options.resume, identity_of(c).dump());
+      continues = c.options.resume;
+    });
+  }
+  if (const int status = agreed_status(ctx, checked); status != exit_ok) return status;
+  if (ctx.rank() == 0) {
+    std::fprintf(stderr,
+                 "hpcscreen: check: the run can start: %s %s, %llu records in %zu shards (%zu "
+                 "chunks), %d rank%s x %d thread%s; it would %s '%s'\n",
+                 c.kind->name.c_str(), c.options.library_dir.c_str(),
+                 static_cast<unsigned long long>(c.manifest.n_records()), c.manifest.shards.size(),
+                 c.plan.chunks.size(), ctx.size(), ctx.size() == 1 ? "" : "s", c.threads,
+                 c.threads == 1 ? "" : "s", continues ? "continue" : "start",
+                 c.options.out_dir.c_str());
+  }
+  return exit_ok;
+}
+
 }  // namespace
 
 int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
@@ -164,6 +189,8 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
     return status;
   if (const auto note = oversubscription_note(c.threads); !note.empty() && ctx.rank() == 0)
     std::fprintf(stderr, "hpcscreen: warning: %s\n", note.c_str());
+
+  if (c.options.check_only) return check_only(ctx, c);
 
   json start;
   dist::failure started;

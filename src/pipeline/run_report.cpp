@@ -304,13 +304,14 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
     }
   }
   std::fprintf(stderr,
-               "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d ranks x %d "
-               "threads)\n",
+               "hpcscreen: %s records: %s %s, %s rejected, %s failed%s%s (%.1f s, %d rank%s x %d "
+               "thread%s)\n",
                with_commas(t.n_read).c_str(), with_commas(t.n_scored).c_str(),
                kind.done_verb.c_str(), with_commas(t.n_rejected).c_str(),
                with_commas(t.n_failed).c_str(),
                all_committed ? "" : (", " + with_commas(st.n_pending) + " pending").c_str(),
-               hits_note.c_str(), a.wall_s, a.n_ranks, c.threads);
+               hits_note.c_str(), a.wall_s, a.n_ranks, a.n_ranks == 1 ? "" : "s", c.threads,
+               c.threads == 1 ? "" : "s");
   for (const auto& e : write_errors)
     std::fprintf(stderr, "hpcscreen: error: could not write %s\n", e.c_str());
   if (!write_errors.empty()) return exit_error;

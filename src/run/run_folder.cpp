@@ -173,51 +173,75 @@ void follow_moved_library(const std::string& dir, nlohmann::json& before,
 
 }  // namespace
 
-int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                  const std::string& attempt_json) {
+namespace {
+
+// The run in `dir` that this attempt continues (its run_config.json), or null for a new run;
+// throws run_error when the folder cannot take this attempt. Writes nothing.
+nlohmann::json run_to_continue(const std::string& dir, bool resume,
+                               const nlohmann::json& identity) {
   const auto config_path = (fs::path(dir) / "run_config.json").string();
-  const auto identity = nlohmann::json::parse(identity_json);
-  nlohmann::json config;
-  if (fs::exists(dir)) {
-    if (!resume) {
-      throw run_error("run folder '" + dir +
-                      "' already exists; add --resume to continue it, or "
-                      "choose another --out (a run folder is never overwritten)");
-    }
-    if (!fs::exists(config_path)) {
-      throw run_error("cannot resume '" + dir +
-                      "': it has no run_config.json, so it is not an "
-                      "hpcscreen run folder");
-    }
-    config = read_run_config(config_path);
-    follow_moved_library(dir, config.at("identity"), identity);
-    const auto& before = config.at("identity");
-    const std::string what_to_do =
-        "; resume with the settings the run started with (its run_config.json lists them), or "
-        "start a new --out";
-    for (const auto& [key, value] : identity.items()) {
-      if (!before.contains(key)) {  // a setting left at a default that adds no key (fp32)
-        throw run_error("cannot resume '" + dir + "': the run started with " + key +
-                        " at its default and this command sets it to " + value.dump() + what_to_do);
-      }
-      if (before[key] != value) {
-        throw run_error("cannot resume '" + dir + "': " + key + " was " + before[key].dump() +
-                        " when the run started and is " + value.dump() + " now" + what_to_do);
-      }
-    }
-    for (const auto& [key, value] : before.items()) {
-      if (!identity.contains(key)) {
-        throw run_error("cannot resume '" + dir + "': the run started with " + key + " " +
-                        value.dump() + " and this command runs with " + key +
-                        " at its default (given, or chosen here)" + what_to_do);
-      }
-    }
-  } else {
+  // An empty folder made beforehand (a job script's mkdir -p) holds no run: one starts in it.
+  const bool made_empty = fs::is_directory(dir) && fs::is_empty(dir);
+  if (made_empty && resume) {
+    throw run_error("cannot resume '" + dir +
+                    "': the folder is empty, no run has started in it; drop --resume to start "
+                    "one");
+  }
+  if (!fs::exists(dir) || made_empty) {
     if (resume) {
       throw run_error("cannot resume '" + dir +
                       "': the folder does not exist; check --out, or drop --resume to start a "
                       "new run");
     }
+    return nullptr;
+  }
+  if (!resume) {
+    throw run_error("run folder '" + dir +
+                    "' already exists; add --resume to continue it, or "
+                    "choose another --out (a run folder is never overwritten)");
+  }
+  if (!fs::exists(config_path)) {
+    throw run_error("cannot resume '" + dir +
+                    "': it has no run_config.json, so it is not an "
+                    "hpcscreen run folder");
+  }
+  auto config = read_run_config(config_path);
+  follow_moved_library(dir, config.at("identity"), identity);
+  const auto& before = config.at("identity");
+  const std::string what_to_do =
+      "; resume with the settings the run started with (its run_config.json lists them), or "
+      "start a new --out";
+  for (const auto& [key, value] : identity.items()) {
+    if (!before.contains(key)) {  // a setting left at a default that adds no key (fp32)
+      throw run_error("cannot resume '" + dir + "': the run started with " + key +
+                      " at its default and this command sets it to " + value.dump() + what_to_do);
+    }
+    if (before[key] != value) {
+      throw run_error("cannot resume '" + dir + "': " + key + " was " + before[key].dump() +
+                      " when the run started and is " + value.dump() + " now" + what_to_do);
+    }
+  }
+  for (const auto& [key, value] : before.items()) {
+    if (!identity.contains(key)) {
+      throw run_error("cannot resume '" + dir + "': the run started with " + key + " " +
+                      value.dump() + " and this command runs with " + key +
+                      " at its default (given, or chosen here)" + what_to_do);
+    }
+  }
+  return config;
+}
+
+}  // namespace
+
+void check_attempt(const std::string& dir, bool resume, const std::string& identity_json) {
+  (void)run_to_continue(dir, resume, nlohmann::json::parse(identity_json));
+}
+
+int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                  const std::string& attempt_json) {
+  const auto identity = nlohmann::json::parse(identity_json);
+  auto config = run_to_continue(dir, resume, identity);
+  if (config.is_null()) {
     fs::create_directories(fs::path(dir) / "journal");
     fs::create_directories(fs::path(dir) / "parts");
     config["schema"] = "hpcscreen.run/1";
@@ -226,7 +250,7 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
   }
   lock_run_folder(dir);
   config["attempts"].push_back(nlohmann::json::parse(attempt_json));
-  write_file_atomically(config_path, config.dump(2) + "\n");
+  write_file_atomically((fs::path(dir) / "run_config.json").string(), config.dump(2) + "\n");
   return static_cast<int>(config["attempts"].size());
 }
 

@@ -334,9 +334,9 @@ class screen_workload : public pipeline::workload {
     } else {
       cache["dirs"] = json::array();
       for (const auto& c : caches_) cache["dirs"].push_back(c->dir());
-      // chunks from the cache or from SMILES, summed over ranks
-      cache.update(summed.value("feature_cache", json::object()));
     }
+    // chunks from the cache or from SMILES, summed over ranks
+    cache.update(summed.value("feature_cache", json::object()));
     section["feature_cache"] = cache;
     section["precision"] = infer::precision_report(models_.front().model->precision());
     section["config"] = {{"max_atoms", settings_.featurize.max_atoms},
@@ -372,7 +372,10 @@ class screen_workload : public pipeline::workload {
   // not used again, and the chunk is featurized from SMILES like any other). Main thread.
   std::vector<std::vector<string_column>> cached_rows(const pipeline::chunk_input& in) {
     std::vector<std::vector<string_column>> rows;
-    if (caches_.empty()) return rows;
+    if (caches_.empty()) {
+      ++chunks_from_smiles_;
+      return rows;
+    }
     for (const auto& c : caches_)
       if (!c->covers(in.shard_file)) return ++chunks_from_smiles_, rows;
     for (auto& c : caches_) {

@@ -240,6 +240,9 @@ def main():
                    "--long-sequences", "window", "--window-overlap", "600"])
     check(r.returncode == 2 and "--window-overlap" in r.stderr and not os.path.exists(rd),
           f"--window-overlap 600 with a {WINDOW}-residue window: exit {r.returncode} (2 expected), the option named, no run folder")
+    r = run([a.hpcscreen, "annotate", "--library", lib, "--model", res_model, "--out", rd, "--window-overlap", "100"])
+    check(r.returncode == 2 and "--long-sequences window" in r.stderr and not os.path.exists(rd),
+          f"--window-overlap without --long-sequences window (it would be ignored): exit {r.returncode} (2 expected)")
     finish()
 
 

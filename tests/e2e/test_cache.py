@@ -65,8 +65,10 @@ def main():
     ref_dir = fresh(os.path.join(work, "from_smiles"))
     mpirun(1, screen + ["--out", ref_dir], expect=0)
     reference = outputs(ref_dir)
-    check(read_json(os.path.join(ref_dir, "run.json"))["screen"]["feature_cache"]["used"] is False,
-          "no cache yet: run.json says none was used")
+    rj = read_json(os.path.join(ref_dir, "run.json"))
+    fc = rj["screen"]["feature_cache"]
+    check(fc["used"] is False and fc["chunks_from_smiles"] == rj["chunks_total"] and fc["chunks_from_cache"] == 0,
+          f"no cache yet: run.json says none was used, every chunk from SMILES ({fc}, {rj['chunks_total']} chunks)")
     r = mpirun(1, screen + ["--out", fresh(os.path.join(work, "required")), "--require-cache"])
     check(r.returncode == 1 and "--require-cache" in r.stderr, f"--require-cache without a cache: exit {r.returncode} (1 expected)")
 

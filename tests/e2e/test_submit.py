@@ -7,13 +7,14 @@ argument; and the filled scripts, run by bash with stub mpirun/srun on PATH, han
 argument over unchanged and run nothing else. Arguments after `--` that the script sets itself,
 paths that are not there, and a --submit with no sbatch/qsub are refused the same way.
 Where the built hpcscreen (--hpcscreen) is given to the tool, it reads the arguments after `--`
-against that binary's own option list. (--models is accepted and not used; --work is the
-scratch folder.)"""
+against that binary's own option list, and with a real library and model the run is checked by
+`hpcscreen ... --check` as the job would start it (values, library kind, a resume's settings).
+(--models gives the built models; --work is the scratch folder.)"""
 import os
 import subprocess
 import sys
 
-from common import e2e_args, check, finish
+from common import e2e_args, NCI, check, finish
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -21,6 +22,7 @@ SUBMIT = os.path.join(ROOT, "tools", "hpcscreen-submit")
 CASE = [0]
 HPCSCREEN = [None]  # the built binary, for the cases that need hpcscreen's own option list
 FIX = {}  # a library folder, a model file and an executable: the tool checks that they exist
+REAL = {}  # a packed library and built models, for the run's own check
 
 
 def make_fixtures(work):
@@ -263,7 +265,8 @@ def test_refused(work):
     for extra in (["--pmem-dir", "-tmpdir", "--dram-budget", "1G"], ["--where", "m:t < -1"], ["-k5"],
                   ["-k", "5", "--rank-by", "-m:t"], ["--top=5"], ["--all-scores", "--precision=bf16"]):
         d = case_dir(work)
-        r = submit("slurm", d, *real, extra=extra)
+        # (--no-check: the library and model here are empty files; the run's check is below)
+        r = submit("slurm", d, *real, "--no-check", extra=extra)
         check(r.returncode == 0, f"-- {' '.join(extra)}: a value that looks like an option is hpcscreen's "
                                  f"(exit {r.returncode}, {r.stderr.strip()!r})")
     for extra, says in [(["--topk", "5"], "has no such option"), (["-x"], "has no option -x"),
@@ -276,6 +279,39 @@ def test_refused(work):
         refused(work, "slurm", "arguments after --", real, extra=extra, says=says)
     refused(work, "slurm", "arguments after --", real, extra=["--batch-images", "8"], says="has no such option",
             workload="annotate")
+
+    print("== with a real hpcscreen, library and model, the run is checked as the job would start it")
+    lib, gnn = REAL["lib"], REAL["model"]
+    checked = ("--hpcscreen", HPCSCREEN[0], "--library", lib)
+    for scheduler in ["slurm", "pbs"]:
+        d = case_dir(work)
+        r = submit(scheduler, d, *checked, model=[gnn], extra=["--top-k", "10"])
+        check(r.returncode == 0 and os.listdir(d) == ["job.sh"],
+              f"{scheduler}: a run hpcscreen would start: the script is written, nothing else "
+              f"(exit {r.returncode}, {r.stderr.strip()!r}, {os.listdir(d)})")
+    # Each would be refused by hpcscreen only once the job has left the queue.
+    for extra, says in [(["--top-k", "0"], "--top-k must be an integer from 1"),
+                        (["--top-k", "abc"], "--top-k must be an integer"),
+                        (["--precision", "fp16"], "--precision must be"),
+                        (["--stop-after", "3x"], "expected a duration"),
+                        (["--stop-after", "0s"], "a duration above 0"),
+                        (["--rank-by", "nosuch:x"], "is not a score of this screen")]:
+        refused(work, "slurm", "the run", checked, model=[gnn], extra=extra, says=says)
+    refused(work, "slurm", "the run", checked, model=[REAL["bert"]], workload="annotate",
+            says="holds compounds, 'annotate' needs proteins")
+    # A run folder holding a run: the script adds --resume, and the run's settings must match.
+    d = case_dir(work)
+    started = os.path.join(work, "started")
+    r = subprocess.run([HPCSCREEN[0], "screen", "--library", lib, "--model", gnn, "--out", started,
+                        "--threads", "1", "--max-chunks", "1", "--chunk-rows", "100"], capture_output=True, text=True)
+    check(r.returncode == 75, f"a run started and stopped after one chunk (exit {r.returncode}, {r.stderr.strip()[-200:]!r})")
+    refused(work, "slurm", "the run", checked, model=[gnn], out=started, extra=["--chunk-rows", "50"],
+            says="chunk_rows was 100 when the run started and is 50 now")
+    r = submit("slurm", d, *checked, model=[gnn], out=started, extra=["--chunk-rows", "100"])
+    check(r.returncode == 0, f"the same settings: the resume is accepted (exit {r.returncode}, {r.stderr.strip()!r})")
+    d = case_dir(work)
+    r = submit("slurm", d, *checked, "--no-check", model=[gnn], extra=["--top-k", "0"])
+    check(r.returncode == 0, f"--no-check: the run is not checked here (exit {r.returncode}, {r.stderr.strip()!r})")
 
     print("== several models for a workload that takes one")
     for workload in ["annotate", "classify"]:
@@ -379,6 +415,15 @@ def main():
     HPCSCREEN[0] = os.path.abspath(a.hpcscreen)
     work = os.path.abspath(a.work)
     make_fixtures(work)
+    # A real library and models, for the run's own check (hpcscreen --check).
+    smi = os.path.join(work, "data", "nci300.smi")
+    with open(NCI) as src, open(smi, "w") as f:
+        f.writelines(src.readlines()[:300])
+    REAL["lib"] = os.path.join(work, "data", "real lib")
+    r = subprocess.run([HPCSCREEN[0], "pack", "compounds", "--input", smi, "--out", REAL["lib"]], capture_output=True, text=True)
+    check(r.returncode == 0, f"a real library packed ({r.stderr.strip()!r})")
+    REAL["model"] = os.path.join(a.models, "gnn.pt")
+    REAL["bert"] = os.path.join(a.models, "bert_sequence.pt")
     test_ordinary(work)
     test_refused(work)
     test_stub_runs(work)

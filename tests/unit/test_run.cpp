@@ -30,6 +30,17 @@ TEST(run_folder, refuses_existing_folder_without_resume) {
   EXPECT_EQ(run::begin_attempt(dir, true, R"({"model":"a"})", "{}"), 2);
 }
 
+// A job script's `mkdir -p $OUT` before the run: the empty folder takes a new run, and has
+// nothing to resume.
+TEST(run_folder, an_empty_folder_made_beforehand_takes_a_new_run) {
+  const auto dir = fresh("made_empty");
+  fs::create_directories(dir);
+  EXPECT_THROW(run::begin_attempt(dir, true, R"({"model":"a"})", "{}"), run_error);
+  EXPECT_EQ(run::begin_attempt(dir, false, R"({"model":"a"})", "{}"), 1);
+  EXPECT_TRUE(fs::exists(fs::path(dir) / "run_config.json"));
+  EXPECT_THROW(run::begin_attempt(dir, false, R"({"model":"a"})", "{}"), run_error);
+}
+
 TEST(run_folder, resume_with_another_model_is_refused) {
   const auto dir = fresh("identity");
   run::begin_attempt(dir, false, R"({"model_checksum":"crc32:1","chunk_rows":10})", "{}");

@@ -42,6 +42,7 @@ struct run_options {
   double progress_interval_s = 10;
   int chunks_in_flight = 3;   // per rank: read ahead, featurizing, inferring
   int featurize_threads = 0;  // 0: threads move between stages as the work needs them
+  bool check_only = false;    // set up and check as a run does, then stop before any work
   std::string command_line;
   std::string version;
 };

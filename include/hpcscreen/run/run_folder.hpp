@@ -22,6 +22,8 @@ namespace hpcscreen::run {
 // Throws run_error when the folder exists without resume, or the identity differs.
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                   const std::string& attempt_json);
+// What begin_attempt checks, writing nothing (`--check`): throws what it would throw.
+void check_attempt(const std::string& dir, bool resume, const std::string& identity_json);
 
 // begin_attempt, then what the folder already holds: the attempt's number and the chunks
 // committed earlier whose records are usable (`failed`: those of them with failed rows). Of
