@@ -9,7 +9,8 @@ hpcscreen.json plus "precision": "int8-static" and "quantization" (engine, calib
       --calibrate IMAGES_DIR_OR_LIST [--n 200] --out chexnet-int8.pt
 
 --calibrate: a folder (its *.png, *.jpg, *.jpeg, by name) or a text file of image paths, one a
-line. Calibrate on images like those the model will see (chest X-rays for CheXNet).
+line; the first --n that open are used (a file that is not a usable image is skipped, saying
+why). Calibrate on images like those the model will see (chest X-rays for CheXNet).
 
 The quantized engine (onednn where this torch has it, else fbgemm) is recorded in
 metadata["quantization"]["engine"]; a runner must select that engine before loading the model
@@ -47,19 +48,33 @@ def choose_engine(requested):
     return requested
 
 
-def calibration_batch(paths, pre):
-    """float32 [R, 3, S, S]: each image preprocessed as metadata["preprocess"] says (ten rows
-    per image for crop "ten")."""
+def calibration_batch(paths, pre, n, where):
+    """(float32 [R, 3, S, S], the images used): the first n images that open (all when n is
+    None), each preprocessed as metadata["preprocess"] says (ten rows per image for crop "ten").
+    A file that is not a usable image (one `pack images` makes a pack reject) is skipped with a
+    line saying why."""
     transform = chexnet.image_transform(pre)
-    rows = []
+    rows, used, skipped = [], [], 0
     for path in paths:
-        x = transform(chexnet.open_image(path))
+        if n is not None and len(used) == n:
+            break
+        try:
+            image = chexnet.open_image(path)
+        except (chexnet.Refusal, OSError, ValueError) as e:
+            print(f"quantize_image_model: skipped {path}: {e}", file=sys.stderr)
+            skipped += 1
+            continue
+        x = transform(image)
         rows.append(x if x.dim() == 4 else x.unsqueeze(0))
+        used.append(path)
+    if not used or (n is not None and len(used) < n):
+        raise chexnet.Refusal(f"{where} has {len(used)} usable images ({skipped} skipped)"
+                              + (f"; --n {n} asks for {n}" if n is not None else ""))
     shapes = {tuple(r.shape[1:]) for r in rows}
     if len(shapes) > 1:  # crop "none" keeps each image's own shape
         raise chexnet.Refusal(f"the calibration images preprocess to different shapes {shapes} "
                               "(crop 'none'); give images of one size")
-    return torch.cat(rows)
+    return torch.cat(rows), used
 
 
 def run_batches(model, x, batch):
@@ -110,13 +125,8 @@ def main():
         chexnet.check_out_path(args.out, args.force)
         engine = choose_engine(args.engine)
         paths = chexnet.list_images(args.calibrate)
-        if args.n is not None:
-            if len(paths) < args.n:
-                raise chexnet.Refusal(f"--n {args.n}: {args.calibrate} has only {len(paths)} "
-                                      "images")
-            paths = paths[:args.n]
         model, meta = chexnet.model_from_args(args)
-        calibration = calibration_batch(paths, meta["preprocess"])
+        calibration, paths = calibration_batch(paths, meta["preprocess"], args.n, args.calibrate)
         fp32 = run_batches(model, calibration, args.batch)
 
         started = time.time()

@@ -11,6 +11,7 @@ quantization; bad calibration sets are refused. No hpcscreen binary; under a min
 import importlib.util
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -212,6 +213,17 @@ def test_small_and_refusals(tmp, images):
     check(r.returncode == 0 and read_meta(os.path.join(tmp, "listed.pt"))["quantization"]
           ["calibration_images"] == 2, f"--calibrate a list file {r.stderr.strip()[-200:]}")
 
+    # A folder `pack images` takes, a non-image in it (a pack reject there): skipped, saying why.
+    mixed = os.path.join(tmp, "mixed")
+    shutil.copytree(images, mixed)
+    with open(os.path.join(mixed, "000-notes.png"), "w") as f:
+        f.write("hello\n")
+    r = run_quantize("--seed", "3", "--small", "--calibrate", mixed, "--n", "3", "--out",
+                     os.path.join(tmp, "mixed.pt"))
+    check(r.returncode == 0 and "skipped" in r.stderr and "000-notes.png" in r.stderr
+          and read_meta(os.path.join(tmp, "mixed.pt"))["quantization"]["calibration_images"] == 3,
+          f"a non-image among the calibration images is skipped: {r.stderr.strip()[-200:]}")
+
     empty = os.path.join(tmp, "empty")
     os.makedirs(empty)
     wide = os.path.join(tmp, "wide")
@@ -221,7 +233,7 @@ def test_small_and_refusals(tmp, images):
     os.makedirs(broken)
     with open(os.path.join(broken, "x.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n not really")
-    cases = [("empty", [empty], "no .png"), ("too_few", [images, "--n", "9"], "only 8"),
+    cases = [("empty", [empty], "no .png"), ("too_few", [images, "--n", "9"], "has 8 usable images"),
              ("wide", [wide], "16-bit PNG with colour"), ("broken", [broken], "x.png"),
              ("exists", [images, "--n", "1"], "exists")]
     with open(os.path.join(tmp, "exists.pt"), "w") as f:
