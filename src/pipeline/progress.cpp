@@ -45,14 +45,15 @@ void progress_reporter::maybe_report(dist::progress_board& board, int n_ranks, b
                 "[hpcscreen] %s/%s records (%.1f%%) | %.0f rec/s | ETA %s | rejects%s %s | "
                 "failed %s | ranks %s %llu/%d",
                 with_commas(done).c_str(), with_commas(n_total_).c_str(), pct, rate,
-                format_duration(eta).c_str(),
+                // The last line of a run stopped early: no estimate of the rest.
+                final_line && done < n_total_ ? "- (stopped)" : format_duration(eta).c_str(),
                 // The records count those of earlier attempts; the rejects and failures do not.
                 n_before_ > 0 ? " (this attempt)" : "", with_commas(sum[1]).c_str(),
                 with_commas(sum[2]).c_str(),
                 // Slot 3 is 1 while a rank works: the last line counts those that finished.
                 final_line ? "finished" : "alive",
-                static_cast<unsigned long long>(final_line ? n_ranks - std::min<std::uint64_t>(sum[3], n_ranks)
-                                                           : sum[3]),
+                static_cast<unsigned long long>(
+                    final_line ? n_ranks - std::min<std::uint64_t>(sum[3], n_ranks) : sum[3]),
                 n_ranks);
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s%s", line, final_line ? "\n" : "");
