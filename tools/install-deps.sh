@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # Installs what hpcscreen needs on Debian 12, from Debian's own packages. Safe to rerun: it
 # calls apt-get only when a package is missing. Needs root (or sudo).
+#   --no-test-tools  leave out what only the test suite uses (clang for the fuzz test, a Slurm
+#                    cluster and munge, Chromium, GDCM's command-line tools): tools/demo.sh
 set -euo pipefail
+test_tools=(
+  clang libclang-rt-dev                 # the fuzz test (libFuzzer)
+  slurmctld slurmd slurm-client munge   # the Slurm end-to-end test runs a real single-node cluster
+  chromium                              # the report test loads report.html in headless Chromium
+  libgdcm-tools                         # the image tests' DICOM corpus
+)
+if [ "${1:-}" = "--no-test-tools" ]; then
+  test_tools=()
+elif [ -n "${1:-}" ]; then
+  echo "install-deps: unknown argument '$1' (--no-test-tools leaves out the test suite's tools)" >&2
+  exit 2
+fi
 packages=(
-  build-essential cmake git pkg-config ca-certificates clang libclang-rt-dev
+  build-essential cmake git pkg-config ca-certificates
   libopenmpi-dev openmpi-bin
   libtorch-dev libopenblas0-pthread
   libhdf5-openmpi-dev hdf5-tools
@@ -13,11 +27,10 @@ packages=(
   bzip2 xz-utils zstd                   # the compressed-input tests and the pack benchmark
   libgtest-dev
   libpng-dev libjpeg62-turbo-dev libgdcm-dev  # image decoders (PNG, JPEG, DICOM)
-  libgdcm-tools python3-pil python3-torchvision python3-pydicom  # image tests: corpus + reference
+  python3-pil python3-torchvision python3-pydicom  # image tools and tests' reference
   nlohmann-json3-dev zlib1g-dev
   python3 python3-torch python3-rdkit python3-h5py python3-numpy
-  slurmctld slurmd slurm-client munge   # the Slurm end-to-end test runs a real single-node cluster
-  chromium                              # the report test loads report.html in headless Chromium
+  "${test_tools[@]}"
   ${HPCSCREEN_EXTRA_PACKAGES:-}
 )
 missing=()
