@@ -105,13 +105,27 @@ json identity_of(const run_context& c) {
 
 // Rank 0: creates the run folder, or checks that a resume continues the same run; the chunks
 // this attempt does (with --retry-failed, also those whose shard could not be read before).
+// With --check, only what would refuse the attempt, writing nothing, and a line saying what the
+// run would do.
 json begin_attempt(const run_context& c, int n_ranks) {
+  const auto identity = identity_of(c).dump();
+  if (c.options.check_only) {
+    run::check_attempt(c.options.out_dir, c.options.resume, identity);
+    std::fprintf(stderr,
+                 "hpcscreen: check: the run can start: %s %s, %llu records in %zu shards (%zu "
+                 "chunks), %d rank%s x %d thread%s; it would %s '%s'\n",
+                 c.kind->name.c_str(), c.options.library_dir.c_str(),
+                 static_cast<unsigned long long>(c.manifest.n_records()), c.manifest.shards.size(),
+                 c.plan.chunks.size(), n_ranks, n_ranks == 1 ? "" : "s", c.threads,
+                 c.threads == 1 ? "" : "s", c.options.resume ? "continue" : "start",
+                 c.options.out_dir.c_str());
+    return {{"attempt", 0}, {"done", json::array()}};
+  }
   const json attempt = {{"ranks", n_ranks},
                         {"threads_per_rank", c.threads},
                         {"command_line", c.options.command_line},
                         {"scheduler", c.scheduler.name},
                         {"job_id", c.scheduler.job_id}};
-  const auto identity = identity_of(c).dump();
   auto started = run::start_attempt(c.options.out_dir, c.options.resume, identity, attempt.dump(),
                                     c.record_shape());
   const int number = started.number;
@@ -149,31 +163,6 @@ json begin_attempt(const run_context& c, int n_ranks) {
   return {{"attempt", number}, {"done", done}};
 }
 
-// `--check`: everything a run refuses before it starts, with nothing written; rank 0 says what
-// the run would do.
-int check_only(dist::context& ctx, const run_context& c) {
-  bool continues = false;
-  dist::failure checked;
-  if (ctx.rank() == 0) {
-    checked = dist::capture_failure([&] {
-      run::check_attempt(c.options.out_dir, c.options.resume, identity_of(c).dump());
-      continues = c.options.resume;
-    });
-  }
-  if (const int status = agreed_status(ctx, checked); status != exit_ok) return status;
-  if (ctx.rank() == 0) {
-    std::fprintf(stderr,
-                 "hpcscreen: check: the run can start: %s %s, %llu records in %zu shards (%zu "
-                 "chunks), %d rank%s x %d thread%s; it would %s '%s'\n",
-                 c.kind->name.c_str(), c.options.library_dir.c_str(),
-                 static_cast<unsigned long long>(c.manifest.n_records()), c.manifest.shards.size(),
-                 c.plan.chunks.size(), ctx.size(), ctx.size() == 1 ? "" : "s", c.threads,
-                 c.threads == 1 ? "" : "s", continues ? "continue" : "start",
-                 c.options.out_dir.c_str());
-  }
-  return exit_ok;
-}
-
 }  // namespace
 
 int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
@@ -190,13 +179,12 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
   if (const auto note = oversubscription_note(c.threads); !note.empty() && ctx.rank() == 0)
     std::fprintf(stderr, "hpcscreen: warning: %s\n", note.c_str());
 
-  if (c.options.check_only) return check_only(ctx, c);
-
   json start;
   dist::failure started;
   if (ctx.rank() == 0)
     started = dist::capture_failure([&] { start = begin_attempt(c, ctx.size()); });
   if (const int status = agreed_status(ctx, started); status != exit_ok) return status;
+  if (c.options.check_only) return exit_ok;  // set up and checked: nothing more
   start = json::parse(ctx.broadcast(start.dump()));
 
   attempt_plan a;

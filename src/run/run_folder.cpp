@@ -239,6 +239,7 @@ void check_attempt(const std::string& dir, bool resume, const std::string& ident
 
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
                   const std::string& attempt_json) {
+  const auto config_path = (fs::path(dir) / "run_config.json").string();
   const auto identity = nlohmann::json::parse(identity_json);
   auto config = run_to_continue(dir, resume, identity);
   if (config.is_null()) {
@@ -250,7 +251,7 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
   }
   lock_run_folder(dir);
   config["attempts"].push_back(nlohmann::json::parse(attempt_json));
-  write_file_atomically((fs::path(dir) / "run_config.json").string(), config.dump(2) + "\n");
+  write_file_atomically(config_path, config.dump(2) + "\n");
   return static_cast<int>(config["attempts"].size());
 }
 
