@@ -1,5 +1,6 @@
 #include "hpcscreen/annotate/annotate.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -7,15 +8,14 @@
 #include <fstream>
 #include <map>
 
-#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/core/half.hpp"
 #include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/infer/bert_model.hpp"
-#include "hpcscreen/infer/inference_report.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
+#include "hpcscreen/infer/inference_report.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
@@ -159,7 +159,7 @@ class annotate_workload : public pipeline::workload {
   }
   json identity() const override {
     // Batches decide a record's rounding, so they are part of what a resume must keep.
-    json id = {{"model_checksums", json::array({file_checksum(settings_.model_path)})},
+    json id = {{"model_checksums", json::array({model_.checksum()})},
                {"top_k", settings_.top_k},
                {"long_sequences", policy_name(settings_.long_sequences)},
                {"window_overlap", overlap_},
@@ -332,7 +332,7 @@ class annotate_workload : public pipeline::workload {
 
   void write_tsv(const std::string& out_dir, const json& files) const {
     const auto& meta = model_.metadata();
-    const auto tmp = (fs::path(out_dir) / "annotations.tsv.tmp").string();
+    const auto tmp = run::fresh_temporary((fs::path(out_dir) / "annotations.tsv").string());
     std::ofstream tsv(tmp);
     tsv << "id\tshard\trow\tlength";
     if (meta.per_residue) {
@@ -361,8 +361,8 @@ class annotate_workload : public pipeline::workload {
       }
     }
     tsv.close();
-    if (!tsv) throw run_error("cannot write '" + tmp + "'");
-    fs::rename(tmp, fs::path(out_dir) / "annotations.tsv");
+    if (!tsv) throw run_error("cannot write '" + tmp + "': " + std::strerror(errno));
+    run::publish_file(tmp, (fs::path(out_dir) / "annotations.tsv").string());
   }
 
   annotate_settings settings_;

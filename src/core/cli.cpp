@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 
 namespace hpcscreen::cli {
@@ -45,6 +46,21 @@ po::typed_value<std::string>* non_negative_seconds(double& target, const char* n
 
 bool parse(const std::vector<std::string>& args, const po::options_description& desc,
            po::variables_map& vm, const std::string& usage) {
+  // The command line and the paths in it are kept in JSON files (run_config.json, manifests),
+  // which hold UTF-8 text only.
+  for (const auto& a : args) {
+    if (valid_utf8(a)) continue;
+    std::string shown;
+    for (const unsigned char ch : a) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", ch);
+      shown += ch < 0x80 ? std::string(1, static_cast<char>(ch)) : std::string(hex);
+    }
+    throw usage_error("the argument '" + shown +
+                      "' is not valid UTF-8: hpcscreen keeps its command line and paths in JSON "
+                      "files, which hold UTF-8 text; rename the file or folder (or link to it "
+                      "under a UTF-8 name)");
+  }
   const po::positional_options_description none;
   po::store(po::command_line_parser(args).options(desc).positional(none).run(), vm);
   if (vm.count("help")) {

@@ -1,5 +1,7 @@
 #include "hpcscreen/core/options.hpp"
 
+#include <sys/stat.h>
+
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -110,6 +112,11 @@ std::string format_duration(double seconds) {
 
 bool is_plain_relative_path(const std::string& name) {
   return !name.empty() && name.front() != '/' && name.find("..") == std::string::npos;
+}
+
+bool is_special_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
 }
 
 }  // namespace hpcscreen

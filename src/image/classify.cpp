@@ -4,14 +4,15 @@
 // into hit lists by label.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/cli.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
@@ -109,7 +110,7 @@ class classify_workload : public pipeline::workload {
     return l;
   }
   json identity() const override {
-    json id = {{"model_checksums", json::array({file_checksum(s_.model_path)})},
+    json id = {{"model_checksums", json::array({model_.checksum()})},
                {"top_k", s_.top_k},
                {"rank_by", s_.rank_by},
                {"batch_images", s_.batch_images},
@@ -158,9 +159,9 @@ class classify_workload : public pipeline::workload {
   // predictions.csv: every committed chunk's rows, in library order.
   json write_run_outputs(const pipeline::run_view& run) const override {
     const auto dir = fs::path(run.out_dir);
-    const auto tmp = (dir / "predictions.csv.tmp").string();
+    const auto tmp = run::fresh_temporary((dir / "predictions.csv").string());
     std::ofstream out(tmp, std::ios::binary);
-    if (!out) throw error("cannot write '" + tmp + "'");
+    if (!out) throw error("cannot write '" + tmp + "': " + std::strerror(errno));
     out << predictions_header(run.manifest.fields);
     std::uint64_t rows = 0;
     for (const auto id : run.committed) {
@@ -178,7 +179,7 @@ class classify_workload : public pipeline::workload {
       }
     }
     out.close();
-    if (!out) throw error("cannot write '" + tmp + "'");
+    if (!out) throw error("cannot write '" + tmp + "': " + std::strerror(errno));
     run::publish_file(tmp, (dir / "predictions.csv").string());
     return {{"predictions", {{"file", "predictions.csv"}, {"rows", rows}}}};
   }

@@ -69,6 +69,7 @@ bert_metadata parse_bert_metadata(const std::string& text, const std::string& pa
 
 struct bert_model::impl {
   std::string path;
+  std::string checksum;
   torch::jit::Module module;
   bert_metadata metadata;
   precision_choice precision;
@@ -131,6 +132,7 @@ bert_model::bert_model(const std::string& path, const std::string& precision)
   impl_->precision = choose_precision(precision, model_family::bert, detect_cpu_features());
   impl_->precision.quantized_engine = detail::select_quantized_engine();
   auto a = detail::load_archive(path, "data_schemas/bert_contract.md");
+  impl_->checksum = a.checksum;
   impl_->module = std::move(a.module);
   impl_->metadata = parse_bert_metadata(a.metadata_json, path);
   tokenize::tokenizer tok(impl_->metadata.tokenizer);  // checks the special tokens exist
@@ -159,6 +161,10 @@ bert_model::bert_model(const std::string& path, const std::string& precision)
 }
 
 bert_model::~bert_model() = default;
+const std::string& bert_model::checksum() const {
+  return impl_->checksum;
+}
+
 const bert_metadata& bert_model::metadata() const {
   return impl_->metadata;
 }

@@ -68,6 +68,7 @@ cnn_metadata parse_cnn_metadata(const std::string& text, const std::string& path
 
 struct cnn_model::impl {
   std::string path;
+  std::string checksum;
   torch::jit::Module module;
   cnn_metadata metadata;
   precision_choice precision;
@@ -93,6 +94,7 @@ cnn_model::cnn_model(const std::string& path, const std::string& precision,
   // when it is loaded.
   const auto engine = detail::select_quantized_engine();
   auto a = detail::load_archive(path, "data_schemas/image_contract.md");
+  impl_->checksum = a.checksum;
   impl_->metadata = parse_cnn_metadata(a.metadata_json, path);
   const auto [probe_h, probe_w] = input_size(impl_->metadata);
   auto& c = impl_->precision;
@@ -145,6 +147,10 @@ cnn_model::cnn_model(const std::string& path, const std::string& precision,
 }
 
 cnn_model::~cnn_model() = default;
+const std::string& cnn_model::checksum() const {
+  return impl_->checksum;
+}
+
 const cnn_metadata& cnn_model::metadata() const { return impl_->metadata; }
 const precision_choice& cnn_model::precision() const { return impl_->precision; }
 

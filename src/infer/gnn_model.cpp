@@ -83,6 +83,7 @@ chem::feature_tensors ogb_graph_only(const model_metadata& m) {
 
 struct gnn_model::impl {
   std::string path;
+  std::string checksum;
   torch::jit::Module module;
   model_metadata metadata;
   precision_choice precision;
@@ -208,6 +209,7 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision,
   impl_->precision = choose_precision(precision, model_family::gnn, detect_cpu_features());
   impl_->precision.quantized_engine = detail::select_quantized_engine();
   auto a = detail::load_archive(path, "data_schemas/model_contract.md");
+  impl_->checksum = a.checksum;
   impl_->module = std::move(a.module);
   impl_->metadata = parse_gnn_metadata(a.metadata_json, path);
   try {
@@ -283,6 +285,10 @@ gnn_model::gnn_model(const std::string& path, const std::string& precision,
 }
 
 gnn_model::~gnn_model() = default;
+const std::string& gnn_model::checksum() const {
+  return impl_->checksum;
+}
+
 const model_metadata& gnn_model::metadata() const {
   return impl_->metadata;
 }

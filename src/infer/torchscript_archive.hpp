@@ -7,6 +7,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/infer/model_metadata.hpp"
@@ -16,6 +17,7 @@ namespace hpcscreen::infer::detail {
 struct archive {
   torch::jit::Module module;
   std::string metadata_json;
+  std::string checksum;  // of the file's bytes, the same before and after the load
 };
 
 // Runs f; LibTorch's errors (c10::Error) and the TorchScript interpreter's (rethrown as
@@ -58,6 +60,9 @@ inline archive load_archive(const std::string& path, const char* contract_doc) {
     throw model_error("model file '" + path + "' does not exist or is not a file");
   std::unordered_map<std::string, std::string> extra{{metadata_file_name, ""}};
   archive a;
+  // The checksum a run records is of the bytes loaded: a file replaced while it was read (a
+  // copy still arriving, a model updated by hand) is refused rather than recorded as the other.
+  a.checksum = file_checksum(path);
   try {
     a.module = guarded("cannot load TorchScript model '" + path + "'",
                        [&] { return torch::jit::load(path, torch::kCPU, extra); });
@@ -70,6 +75,10 @@ inline archive load_archive(const std::string& path, const char* contract_doc) {
                       "Chemprop model file is converted with tools/import_chemprop.py, see the "
                       "README; a state_dict needs its model scripted with torch.jit.script and "
                       "saved with torch.jit.save)");
+  }
+  if (file_checksum(path) != a.checksum) {
+    throw model_error("model file '" + path +
+                      "' changed while it was loaded; run again once it is complete");
   }
   a.module.eval();
   a.metadata_json = extra[metadata_file_name];

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 
 namespace fs = std::filesystem;
@@ -28,6 +29,7 @@ std::string shown_bytes(std::uint64_t n) {
 
 nlohmann::json read_manifest(const std::string& run_dir) {
   const auto path = (fs::path(run_dir) / "annotations.json").string();
+  if (is_special_file(path)) throw run_error("'" + path + "' is not a regular file");
   std::ifstream in(path);
   if (!in) {
     throw run_error("'" + run_dir +
@@ -63,6 +65,7 @@ nlohmann::json read_manifest(const std::string& run_dir) {
 // Records annotated by the run, as its run.json counts them.
 std::uint64_t records_annotated(const std::string& run_dir) {
   const auto path = (fs::path(run_dir) / "run.json").string();
+  if (is_special_file(path)) throw run_error("'" + path + "' is not a regular file");
   std::ifstream in(path);
   try {
     const auto j = nlohmann::json::parse(in);

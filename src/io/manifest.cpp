@@ -1,7 +1,10 @@
 #include "hpcscreen/io/manifest.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -53,6 +56,8 @@ manifest read_manifest(const std::string& library_dir) {
     throw shard_error("library '" + library_dir +
                       "': this library's pack did not complete; rerun pack with --resume");
   }
+  if (is_special_file(path))  // a FIFO would block the read
+    throw shard_error("library manifest '" + path + "' is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw shard_error("cannot open library manifest '" + path +
@@ -110,10 +115,12 @@ void write_manifest(const std::string& library_dir, const manifest& m) {
   j["provenance"] = nlohmann::json::parse(m.provenance_json);
   const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
   const auto tmp = path + ".tmp";
+  ::unlink(tmp.c_str());  // a leftover, or a link to a file elsewhere: not written through
   {
     std::ofstream out(tmp);
     out << j.dump(2) << '\n';
-    if (!out) throw shard_error("cannot write manifest '" + tmp + "'");
+    out.flush();
+    if (!out) throw shard_error("cannot write manifest '" + tmp + "': " + std::strerror(errno));
   }
   std::filesystem::rename(tmp, path);
 }

@@ -12,6 +12,7 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 
 namespace hpcscreen::io {
@@ -334,8 +335,7 @@ shard_reader::shard_reader(const std::string& path, const std::string& expected_
   impl_->path = path;
   // A FIFO or device would block open() forever (no stop request could end it): only a
   // regular file is a shard.
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+  if (is_special_file(path)) {
     throw shard_error("shard '" + path + "' is not a regular file (a FIFO, device or folder); " +
                       "restore the shard file");
   }
@@ -631,11 +631,16 @@ void check_annotation_shapes(const annotation_chunk& a, const std::string& path)
 
 }  // namespace
 
+// An annotation file opened to read; a FIFO or device there is refused before open() blocks.
+hid_t open_annotation_file(const std::string& path) {
+  if (is_special_file(path))
+    throw shard_error("'" + path + "' is not a regular file (a FIFO, device or folder)");
+  return check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path);
+}
+
 annotation_chunk read_annotation_chunk(const std::string& path) {
   silence_hdf5();
-  handle file(
-      check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path),
-      H5Fclose);
+  handle file(open_annotation_file(path), H5Fclose);
   annotation_chunk a;
   if (read_string_attribute(file.get(), "schema", path) != annotation_schema) {
     throw shard_error("'" + path + "' is not an hpcscreen annotation file");
@@ -685,9 +690,7 @@ annotation_chunk read_annotation_chunk(const std::string& path) {
 
 embedding_extent read_embedding_extent(const std::string& path) {
   silence_hdf5();
-  handle file(
-      check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening annotations", path),
-      H5Fclose);
+  handle file(open_annotation_file(path), H5Fclose);
   if (read_string_attribute(file.get(), "output_level", path) != "embedding")
     throw shard_error("'" + path + "' holds no embeddings (output_level is not 'embedding')");
   embedding_extent e;
@@ -714,7 +717,10 @@ embedding_extent read_embedding_extent(const std::string& path) {
 
 named_array_file::named_array_file(const std::string& path) : path_(path) {
   silence_hdf5();
-  file_ = check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating", path);
+  // A new file: a leftover or a link to a file elsewhere under this name is removed, not
+  // written through.
+  ::unlink(path.c_str());
+  file_ = check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), "creating", path);
 }
 
 named_array_file::~named_array_file() {

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -24,6 +26,7 @@
 #include "hpcscreen/pack/fasta_reader.hpp"
 #include "hpcscreen/pack/text_source.hpp"
 #include "hpcscreen/pipeline/outcome.hpp"
+#include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -83,14 +86,7 @@ void fsync_path(const std::string& path) {
 }
 
 void write_durably(const std::string& path, const std::string& content) {
-  const auto tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << content;
-    if (!out) throw error("cannot write '" + tmp + "'");
-  }
-  fsync_path(tmp);
-  fs::rename(tmp, path);
+  run::write_file_atomically(path, content);
 }
 
 json input_identity(const std::string& path) {
@@ -246,8 +242,8 @@ class input_packer : public shard_sink {
         input_(input),
         builder_(o, layout, input),
         rejects_path_(rejects_part_path(o.out_dir, input).string()) {
-    rejects_ = std::fopen((rejects_path_ + ".tmp").c_str(), "w");
-    if (!rejects_) throw error("cannot write '" + rejects_path_ + ".tmp'");
+    rejects_ = std::fopen(run::fresh_temporary(rejects_path_).c_str(), "w");
+    if (!rejects_) throw error("cannot write '" + rejects_path_ + ".tmp': " + std::strerror(errno));
   }
   ~input_packer() {
     if (rejects_) std::fclose(rejects_);
@@ -286,7 +282,8 @@ class input_packer : public shard_sink {
     const long rejects_bytes = std::ftell(rejects_);
     std::fclose(rejects_);
     rejects_ = nullptr;
-    if (!ok || rejects_bytes < 0) throw error("cannot write '" + rejects_path_ + "'");
+    if (!ok || rejects_bytes < 0)
+      throw error("cannot write '" + rejects_path_ + "': " + std::strerror(errno));
     fs::rename(rejects_path_ + ".tmp", rejects_path_);
     json shard_list = json::array();
     for (const auto& s : shards) {
@@ -347,6 +344,15 @@ json finished_input(const std::string& out_dir, std::size_t input) {
   return r;
 }
 
+// Rank 0, for the rest of the pack: OUT/pack_parts/lock, so that a second pack (a --resume
+// started while the first still runs) is refused instead of both writing one folder.
+void lock_pack_folder(const pack_options& o) {
+  const auto parts = (fs::path(o.out_dir) / parts_dir).string();
+  fs::create_directories(parts);
+  run::lock_folder(parts, "output folder '" + o.out_dir + "' is in use by another pack (it holds " +
+                              (fs::path(parts) / "lock").string() + "); wait for it to end");
+}
+
 // Rank 0: the output folder, fresh or continued. Returns the inputs still to pack.
 std::vector<std::size_t> prepare_folder(const pack_options& o, const json& config,
                                         pack_summary& summary) {
@@ -370,11 +376,12 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
     } else {
       fs::create_directories(dir);
     }
+    lock_pack_folder(o);
     write_durably(marker.string(), config.dump(2) + "\n");
-    fs::create_directories(dir / parts_dir);
     for (std::size_t i = 0; i < o.inputs.size(); ++i) todo.push_back(i);
     return todo;
   }
+  lock_pack_folder(o);
 
   json was;
   try {
@@ -401,7 +408,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
   }
   if (was != config) write_durably(marker.string(), config.dump(2) + "\n");
   // Inputs with a completion record are kept; everything else is removed and redone.
-  std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts;
+  std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts{"lock"};
   for (std::size_t i = 0; i < o.inputs.size(); ++i) {
     const auto r = finished_input(o.out_dir, i);
     if (r.is_null()) {
@@ -434,7 +441,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
   std::map<std::string, std::pair<std::string, std::size_t>> by_checksum;  // → shard, input
   const auto rejects_path = (dir / rejects_file).string();
   {
-    std::ofstream out(rejects_path + ".tmp", std::ios::binary | std::ios::trunc);
+    std::ofstream out(run::fresh_temporary(rejects_path), std::ios::binary | std::ios::trunc);
     out << rejects_header;
     for (std::size_t i = 0; i < o.inputs.size(); ++i) {
       const auto r = finished_input(o.out_dir, i);
@@ -471,7 +478,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
       }
     }
     out.flush();
-    if (!out) throw error("cannot write '" + rejects_path + ".tmp'");
+    if (!out) throw error("cannot write '" + rejects_path + ".tmp': " + std::strerror(errno));
   }
   fsync_path(rejects_path + ".tmp");
   fs::rename(rejects_path + ".tmp", rejects_path);

@@ -103,6 +103,29 @@ json identity_of(const run_context& c) {
   return id;
 }
 
+// Collective: every rank set up the same run, its library and models as rank 0's (checksums of
+// what each loaded): a node's own copy of a model that differs, or a file replaced while the
+// ranks loaded it, would otherwise score part of the library with another model.
+int agreed_identity(dist::context& ctx, const run_context& c) {
+  std::string mine;
+  if (const int status =
+          agreed_status(ctx, dist::capture_failure([&] { mine = identity_of(c).dump(); }));
+      status != exit_ok)
+    return status;
+  const auto first = ctx.broadcast(mine);
+  dist::failure differs;
+  if (first != mine) {
+    differs = {dist::failure::error,
+               "rank " + std::to_string(ctx.rank()) +
+                   " set up another run than rank 0: its library or model files, or a setting "
+                   "chosen on its node (--precision auto on another CPU), differ (" +
+                   mine + " where rank 0 has " + first +
+                   "); give every node the same files and CPU features, or wait until a copy is "
+                   "complete"};
+  }
+  return agreed_status(ctx, differs);
+}
+
 // Rank 0: creates the run folder, or checks that a resume continues the same run; the chunks
 // this attempt does (with --retry-failed, also those whose shard could not be read before).
 // With --check, only what would refuse the attempt, writing nothing, and a line saying what the
@@ -178,6 +201,7 @@ int run(dist::context& ctx, const run_options& o, const workload_kind& kind,
     return status;
   if (const auto note = oversubscription_note(c.threads); !note.empty() && ctx.rank() == 0)
     std::fprintf(stderr, "hpcscreen: warning: %s\n", note.c_str());
+  if (const int status = agreed_identity(ctx, c); status != exit_ok) return status;
 
   json start;
   dist::failure started;

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -67,12 +69,14 @@ struct run_ledger {
   std::map<std::uint64_t, std::string> damaged_outputs;  // committed chunks whose files changed
 };
 
-// Reads every committed record once, streaming its rejects into rejects.csv.
-run_ledger read_ledgers(const run_context& c, int attempt) {
+// Reads every committed record once, streaming its rejects into rejects.csv. The ledger is read
+// whole even when rejects.csv cannot be written (`rejects_error` then says why): the other
+// outputs are made from it.
+run_ledger read_ledgers(const run_context& c, int attempt, std::string& rejects_error) {
   run_ledger b;
   for (const auto& k : c.layout.keys) b.tops.emplace_back(c.layout.top_k, k.higher_is_better);
   const auto path = (fs::path(c.options.out_dir) / "rejects.csv").string();
-  const auto tmp = path + ".tmp";
+  const auto tmp = run::fresh_temporary(path);
   {
     std::ofstream rejects(tmp, std::ios::binary);
     rejects << "shard,row,id,stage,reason\n";
@@ -104,9 +108,19 @@ run_ledger read_ledgers(const run_context& c, int attempt) {
       }
     }
     rejects.flush();
-    if (!rejects) throw run_error("cannot write '" + tmp + "'");
+    if (!rejects) rejects_error = "cannot write '" + tmp + "': " + std::strerror(errno);
   }
-  run::publish_file(tmp, path);
+  if (rejects_error.empty()) {
+    try {
+      run::publish_file(tmp, path);
+    } catch (const std::exception& e) {
+      rejects_error = e.what();
+    }
+  }
+  if (!rejects_error.empty()) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+  }
   return b;
 }
 
@@ -413,7 +427,18 @@ int write_run_outputs(const run_context& c, const attempt_summary& a,
                       const std::vector<json>& rank_reports) {
   run_state st;
   // An output that cannot be written is named in run.json (and stderr); the others still are.
-  write_or_note(st.write_errors, "rejects.csv", [&] { st.ledger = read_ledgers(c, a.attempt); });
+  std::string rejects_error;
+  try {
+    st.ledger = read_ledgers(c, a.attempt, rejects_error);
+  } catch (const std::exception& e) {
+    // Without the records nothing can be said of the run: the last attempt's outputs stay.
+    std::fprintf(stderr,
+                 "hpcscreen: error: the chunk records of '%s' cannot be read (%s); hits, run.json "
+                 "and the other run-wide files are left as the last attempt wrote them\n",
+                 c.options.out_dir.c_str(), e.what());
+    return exit_error;
+  }
+  if (!rejects_error.empty()) st.write_errors.push_back("rejects.csv: " + rejects_error);
   if (const auto& lost = st.ledger.damaged_outputs; !lost.empty()) {
     st.write_errors.push_back("per-chunk outputs: the files of " + std::to_string(lost.size()) +
                               " committed chunks are missing or not as written (chunk " +

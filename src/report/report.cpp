@@ -171,6 +171,7 @@ std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
   if (!fs::exists(path)) return rows;
   // The run's own CSV, read as bytes: an id may hold any byte, NUL included (the input
   // readers' checks for binary data are for libraries, not for hpcscreen's outputs).
+  if (is_special_file(path)) throw run_error("'" + path + "' is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw run_error("cannot read '" + path + "'");
   std::string line, record;
@@ -194,6 +195,8 @@ std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
 json summary_from_records(const std::string& run_dir, const std::vector<run::chunk_record>& recs,
                           const std::map<std::string, std::uint64_t>& reasons) {
   const auto config_path = fs::path(run_dir) / "run_config.json";
+  if (is_special_file(config_path.string()))
+    throw run_error("'" + config_path.string() + "' is not a regular file");
   std::ifstream in(config_path);
   if (!in) {
     throw run_error("'" + run_dir +

@@ -13,12 +13,15 @@
 #include <sstream>
 
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
 
 namespace fs = std::filesystem;
 
 namespace hpcscreen::run {
 
 std::string read_file(const std::string& path) {
+  if (is_special_file(path))  // a FIFO would block the read
+    throw run_error("cannot read '" + path + "': it is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw run_error("cannot read '" + path + "'");
   std::ostringstream s;
@@ -51,22 +54,41 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 
 }  // namespace
 
-void write_file_atomically(const std::string& path, const std::string& content,
-                           const std::string& tmp_suffix) {
-  const auto tmp = path + tmp_suffix;
+namespace {
+int create_fresh(const std::string& tmp) {
   // A new file: whatever a crash or a hand left under the temporary name (a link to a file
   // elsewhere included) is removed, not written through.
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw run_error("cannot create '" + tmp + "': " + std::strerror(errno));
+  return fd;
+}
+}  // namespace
+
+std::string fresh_temporary(const std::string& path, const std::string& tmp_suffix) {
+  const auto tmp = path + tmp_suffix;
+  ::close(create_fresh(tmp));
+  return tmp;
+}
+
+void write_file_atomically(const std::string& path, const std::string& content,
+                           const std::string& tmp_suffix) {
+  const auto tmp = path + tmp_suffix;
+  const int fd = create_fresh(tmp);
   try {
     write_all(fd, content, tmp);
   } catch (...) {
     ::close(fd);
+    ::unlink(tmp.c_str());  // a failed write leaves nothing behind (a full disk: a part)
     throw;
   }
-  if (::close(fd) != 0) throw run_error("cannot close '" + tmp + "': " + std::strerror(errno));
-  publish_file(tmp, path);
+  try {
+    if (::close(fd) != 0) throw run_error("cannot close '" + tmp + "': " + std::strerror(errno));
+    publish_file(tmp, path);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
 }
 
 void publish_file(const std::string& tmp, const std::string& path) {
@@ -180,6 +202,10 @@ namespace {
 nlohmann::json run_to_continue(const std::string& dir, bool resume,
                                const nlohmann::json& identity) {
   const auto config_path = (fs::path(dir) / "run_config.json").string();
+  if (fs::is_symlink(fs::symlink_status(dir)) && !fs::exists(dir)) {
+    throw run_error("run folder '" + dir + "' is a link to '" + fs::read_symlink(dir).string() +
+                    "', which does not exist; make that folder, or choose another --out");
+  }
   // An empty folder made beforehand (a job script's mkdir -p) holds no run: one starts in it.
   const bool made_empty = fs::is_directory(dir) && fs::is_empty(dir);
   if (made_empty && resume) {

@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <map>
 
-#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/infer/backoff.hpp"
@@ -265,7 +264,7 @@ class screen_workload : public pipeline::workload {
   pipeline::score_layout scores() const override { return plan_.layout(settings_.top_k); }
   json identity() const override {
     auto checksums = json::array();
-    for (const auto& p : settings_.model_paths) checksums.push_back(file_checksum(p));
+    for (const auto& m : models_) checksums.push_back(m.model->checksum());  // as loaded
     // Batches decide a record's rounding, so they are part of what a resume must keep.
     json id = {{"model_checksums", checksums},
                {"top_k", settings_.top_k},

@@ -17,6 +17,7 @@ screen what was packed.
 
 Nothing here depends on timing; the waits have a guard only so that a hang fails the test."""
 import bz2
+import fcntl
 import glob
 import gzip
 import lzma
@@ -208,6 +209,18 @@ def kill_resume_test(a, work):
           f"screen on the incomplete library says to rerun pack with --resume (exit {r.returncode})")
     r = run(pack_cmd(a, files, lib, *args))
     check(r.returncode == 2 and "--resume" in r.stderr, "pack without --resume refuses the folder and names --resume")
+
+    # A pack still running holds pack_parts/lock (flock): a --resume started meanwhile is refused
+    # and changes nothing. (Here this test holds the lock, as the running pack's rank 0 would.)
+    marker = open(os.path.join(lib, "INCOMPLETE")).read()
+    with open(os.path.join(lib, "pack_parts", "lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = run(pack_cmd(a, files, lib, *args, "--resume"))
+    check(r.returncode == 1 and "is in use by another pack" in r.stderr
+          and open(os.path.join(lib, "INCOMPLETE")).read() == marker
+          and all(os.stat(p).st_mtime_ns == t for p, t in kept.items()),
+          f"pack --resume while another pack holds the folder: exit {r.returncode} (1 expected), nothing touched "
+          f"({r.stderr.strip()[-160:]})")
 
     r = mpirun(3, pack_cmd(a, files, lib, *args, "--resume"), threads=None, expect=0)
     print(r.stdout)

@@ -245,9 +245,21 @@ def main():
     r = mpirun(2, screen_args(a, other, rd, "--resume"))
     check(r.returncode == 1 and "cannot resume" in r.stderr and "holds another (its manifest differs)" in r.stderr,
           f"another library at another path is refused: exit {r.returncode} ({r.stderr.strip()[-200:]})")
-    r = mpirun(2, screen_args(a, moved, rd, "--resume"), expect=0)
+    # rejects.csv cannot be written (a folder in its way; a full disk does the same): the run is
+    # not complete, and the other outputs are still made from every committed record.
+    os.remove(os.path.join(rd, "rejects.csv"))
+    os.mkdir(os.path.join(rd, "rejects.csv"))
+    r = mpirun(2, screen_args(a, moved, rd, "--resume"))
+    rj = read_json(os.path.join(rd, "run.json"))
+    check(r.returncode == 1 and not rj["complete"] and rj["records_read"] == rj["records_total"]
+          and any(e.startswith("rejects.csv") for e in rj["output_errors"])
+          and open(os.path.join(rd, "hits.csv")).read() == reference[0],
+          f"rejects.csv unwritable: exit {r.returncode}, every record counted ({rj['records_read']} of "
+          f"{rj['records_total']}), hits.csv whole, the error named ({rj['output_errors']})")
     check("lib_moved" in r.stderr and "lib_first" in r.stderr and "manifest is the same" in r.stderr,
           f"the resume names the library's old and new places ({r.stderr.strip()[-300:]})")
+    os.rmdir(os.path.join(rd, "rejects.csv"))
+    r = mpirun(2, screen_args(a, moved, rd, "--resume"), expect=0)
     check(read_json(os.path.join(rd, "run_config.json"))["identity"]["library"] == os.path.realpath(moved),
           "run_config.json holds the library's new place")
     compare("library moved + resume", reference, rd)
@@ -351,6 +363,14 @@ def main():
     r = run(["mpirun", "-np", "1", a.hpcscreen, "screen", "--library", lib, "--model", other, "--out", ref_dir, "--top-k", "50",
              "--chunk-rows", str(CHUNK_ROWS), "--all-scores", "--resume"])
     check(r.returncode == 1 and "model_checksum" in r.stderr, "a resume with another model is refused")
+
+    print("== ranks that loaded different models (a node's own copy that differs) are refused")
+    rd = fresh(os.path.join(work, "two_models"))
+    rank_args = lambda model: ["-np", "1", "-x", "OPENBLAS_NUM_THREADS=1", a.hpcscreen, "screen", "--library", lib,
+                               "--model", model, "--out", rd, "--threads", "1"]
+    r = run(["mpirun", "--oversubscribe", "--bind-to", "none", *rank_args(a.model), ":", *rank_args(other)])
+    check(r.returncode == 1 and "set up another run than rank 0" in r.stderr and not os.path.exists(rd),
+          f"rank 1 with another model file: exit {r.returncode} (1 expected), said, no run folder ({r.stderr.strip()[-200:]})")
 
     print("== resume refuses a run folder that does not exist")
     nowhere = fresh(os.path.join(work, "never_started"))

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -331,6 +332,33 @@ TEST(chunk_record, shape_is_checked_against_the_run) {
   auto j = nlohmann::json::parse(run::to_json(r));
   j["hit_lists"] = nullptr;
   EXPECT_THROW(run::chunk_record_from_json(j.dump()), run_error);
+}
+
+// A temporary name left as a link to a file elsewhere is removed, not written through; a FIFO is
+// a special file (reading it would block), a regular file or nothing is not.
+TEST(run_folder, temporary_files_are_made_anew_and_fifos_are_not_read) {
+  const auto dir = fresh("temporary");
+  fs::create_directories(dir);
+  const auto elsewhere = (fs::path(dir) / "precious.txt").string();
+  std::ofstream(elsewhere) << "keep";
+  const auto target = (fs::path(dir) / "out.txt").string();
+  fs::create_symlink(elsewhere, target + ".tmp");
+  run::write_file_atomically(target, "new");
+  std::ifstream kept(elsewhere);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(kept), {}), "keep");
+  EXPECT_EQ(run::read_file(target), "new");
+  fs::create_symlink(elsewhere, target + ".tmp");
+  const auto tmp = run::fresh_temporary(target);
+  EXPECT_FALSE(fs::is_symlink(tmp));
+  EXPECT_TRUE(fs::is_regular_file(tmp) && fs::file_size(tmp) == 0);
+
+  const auto fifo = (fs::path(dir) / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  EXPECT_TRUE(is_special_file(fifo));
+  EXPECT_TRUE(is_special_file(dir));
+  EXPECT_FALSE(is_special_file(target));
+  EXPECT_FALSE(is_special_file((fs::path(dir) / "nothing").string()));
+  EXPECT_THROW(run::read_file(fifo), run_error);  // refused at once, not waited on
 }
 
 TEST(options, durations_and_sizes) {

@@ -17,4 +17,9 @@ std::string format_duration(double seconds);
 // against: not empty, not absolute, no "..".
 bool is_plain_relative_path(const std::string& name);
 
+// Whether something that is not a regular file is at path (a FIFO, device, socket or folder,
+// links followed): opening a FIFO to read it blocks until a writer comes, so a file the
+// program reads is checked first. False for a regular file, or nothing there.
+bool is_special_file(const std::string& path);
+
 }  // namespace hpcscreen

@@ -42,6 +42,8 @@ class bert_model {
   bert_model& operator=(const bert_model&) = delete;
 
   const bert_metadata& metadata() const;
+  // The model file's checksum, of the bytes loaded (core/checksum.hpp's form).
+  const std::string& checksum() const;
   const precision_choice& precision() const;
   // input_ids and attention_mask: [batch, length] row-major.
   bert_output run(const std::vector<std::int64_t>& input_ids,

@@ -39,6 +39,8 @@ class cnn_model {
   cnn_model& operator=(const cnn_model&) = delete;
 
   const cnn_metadata& metadata() const;
+  // The model file's checksum, of the bytes loaded (core/checksum.hpp's form).
+  const std::string& checksum() const;
   const precision_choice& precision() const;
   // inputs: [batch, 3, h, w] row-major; returns [batch, C].
   std::vector<float> run(const float* inputs, std::int64_t batch, std::int64_t h, std::int64_t w);

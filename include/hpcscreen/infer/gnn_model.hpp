@@ -35,6 +35,8 @@ class gnn_model {
   gnn_model& operator=(const gnn_model&) = delete;
 
   const model_metadata& metadata() const;
+  // The model file's checksum, of the bytes loaded (core/checksum.hpp's form).
+  const std::string& checksum() const;
   const precision_choice& precision() const;
   const chem::feature_tensors& tensors() const;
   // Scores one batch: returns [n_graphs, n_tasks] float32, row-major, in batch order.

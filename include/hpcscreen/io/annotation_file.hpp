@@ -48,7 +48,7 @@ embedding_extent read_embedding_extent(const std::string& path);
 // [L, H] per residue), each with an `original_id` attribute. Names must be valid HDF5 link names.
 class named_array_file {
  public:
-  explicit named_array_file(const std::string& path);  // creates or truncates
+  explicit named_array_file(const std::string& path);  // anew: what was there is removed
   ~named_array_file();
   named_array_file(const named_array_file&) = delete;
   named_array_file& operator=(const named_array_file&) = delete;

@@ -84,6 +84,10 @@ std::string read_file(const std::string& path);
 nlohmann::json read_json_file(const std::string& path);
 // The same for a file already written to `tmp` by someone else (e.g. HDF5): fsync, rename, fsync.
 void publish_file(const std::string& tmp, const std::string& path);
+// path + tmp_suffix created anew and empty, for a writer that opens it by name (a stream,
+// HDF5): what was there before, a link to a file elsewhere included, is removed, not written
+// through. Returns its name.
+std::string fresh_temporary(const std::string& path, const std::string& tmp_suffix = ".tmp");
 
 std::string chunk_record_path(const std::string& dir, std::uint64_t chunk_id);
 void write_chunk_record(const std::string& dir, const chunk_record& r);
