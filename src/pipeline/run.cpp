@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 
+#include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/pipeline/conductor.hpp"
@@ -108,8 +109,19 @@ json identity_of(const run_context& c) {
 // ranks loaded it, would otherwise score part of the library with another model.
 int agreed_identity(dist::context& ctx, const run_context& c) {
   std::string mine;
-  if (const int status =
-          agreed_status(ctx, dist::capture_failure([&] { mine = identity_of(c).dump(); }));
+  if (const int status = agreed_status(ctx, dist::capture_failure([&] {
+                                         // With what steers the ranks together (a rank that only
+                                         // checks, or writes another run folder, would leave the
+                                         // others waiting in a collective call).
+                                         const auto& o = c.options;
+                                         auto id = identity_of(c);
+                                         id["steering"] = {
+                                             o.out_dir,          o.resume,
+                                             o.retry_failed,     o.check_only,
+                                             o.stop_after_s,     o.max_chunks_per_rank,
+                                             o.chunks_in_flight, o.allow_failed_shards};
+                                         mine = id.dump();
+                                       }));
       status != exit_ok)
     return status;
   const auto first = ctx.broadcast(mine);
@@ -117,8 +129,8 @@ int agreed_identity(dist::context& ctx, const run_context& c) {
   if (first != mine) {
     differs = {dist::failure::error,
                "rank " + std::to_string(ctx.rank()) +
-                   " set up another run than rank 0: its library or model files, or a setting "
-                   "chosen on its node (--precision auto on another CPU), differ (" +
+                   " set up another run than rank 0: its library or model files, its options, "
+                   "or a setting chosen on its node (--precision auto on another CPU), differ (" +
                    mine + " where rank 0 has " + first +
                    "); give every node the same files and CPU features, or wait until a copy is "
                    "complete"};
@@ -132,8 +144,27 @@ int agreed_identity(dist::context& ctx, const run_context& c) {
 // run would do.
 json begin_attempt(const run_context& c, int n_ranks) {
   const auto identity = identity_of(c).dump();
+  // A library found at another path: its shards must be the files its manifest lists.
+  const auto verify_moved = [&c] {
+    std::fprintf(stderr,
+                 "hpcscreen: checking the %zu shards of the moved library against its "
+                 "manifest\n",
+                 c.manifest.shards.size());
+    for (const auto& s : c.manifest.shards) {
+      const auto path = (fs::path(c.options.library_dir) / s.file).string();
+      const auto now = s.checksum.empty() ? std::string() : file_checksum(path);
+      if (now.empty() || now != s.checksum) {
+        throw run_error("cannot resume '" + c.options.out_dir + "' with the library at '" +
+                        c.options.library_dir + "': shard " + s.file +
+                        (now.empty() ? " has no checksum in the manifest"
+                                     : " is not the file its manifest lists (checksum " + now +
+                                           ", the manifest says " + s.checksum + ")") +
+                        "; resume with the run's own library");
+      }
+    }
+  };
   if (c.options.check_only) {
-    run::check_attempt(c.options.out_dir, c.options.resume, identity);
+    run::check_attempt(c.options.out_dir, c.options.resume, identity, verify_moved);
     std::fprintf(stderr,
                  "hpcscreen: check: the run can start: %s %s, %llu records in %zu shards (%zu "
                  "chunks), %d rank%s x %d thread%s; it would %s '%s'\n",
@@ -150,7 +181,7 @@ json begin_attempt(const run_context& c, int n_ranks) {
                         {"scheduler", c.scheduler.name},
                         {"job_id", c.scheduler.job_id}};
   auto started = run::start_attempt(c.options.out_dir, c.options.resume, identity, attempt.dump(),
-                                    c.record_shape());
+                                    c.record_shape(), verify_moved);
   const int number = started.number;
   auto& done = started.done;
   const std::size_t n_retried = c.options.retry_failed ? started.failed.size() : 0;

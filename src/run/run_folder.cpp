@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -112,8 +113,17 @@ std::string held_path;  // that lock file
 void lock_folder(const std::string& dir, const std::string& in_use) {
   if (held_fd >= 0) return;
   const auto path = (fs::path(dir) / "lock").string();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw run_error("cannot open '" + path + "': " + std::strerror(errno));
+  // Only a regular file is a lock: a link is not followed, and a FIFO put there neither blocks
+  // the open (O_NONBLOCK) nor passes for one.
+  const int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const auto why = fd < 0 ? std::string(std::strerror(errno)) : std::string("not a regular file");
+    if (fd >= 0) ::close(fd);
+    throw run_error("cannot use '" + path + "' as the folder's lock: " + why +
+                    " (remove it; hpcscreen makes it anew)");
+  }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd);
     throw run_error(in_use);
@@ -122,17 +132,23 @@ void lock_folder(const std::string& dir, const std::string& in_use) {
   held_path = path;
 }
 
+namespace {
+std::string in_use_by_another_run(const std::string& dir) {
+  return "run folder '" + dir + "' is in use by another hpcscreen run (it holds " +
+         (fs::path(dir) / "lock").string() + "); wait for it to end, or choose another --out";
+}
+}  // namespace
+
 void lock_run_folder(const std::string& dir) {
-  lock_folder(dir, "run folder '" + dir + "' is in use by another hpcscreen run (it holds " +
-                       (fs::path(dir) / "lock").string() +
-                       "); wait for it to end, or choose another --out");
+  lock_folder(dir, in_use_by_another_run(dir));
 }
 
 bool run_folder_in_use(const std::string& dir) {
   const auto path = (fs::path(dir) / "lock").string();
   std::error_code ec;
   if (held_fd >= 0 && fs::equivalent(held_path, path, ec)) return false;  // this run's own
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (is_special_file(path)) return false;  // a FIFO there would block the open; no lock
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;  // no run ever held it
   const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
   ::close(fd);  // drops a shared lock taken here
@@ -173,9 +189,10 @@ nlohmann::json read_run_config(const std::string& path) {
 // A library moved to another path between attempts (a scratch space purged, a copy to project
 // space) is the run's library still when its manifest is the one the run started with: the
 // manifest names every shard with its record count and checksum. The run goes on reading it at
-// its new path, which the run's identity then holds.
-void follow_moved_library(const std::string& dir, nlohmann::json& before,
-                          const nlohmann::json& now) {
+// its new path, which the run's identity then holds, once `verify_moved` has checked that its
+// files are the ones the manifest lists (a copy whose shards were replaced is another library).
+void follow_moved_library(const std::string& dir, nlohmann::json& before, const nlohmann::json& now,
+                          const library_check& verify_moved) {
   const auto same = [&](const char* key) {
     return before.contains(key) && now.contains(key) && before[key] == now[key];
   };
@@ -190,6 +207,7 @@ void follow_moved_library(const std::string& dir, nlohmann::json& before,
                "hpcscreen: warning: resuming '%s' with the library at %s; the run started with it "
                "at %s (its manifest is the same)\n",
                dir.c_str(), now["library"].dump().c_str(), before["library"].dump().c_str());
+  if (verify_moved) verify_moved();
   before["library"] = now["library"];
 }
 
@@ -199,8 +217,8 @@ namespace {
 
 // The run in `dir` that this attempt continues (its run_config.json), or null for a new run;
 // throws run_error when the folder cannot take this attempt. Writes nothing.
-nlohmann::json run_to_continue(const std::string& dir, bool resume,
-                               const nlohmann::json& identity) {
+nlohmann::json run_to_continue(const std::string& dir, bool resume, const nlohmann::json& identity,
+                               const library_check& verify_moved) {
   const auto config_path = (fs::path(dir) / "run_config.json").string();
   if (fs::is_symlink(fs::symlink_status(dir)) && !fs::exists(dir)) {
     throw run_error("run folder '" + dir + "' is a link to '" + fs::read_symlink(dir).string() +
@@ -219,6 +237,17 @@ nlohmann::json run_to_continue(const std::string& dir, bool resume,
                       "': the folder does not exist; check --out, or drop --resume to start a "
                       "new run");
     }
+    // The folder is made below its nearest existing parent: a folder this process may write.
+    auto parent = fs::absolute(dir);
+    while (!fs::exists(parent) && parent.has_parent_path() && parent != parent.parent_path())
+      parent = parent.parent_path();
+    if (!made_empty && (!fs::is_directory(parent) || ::access(parent.c_str(), W_OK) != 0)) {
+      throw run_error("cannot make run folder '" + dir + "': '" + parent.string() + "' is " +
+                      (fs::is_directory(parent) ? "a folder this process cannot write (" +
+                                                      std::string(std::strerror(errno)) + ")"
+                                                : std::string("not a folder")) +
+                      "; choose another --out");
+    }
     return nullptr;
   }
   if (!resume) {
@@ -232,7 +261,7 @@ nlohmann::json run_to_continue(const std::string& dir, bool resume,
                     "hpcscreen run folder");
   }
   auto config = read_run_config(config_path);
-  follow_moved_library(dir, config.at("identity"), identity);
+  follow_moved_library(dir, config.at("identity"), identity, verify_moved);
   const auto& before = config.at("identity");
   const std::string what_to_do =
       "; resume with the settings the run started with (its run_config.json lists them), or "
@@ -259,15 +288,23 @@ nlohmann::json run_to_continue(const std::string& dir, bool resume,
 
 }  // namespace
 
-void check_attempt(const std::string& dir, bool resume, const std::string& identity_json) {
-  (void)run_to_continue(dir, resume, nlohmann::json::parse(identity_json));
+void check_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                   const library_check& verify_moved) {
+  (void)run_to_continue(dir, resume, nlohmann::json::parse(identity_json), verify_moved);
+  // What lock_run_folder would refuse, without taking the lock.
+  const auto lock = fs::path(dir) / "lock";
+  if (fs::is_symlink(fs::symlink_status(lock)) || is_special_file(lock.string()))
+    throw run_error("cannot use '" + lock.string() +
+                    "' as the folder's lock: not a regular file "
+                    "(remove it; hpcscreen makes it anew)");
+  if (run_folder_in_use(dir)) throw run_error(in_use_by_another_run(dir));
 }
 
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                  const std::string& attempt_json) {
+                  const std::string& attempt_json, const library_check& verify_moved) {
   const auto config_path = (fs::path(dir) / "run_config.json").string();
   const auto identity = nlohmann::json::parse(identity_json);
-  auto config = run_to_continue(dir, resume, identity);
+  auto config = run_to_continue(dir, resume, identity, verify_moved);
   if (config.is_null()) {
     fs::create_directories(fs::path(dir) / "journal");
     fs::create_directories(fs::path(dir) / "parts");
@@ -282,9 +319,10 @@ int begin_attempt(const std::string& dir, bool resume, const std::string& identi
 }
 
 attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                            const std::string& attempt_json, const record_shape& shape) {
+                            const std::string& attempt_json, const record_shape& shape,
+                            const library_check& verify_moved) {
   attempt_start a;
-  a.number = begin_attempt(dir, resume, identity_json, attempt_json);
+  a.number = begin_attempt(dir, resume, identity_json, attempt_json, verify_moved);
   for (const auto id : committed_chunks(dir)) {
     const auto rec = read_usable_chunk_record(dir, id, shape);
     if (!rec) continue;

@@ -245,6 +245,16 @@ def main():
     r = mpirun(2, screen_args(a, other, rd, "--resume"))
     check(r.returncode == 1 and "cannot resume" in r.stderr and "holds another (its manifest differs)" in r.stderr,
           f"another library at another path is refused: exit {r.returncode} ({r.stderr.strip()[-200:]})")
+    # A copy whose shards are not the manifest's (one copied over another) is another library.
+    swapped = fresh(os.path.join(work, "lib_swapped"))
+    shutil.copytree(moved, swapped)
+    shards = read_json(os.path.join(swapped, "manifest.json"))["shards"]
+    shutil.copyfile(os.path.join(swapped, shards[1]["file"]), os.path.join(swapped, shards[0]["file"]))
+    r = mpirun(2, screen_args(a, swapped, rd, "--resume"))
+    check(r.returncode == 1 and "is not the file its manifest lists" in r.stderr
+          and read_json(os.path.join(rd, "run_config.json"))["identity"]["library"] == os.path.realpath(first),
+          f"a moved copy with a shard replaced is refused, the run's identity unchanged: exit {r.returncode} "
+          f"({r.stderr.strip()[-200:]})")
     # rejects.csv cannot be written (a folder in its way; a full disk does the same): the run is
     # not complete, and the other outputs are still made from every committed record.
     os.remove(os.path.join(rd, "rejects.csv"))
@@ -371,6 +381,11 @@ def main():
     r = run(["mpirun", "--oversubscribe", "--bind-to", "none", *rank_args(a.model), ":", *rank_args(other)])
     check(r.returncode == 1 and "set up another run than rank 0" in r.stderr and not os.path.exists(rd),
           f"rank 1 with another model file: exit {r.returncode} (1 expected), said, no run folder ({r.stderr.strip()[-200:]})")
+    # One rank only checking would leave the other waiting in a collective call: refused, no hang.
+    r = run(["mpirun", "--oversubscribe", "--bind-to", "none", *rank_args(a.model), ":", *rank_args(a.model), "--check"],
+            timeout=HANG_GUARD_S)
+    check(r.returncode == 1 and "set up another run than rank 0" in r.stderr and not os.path.exists(rd),
+          f"--check on rank 1 alone: exit {r.returncode} (1 expected), no run folder ({r.stderr.strip()[-200:]})")
 
     print("== resume refuses a run folder that does not exist")
     nowhere = fresh(os.path.join(work, "never_started"))

@@ -275,7 +275,9 @@ def test_refused(work):
                         (["--thr=4"], "which the job script sets"),
                         (["--top-k", "5", "--top-k", "6"], "cannot be specified more than once"),
                         (["--allow-failed-shards=yes"], "does not take any arguments"),
-                        (["-h"], "print the help and run nothing")]:
+                        (["-h"], "print the help and run nothing"),
+                        (["--check"], "would check the run and score nothing"),
+                        (["--che"], "would check the run and score nothing")]:
         refused(work, "slurm", "arguments after --", real, extra=extra, says=says)
     refused(work, "slurm", "arguments after --", real, extra=["--batch-images", "8"], says="has no such option",
             workload="annotate")
@@ -340,6 +342,12 @@ def test_refused(work):
     again = submit("slurm", d, "--nodes", "2", out=run_dir)
     check(first.returncode == 0 and again.returncode == 0 and "#SBATCH --nodes=2" in lines(os.path.join(d, "job.sh")),
           f"a run folder to resume and the tool's own script: written again ({again.stderr.strip()!r})")
+
+    d = case_dir(work)
+    made = os.path.join(d, "made by the job script")
+    os.makedirs(made)
+    r = submit("slurm", d, out=made)
+    check(r.returncode == 0, f"an empty --out made beforehand: a new run starts in it (exit {r.returncode}, {r.stderr.strip()!r})")
 
     print("== --submit where the scheduler's command is missing")
     for scheduler, cmd in [("slurm", "sbatch"), ("pbs", "qsub")]:

@@ -5,6 +5,7 @@
 //   parts/chunk-NNNNNNNNNN.json     one chunk_record per committed chunk
 //   hits.csv, rejects.csv, run.json written by rank 0 at the end of each attempt
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -20,10 +21,15 @@ namespace hpcscreen::run {
 // the library and model checksums and everything that fixes the chunk plan) equals the one
 // the run started with. Records the new attempt and returns its number (1 for a fresh run).
 // Throws run_error when the folder exists without resume, or the identity differs.
+// A resume may find the library at another path with the same manifest checksum: it is
+// followed (a warning) once `verify_moved` (when given) has checked the files, throwing if
+// they are not the manifest's.
+using library_check = std::function<void()>;
 int begin_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                  const std::string& attempt_json);
+                  const std::string& attempt_json, const library_check& verify_moved = {});
 // What begin_attempt checks, writing nothing (`--check`): throws what it would throw.
-void check_attempt(const std::string& dir, bool resume, const std::string& identity_json);
+void check_attempt(const std::string& dir, bool resume, const std::string& identity_json,
+                   const library_check& verify_moved = {});
 
 // begin_attempt, then what the folder already holds: the attempt's number and the chunks
 // committed earlier whose records are usable (`failed`: those of them with failed rows). Of
@@ -35,7 +41,8 @@ struct attempt_start {
   std::map<std::uint64_t, std::string> damaged;
 };
 attempt_start start_attempt(const std::string& dir, bool resume, const std::string& identity_json,
-                            const std::string& attempt_json, const record_shape& shape);
+                            const std::string& attempt_json, const record_shape& shape,
+                            const library_check& verify_moved = {});
 
 // Takes an exclusive lock on the run folder for the rest of the process (rank 0), so that two
 // runs never write one folder at once. Throws run_error when another process holds it.
