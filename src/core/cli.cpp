@@ -50,13 +50,7 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
   // which hold UTF-8 text only.
   for (const auto& a : args) {
     if (valid_utf8(a)) continue;
-    std::string shown;
-    for (const unsigned char ch : a) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02X", ch);
-      shown += ch < 0x80 ? std::string(1, static_cast<char>(ch)) : std::string(hex);
-    }
-    throw usage_error("the argument '" + shown +
+    throw usage_error("the argument '" + shown_text(a) +
                       "' is not valid UTF-8: hpcscreen keeps its command line and paths in JSON "
                       "files, which hold UTF-8 text; rename the file or folder (or link to it "
                       "under a UTF-8 name)");

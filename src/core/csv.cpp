@@ -46,4 +46,23 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+std::string shown_text(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c >= 0x80 ? utf8_sequence_at(s, i) : 1;
+    if (n > 1) {
+      out.append(s.substr(i, n));
+      i += n - 1;
+    } else if (n == 0 || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace hpcscreen

@@ -85,10 +85,6 @@ void fsync_path(const std::string& path) {
   }
 }
 
-void write_durably(const std::string& path, const std::string& content) {
-  run::write_file_atomically(path, content);
-}
-
 json input_identity(const std::string& path) {
   // "./a.smi", "a.smi" and "dir/../a.smi" are one input (a resume may spell it either way).
   const auto abs = fs::absolute(path).lexically_normal().string();
@@ -302,13 +298,13 @@ class input_packer : public shard_sink {
                       {"n_pack_rejects", n_rejects_},
                       {"n_comment_lines", c.n_comments},
                       {"n_header_lines", c.n_header_lines}};
-    write_durably(done_record_path(options_.out_dir, input_).string(),
-                  json{{"input", input_},
-                       {"shards", shard_list},
-                       {"rejects_bytes", rejects_bytes},
-                       {"source", source}}
-                          .dump() +
-                      "\n");
+    run::write_file_atomically(done_record_path(options_.out_dir, input_).string(),
+                               json{{"input", input_},
+                                    {"shards", shard_list},
+                                    {"rejects_bytes", rejects_bytes},
+                                    {"source", source}}
+                                       .dump() +
+                                   "\n");
   }
 
  private:
@@ -377,7 +373,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
       fs::create_directories(dir);
     }
     lock_pack_folder(o);
-    write_durably(marker.string(), config.dump(2) + "\n");
+    run::write_file_atomically(marker.string(), config.dump(2) + "\n");
     for (std::size_t i = 0; i < o.inputs.size(); ++i) todo.push_back(i);
     return todo;
   }
@@ -406,7 +402,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
                       first_difference(was, config) +
                       "; rerun the same command with --resume, or pack into a new folder");
   }
-  if (was != config) write_durably(marker.string(), config.dump(2) + "\n");
+  if (was != config) run::write_file_atomically(marker.string(), config.dump(2) + "\n");
   // Inputs with a completion record are kept; everything else is removed and redone.
   std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts{"lock"};
   for (std::size_t i = 0; i < o.inputs.size(); ++i) {

@@ -24,27 +24,10 @@ using json = nlohmann::json;
 namespace hpcscreen::report {
 namespace {
 
+// HTML text of s, shown_text's bytes (the page is UTF-8: a Latin-1 id or a NUL is \xNN).
 std::string escape(const std::string& s) {
   std::string out;
-  // A control byte (an id holding NUL), or one that begins no UTF-8 sequence (a Latin-1 id), is
-  // shown as \xNN, not passed to the browser: the page is UTF-8.
-  const auto shown = [&](char c) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
-    out += hex;
-  };
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      const auto n = utf8_sequence_at(s, i);
-      if (n == 0) {
-        shown(c);
-      } else {
-        out.append(s, i, n);
-        i += n - 1;
-      }
-      continue;
-    }
+  for (const char c : shown_text(s)) {
     switch (c) {
       case '&':
         out += "&amp;";
@@ -59,11 +42,7 @@ std::string escape(const std::string& s) {
         out += "&quot;";
         break;
       default:
-        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') || c == 0x7f) {
-          shown(c);
-        } else {
-          out += c;
-        }
+        out += c;
     }
   }
   return out;

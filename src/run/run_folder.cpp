@@ -110,6 +110,13 @@ int held_fd = -1;       // the run folder lock this process holds, until it ends
 std::string held_path;  // that lock file
 }  // namespace
 
+namespace {
+run_error unusable_lock(const std::string& path, const std::string& why) {
+  return run_error("cannot use '" + path + "' as the folder's lock: " + why +
+                   " (remove it; hpcscreen makes it anew)");
+}
+}  // namespace
+
 void lock_folder(const std::string& dir, const std::string& in_use) {
   if (held_fd >= 0) return;
   const auto path = (fs::path(dir) / "lock").string();
@@ -121,8 +128,7 @@ void lock_folder(const std::string& dir, const std::string& in_use) {
   if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     const auto why = fd < 0 ? std::string(std::strerror(errno)) : std::string("not a regular file");
     if (fd >= 0) ::close(fd);
-    throw run_error("cannot use '" + path + "' as the folder's lock: " + why +
-                    " (remove it; hpcscreen makes it anew)");
+    throw unusable_lock(path, why);
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd);
@@ -294,9 +300,7 @@ void check_attempt(const std::string& dir, bool resume, const std::string& ident
   // What lock_run_folder would refuse, without taking the lock.
   const auto lock = fs::path(dir) / "lock";
   if (fs::is_symlink(fs::symlink_status(lock)) || is_special_file(lock.string()))
-    throw run_error("cannot use '" + lock.string() +
-                    "' as the folder's lock: not a regular file "
-                    "(remove it; hpcscreen makes it anew)");
+    throw unusable_lock(lock.string(), "not a regular file");
   if (run_folder_in_use(dir)) throw run_error(in_use_by_another_run(dir));
 }
 

@@ -361,6 +361,13 @@ TEST(run_folder, temporary_files_are_made_anew_and_fifos_are_not_read) {
   EXPECT_THROW(run::read_file(fifo), run_error);  // refused at once, not waited on
 }
 
+// Text shown to people (report.html, messages): UTF-8 kept, a Latin-1 byte and a NUL as \xNN.
+TEST(csv, shown_text_keeps_utf8_and_shows_other_bytes) {
+  using namespace std::string_literals;
+  EXPECT_EQ(shown_text("caf\xe9-\xc3\xa9\0x\ty\n\x7f"s), "caf\\xe9-\xc3\xa9\\x00x\ty\n\\x7f");
+  EXPECT_EQ(shown_text("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate is no UTF-8
+}
+
 TEST(options, durations_and_sizes) {
   EXPECT_EQ(parse_duration_s("90", "x"), 90);
   EXPECT_EQ(parse_duration_s("1h30m", "x"), 5400);

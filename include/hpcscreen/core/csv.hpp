@@ -17,4 +17,8 @@ bool valid_utf8(std::string_view s);
 // The length of the UTF-8 sequence that starts at s[i] (1 for ASCII), 0 where none does.
 std::size_t utf8_sequence_at(std::string_view s, std::size_t i);
 
+// s as UTF-8 text for a page or a message: valid sequences kept; a byte that begins none (a
+// Latin-1 byte) or a control byte other than tab and newline (NUL) shown as \xNN.
+std::string shown_text(std::string_view s);
+
 }  // namespace hpcscreen
