@@ -1,10 +1,7 @@
 #include "hpcscreen/io/manifest.hpp"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -13,6 +10,7 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/core/options.hpp"
 
 namespace hpcscreen::io {
@@ -114,15 +112,11 @@ void write_manifest(const std::string& library_dir, const manifest& m) {
   }
   j["provenance"] = nlohmann::json::parse(m.provenance_json);
   const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
-  const auto tmp = path + ".tmp";
-  ::unlink(tmp.c_str());  // a leftover, or a link to a file elsewhere: not written through
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << '\n';
-    out.flush();
-    if (!out) throw shard_error("cannot write manifest '" + tmp + "': " + std::strerror(errno));
+  try {
+    write_file_atomically(path, j.dump(2) + "\n");
+  } catch (const error& e) {
+    throw shard_error(std::string("cannot write the manifest: ") + e.what());
   }
-  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace hpcscreen::io

@@ -19,6 +19,7 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/io/manifest.hpp"
@@ -238,7 +239,7 @@ class input_packer : public shard_sink {
         input_(input),
         builder_(o, layout, input),
         rejects_path_(rejects_part_path(o.out_dir, input).string()) {
-    rejects_ = std::fopen(run::fresh_temporary(rejects_path_).c_str(), "w");
+    rejects_ = std::fopen(fresh_temporary(rejects_path_).c_str(), "w");
     if (!rejects_) throw error("cannot write '" + rejects_path_ + ".tmp': " + std::strerror(errno));
   }
   ~input_packer() {
@@ -298,13 +299,13 @@ class input_packer : public shard_sink {
                       {"n_pack_rejects", n_rejects_},
                       {"n_comment_lines", c.n_comments},
                       {"n_header_lines", c.n_header_lines}};
-    run::write_file_atomically(done_record_path(options_.out_dir, input_).string(),
-                               json{{"input", input_},
-                                    {"shards", shard_list},
-                                    {"rejects_bytes", rejects_bytes},
-                                    {"source", source}}
-                                       .dump() +
-                                   "\n");
+    write_file_atomically(done_record_path(options_.out_dir, input_).string(),
+                          json{{"input", input_},
+                               {"shards", shard_list},
+                               {"rejects_bytes", rejects_bytes},
+                               {"source", source}}
+                                  .dump() +
+                              "\n");
   }
 
  private:
@@ -373,7 +374,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
       fs::create_directories(dir);
     }
     lock_pack_folder(o);
-    run::write_file_atomically(marker.string(), config.dump(2) + "\n");
+    write_file_atomically(marker.string(), config.dump(2) + "\n");
     for (std::size_t i = 0; i < o.inputs.size(); ++i) todo.push_back(i);
     return todo;
   }
@@ -402,7 +403,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
                       first_difference(was, config) +
                       "; rerun the same command with --resume, or pack into a new folder");
   }
-  if (was != config) run::write_file_atomically(marker.string(), config.dump(2) + "\n");
+  if (was != config) write_file_atomically(marker.string(), config.dump(2) + "\n");
   // Inputs with a completion record are kept; everything else is removed and redone.
   std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts{"lock"};
   for (std::size_t i = 0; i < o.inputs.size(); ++i) {
@@ -437,7 +438,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
   std::map<std::string, std::pair<std::string, std::size_t>> by_checksum;  // → shard, input
   const auto rejects_path = (dir / rejects_file).string();
   {
-    std::ofstream out(run::fresh_temporary(rejects_path), std::ios::binary | std::ios::trunc);
+    std::ofstream out(fresh_temporary(rejects_path), std::ios::binary | std::ios::trunc);
     out << rejects_header;
     for (std::size_t i = 0; i < o.inputs.size(); ++i) {
       const auto r = finished_input(o.out_dir, i);

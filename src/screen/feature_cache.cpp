@@ -14,6 +14,7 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
@@ -39,7 +40,7 @@ bool built_from(const fs::path& dir, const io::shard_entry& shard) {
   const auto side = sidecar(dir, shard.file);
   if (!fs::exists(side)) return false;
   try {
-    const auto j = json::parse(run::read_file(side.string()));
+    const auto j = json::parse(read_file(side.string()));
     return j.at("library_shard") == shard.file && j.at("library_checksum") == shard.checksum &&
            fs::exists(dir / shard.file);
   } catch (const std::exception&) {
@@ -83,7 +84,7 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
   }
   json j;
   try {
-    j = json::parse(run::read_file(index.string()));
+    j = json::parse(read_file(index.string()));
     if (j.at("schema") != cache_schema) throw std::invalid_argument("another schema");
   } catch (const std::exception& e) {
     why_not_ = "'" + index.string() + "' cannot be read (" + e.what() + ")";
@@ -278,7 +279,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
                    {"featurizer", set[k]->identity()},
                    {"max_atoms", s.featurize.max_atoms},
                    {"rdkit", chem::rdkit_version()}};
-        run::write_file_atomically((dir / "identity.json").string(), id.dump(2) + "\n");
+        write_file_atomically((dir / "identity.json").string(), id.dump(2) + "\n");
         for (const auto& e : fs::directory_iterator(dir)) {  // what a killed build left half-written
           if (e.path().extension() == ".tmp") fs::remove(e.path());
         }
@@ -348,7 +349,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
                              {"n_records", smiles.size()},
                              {"n_rejected", rejected},
                              {"bytes", fs::file_size(path)}};
-          run::write_file_atomically(sidecar(dirs[k], shard.file).string(), side.dump() + "\n");
+          write_file_atomically(sidecar(dirs[k], shard.file).string(), side.dump() + "\n");
         }
         ++summary.n_shards_done;
       });
@@ -368,7 +369,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           std::set<std::string> current;
           for (const auto& shard : library.shards) current.insert(shard.file);
           const auto listed =
-              json::parse(run::read_file((fs::path(dirs[k]) / cache_index).string())).at("shards");
+              json::parse(read_file((fs::path(dirs[k]) / cache_index).string())).at("shards");
           for (const auto& j : listed)
             if (current.count(j.value("library_shard", ""))) shards.push_back(j);
         } else {
@@ -376,7 +377,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
             const auto side = sidecar(dirs[k], shard.file);
             if (!fs::exists(side))
               throw error("cache shard of '" + shard.file + "' is missing in '" + dirs[k] + "'");
-            shards.push_back(json::parse(run::read_file(side.string())));
+            shards.push_back(json::parse(read_file(side.string())));
           }
         }
         std::uint64_t records = 0, rejected = 0, bytes = 0;
@@ -403,8 +404,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
               {"bytes_per_record",
                records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
               {"shards", shards}};
-          run::write_file_atomically((fs::path(dirs[k]) / cache_index).string(),
-                                     index.dump(2) + "\n");
+          write_file_atomically((fs::path(dirs[k]) / cache_index).string(), index.dump(2) + "\n");
         }
         if (k == 0) {
           summary.n_records = records;
