@@ -11,7 +11,9 @@
 #include <thread>
 #include <utility>
 
+#include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
+#include "hpcscreen/core/options.hpp"
 
 namespace hpcscreen {
 namespace {
@@ -66,17 +68,17 @@ scheduler_info detect_scheduler() {
   scheduler_info s;
   if (!env("SLURM_JOB_ID").empty()) {
     s.name = "slurm";
-    s.job_id = env("SLURM_JOB_ID");
+    s.job_id = shown_text(env("SLURM_JOB_ID"));  // informational, kept in run.json as text
     s.n_nodes = env_int_or_zero("SLURM_JOB_NUM_NODES");
     s.cpus_variable = "SLURM_CPUS_PER_TASK";
     s.cpus_per_task = env_int_or_zero("SLURM_CPUS_PER_TASK");
   } else if (!env("PBS_JOBID").empty()) {
     s.name = "pbs";
-    s.job_id = env("PBS_JOBID");
+    s.job_id = shown_text(env("PBS_JOBID"));
     s.cpus_variable = "NCPUS";
     s.cpus_per_task = env_int_or_zero("NCPUS");
     const auto nodefile = env("PBS_NODEFILE");
-    if (!nodefile.empty()) {
+    if (!nodefile.empty() && !is_special_file(nodefile)) {  // (a FIFO would block the count)
       std::ifstream in(nodefile);
       std::string line, last;
       int distinct = 0;

@@ -78,14 +78,6 @@ std::string first_reject(const std::string& path) {
 }
 constexpr const char* rejects_header = "file,line,reason\n";
 
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 json input_identity(const std::string& path) {
   // "./a.smi", "a.smi" and "dir/../a.smi" are one input (a resume may spell it either way).
   const auto abs = fs::absolute(path).lexically_normal().string();
@@ -209,8 +201,7 @@ class shard_builder {
                            fields = layout_.fields, writing = options_.shard_writing] {
                             const auto tmp = path + ".tmp";
                             io::write_shard(tmp, schema, fields, columns, writing);
-                            fsync_path(tmp);
-                            fs::rename(tmp, path);
+                            publish_file(tmp, path);
                             return file_checksum(path);
                           });
     columns_.assign(layout_.fields.size(), string_column());
@@ -281,7 +272,7 @@ class input_packer : public shard_sink {
     rejects_ = nullptr;
     if (!ok || rejects_bytes < 0)
       throw error("cannot write '" + rejects_path_ + "': " + std::strerror(errno));
-    fs::rename(rejects_path_ + ".tmp", rejects_path_);
+    publish_file(rejects_path_ + ".tmp", rejects_path_);
     json shard_list = json::array();
     for (const auto& s : shards) {
       shard_list.push_back({{"file", s.file},
@@ -477,8 +468,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
     out.flush();
     if (!out) throw error("cannot write '" + rejects_path + ".tmp': " + std::strerror(errno));
   }
-  fsync_path(rejects_path + ".tmp");
-  fs::rename(rejects_path + ".tmp", rejects_path);
+  publish_file(rejects_path + ".tmp", rejects_path);
   summary.n_shards = manifest.shards.size();
   if (summary.n_rows_read != summary.n_records + summary.n_pack_rejects ||
       manifest.n_records() != summary.n_records) {

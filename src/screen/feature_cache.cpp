@@ -343,7 +343,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
                                 {"library_shard", shard.file},
                                 {"library_checksum", shard.checksum}};
           io::write_shard(path.string() + ".tmp", cache_schema, cache_fields, columns, options);
-          fs::rename(path.string() + ".tmp", path);
+          publish_file(path.string() + ".tmp", path.string());
           const json side = {{"library_shard", shard.file},
                              {"library_checksum", shard.checksum},
                              {"n_records", smiles.size()},

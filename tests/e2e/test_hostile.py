@@ -66,6 +66,12 @@ def main():
             r = run([a.hpcscreen, "screen", "--library", lib, "--model", gnn_model, "--out", rd], env=env)
             check(r.returncode == 2 and var in r.stderr and not os.path.exists(rd),
                   f"{var}={value}: exit {r.returncode} (2 expected), names the variable, no run folder")
+    print("== a job id that is not UTF-8 is kept as text (it is only shown)")
+    env = dict(os.environ, SLURM_JOB_ID="77\udcff", SLURM_CPUS_PER_TASK="1")
+    rd = fresh(os.path.join(work, "env"))
+    r = run([a.hpcscreen, "screen", "--library", lib, "--model", gnn_model, "--out", rd], env=env)
+    job = read_json(os.path.join(rd, "run.json"))["scheduler"]["job_id"] if r.returncode == 0 else None
+    check(r.returncode == 0 and job == "77\\xff", f"SLURM_JOB_ID=77<0xff>: exit {r.returncode}, job_id {job!r}")
     env = dict(os.environ, OMP_NUM_THREADS="1e3")
     r = run([a.hpcscreen, "screen", "--library", lib, "--model", gnn_model, "--out", fresh(os.path.join(work, "env"))], env=env)
     check(r.returncode == 2 and "OMP_NUM_THREADS" in r.stderr, f"OMP_NUM_THREADS=1e3: exit {r.returncode} (2 expected)")
