@@ -2,6 +2,7 @@
 // filled by src/app/registrations.cpp). No workload is named here.
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -84,6 +85,8 @@ int dispatch(const std::string& command, const std::vector<std::string>& args, i
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed output pipe (`| head`) makes writes to it fail; it must not end a run half-way.
+  std::signal(SIGPIPE, SIG_IGN);
   app::register_everything();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(top_usage().c_str(), argc < 2 ? stderr : stdout);

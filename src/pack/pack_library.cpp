@@ -125,14 +125,31 @@ json pack_config(const pack_options& o, const std::string& kind, const std::vect
   return config;
 }
 
+// What differs first between the pack's recorded configuration and this command's: an input
+// (named, with what changed) or an option.
 std::string first_difference(const json& was, const json& now) {
   for (auto it = now.begin(); it != now.end(); ++it) {
-    if (!was.contains(it.key()) || was[it.key()] != it.value()) {
-      if (it.key() == "inputs") return "the inputs (names, sizes or modification times)";
-      return "'" + it.key() + "'";
+    if (was.contains(it.key()) && was[it.key()] == it.value()) continue;
+    if (it.key() == "inputs" && was.contains("inputs") && was["inputs"].is_array() &&
+        was["inputs"].size() == it->size()) {
+      for (std::size_t i = 0; i < it->size(); ++i) {
+        const auto &before = was["inputs"][i], &input = (*it)[i];
+        if (before == input) continue;
+        std::string what;
+        for (const auto* key : {"file", "size", "mtime"}) {
+          if (before.value(key, json()) != input.value(key, json()))
+            what += std::string(what.empty() ? "" : " and ") +
+                    (key == std::string("mtime") ? "modification time" : key);
+        }
+        return "input " + std::to_string(i + 1) + " ('" + input.value("file", std::string()) +
+               "') is not the one packed (its " + (what.empty() ? std::string("record") : what) +
+               (what.find(" and ") == std::string::npos ? " differs)" : " differ)");
+      }
     }
+    if (it.key() == "inputs") return "the list of inputs differs (other names or another number)";
+    return "option '" + it.key() + "' differs";
   }
-  return "the options";
+  return "the options differ";
 }
 
 constexpr const char* parts_dir = "pack_parts";
@@ -341,6 +358,23 @@ void lock_pack_folder(const pack_options& o) {
                               (fs::path(parts) / "lock").string() + "); wait for it to end");
 }
 
+// A folder that holds no pack: empty, or left by a pack cut off before it wrote its INCOMPLETE
+// marker (pack_parts/ with its lock alone, the marker's temporary file).
+bool holds_no_pack(const fs::path& dir) {
+  if (!fs::is_directory(dir)) return false;
+  const auto only = [](const fs::path& folder, const std::string& allowed) {
+    for (const auto& e : fs::directory_iterator(folder)) {
+      const auto name = e.path().filename().string();
+      if (allowed.find('/' + name + '/') == std::string::npos) return false;
+    }
+    return true;
+  };
+  const auto parts = dir / parts_dir;
+  return only(dir, "/" + std::string(parts_dir) + "/" + incomplete_marker + ".tmp/") &&
+         (!fs::exists(parts) ||
+          (fs::is_directory(fs::symlink_status(parts)) && only(parts, "/lock/")));
+}
+
 // Rank 0: the output folder, fresh or continued. Returns the inputs still to pack.
 std::vector<std::size_t> prepare_folder(const pack_options& o, const json& config,
                                         pack_summary& summary) {
@@ -350,7 +384,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
   std::vector<std::size_t> todo;
   if (!(unfinished && o.resume)) {
     if (fs::exists(dir)) {
-      if (!fs::is_directory(dir) || !fs::is_empty(dir)) {
+      if (!holds_no_pack(dir)) {
         if (unfinished) {
           throw usage_error("output folder '" + o.out_dir +
                             "' holds a pack that did not complete; continue it with --resume "
@@ -390,9 +424,10 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
     return c;
   };
   if (comparable(was) != comparable(config)) {
-    throw usage_error("pack --resume: '" + o.out_dir + "' was started with different " +
-                      first_difference(was, config) +
-                      "; rerun the same command with --resume, or pack into a new folder");
+    throw usage_error("pack --resume: '" + o.out_dir + "' cannot be continued: " +
+                      first_difference(comparable(was), comparable(config)) +
+                      "; resume with the inputs and options the pack started with, or pack into "
+                      "a new folder");
   }
   if (was != config) write_file_atomically(marker.string(), config.dump(2) + "\n");
   // Inputs with a completion record are kept; everything else is removed and redone.

@@ -339,6 +339,14 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
                  b.committed.size(), c.plan.chunks.size());
     return exit_interrupted;
   }
+  // Stopped while retrying failed chunks: those it did not reach keep their failed records.
+  if (a.interrupted && c.options.retry_failed && t.n_failed > 0) {
+    std::fprintf(stderr,
+                 "hpcscreen: run stopped before the end; %s records in failed chunks were not "
+                 "retried. Run the same command (--resume --retry-failed) to finish it.\n",
+                 with_commas(t.n_failed).c_str());
+    return exit_interrupted;
+  }
   if (t.n_failed > 0) {
     for (const auto& [file, f] : b.failed_shards.items()) {
       std::fprintf(stderr, "hpcscreen: failed shard %s: %s rows: %s\n", file.c_str(),

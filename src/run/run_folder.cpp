@@ -137,6 +137,23 @@ void follow_moved_library(const std::string& dir, nlohmann::json& before, const 
 
 namespace {
 
+// A folder that holds no run: empty (made beforehand, a job script's mkdir -p), or left by a
+// run cut off before it wrote its run_config.json (begin_attempt's empty journal/ and parts/,
+// the lock, the config's temporary file).
+bool holds_no_run(const fs::path& dir) {
+  if (!fs::is_directory(dir) || fs::exists(dir / "run_config.json")) return false;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const auto name = e.path().filename().string();
+    const auto status = e.symlink_status();
+    const bool leftover =
+        ((name == "journal" || name == "parts") && fs::is_directory(status) &&
+         fs::is_empty(e.path())) ||
+        ((name == "lock" || name == "run_config.json.tmp") && fs::is_regular_file(status));
+    if (!leftover) return false;
+  }
+  return true;
+}
+
 // The run in `dir` that this attempt continues (its run_config.json), or null for a new run;
 // throws run_error when the folder cannot take this attempt. Writes nothing.
 nlohmann::json run_to_continue(const std::string& dir, bool resume, const nlohmann::json& identity,
@@ -146,12 +163,12 @@ nlohmann::json run_to_continue(const std::string& dir, bool resume, const nlohma
     throw run_error("run folder '" + dir + "' is a link to '" + fs::read_symlink(dir).string() +
                     "', which does not exist; make that folder, or choose another --out");
   }
-  // An empty folder made beforehand (a job script's mkdir -p) holds no run: one starts in it.
-  const bool made_empty = fs::is_directory(dir) && fs::is_empty(dir);
+  // A folder that holds no run takes a new one.
+  const bool made_empty = holds_no_run(dir);
   if (made_empty && resume) {
     throw run_error("cannot resume '" + dir +
-                    "': the folder is empty, no run has started in it; drop --resume to start "
-                    "one");
+                    "': no run has started in it (it is empty, or a run was cut off before it "
+                    "wrote run_config.json); drop --resume to start one");
   }
   if (!fs::exists(dir) || made_empty) {
     if (resume) {

@@ -1,6 +1,8 @@
 // Feature caches: built by `hpcscreen featurize`, read by `screen` (feature_cache.hpp).
 #include "hpcscreen/screen/feature_cache.hpp"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -27,7 +29,24 @@ namespace hpcscreen::screen {
 namespace {
 
 const std::vector<std::string> cache_fields{"reason", "detail", "features"};
+// Each record's SMILES as featurize read it, as its CRC-32 (4 bytes, big-endian): a library
+// shard replaced after featurize (its manifest left as it was) is not paired with these
+// features. Caches whose cache.json has no "smiles_checks" were built before it.
+constexpr const char* smiles_check_field = "smiles_crc32";
 constexpr const char* cache_index = "cache.json";
+
+std::string smiles_crc(std::string_view smiles) {
+  const auto c = static_cast<std::uint32_t>(
+      ::crc32(0L, reinterpret_cast<const Bytef*>(smiles.data()), static_cast<uInt>(smiles.size())));
+  return {static_cast<char>(c >> 24), static_cast<char>(c >> 16), static_cast<char>(c >> 8),
+          static_cast<char>(c)};
+}
+
+std::vector<std::string> shard_fields(bool smiles_checks) {
+  auto fields = cache_fields;
+  if (smiles_checks) fields.push_back(smiles_check_field);
+  return fields;
+}
 
 // A cache shard's record, written after its .h5: both present means the shard is done.
 fs::path sidecar(const fs::path& dir, const std::string& shard_file) {
@@ -63,7 +82,8 @@ std::string cache_dir(const std::string& library_dir, const chem::featurizer& f,
 }
 
 struct feature_cache::reader {
-  explicit reader(const std::string& path) : r(path, cache_schema, cache_fields) {}
+  reader(const std::string& path, bool smiles_checks)
+      : r(path, cache_schema, shard_fields(smiles_checks)) {}
   io::shard_reader r;
 };
 
@@ -97,6 +117,7 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
   }
   index_read_ = true;
   checked_shards_ = j.value("shard_attributes", false);
+  smiles_checks_ = j.value("smiles_checks", false);
   std::map<std::string, const io::shard_entry*> now;
   for (const auto& s : library.shards) now[s.file] = &s;
   for (const auto& s : j.value("shards", json::array())) {
@@ -120,7 +141,7 @@ bool feature_cache::covers(const std::string& shard_file) const {
 
 std::shared_ptr<feature_cache::reader> feature_cache::open(const std::string& shard_file) const {
   const auto& path = shards_.at(shard_file);
-  auto r = std::make_shared<reader>(path);
+  auto r = std::make_shared<reader>(path, smiles_checks_);
   // Made by this cache's featurizer, from this library shard. A cache whose cache.json does not
   // say its shards carry these was built before they did: its shards have none.
   const std::pair<const char*, std::string> expected[] = {
@@ -155,7 +176,7 @@ void feature_cache::check_shards() {
 }
 
 std::vector<string_column> feature_cache::read(const std::string& shard_file, std::uint64_t begin,
-                                               std::uint64_t end) {
+                                               std::uint64_t end, const string_column& smiles) {
   const auto& path = shards_.at(shard_file);
   if (open_shard_ != shard_file) {
     reader_.reset();
@@ -169,6 +190,18 @@ std::vector<string_column> feature_cache::read(const std::string& shard_file, st
   }
   std::vector<string_column> out;
   for (const auto& f : cache_fields) out.push_back(reader_->r.read(f, begin, end));
+  if (smiles_checks_) {
+    const auto made_from = reader_->r.read(smiles_check_field, begin, end);
+    for (std::size_t i = 0; i < smiles.size(); ++i) {
+      if (made_from[i] != smiles_crc(smiles[i])) {
+        throw shard_error("cache shard '" + path +
+                          "' was made from another SMILES than library shard " + shard_file +
+                          " holds at row " + std::to_string(begin + i) +
+                          " (the shard was replaced after featurize, its manifest left as it "
+                          "was); pack the library again, then featurize");
+      }
+    }
+  }
   return out;
 }
 
@@ -316,9 +349,10 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
         const auto smiles = r.read("smiles", 0, r.n_records());
         const auto features = featurize_rows(smiles, s, set);
         for (const auto k : todo) {
-          std::vector<string_column> columns(3);
+          std::vector<string_column> columns(4);
           std::uint64_t rejected = 0;
           for (std::size_t i = 0; i < features.size(); ++i) {
+            columns[3].push_back(smiles_crc(smiles[i]));
             // Another featurizer that failed on the parsed molecule failed the record for the
             // whole set; this cache holds what its own featurizer gives (redone alone: rare).
             const auto other = features[i].failed_featurizer;
@@ -342,13 +376,12 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           options.attributes = {{"cache_identity", cache_identity(*set[k], s.featurize)},
                                 {"library_shard", shard.file},
                                 {"library_checksum", shard.checksum}};
-          io::write_shard(path.string() + ".tmp", cache_schema, cache_fields, columns, options);
+          io::write_shard(path.string() + ".tmp", cache_schema, shard_fields(true), columns,
+                          options);
           publish_file(path.string() + ".tmp", path.string());
-          const json side = {{"library_shard", shard.file},
-                             {"library_checksum", shard.checksum},
-                             {"n_records", smiles.size()},
-                             {"n_rejected", rejected},
-                             {"bytes", fs::file_size(path)}};
+          const json side = {{"library_shard", shard.file},  {"library_checksum", shard.checksum},
+                             {"n_records", smiles.size()},   {"n_rejected", rejected},
+                             {"bytes", fs::file_size(path)}, {"smiles_checks", true}};
           write_file_atomically(sidecar(dirs[k], shard.file).string(), side.dump() + "\n");
         }
         ++summary.n_shards_done;
@@ -381,7 +414,9 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           }
         }
         std::uint64_t records = 0, rejected = 0, bytes = 0;
+        bool smiles_checks = true;  // every shard carries its records' SMILES checks
         for (const auto& j : shards) {
+          smiles_checks = smiles_checks && j.value("smiles_checks", false);
           records += j.at("n_records").get<std::uint64_t>();
           rejected += j.at("n_rejected").get<std::uint64_t>();
           bytes += j.at("bytes").get<std::uint64_t>();
@@ -395,6 +430,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
               {"schema", cache_schema},
               {"identity", cache_identity(*set[k], s.featurize)},
               {"shard_attributes", true},
+              {"smiles_checks", smiles_checks},
               {"featurizer", set[k]->identity()},
               {"max_atoms", s.featurize.max_atoms},
               {"rdkit", chem::rdkit_version()},

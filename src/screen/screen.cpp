@@ -379,7 +379,7 @@ class screen_workload : public pipeline::workload {
       if (!c->covers(in.shard_file)) return ++chunks_from_smiles_, rows;
     for (auto& c : caches_) {
       try {
-        rows.push_back(c->read(in.shard_file, in.chunk.row_begin, in.chunk.row_end));
+        rows.push_back(c->read(in.shard_file, in.chunk.row_begin, in.chunk.row_end, in["smiles"]));
       } catch (const std::exception& e) {
         std::fprintf(stderr,
                      "hpcscreen: warning: the feature cache of '%s' in '%s' cannot be read (%s); "
@@ -420,6 +420,18 @@ class screen_workload : public pipeline::workload {
                      c->n_stale(), c->dir().c_str());
       }
       if (!c->usable()) missing += (missing.empty() ? "" : "; ") + c->why_not();
+      if (c->usable() && settings_.require_cache) {  // every shard from the cache, or none
+        c->check_shards();
+        std::size_t uncovered = 0;
+        for (const auto& shard : library.shards) uncovered += c->covers(shard.file) ? 0 : 1;
+        if (uncovered > 0) {
+          throw run_error("--require-cache: " + std::to_string(uncovered) + " of the library's " +
+                          std::to_string(library.shards.size()) +
+                          " shards have no usable shard in the feature cache '" + c->dir() +
+                          "' (made from other library shards, missing or damaged); 'hpcscreen "
+                          "featurize ... --resume' builds them");
+        }
+      }
       caches_.push_back(std::move(c));
     }
     if (!missing.empty()) {

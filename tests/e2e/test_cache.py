@@ -157,6 +157,41 @@ def main():
     check("copied from another cache" in r.stderr and fc["damaged_cache_shards"] >= 1 and fc["chunks_from_smiles"] >= 1,
           f"the copied shard is named and its chunks featurized from SMILES ({fc})")
     check(outputs(rd) == reference, "results identical to the screen from SMILES")
+    r = mpirun(1, on(lib_swap) + ["--out", fresh(os.path.join(work, "swapped_required")), "--require-cache"])
+    check(r.returncode == 1 and "--require-cache: 1 of the library's 4 shards have no usable shard" in r.stderr,
+          f"--require-cache refuses a cache that does not serve every shard: exit {r.returncode} (1)")
+
+    print("== each cached record carries its SMILES' CRC-32; a library shard replaced in place is not paired with them")
+    import h5py
+    import zlib
+
+    def column(path, field):
+        with h5py.File(path, "r") as f:
+            data, offsets = f[field]["bytes"][()].tobytes(), f[field]["offsets"][()]
+        return [data[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+    shards = sorted(glob.glob(os.path.join(lib3, "shard-*.h5")))
+    for d in glob.glob(os.path.join(lib3, "features", "*", "")):
+        for shard in shards:
+            want = [zlib.crc32(x).to_bytes(4, "big") for x in column(shard, "smiles")]
+            check(column(os.path.join(d, os.path.basename(shard)), "smiles_crc32") == want,
+                  f"{os.path.basename(d[:-1])}/{os.path.basename(shard)}: every record's SMILES CRC-32, as zlib computes it")
+    lib_rev = os.path.join(work, "lib_reversed")  # the same records in reverse order: shards of the same sizes
+    rev = os.path.join(work, "reversed.smi")
+    with open(smi) as f, open(rev, "w") as g:
+        g.writelines(reversed(f.readlines()))
+    run([a.hpcscreen, "pack", "compounds", "--input", rev, "--out", lib_rev, "--shard-size", "700"], expect=0)
+    lib_replaced = os.path.join(work, "lib_replaced")
+    shutil.copytree(lib3, lib_replaced)
+    replaced = os.path.basename(shards[1])
+    shutil.copyfile(os.path.join(lib_rev, replaced), os.path.join(lib_replaced, replaced))  # manifest left as it was
+    rd, plain = fresh(os.path.join(work, "replaced")), fresh(os.path.join(work, "replaced_plain"))
+    r = mpirun(2, on(lib_replaced) + ["--out", rd], expect=0)
+    mpirun(1, on(lib_replaced) + ["--out", plain, "--no-feature-cache"], expect=0)
+    fc = read_json(os.path.join(rd, "run.json"))["screen"]["feature_cache"]
+    check("made from another SMILES" in r.stderr and fc["damaged_cache_shards"] >= 1 and fc["chunks_from_smiles"] >= 1,
+          f"the replaced shard is named and its chunks featurized from SMILES ({fc})")
+    check(outputs(rd) == outputs(plain), "results identical to the screen of the replaced library without a cache")
 
     print("== a cached record that cannot be decoded, or decodes to no molecule, is featurized from SMILES")
     import h5py

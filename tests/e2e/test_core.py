@@ -119,6 +119,11 @@ def main():
     r = mpirun(2, args + ["--resume"])
     check(r.returncode == 3 and read_json(os.path.join(rd, "run.json"))["records_failed"] == 1000, "--resume alone leaves the failed rows failed")
     shutil.copy(backup, shard)
+    # Stopped after one of the shard's 4 failed chunks was retried: not done, 75 (was 3).
+    r = mpirun(1, args + ["--resume", "--retry-failed", "--max-chunks", "1"])
+    rj = read_json(os.path.join(rd, "run.json"))
+    check(r.returncode == 75 and rj["records_failed"] == 700 and "were not retried" in r.stderr,
+          f"--retry-failed stopped before every failed chunk was retried: exit {r.returncode} (75), {rj['records_failed']} rows still failed (700)")
     r = mpirun(2, args + ["--resume", "--retry-failed"])
     rj = read_json(os.path.join(rd, "run.json"))
     check(r.returncode == 0 and rj["complete"] and rj["records_failed"] == 0, f"--resume --retry-failed after repair: complete (exit {r.returncode})")

@@ -320,6 +320,22 @@ def refusal_test(a, work):
         check(r.returncode == 2 and words in r.stderr and not os.path.exists(os.path.join(out, "manifest.json")),
               f"pack {kind} {' '.join(os.path.basename(i) for i in inputs)}: exit 2, '{words}'")
 
+    print("== a pack cut off (kill -9) before its INCOMPLETE marker: the folder holds no pack, the same command packs into it")
+    out = os.path.join(work, "cut_before_marker")
+    os.makedirs(os.path.join(out, "pack_parts"))
+    open(os.path.join(out, "pack_parts", "lock"), "w").close()
+    with open(os.path.join(out, "INCOMPLETE.tmp"), "w") as f:
+        f.write('{"inp')
+    r = run([a.hpcscreen, "pack", "compounds", "--input", smi, "--out", out])
+    left = [n for n in os.listdir(out) if n not in ("manifest.json", "pack_rejects.csv") and not n.startswith("shard-")]
+    check(r.returncode == 0 and read_json(os.path.join(out, "manifest.json"))["n_records"] == 2 and not left,
+          f"exit {r.returncode}, a library of 2 records and nothing else ({sorted(os.listdir(out))})")
+    out = os.path.join(work, "not_a_leftover")
+    os.makedirs(os.path.join(out, "pack_parts"))
+    open(os.path.join(out, "pack_parts", "input-00000.json"), "w").close()
+    r = run([a.hpcscreen, "pack", "compounds", "--input", smi, "--out", out])
+    check(r.returncode == 2 and "not empty" in r.stderr, f"a folder with more than a cut-off start's leftovers: exit {r.returncode} (2)")
+
 
 def empty_test(a, work):
     print("== inputs without a row (an empty file, a header alone, a folder without images): exit 1")

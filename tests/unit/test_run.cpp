@@ -43,6 +43,26 @@ TEST(run_folder, an_empty_folder_made_beforehand_takes_a_new_run) {
   EXPECT_THROW(run::begin_attempt(dir, false, R"({"model":"a"})", "{}"), run_error);
 }
 
+// A run cut off (SIGKILL) after begin_attempt made its folders and lock, before run_config.json
+// was written: the folder holds no run, and the same command starts in it. A folder holding
+// anything more is never taken.
+TEST(run_folder, a_folder_cut_off_before_its_config_takes_a_new_run) {
+  const auto dir = fresh("cut_before_config");
+  fs::create_directories(fs::path(dir) / "journal");
+  fs::create_directories(fs::path(dir) / "parts");
+  std::ofstream(fs::path(dir) / "lock");
+  std::ofstream(fs::path(dir) / "run_config.json.tmp") << "{\"sche";
+  EXPECT_THROW(run::begin_attempt(dir, true, R"({"model":"a"})", "{}"), run_error);
+  EXPECT_EQ(run::begin_attempt(dir, false, R"({"model":"a"})", "{}"), 1);
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "run_config.json.tmp"));
+
+  const auto other = fresh("cut_before_config_other");
+  fs::create_directories(fs::path(other) / "journal");
+  fs::create_directories(fs::path(other) / "parts");
+  std::ofstream(fs::path(other) / "parts" / "chunk-0000000000.json") << "{}";
+  EXPECT_THROW(run::begin_attempt(other, false, R"({"model":"a"})", "{}"), run_error);
+}
+
 TEST(run_folder, resume_with_another_model_is_refused) {
   const auto dir = fresh("identity");
   run::begin_attempt(dir, false, R"({"model_checksum":"crc32:1","chunk_rows":10})", "{}");

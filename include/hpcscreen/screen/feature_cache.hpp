@@ -6,13 +6,14 @@
 //   LIB/features/<...>/shard-<library shard>.h5                  one per library shard
 //
 // A cache shard is an HDF5 shard (data_schemas/shard.md: packed bytes, deflate, Fletcher-32)
-// with the fields `reason`, `detail` (empty for an accepted record) and `features`
-// (chem::encode_features). Its identity is the featurizer's (name, version, parameters), the
-// screen's --max-atoms (it decides rejects) and the RDKit version; a screen uses a cache only
-// when all three equal its own, and a cache shard only when the library shard it was made from
-// (its checksum in the library manifest) is the one the library holds now. Each cache shard
-// also carries the cache's identity and its library shard's file name and checksum as
-// attributes, checked when it is opened: a shard copied in from another cache or library is
+// with the fields `reason`, `detail` (empty for an accepted record), `features`
+// (chem::encode_features) and `smiles_crc32` (the CRC-32 of the SMILES the record was made from,
+// 4 bytes big-endian: compared with the SMILES a screen reads). Its identity is the featurizer's
+// (name, version, parameters), the screen's --max-atoms (it decides rejects) and the RDKit version;
+// a screen uses a cache only when all three equal its own, and a cache shard only when the library
+// shard it was made from (its checksum in the library manifest) is the one the library holds now.
+// Each cache shard also carries the cache's identity and its library shard's file name and checksum
+// as attributes, checked when it is opened: a shard copied in from another cache or library is
 // treated as damaged (featurized from SMILES). Shards written before these attributes have
 // none and are used as the cache.json lists them.
 #include <cstdint>
@@ -47,11 +48,11 @@ class feature_cache {
   const std::string& dir() const { return dir_; }
   // True when the library shard has a cache shard that was made from it.
   bool covers(const std::string& shard_file) const;
-  // Rows [begin, end) of a library shard: reason, detail and features columns. Throws
-  // shard_error on a damaged cache shard (the caller featurizes from SMILES instead). Main
-  // thread only (HDF5).
+  // Rows [begin, end) of a library shard, whose SMILES are `smiles`: reason, detail and
+  // features columns. Throws shard_error on a damaged cache shard, or one made from other SMILES
+  // (the caller featurizes from SMILES instead). Main thread only (HDF5).
   std::vector<string_column> read(const std::string& shard_file, std::uint64_t begin,
-                                  std::uint64_t end);
+                                  std::uint64_t end, const string_column& smiles);
   // A cache shard found damaged: not used again in this run.
   void drop(const std::string& shard_file) { shards_.erase(shard_file); }
   std::size_t n_shards() const { return shards_.size(); }
@@ -67,6 +68,7 @@ class feature_cache {
   std::map<std::string, std::string> checksums_;  // library shard file -> its checksum
   std::size_t n_stale_ = 0;
   bool checked_shards_ = false;  // cache.json says every shard carries its identity
+  bool smiles_checks_ = false;   // ... and its records' SMILES checks
   bool index_read_ = false;
   std::map<std::string, std::string> shards_;  // library shard file -> cache shard path
   std::string open_shard_;
