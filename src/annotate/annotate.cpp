@@ -10,7 +10,6 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/core/half.hpp"
 #include "hpcscreen/core/timing.hpp"
 #include "hpcscreen/infer/backoff.hpp"
@@ -19,6 +18,7 @@
 #include "hpcscreen/infer/inference_report.hpp"
 #include "hpcscreen/io/annotation_file.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
 using hpcscreen::pipeline::json;
@@ -256,8 +256,8 @@ class annotate_workload : public pipeline::workload {
                                 {"hidden_size", meta.hidden_size}};
       section["embeddings"] = embedding_report(run.out_dir, files);
     }
-    write_file_atomically((fs::path(run.out_dir) / "annotations.json").string(),
-                          manifest.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    run::write_file_atomically((fs::path(run.out_dir) / "annotations.json").string(),
+                               manifest.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     // A TSV asked for by an earlier attempt is kept whole too: left as it was, it would hold
     // that attempt's records only.
     if (settings_.tsv || fs::exists(fs::path(run.out_dir) / "annotations.tsv"))
@@ -332,7 +332,7 @@ class annotate_workload : public pipeline::workload {
 
   void write_tsv(const std::string& out_dir, const json& files) const {
     const auto& meta = model_.metadata();
-    const auto tmp = fresh_temporary((fs::path(out_dir) / "annotations.tsv").string());
+    const auto tmp = run::fresh_temporary((fs::path(out_dir) / "annotations.tsv").string());
     std::ofstream tsv(tmp);
     tsv << "id\tshard\trow\tlength";
     if (meta.per_residue) {
@@ -362,7 +362,7 @@ class annotate_workload : public pipeline::workload {
     }
     tsv.close();
     if (!tsv) throw run_error("cannot write '" + tmp + "': " + std::strerror(errno));
-    publish_file(tmp, (fs::path(out_dir) / "annotations.tsv").string());
+    run::publish_file(tmp, (fs::path(out_dir) / "annotations.tsv").string());
   }
 
   annotate_settings settings_;
@@ -479,7 +479,7 @@ class annotate_job : public pipeline::chunk_work {
       result.residue_offsets.push_back(result.prediction.size());
     }
     io::write_annotation_chunk(path + ".tmp", result);
-    publish_file(path + ".tmp", path);
+    run::publish_file(path + ".tmp", path);
     return {name};
   }
 
@@ -555,7 +555,7 @@ class annotate_job : public pipeline::chunk_work {
       }
     }
     io::write_annotation_chunk(path + ".tmp", result);
-    publish_file(path + ".tmp", path);
+    run::publish_file(path + ".tmp", path);
   }
 
   // One window's (or whole sequence's) hidden states, `hidden` = [window residues, H] starting at

@@ -16,7 +16,6 @@
 #include "hpcscreen/core/cli.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/image/decode.hpp"
 #include "hpcscreen/image/image.hpp"
 #include "hpcscreen/image/preprocess.hpp"
@@ -29,6 +28,7 @@
 #include "hpcscreen/pipeline/pipeline.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
 
@@ -159,7 +159,7 @@ class classify_workload : public pipeline::workload {
   // predictions.csv: every committed chunk's rows, in library order.
   json write_run_outputs(const pipeline::run_view& run) const override {
     const auto dir = fs::path(run.out_dir);
-    const auto tmp = fresh_temporary((dir / "predictions.csv").string());
+    const auto tmp = run::fresh_temporary((dir / "predictions.csv").string());
     std::ofstream out(tmp, std::ios::binary);
     if (!out) throw error("cannot write '" + tmp + "': " + std::strerror(errno));
     out << predictions_header(run.manifest.fields);
@@ -180,7 +180,7 @@ class classify_workload : public pipeline::workload {
     }
     out.close();
     if (!out) throw error("cannot write '" + tmp + "': " + std::strerror(errno));
-    publish_file(tmp, (dir / "predictions.csv").string());
+    run::publish_file(tmp, (dir / "predictions.csv").string());
     return {{"predictions", {{"file", "predictions.csv"}, {"rows", rows}}}};
   }
 
@@ -365,7 +365,7 @@ std::vector<std::string> classify_job::write_outputs(const std::string& out_dir,
     csv += '\n';
   }
   const auto csv_name = "predictions/" + chunk_file_name(chunk_id);
-  write_file_atomically((fs::path(out_dir) / csv_name).string(), csv);
+  run::write_file_atomically((fs::path(out_dir) / csv_name).string(), csv);
   // The same rows as HDF5 for programs: an annotation chunk file at output level "sequence"
   // (data_schemas/annotations.md: /row, /id, /scores [n, C], labels).
   io::annotation_chunk h5;
@@ -384,7 +384,7 @@ std::vector<std::string> classify_job::write_outputs(const std::string& out_dir,
   const auto h5_name = fs::path(csv_name).replace_extension(".h5").string();
   const auto h5_path = (fs::path(out_dir) / h5_name).string();
   io::write_annotation_chunk(h5_path + ".tmp", h5);
-  publish_file(h5_path + ".tmp", h5_path);
+  run::publish_file(h5_path + ".tmp", h5_path);
   return {csv_name, h5_name};
 }
 

@@ -14,7 +14,6 @@
 #include "hpcscreen/core/cli.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/image/decode.hpp"
 #include "hpcscreen/image/image.hpp"
@@ -24,6 +23,7 @@
 #include "hpcscreen/pack/pack_library.hpp"
 #include "hpcscreen/pipeline/outcome.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
+#include "hpcscreen/run/run_folder.hpp"
 
 namespace fs = std::filesystem;
 
@@ -140,7 +140,7 @@ class image_reader {
     if (!fs::is_regular_file(status)) return reject("not_a_file: not a regular file");
     std::string bytes;
     try {
-      bytes = read_file(path.string());
+      bytes = run::read_file(path.string());
     } catch (const std::exception& e) {
       return reject(std::string("unreadable: ") + e.what());
     }

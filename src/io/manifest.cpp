@@ -10,7 +10,6 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/core/options.hpp"
 
 namespace hpcscreen::io {
@@ -99,7 +98,7 @@ manifest read_manifest(const std::string& library_dir) {
   }
 }
 
-void write_manifest(const std::string& library_dir, const manifest& m) {
+std::string manifest_text(const manifest& m) {
   nlohmann::json j;
   j["schema"] = manifest_schema;
   j["kind"] = m.kind;
@@ -111,12 +110,7 @@ void write_manifest(const std::string& library_dir, const manifest& m) {
     j["shards"].push_back({{"file", s.file}, {"n_records", s.n_records}, {"checksum", s.checksum}});
   }
   j["provenance"] = nlohmann::json::parse(m.provenance_json);
-  const auto path = (std::filesystem::path(library_dir) / manifest_file_name).string();
-  try {
-    write_file_atomically(path, j.dump(2) + "\n");
-  } catch (const error& e) {
-    throw shard_error(std::string("cannot write the manifest: ") + e.what());
-  }
+  return j.dump(2) + "\n";
 }
 
 }  // namespace hpcscreen::io

@@ -19,7 +19,6 @@
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/dist/context.hpp"
 #include "hpcscreen/io/manifest.hpp"
@@ -218,7 +217,7 @@ class shard_builder {
                            fields = layout_.fields, writing = options_.shard_writing] {
                             const auto tmp = path + ".tmp";
                             io::write_shard(tmp, schema, fields, columns, writing);
-                            publish_file(tmp, path);
+                            run::publish_file(tmp, path);
                             return file_checksum(path);
                           });
     columns_.assign(layout_.fields.size(), string_column());
@@ -247,7 +246,7 @@ class input_packer : public shard_sink {
         input_(input),
         builder_(o, layout, input),
         rejects_path_(rejects_part_path(o.out_dir, input).string()) {
-    rejects_ = std::fopen(fresh_temporary(rejects_path_).c_str(), "w");
+    rejects_ = std::fopen(run::fresh_temporary(rejects_path_).c_str(), "w");
     if (!rejects_) throw error("cannot write '" + rejects_path_ + ".tmp': " + std::strerror(errno));
   }
   ~input_packer() {
@@ -289,7 +288,7 @@ class input_packer : public shard_sink {
     rejects_ = nullptr;
     if (!ok || rejects_bytes < 0)
       throw error("cannot write '" + rejects_path_ + "': " + std::strerror(errno));
-    publish_file(rejects_path_ + ".tmp", rejects_path_);
+    run::publish_file(rejects_path_ + ".tmp", rejects_path_);
     json shard_list = json::array();
     for (const auto& s : shards) {
       shard_list.push_back({{"file", s.file},
@@ -307,13 +306,13 @@ class input_packer : public shard_sink {
                       {"n_pack_rejects", n_rejects_},
                       {"n_comment_lines", c.n_comments},
                       {"n_header_lines", c.n_header_lines}};
-    write_file_atomically(done_record_path(options_.out_dir, input_).string(),
-                          json{{"input", input_},
-                               {"shards", shard_list},
-                               {"rejects_bytes", rejects_bytes},
-                               {"source", source}}
-                                  .dump() +
-                              "\n");
+    run::write_file_atomically(done_record_path(options_.out_dir, input_).string(),
+                               json{{"input", input_},
+                                    {"shards", shard_list},
+                                    {"rejects_bytes", rejects_bytes},
+                                    {"source", source}}
+                                       .dump() +
+                                   "\n");
   }
 
  private:
@@ -399,7 +398,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
       fs::create_directories(dir);
     }
     lock_pack_folder(o);
-    write_file_atomically(marker.string(), config.dump(2) + "\n");
+    run::write_file_atomically(marker.string(), config.dump(2) + "\n");
     for (std::size_t i = 0; i < o.inputs.size(); ++i) todo.push_back(i);
     return todo;
   }
@@ -429,7 +428,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
                       "; resume with the inputs and options the pack started with, or pack into "
                       "a new folder");
   }
-  if (was != config) write_file_atomically(marker.string(), config.dump(2) + "\n");
+  if (was != config) run::write_file_atomically(marker.string(), config.dump(2) + "\n");
   // Inputs with a completion record are kept; everything else is removed and redone.
   std::set<std::string> keep_top{incomplete_marker, parts_dir}, keep_parts{"lock"};
   for (std::size_t i = 0; i < o.inputs.size(); ++i) {
@@ -464,7 +463,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
   std::map<std::string, std::pair<std::string, std::size_t>> by_checksum;  // → shard, input
   const auto rejects_path = (dir / rejects_file).string();
   {
-    std::ofstream out(fresh_temporary(rejects_path), std::ios::binary | std::ios::trunc);
+    std::ofstream out(run::fresh_temporary(rejects_path), std::ios::binary | std::ios::trunc);
     out << rejects_header;
     for (std::size_t i = 0; i < o.inputs.size(); ++i) {
       const auto r = finished_input(o.out_dir, i);
@@ -503,7 +502,7 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
     out.flush();
     if (!out) throw error("cannot write '" + rejects_path + ".tmp': " + std::strerror(errno));
   }
-  publish_file(rejects_path + ".tmp", rejects_path);
+  run::publish_file(rejects_path + ".tmp", rejects_path);
   summary.n_shards = manifest.shards.size();
   if (summary.n_rows_read != summary.n_records + summary.n_pack_rejects ||
       manifest.n_records() != summary.n_records) {
@@ -517,7 +516,8 @@ void assemble(const pack_options& o, io::manifest manifest, pack_summary& summar
                                   {"n_pack_rejects", summary.n_pack_rejects},
                                   {"pack_rejects", rejects_file}}
                                  .dump();
-  io::write_manifest(o.out_dir, manifest);
+  // Last, and durably: a library is usable once its manifest is there.
+  run::write_file_atomically((dir / io::manifest_file_name).string(), io::manifest_text(manifest));
   fs::remove_all(dir / parts_dir);
   fs::remove(dir / journal_file);  // left by a pack of an earlier version
   fs::remove(dir / incomplete_marker);

@@ -13,7 +13,6 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/pipeline/progress.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
 #include "hpcscreen/run/run_folder.hpp"
@@ -77,7 +76,7 @@ run_ledger read_ledgers(const run_context& c, int attempt, std::string& rejects_
   run_ledger b;
   for (const auto& k : c.layout.keys) b.tops.emplace_back(c.layout.top_k, k.higher_is_better);
   const auto path = (fs::path(c.options.out_dir) / "rejects.csv").string();
-  const auto tmp = fresh_temporary(path);
+  const auto tmp = run::fresh_temporary(path);
   {
     std::ofstream rejects(tmp, std::ios::binary);
     rejects << "shard,row,id,stage,reason\n";
@@ -113,7 +112,7 @@ run_ledger read_ledgers(const run_context& c, int attempt, std::string& rejects_
   }
   if (rejects_error.empty()) {
     try {
-      publish_file(tmp, path);
+      run::publish_file(tmp, path);
     } catch (const std::exception& e) {
       rejects_error = e.what();
     }
@@ -395,14 +394,14 @@ void write_run_files(const run_context& c, const attempt_summary& a,
   for (std::size_t k = 0; k < files.size(); ++k) {
     const auto& [name, content] = files[k];
     const auto n_errors = st.write_errors.size();
-    write_or_note(st.write_errors, name, [&] { write_file_atomically(path(name), content); });
+    write_or_note(st.write_errors, name, [&] { run::write_file_atomically(path(name), content); });
     if (st.write_errors.size() > n_errors) st.hit_files[k]["written"] = false;
   }
   // Ids and file names are bytes: invalid UTF-8 is replaced in run.json (kept in the CSVs).
   const auto text =
       run_json(c, a, rank_reports, st).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   write_or_note(st.write_errors, "run.json",
-                [&] { write_file_atomically(path("run.json"), text); });
+                [&] { run::write_file_atomically(path("run.json"), text); });
 }
 
 }  // namespace

@@ -13,7 +13,6 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/pack/compound_readers.hpp"
 #include "hpcscreen/pipeline/registry.hpp"
@@ -475,7 +474,7 @@ std::string write_report(const std::string& run_dir, const report_options& optio
     if (running && !run_in_progress(run_dir)) html = draw_report(run_dir, options, false);
     // A temporary of this process's own: the run may be writing its page at the same moment.
     const auto path = (fs::path(run_dir) / "report.html").string();
-    write_file_atomically(path, html, ".tmp." + std::to_string(::getpid()));
+    run::write_file_atomically(path, html, ".tmp." + std::to_string(::getpid()));
     return path;
   } catch (const nlohmann::json::exception& e) {
     // A run.json (or run_config.json) edited or damaged: a key of the wrong type.

@@ -16,7 +16,6 @@
 
 #include "hpcscreen/core/checksum.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/dist/agreement.hpp"
 #include "hpcscreen/io/shard.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
@@ -59,7 +58,7 @@ bool built_from(const fs::path& dir, const io::shard_entry& shard) {
   const auto side = sidecar(dir, shard.file);
   if (!fs::exists(side)) return false;
   try {
-    const auto j = json::parse(read_file(side.string()));
+    const auto j = json::parse(run::read_file(side.string()));
     return j.at("library_shard") == shard.file && j.at("library_checksum") == shard.checksum &&
            fs::exists(dir / shard.file);
   } catch (const std::exception&) {
@@ -104,7 +103,7 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
   }
   json j;
   try {
-    j = json::parse(read_file(index.string()));
+    j = json::parse(run::read_file(index.string()));
     if (j.at("schema") != cache_schema) throw std::invalid_argument("another schema");
   } catch (const std::exception& e) {
     why_not_ = "'" + index.string() + "' cannot be read (" + e.what() + ")";
@@ -312,7 +311,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
                    {"featurizer", set[k]->identity()},
                    {"max_atoms", s.featurize.max_atoms},
                    {"rdkit", chem::rdkit_version()}};
-        write_file_atomically((dir / "identity.json").string(), id.dump(2) + "\n");
+        run::write_file_atomically((dir / "identity.json").string(), id.dump(2) + "\n");
         for (const auto& e : fs::directory_iterator(dir)) {  // what a killed build left half-written
           if (e.path().extension() == ".tmp") fs::remove(e.path());
         }
@@ -344,9 +343,17 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           }
         }
         if (todo.empty()) return;
-        io::shard_reader r((fs::path(s.library_dir) / shard.file).string(), library.shard_schema,
-                           {"smiles"});
-        const auto smiles = r.read("smiles", 0, r.n_records());
+        const auto smiles = [&] {
+          try {
+            io::shard_reader r((fs::path(s.library_dir) / shard.file).string(),
+                               library.shard_schema, {"smiles"});
+            return r.read("smiles", 0, r.n_records());
+          } catch (const shard_error& e) {
+            throw shard_error("library shard " + shard.file + " cannot be read (" + e.what() +
+                              "): a cache is built from every shard of the library; restore the "
+                              "shard (or pack the library again), then run featurize --resume");
+          }
+        }();
         const auto features = featurize_rows(smiles, s, set);
         for (const auto k : todo) {
           std::vector<string_column> columns(4);
@@ -378,11 +385,11 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
                                 {"library_checksum", shard.checksum}};
           io::write_shard(path.string() + ".tmp", cache_schema, shard_fields(true), columns,
                           options);
-          publish_file(path.string() + ".tmp", path.string());
+          run::publish_file(path.string() + ".tmp", path.string());
           const json side = {{"library_shard", shard.file},  {"library_checksum", shard.checksum},
                              {"n_records", smiles.size()},   {"n_rejected", rejected},
                              {"bytes", fs::file_size(path)}, {"smiles_checks", true}};
-          write_file_atomically(sidecar(dirs[k], shard.file).string(), side.dump() + "\n");
+          run::write_file_atomically(sidecar(dirs[k], shard.file).string(), side.dump() + "\n");
         }
         ++summary.n_shards_done;
       });
@@ -402,7 +409,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
           std::set<std::string> current;
           for (const auto& shard : library.shards) current.insert(shard.file);
           const auto listed =
-              json::parse(read_file((fs::path(dirs[k]) / cache_index).string())).at("shards");
+              json::parse(run::read_file((fs::path(dirs[k]) / cache_index).string())).at("shards");
           for (const auto& j : listed)
             if (current.count(j.value("library_shard", ""))) shards.push_back(j);
         } else {
@@ -410,7 +417,7 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
             const auto side = sidecar(dirs[k], shard.file);
             if (!fs::exists(side))
               throw error("cache shard of '" + shard.file + "' is missing in '" + dirs[k] + "'");
-            shards.push_back(json::parse(read_file(side.string())));
+            shards.push_back(json::parse(run::read_file(side.string())));
           }
         }
         std::uint64_t records = 0, rejected = 0, bytes = 0;
@@ -440,7 +447,8 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
               {"bytes_per_record",
                records ? static_cast<double>(bytes) / static_cast<double>(records) : 0.0},
               {"shards", shards}};
-          write_file_atomically((fs::path(dirs[k]) / cache_index).string(), index.dump(2) + "\n");
+          run::write_file_atomically((fs::path(dirs[k]) / cache_index).string(),
+                                     index.dump(2) + "\n");
         }
         if (k == 0) {
           summary.n_records = records;

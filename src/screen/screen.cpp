@@ -15,12 +15,12 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/infer/backoff.hpp"
 #include "hpcscreen/infer/gnn_model.hpp"
 #include "hpcscreen/infer/inference_report.hpp"
 #include "hpcscreen/infer/memory_tier.hpp"
 #include "hpcscreen/pipeline/signals.hpp"
+#include "hpcscreen/run/run_folder.hpp"
 #include "hpcscreen/screen/feature_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -623,7 +623,7 @@ class screen_job : public pipeline::chunk_work {
       for (std::size_t t = 0; t < out.n_scores(); ++t) csv += ',' + format_score(out.scores(i)[t]);
       csv += '\n';
     }
-    write_file_atomically(scores_file(out_dir, chunk_id), csv);
+    run::write_file_atomically(scores_file(out_dir, chunk_id), csv);
     return {scores_name(chunk_id)};
   }
 

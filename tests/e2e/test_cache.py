@@ -322,6 +322,15 @@ def main():
     check(all(json.load(open(p))["library_checksum"] != "crc32:00000000" for p in firsts)
           and cache_contents(lib_s) == {k.replace("lib3", "lib_resume_stale"): v for k, v in c3.items()},
           "the shard made from other library contents was built again: the caches equal an uninterrupted build")
+
+    print("== a library shard that cannot be read: featurize names it and says what to do")
+    lib_d = os.path.join(work, "lib_damaged_shard")
+    shutil.copytree(lib, lib_d, ignore=shutil.ignore_patterns("features"))
+    victim = sorted(glob.glob(os.path.join(lib_d, "shard-*.h5")))[2]
+    os.truncate(victim, os.path.getsize(victim) // 2)
+    r = mpirun(2, [a.hpcscreen, "featurize", "--library", lib_d, *model_args])
+    check(r.returncode == 1 and f"library shard {os.path.basename(victim)} cannot be read" in r.stderr
+          and "featurize --resume" in r.stderr, f"exit {r.returncode} (1), the shard named: {r.stderr.strip()[-300:]!r}")
     finish()
 
 

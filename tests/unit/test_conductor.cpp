@@ -225,7 +225,7 @@ class conductor_test : public ::testing::Test {
       io::write_shard((dir_ / "lib" / name).string(), m.shard_schema, m.fields, columns);
       m.shards.push_back({name, shards[s].size(), file_checksum((dir_ / "lib" / name).string())});
     }
-    io::write_manifest((dir_ / "lib").string(), m);
+    std::ofstream(dir_ / "lib" / io::manifest_file_name) << io::manifest_text(m);
     // A stand-in model file: the run folder records its checksum.
     std::ofstream(dir_ / "model.pt") << "fake";
   }

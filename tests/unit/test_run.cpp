@@ -9,7 +9,6 @@
 
 #include "hpcscreen/core/csv.hpp"
 #include "hpcscreen/core/error.hpp"
-#include "hpcscreen/core/files.hpp"
 #include "hpcscreen/core/options.hpp"
 #include "hpcscreen/run/chunk_record.hpp"
 #include "hpcscreen/run/run_folder.hpp"
@@ -357,19 +356,19 @@ TEST(chunk_record, shape_is_checked_against_the_run) {
 
 // A temporary name left as a link to a file elsewhere is removed, not written through; a FIFO is
 // a special file (reading it would block), a regular file or nothing is not.
-TEST(files, temporary_files_are_made_anew_and_fifos_are_not_read) {
+TEST(run_folder, temporary_files_are_made_anew_and_fifos_are_not_read) {
   const auto dir = fresh("temporary");
   fs::create_directories(dir);
   const auto elsewhere = (fs::path(dir) / "precious.txt").string();
   std::ofstream(elsewhere) << "keep";
   const auto target = (fs::path(dir) / "out.txt").string();
   fs::create_symlink(elsewhere, target + ".tmp");
-  write_file_atomically(target, "new");
+  run::write_file_atomically(target, "new");
   std::ifstream kept(elsewhere);
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(kept), {}), "keep");
-  EXPECT_EQ(read_file(target), "new");
+  EXPECT_EQ(run::read_file(target), "new");
   fs::create_symlink(elsewhere, target + ".tmp");
-  const auto tmp = fresh_temporary(target);
+  const auto tmp = run::fresh_temporary(target);
   EXPECT_FALSE(fs::is_symlink(tmp));
   EXPECT_TRUE(fs::is_regular_file(tmp) && fs::file_size(tmp) == 0);
 
@@ -379,7 +378,7 @@ TEST(files, temporary_files_are_made_anew_and_fifos_are_not_read) {
   EXPECT_TRUE(is_special_file(dir));
   EXPECT_FALSE(is_special_file(target));
   EXPECT_FALSE(is_special_file((fs::path(dir) / "nothing").string()));
-  EXPECT_THROW(read_file(fifo), error);  // refused at once, not waited on
+  EXPECT_THROW(run::read_file(fifo), run_error);  // refused at once, not waited on
 }
 
 // Text shown to people (report.html, messages): UTF-8 kept, a Latin-1 byte and a NUL as \xNN.

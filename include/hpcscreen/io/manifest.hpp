@@ -30,6 +30,7 @@ struct manifest {
 
 // Throws shard_error naming the file on anything missing or malformed.
 manifest read_manifest(const std::string& library_dir);
-void write_manifest(const std::string& library_dir, const manifest& m);
+// manifest.json's text for m (pack writes it last, as the run folder's files are written).
+std::string manifest_text(const manifest& m);
 
 }  // namespace hpcscreen::io

@@ -80,10 +80,21 @@ class journal {
   int fd_ = -1;
 };
 
+// Durable write: temporary file (path + tmp_suffix), fsync, rename, fsync of the folder.
+void write_file_atomically(const std::string& path, const std::string& content,
+                           const std::string& tmp_suffix = ".tmp");
+// A whole file's bytes; throws run_error when it cannot be opened or read.
+std::string read_file(const std::string& path);
 // A JSON file of the run folder (run.json, run_config.json). Nesting deeper than 64 levels, which
 // no file hpcscreen writes has, is refused (run_error) before it can exhaust the stack; syntax
 // errors are nlohmann's parse_error.
 nlohmann::json read_json_file(const std::string& path);
+// The same for a file already written to `tmp` by someone else (e.g. HDF5): fsync, rename, fsync.
+void publish_file(const std::string& tmp, const std::string& path);
+// path + tmp_suffix created anew and empty, for a writer that opens it by name (a stream,
+// HDF5): what was there before, a link to a file elsewhere included, is removed, not written
+// through. Returns its name.
+std::string fresh_temporary(const std::string& path, const std::string& tmp_suffix = ".tmp");
 
 std::string chunk_record_path(const std::string& dir, std::uint64_t chunk_id);
 void write_chunk_record(const std::string& dir, const chunk_record& r);
