@@ -329,7 +329,8 @@ void read_range(hid_t dset, hid_t mem_type, std::uint64_t begin, std::uint64_t c
 }  // namespace
 
 shard_reader::shard_reader(const std::string& path, const std::string& expected_schema,
-                           const std::vector<std::string>& fields)
+                           const std::vector<std::string>& fields,
+                           const std::vector<std::string>& optional)
     : impl_(std::make_unique<impl>()) {
   silence_hdf5();
   impl_->path = path;
@@ -347,7 +348,12 @@ shard_reader::shard_reader(const std::string& path, const std::string& expected_
                       expected_schema + "'");
   }
   impl_->n_records = read_u64_attribute(impl_->file.get(), "n_records", path);
-  for (const auto& name : fields) {
+  auto to_open = fields;
+  for (const auto& name : optional) {
+    if (H5Lexists(impl_->file.get(), name.c_str(), H5P_DEFAULT) > 0) to_open.push_back(name);
+    H5Eclear2(H5E_DEFAULT);
+  }
+  for (const auto& name : to_open) {
     impl::field_sets f;
     const auto bytes_name = name + "/bytes";
     const auto offsets_name = name + "/offsets";
@@ -383,6 +389,11 @@ std::uint64_t shard_reader::n_records() const {
 }
 const std::string& shard_reader::path() const {
   return impl_->path;
+}
+bool shard_reader::has(const std::string& field) const {
+  for (const auto& [n, f] : impl_->fields)
+    if (n == field) return true;
+  return false;
 }
 
 std::optional<std::string> shard_reader::attribute(const std::string& name) const {

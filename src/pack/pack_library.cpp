@@ -134,6 +134,8 @@ std::string first_difference(const json& was, const json& now) {
       for (std::size_t i = 0; i < it->size(); ++i) {
         const auto &before = was["inputs"][i], &input = (*it)[i];
         if (before == input) continue;
+        if (!before.is_object() || !input.is_object())
+          return "input " + std::to_string(i + 1) + " is recorded otherwise";
         std::string what;
         for (const auto* key : {"file", "size", "mtime"}) {
           if (before.value(key, json()) != input.value(key, json()))
@@ -146,7 +148,7 @@ std::string first_difference(const json& was, const json& now) {
       }
     }
     if (it.key() == "inputs") return "the list of inputs differs (other names or another number)";
-    return "option '" + it.key() + "' differs";
+    return "the setting recorded as '" + it.key() + "' differs";
   }
   return "the options differ";
 }
@@ -361,17 +363,17 @@ void lock_pack_folder(const pack_options& o) {
 // marker (pack_parts/ with its lock alone, the marker's temporary file).
 bool holds_no_pack(const fs::path& dir) {
   if (!fs::is_directory(dir)) return false;
-  const auto only = [](const fs::path& folder, const std::string& allowed) {
-    for (const auto& e : fs::directory_iterator(folder)) {
-      const auto name = e.path().filename().string();
-      if (allowed.find('/' + name + '/') == std::string::npos) return false;
+  const auto marker_tmp = std::string(incomplete_marker) + ".tmp";
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const auto name = e.path().filename().string();
+    const auto status = e.symlink_status();
+    if (name == marker_tmp && fs::is_regular_file(status)) continue;
+    if (name != parts_dir || !fs::is_directory(status)) return false;
+    for (const auto& p : fs::directory_iterator(e.path())) {
+      if (p.path().filename() != "lock" || !fs::is_regular_file(p.symlink_status())) return false;
     }
-    return true;
-  };
-  const auto parts = dir / parts_dir;
-  return only(dir, "/" + std::string(parts_dir) + "/" + incomplete_marker + ".tmp/") &&
-         (!fs::exists(parts) ||
-          (fs::is_directory(fs::symlink_status(parts)) && only(parts, "/lock/")));
+  }
+  return true;
 }
 
 // Rank 0: the output folder, fresh or continued. Returns the inputs still to pack.
@@ -416,7 +418,7 @@ std::vector<std::size_t> prepare_folder(const pack_options& o, const json& confi
   auto comparable = [&](json c) {
     if (!c.contains("inputs") || !c["inputs"].is_array()) return c;
     for (std::size_t i = 0; i < c["inputs"].size() && i < o.inputs.size(); ++i) {
-      if (!finished_input(o.out_dir, i).is_null()) continue;
+      if (!finished_input(o.out_dir, i).is_null() || !c["inputs"][i].is_object()) continue;
       c["inputs"][i].erase("size");
       c["inputs"][i].erase("mtime");
     }

@@ -67,6 +67,7 @@ struct run_ledger {
   json failed_shards = json::object();
   std::vector<ranking::topk> tops;  // per rank key, over every committed chunk's hits
   std::map<std::uint64_t, std::string> damaged_outputs;  // committed chunks whose files changed
+  std::uint64_t failed_before = 0;  // failed records of chunks no later attempt redid
 };
 
 // Reads every committed record once, streaming its rejects into rejects.csv. The ledger is read
@@ -102,6 +103,7 @@ run_ledger read_ledgers(const run_context& c, int attempt, std::string& rejects_
         ++b.reject_reasons[x.reason];
       }
       if (rec.counts.n_failed > 0) {
+        if (rec.attempt != attempt) b.failed_before += rec.counts.n_failed;
         auto& f = b.failed_shards[shard_file];
         f["error"] = rec.failure;
         f["rows_failed"] = f.value("rows_failed", std::uint64_t{0}) + rec.counts.n_failed;
@@ -338,12 +340,12 @@ int closing_status(const run_context& c, const attempt_summary& a, const run_sta
                  b.committed.size(), c.plan.chunks.size());
     return exit_interrupted;
   }
-  // Stopped while retrying failed chunks: those it did not reach keep their failed records.
-  if (a.interrupted && c.options.retry_failed && t.n_failed > 0) {
+  // Stopped while retrying failed chunks: those it did not reach keep their earlier records.
+  if (c.options.retry_failed && b.failed_before > 0) {
     std::fprintf(stderr,
                  "hpcscreen: run stopped before the end; %s records in failed chunks were not "
                  "retried. Run the same command (--resume --retry-failed) to finish it.\n",
-                 with_commas(t.n_failed).c_str());
+                 with_commas(b.failed_before).c_str());
     return exit_interrupted;
   }
   if (t.n_failed > 0) {

@@ -250,6 +250,7 @@ nlohmann::json run_to_continue(const std::string& dir, bool resume, const nlohma
   // A folder that holds no run takes a new one.
   const bool made_empty = holds_no_run(dir);
   if (made_empty && resume) {
+    if (run_folder_in_use(dir)) throw run_error(in_use_by_another_run(dir));  // starting now
     throw run_error("cannot resume '" + dir +
                     "': no run has started in it (it is empty, or a run was cut off before it "
                     "wrote run_config.json); drop --resume to start one");
@@ -273,15 +274,16 @@ nlohmann::json run_to_continue(const std::string& dir, bool resume, const nlohma
     }
     return nullptr;
   }
+  if (!fs::exists(config_path)) {
+    throw run_error("'" + dir + "' already exists and holds no run (no run_config.json)" +
+                    std::string(resume ? ", so it cannot be resumed" : "") +
+                    "; choose another --out (a folder that holds no run is written into only "
+                    "when it is empty)");
+  }
   if (!resume) {
     throw run_error("run folder '" + dir +
                     "' already exists; add --resume to continue it, or "
                     "choose another --out (a run folder is never overwritten)");
-  }
-  if (!fs::exists(config_path)) {
-    throw run_error("cannot resume '" + dir +
-                    "': it has no run_config.json, so it is not an "
-                    "hpcscreen run folder");
   }
   auto config = read_run_config(config_path);
   follow_moved_library(dir, config.at("identity"), identity, verify_moved);

@@ -80,9 +80,13 @@ std::string cache_dir(const std::string& library_dir, const chem::featurizer& f,
   return (fs::path(library_dir) / "features" / (f.name() + "-" + key)).string();
 }
 
+// A cache shard: its SMILES checks are read whenever it has them, and required when cache.json
+// says every shard of the cache has them.
 struct feature_cache::reader {
   reader(const std::string& path, bool smiles_checks)
-      : r(path, cache_schema, shard_fields(smiles_checks)) {}
+      : r(path, cache_schema, shard_fields(smiles_checks),
+          smiles_checks ? std::vector<std::string>{}
+                        : std::vector<std::string>{smiles_check_field}) {}
   io::shard_reader r;
 };
 
@@ -105,32 +109,34 @@ feature_cache::feature_cache(const std::string& library_dir, const io::manifest&
   try {
     j = json::parse(run::read_file(index.string()));
     if (j.at("schema") != cache_schema) throw std::invalid_argument("another schema");
-  } catch (const std::exception& e) {
+    if (j.value("identity", "") != identity_) {
+      why_not_ = "the cache in '" + dir_ + "' was made by " + j.value("identity", "?") +
+                 ", this screen needs " + identity_;
+      return;
+    }
+    checked_shards_ = j.contains("shard_attributes") && j["shard_attributes"] == true;
+    smiles_checks_ = j.contains("smiles_checks") && j["smiles_checks"] == true;
+    std::map<std::string, const io::shard_entry*> now;
+    for (const auto& s : library.shards) now[s.file] = &s;
+    for (const auto& s : j.value("shards", json::array())) {
+      const auto file = s.value("library_shard", "");
+      const auto it = now.find(file);
+      const auto path = fs::path(dir_) / file;
+      if (it == now.end() || it->second->checksum != s.value("library_checksum", "") ||
+          it->second->n_records != s.value("n_records", std::uint64_t{0}) || !fs::exists(path)) {
+        ++n_stale_;
+        continue;
+      }
+      shards_[file] = path.string();
+      checksums_[file] = it->second->checksum;
+    }
+  } catch (const std::exception& e) {  // a value of another type than cache.json's own
+    shards_.clear();
+    n_stale_ = 0;
     why_not_ = "'" + index.string() + "' cannot be read (" + e.what() + ")";
     return;
   }
-  if (j.value("identity", "") != identity_) {
-    why_not_ = "the cache in '" + dir_ + "' was made by " + j.value("identity", "?") +
-               ", this screen needs " + identity_;
-    return;
-  }
   index_read_ = true;
-  checked_shards_ = j.value("shard_attributes", false);
-  smiles_checks_ = j.value("smiles_checks", false);
-  std::map<std::string, const io::shard_entry*> now;
-  for (const auto& s : library.shards) now[s.file] = &s;
-  for (const auto& s : j.value("shards", json::array())) {
-    const auto file = s.value("library_shard", "");
-    const auto it = now.find(file);
-    const auto path = fs::path(dir_) / file;
-    if (it == now.end() || it->second->checksum != s.value("library_checksum", "") ||
-        it->second->n_records != s.value("n_records", std::uint64_t{0}) || !fs::exists(path)) {
-      ++n_stale_;
-      continue;
-    }
-    shards_[file] = path.string();
-    checksums_[file] = it->second->checksum;
-  }
   if (shards_.empty()) why_not_ = "the cache in '" + dir_ + "' covers none of the library's shards";
 }
 
@@ -189,15 +195,17 @@ std::vector<string_column> feature_cache::read(const std::string& shard_file, st
   }
   std::vector<string_column> out;
   for (const auto& f : cache_fields) out.push_back(reader_->r.read(f, begin, end));
-  if (smiles_checks_) {
+  if (reader_->r.has(smiles_check_field)) {
     const auto made_from = reader_->r.read(smiles_check_field, begin, end);
     for (std::size_t i = 0; i < smiles.size(); ++i) {
       if (made_from[i] != smiles_crc(smiles[i])) {
         throw shard_error("cache shard '" + path +
                           "' was made from another SMILES than library shard " + shard_file +
                           " holds at row " + std::to_string(begin + i) +
-                          " (the shard was replaced after featurize, its manifest left as it "
-                          "was); pack the library again, then featurize");
+                          " (the library shard was replaced after featurize with its manifest "
+                          "left as it was, or the cache shard was changed): pack the library "
+                          "again and featurize; or, if the library shard is the right one, "
+                          "remove this cache shard and its .json and run featurize --resume");
       }
     }
   }
@@ -423,7 +431,8 @@ featurize_summary build_feature_caches(dist::context& ctx, const featurize_setti
         std::uint64_t records = 0, rejected = 0, bytes = 0;
         bool smiles_checks = true;  // every shard carries its records' SMILES checks
         for (const auto& j : shards) {
-          smiles_checks = smiles_checks && j.value("smiles_checks", false);
+          smiles_checks =
+              smiles_checks && j.contains("smiles_checks") && j["smiles_checks"] == true;
           records += j.at("n_records").get<std::uint64_t>();
           rejected += j.at("n_rejected").get<std::uint64_t>();
           bytes += j.at("bytes").get<std::uint64_t>();

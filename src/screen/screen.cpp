@@ -381,6 +381,9 @@ class screen_workload : public pipeline::workload {
       try {
         rows.push_back(c->read(in.shard_file, in.chunk.row_begin, in.chunk.row_end, in["smiles"]));
       } catch (const std::exception& e) {
+        if (settings_.require_cache)  // the cache or nothing: the run stops here
+          throw run_error("--require-cache: the feature cache of '" + in.shard_file + "' in '" +
+                          c->dir() + "' cannot be used (" + e.what() + ")");
         std::fprintf(stderr,
                      "hpcscreen: warning: the feature cache of '%s' in '%s' cannot be read (%s); "
                      "its records are featurized from SMILES\n",
@@ -420,6 +423,14 @@ class screen_workload : public pipeline::workload {
                      c->n_stale(), c->dir().c_str());
       }
       if (!c->usable()) missing += (missing.empty() ? "" : "; ") + c->why_not();
+      if (c->usable() && !c->smiles_checked()) {
+        std::fprintf(stderr,
+                     "hpcscreen: warning: the feature cache '%s' was built, in part, before cached "
+                     "records carried the checks of their SMILES: its shards without them are "
+                     "read unchecked (a library shard replaced in place would go unnoticed); "
+                     "remove the folder and run featurize to have every shard checked\n",
+                     c->dir().c_str());
+      }
       if (c->usable() && settings_.require_cache) {  // every shard from the cache, or none
         c->check_shards();
         std::size_t uncovered = 0;

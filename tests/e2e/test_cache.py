@@ -192,6 +192,27 @@ def main():
     check("made from another SMILES" in r.stderr and fc["damaged_cache_shards"] >= 1 and fc["chunks_from_smiles"] >= 1,
           f"the replaced shard is named and its chunks featurized from SMILES ({fc})")
     check(outputs(rd) == outputs(plain), "results identical to the screen of the replaced library without a cache")
+    r = mpirun(1, on(lib_replaced) + ["--out", fresh(os.path.join(work, "replaced_required")), "--require-cache"])
+    check(r.returncode == 1 and "--require-cache: the feature cache of" in r.stderr and "made from another SMILES" in r.stderr,
+          f"--require-cache: the run stops at the replaced shard (exit {r.returncode}, 1 expected)")
+    for index in glob.glob(os.path.join(lib_replaced, "features", "*", "cache.json")):
+        j = read_json(index)
+        j["smiles_checks"] = False  # as a cache finished by this version after one before it began it
+        with open(index, "w") as f:
+            json.dump(j, f)
+    rd = fresh(os.path.join(work, "replaced_mixed"))
+    r = mpirun(1, on(lib_replaced) + ["--out", rd], expect=0)
+    check("made from another SMILES" in r.stderr and "built, in part, before" in r.stderr and outputs(rd) == outputs(plain),
+          "a cache built in part before the checks: its shards that carry them are still checked, and a warning says so")
+    for index in glob.glob(os.path.join(lib_replaced, "features", "*", "cache.json")):
+        with open(index) as f:
+            text = f.read().replace('"smiles_checks": false', '"smiles_checks": "yes"')
+        with open(index, "w") as f:
+            f.write(text)
+    rd = fresh(os.path.join(work, "replaced_odd_index"))
+    r = mpirun(1, on(lib_replaced) + ["--out", rd])  # was a raw JSON type error, exit 1
+    check(r.returncode == 0 and "made from another SMILES" in r.stderr and outputs(rd) == outputs(plain),
+          f"a cache.json whose smiles_checks is not a boolean counts it as not true: exit {r.returncode} (0), shards still checked")
 
     print("== a cached record that cannot be decoded, or decodes to no molecule, is featurized from SMILES")
     import h5py

@@ -118,6 +118,9 @@ def main():
     check(r.returncode == 3 and rj["records_failed"] == 1000 and not rj["complete"], f"damaged: exit 3, 1000 rows failed, not complete (exit {r.returncode})")
     r = mpirun(2, args + ["--resume"])
     check(r.returncode == 3 and read_json(os.path.join(rd, "run.json"))["records_failed"] == 1000, "--resume alone leaves the failed rows failed")
+    r = mpirun(1, args + ["--resume", "--retry-failed", "--max-chunks", "4"])
+    check(r.returncode == 3 and read_json(os.path.join(rd, "run.json"))["records_failed"] == 1000,
+          f"--retry-failed that took every failed chunk (4, at its quota), the shard still damaged: exit {r.returncode} (3)")
     shutil.copy(backup, shard)
     # Stopped after one of the shard's 4 failed chunks was retried: not done, 75 (was 3).
     r = mpirun(1, args + ["--resume", "--retry-failed", "--max-chunks", "1"])

@@ -335,6 +335,12 @@ def refusal_test(a, work):
     open(os.path.join(out, "pack_parts", "input-00000.json"), "w").close()
     r = run([a.hpcscreen, "pack", "compounds", "--input", smi, "--out", out])
     check(r.returncode == 2 and "not empty" in r.stderr, f"a folder with more than a cut-off start's leftovers: exit {r.returncode} (2)")
+    out = os.path.join(work, "not_a_leftover_2")
+    os.makedirs(os.path.join(out, "INCOMPLETE.tmp"))  # a folder under the temporary's name
+    open(os.path.join(out, "INCOMPLETE.tmp", "keep"), "w").close()
+    r = run([a.hpcscreen, "pack", "compounds", "--input", smi, "--out", out])
+    check(r.returncode == 2 and "not empty" in r.stderr and os.path.exists(os.path.join(out, "INCOMPLETE.tmp", "keep")),
+          f"a folder named as the marker's temporary is not a leftover: exit {r.returncode} (2), kept")
 
 
 def empty_test(a, work):

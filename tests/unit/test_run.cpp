@@ -60,6 +60,16 @@ TEST(run_folder, a_folder_cut_off_before_its_config_takes_a_new_run) {
   fs::create_directories(fs::path(other) / "parts");
   std::ofstream(fs::path(other) / "parts" / "chunk-0000000000.json") << "{}";
   EXPECT_THROW(run::begin_attempt(other, false, R"({"model":"a"})", "{}"), run_error);
+  const auto lock_folder = fresh("cut_before_config_lock_folder");
+  fs::create_directories(fs::path(lock_folder) / "lock");  // not a lock file: no leftover
+  for (const bool resume : {false, true}) {
+    try {
+      run::begin_attempt(lock_folder, resume, R"({"model":"a"})", "{}");
+      ADD_FAILURE() << "a folder holding a 'lock' folder was taken";
+    } catch (const run_error& e) {
+      EXPECT_NE(std::string(e.what()).find("holds no run"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(run_folder, resume_with_another_model_is_refused) {

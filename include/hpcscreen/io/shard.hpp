@@ -35,14 +35,18 @@ class shard_reader {
  public:
   // Checks the schema attribute, the fields and that every offsets dataset has n_records+1
   // entries. Throws shard_error naming the file.
+  // `optional` fields are opened when the file has them (has() says which).
   shard_reader(const std::string& path, const std::string& expected_schema,
-               const std::vector<std::string>& fields);
+               const std::vector<std::string>& fields,
+               const std::vector<std::string>& optional = {});
   ~shard_reader();
   shard_reader(const shard_reader&) = delete;
   shard_reader& operator=(const shard_reader&) = delete;
 
   std::uint64_t n_records() const;
   const std::string& path() const;
+  // Whether a field was opened (every required one; an optional one the file has).
+  bool has(const std::string& field) const;
   // A string attribute of the file (write_shard's `attributes`); nullopt when it has none.
   std::optional<std::string> attribute(const std::string& name) const;
   // Rows [row_begin, row_end) of one field, offsets rebased to 0. Throws shard_error on a

@@ -62,6 +62,9 @@ class feature_cache {
   void check_shards();
   // cache.json was read and names this featurizer (the cache may still cover no shard).
   bool index_read() const { return index_read_; }
+  // cache.json says every shard carries its records' SMILES checks (a cache built, in part, by
+  // a version before them says not: those shards are read unchecked).
+  bool smiles_checked() const { return smiles_checks_; }
 
  private:
   std::string dir_, why_not_, identity_;
