@@ -31,10 +31,14 @@ std::string file_checksum(const std::string& path) {
   return format_crc(crc);
 }
 
+std::uint32_t bytes_crc32(std::string_view bytes) {
+  const uLong crc = crc32(0L, Z_NULL, 0);
+  return static_cast<std::uint32_t>(
+      crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
 std::string bytes_checksum(std::string_view bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size()));
-  return format_crc(crc);
+  return format_crc(bytes_crc32(bytes));
 }
 
 }  // namespace hpcscreen

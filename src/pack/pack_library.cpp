@@ -284,7 +284,7 @@ class input_packer : public shard_sink {
   // (written atomically) says so.
   void finish(const std::string& input, const std::string& format, const read_counts& c) {
     const auto& shards = builder_.drain();
-    const bool ok = std::fflush(rejects_) == 0 && ::fsync(fileno(rejects_)) == 0;
+    const bool ok = std::fflush(rejects_) == 0;  // (publish_file syncs it)
     const long rejects_bytes = std::ftell(rejects_);
     std::fclose(rejects_);
     rejects_ = nullptr;

@@ -1,8 +1,6 @@
 // Feature caches: built by `hpcscreen featurize`, read by `screen` (feature_cache.hpp).
 #include "hpcscreen/screen/feature_cache.hpp"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -30,13 +28,12 @@ namespace {
 const std::vector<std::string> cache_fields{"reason", "detail", "features"};
 // Each record's SMILES as featurize read it, as its CRC-32 (4 bytes, big-endian): a library
 // shard replaced after featurize (its manifest left as it was) is not paired with these
-// features. Caches whose cache.json has no "smiles_checks" were built before it.
+// features. Shards built before this field have none and are read unchecked.
 constexpr const char* smiles_check_field = "smiles_crc32";
 constexpr const char* cache_index = "cache.json";
 
 std::string smiles_crc(std::string_view smiles) {
-  const auto c = static_cast<std::uint32_t>(
-      ::crc32(0L, reinterpret_cast<const Bytef*>(smiles.data()), static_cast<uInt>(smiles.size())));
+  const auto c = bytes_crc32(smiles);
   return {static_cast<char>(c >> 24), static_cast<char>(c >> 16), static_cast<char>(c >> 8),
           static_cast<char>(c)};
 }

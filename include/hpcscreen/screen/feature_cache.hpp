@@ -15,7 +15,8 @@
 // Each cache shard also carries the cache's identity and its library shard's file name and checksum
 // as attributes, checked when it is opened: a shard copied in from another cache or library is
 // treated as damaged (featurized from SMILES). Shards written before these attributes have
-// none and are used as the cache.json lists them.
+// none and are used as the cache.json lists them; shards written before `smiles_crc32` are read
+// without the SMILES checks (the screen warns).
 #include <cstdint>
 #include <map>
 #include <memory>
